@@ -1,0 +1,95 @@
+"""`shufflenas arch`: inspect, cost and sample architectures."""
+
+from __future__ import annotations
+
+import click
+
+from experiments.cli.common import ARCH, emit_json, format_count, json_option, positive
+from search_space import DEFAULT_SPACE, Architecture, preset_name
+
+
+@click.group()
+def arch() -> None:
+    """Inspect, cost and sample architectures."""
+
+
+input_size_option = click.option("--input-size", default=224, show_default=True, type=click.IntRange(min=8),
+                                 help="Input resolution (square).")
+classes_option = click.option("--num-classes", default=1000, show_default=True, type=click.IntRange(min=1),
+                              help="Classifier outputs.")
+
+
+@arch.command()
+@click.argument("architecture", type=ARCH)
+@input_size_option
+@classes_option
+@click.option("--batch", default=1, show_default=True, type=click.IntRange(min=1), help="Batch size (scales FLOPs/MAC).")
+@click.option("--layers", "layers_csv", type=click.Path(dir_okay=False, writable=True),
+              help="Also write the per-layer cost table to this CSV file.")
+@json_option
+def cost(architecture: Architecture, input_size: int, num_classes: int, batch: int, layers_csv: str | None,
+         as_json: bool) -> None:
+    """Analytic costs of ARCHITECTURE: params, FLOPs (multiply-adds), MAC, kernels, element-wise volume."""
+    from latency_models.analytic import costs, totals
+
+    table = costs(architecture, input_size, num_classes, batch)
+    if layers_csv:
+        table.to_csv(layers_csv, index=False)
+    result = {"arch": architecture.to_string(), "arch_id": architecture.arch_id, "preset": preset_name(architecture),
+              "input_size": input_size, "num_classes": num_classes, "batch": batch, **totals(table)}
+    if as_json:
+        emit_json(result)
+        return
+    for key in ("arch", "arch_id", "preset", "input_size", "num_classes", "batch"):
+        click.echo(f"{key:12s} {result[key]}")
+    for key in ("params", "flops", "mac", "kernels", "elementwise"):
+        click.echo(f"{key:12s} {result[key]:>14,d}  ({format_count(result[key])})")
+
+
+@arch.command()
+@click.argument("architecture", type=ARCH)
+@input_size_option
+@classes_option
+@json_option
+def show(architecture: Architecture, input_size: int, num_classes: int, as_json: bool) -> None:
+    """A per-stage table of ARCHITECTURE: widths, depths, split ratios and costs."""
+    from latency_models.analytic import costs, per_stage
+
+    table = per_stage(costs(architecture, input_size, num_classes))
+    shapes = {"stem": (architecture.stem, 1, "-", 3), "head": (architecture.conv5, 1, "-", 1)}
+    for i, stage in enumerate(("stage2", "stage3", "stage4")):
+        shapes[stage] = (architecture.widths[i], architecture.depths[i], architecture.split_ratios[i],
+                         architecture.kernels[i])
+    rows = []
+    for stage, row in table.iterrows():
+        width, depth, ratio, kernel = shapes[stage]
+        rows.append({"stage": stage, "width": width, "depth": depth, "split_ratio": ratio, "kernel": kernel,
+                     **{k: int(row[k]) for k in ("params", "flops", "mac", "kernels")}})
+    if as_json:
+        emit_json({"arch": architecture.to_string(), "arch_id": architecture.arch_id, "stages": rows})
+        return
+    name = preset_name(architecture)
+    click.echo(f"{architecture}  (id {architecture.arch_id}{', preset ' + name if name else ''})")
+    flags = [f for f, on in (("SE", architecture.se), ("extra depthwise (V2*)", architecture.extra_dw)) if on]
+    if flags:
+        click.echo("variants: " + ", ".join(flags))
+    header = f"{'stage':8s} {'width':>6s} {'depth':>5s} {'split':>6s} {'k':>2s} {'params':>9s} {'FLOPs':>9s} {'MAC':>9s} {'kernels':>7s}"
+    click.echo(header)
+    click.echo("-" * len(header))
+    for r in rows:
+        click.echo(f"{r['stage']:8s} {r['width']:>6d} {r['depth']:>5d} {str(r['split_ratio']):>6s} {r['kernel']:>2} "
+                   f"{format_count(r['params']):>9s} {format_count(r['flops']):>9s} {format_count(r['mac']):>9s} {r['kernels']:>7d}")
+
+
+@arch.command()
+@click.option("--n", "count", default=5, show_default=True, type=int, callback=positive("n"),
+              help="How many architectures.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Random seed (same seed, same list).")
+@json_option
+def sample(count: int, seed: int, as_json: bool) -> None:
+    """Sample architectures uniformly from the default search space (one per line)."""
+    for architecture in DEFAULT_SPACE.sample_many(count, seed=seed):
+        if as_json:
+            emit_json({"arch": architecture.to_string(), "arch_id": architecture.arch_id})
+        else:
+            click.echo(architecture.to_string())

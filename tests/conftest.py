@@ -1,0 +1,40 @@
+"""Shared fixtures. A real local Ray instance is started once per test session (2 CPUs, no
+dashboard, loopback only) and only when a test asks for it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """A small local Ray instance shared by every test that needs one.
+
+    Advertises the custom resource ``device:test-board`` so remote-target placement is tested
+    for real. Tests must not call ``ray.shutdown()``.
+    """
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, resources={"device:test-board": 1},
+                 log_to_driver=False, configure_logging=False, _node_ip_address="127.0.0.1")
+    yield ray
+    ray.shutdown()
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the real `shufflenas` entry point in a subprocess (exit code, stdout, stderr)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "experiments", *args], cwd=cwd or REPO, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def cli():
+    return run_cli
