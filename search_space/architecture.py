@@ -9,6 +9,7 @@ same network gets the same id in every run and on every machine.
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import hashlib
 import json
 import math
@@ -25,7 +26,10 @@ MAX_DEPTH = 64
 
 
 def _fmt_ratio(r: float) -> str:
+    """Shortest text that parses back to ``r``, never in exponent form ('-' separates stages)."""
     text = repr(float(r))
+    if "e" in text or "E" in text:
+        text = format(decimal.Decimal(text), "f")
     return text[:-2] if text.endswith(".0") else text
 
 
@@ -139,9 +143,9 @@ class Architecture:
         if not isinstance(data, Mapping):
             raise ArchitectureError(f"an architecture must be a JSON object, got {type(data).__name__}")
         fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - fields)
+        unknown = sorted(map(str, set(data) - fields))
         if unknown:
-            raise ArchitectureError(f"unknown architecture field(s): {', '.join(map(str, unknown))}")
+            raise ArchitectureError(f"unknown architecture field(s): {', '.join(unknown)}")
         missing = sorted(f for f in ("widths", "depths") if f not in data)
         if missing:
             raise ArchitectureError(f"missing architecture field(s): {', '.join(missing)}")
@@ -153,6 +157,8 @@ class Architecture:
             data = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ArchitectureError(f"not valid JSON: {exc.msg if hasattr(exc, 'msg') else exc}") from None
+        except RecursionError:
+            raise ArchitectureError("not valid JSON: nested too deeply") from None
         return cls.from_dict(data)
 
     @classmethod
@@ -183,6 +189,8 @@ class Architecture:
 _KEYS = {"stem": "stem", "w": "widths", "d": "depths", "r": "split_ratios", "k": "kernels", "c": "conv5",
          "se": "se", "xdw": "extra_dw"}
 _PART = re.compile(r"(stem|xdw|se|w|d|r|k|c)(.*)")
+_INT = re.compile(r"[0-9]+", re.ASCII)
+_FLOAT = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+", re.ASCII)
 
 
 def _parse_body(key: str, body: str, text: str) -> Any:
@@ -192,13 +200,26 @@ def _parse_body(key: str, body: str, text: str) -> Any:
                 raise ValueError
             return True
         if key in ("stem", "c"):
-            return int(body)
+            return _to_int(body)
         items = body.split("-")
         if key == "r":
-            return tuple(float(x) for x in items)
-        return tuple(int(x) for x in items)
+            return tuple(_to_float(x) for x in items)
+        return tuple(_to_int(x) for x in items)
     except ValueError:
         raise ArchitectureError(f"bad value {body!r} for field {key!r} in {text!r}") from None
+
+
+def _to_int(text: str) -> int:
+    """Plain ASCII digits only: ``int()`` alone would also take ' 24', '+24' and non-ASCII digits."""
+    if not _INT.fullmatch(text) or len(text) > 12:
+        raise ValueError(text)
+    return int(text)
+
+
+def _to_float(text: str) -> float:
+    if not _FLOAT.fullmatch(text) or len(text) > 40:
+        raise ValueError(text)
+    return float(text)
 
 
 def branch_channels(width: int, ratio: float) -> int:

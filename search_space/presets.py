@@ -49,6 +49,14 @@ def preset_name(arch: Architecture) -> str | None:
     return None
 
 
+def _is_file(path: Path) -> bool:
+    """``Path.is_file`` that says False (not OSError) for names the OS rejects, e.g. too long."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def resolve_arch(text: str) -> Architecture:
     """A preset name, a compact string or a path to a JSON file -> Architecture.
 
@@ -58,8 +66,8 @@ def resolve_arch(text: str) -> Architecture:
     if _ALIASES.get(text, text) in PRESETS:
         return PRESETS[_ALIASES.get(text, text)]
     path = Path(text)
-    if text.endswith(".json") or (len(text) < 4096 and path.is_file()):
-        if not path.is_file():
+    if text.endswith(".json") or (len(text) < 4096 and _is_file(path)):
+        if not _is_file(path):
             raise ArchitectureError(f"architecture file not found: {text}")
         try:
             content = path.read_text()

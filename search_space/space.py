@@ -8,11 +8,19 @@ Optuna parameter per field so the samplers see the structure (``w2``, ``d3``, ``
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import random
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from search_space.architecture import Architecture, ArchitectureError, branch_channels
+from search_space.architecture import (
+    KERNEL_SIZES,
+    MAX_DEPTH,
+    MAX_WIDTH,
+    Architecture,
+    ArchitectureError,
+    branch_channels,
+)
 from search_space.presets import PAPER_PRESETS
 
 if TYPE_CHECKING:  # optuna is only needed by callers that pass a trial
@@ -48,12 +56,36 @@ class SearchSpace:
         for name in ("split_ratios", "stem_choices", "conv5_choices", "kernel_choices", "se_choices", "extra_dw_choices"):
             if not getattr(self, name):
                 raise ArchitectureError(f"{name} must not be empty")
+        self._check_choices()
+
+    def _check_choices(self) -> None:
+        """Reject values no Architecture can take, so a bad config fails here, not mid-search."""
+        if any(hi > MAX_WIDTH for _, hi in self.width_ranges):
+            raise ArchitectureError(f"width_ranges must stay within 1..{MAX_WIDTH}")
+        if any(hi > MAX_DEPTH for _, hi in self.depth_ranges):
+            raise ArchitectureError(f"depth_ranges must stay within 1..{MAX_DEPTH}")
+        for r in self.split_ratios:
+            if isinstance(r, bool) or not isinstance(r, numbers.Real) or not 0.0 < r < 1.0:
+                raise ArchitectureError(f"split_ratios must be numbers in (0, 1), got {r!r}")
+        for name in ("stem_choices", "conv5_choices"):
+            for c in getattr(self, name):
+                if isinstance(c, bool) or not isinstance(c, numbers.Integral) or not 1 <= c <= MAX_WIDTH:
+                    raise ArchitectureError(f"{name} must be integers in 1..{MAX_WIDTH}, got {c!r}")
+        for k in self.kernel_choices:
+            if isinstance(k, bool) or k not in KERNEL_SIZES:
+                raise ArchitectureError(f"kernel_choices must be among {KERNEL_SIZES}, got {k!r}")
+        for name in ("se_choices", "extra_dw_choices"):
+            for flag in getattr(self, name):
+                if not isinstance(flag, bool):
+                    raise ArchitectureError(f"{name} must be true/false values, got {flag!r}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SearchSpace:
         """Build from a config table (lists become tuples); unknown keys are named in the error."""
+        if not isinstance(data, Mapping):
+            raise ArchitectureError(f"a search space must be a table of options, got {type(data).__name__}")
         fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - fields)
+        unknown = sorted(map(str, set(data) - fields))
         if unknown:
             raise ArchitectureError(f"unknown search-space option(s): {', '.join(unknown)}")
         values: dict[str, Any] = {}
