@@ -6,6 +6,7 @@ import click
 
 from experiments.cli.common import ARCH, emit_json, format_count, json_option, positive
 from search_space import DEFAULT_SPACE, Architecture, preset_name
+from search_space.errors import ShufflenasError
 
 
 @click.group()
@@ -34,7 +35,10 @@ def cost(architecture: Architecture, input_size: int, num_classes: int, batch: i
 
     table = costs(architecture, input_size, num_classes, batch)
     if layers_csv:
-        table.to_csv(layers_csv, index=False)
+        try:
+            table.to_csv(layers_csv, index=False)
+        except OSError as exc:
+            raise ShufflenasError(f"cannot write {layers_csv}: {exc.strerror or exc}") from None
     result = {"arch": architecture.to_string(), "arch_id": architecture.arch_id, "preset": preset_name(architecture),
               "input_size": input_size, "num_classes": num_classes, "batch": batch, **totals(table)}
     if as_json:

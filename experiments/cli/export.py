@@ -8,6 +8,7 @@ import click
 
 from experiments.cli.common import ARCH, emit_json, json_option
 from search_space import Architecture
+from search_space.errors import ShufflenasError
 
 
 @click.command()
@@ -24,7 +25,11 @@ def export(architecture: Architecture, out: str, input_size: int, num_classes: i
     path = Path(out)
     if path.exists() and path.is_dir():
         raise click.BadParameter(f"{out} is a directory", param_hint="--out")
-    written = export_file(architecture, path, input_size, num_classes, batch)
+    try:
+        written = export_file(architecture, path, input_size, num_classes, batch)
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != out else ""
+        raise ShufflenasError(f"cannot write {out}: {exc.strerror or exc}{where}") from None
     info = {"arch": architecture.to_string(), "arch_id": architecture.arch_id, "out": str(written),
             "bytes": written.stat().st_size, "input_size": input_size, "batch": batch}
     if as_json:
