@@ -1,41 +1,71 @@
-"""Export an Architecture to ONNX (the format every latency backend and device runs)."""
+"""Export an Architecture (or any torch module) to ONNX, the format every latency backend runs.
+
+Two exporters exist in torch 2.13: the TorchScript-based one (``dynamo=False``, called "legacy"
+here) and the dynamo one (the torch default; it needs ``onnxscript``). ``benchmarks/measure_speed.py``
+times both on ShuffleNetV2 1.0x and checks they give the same outputs in ONNX Runtime; the legacy
+exporter is the default because it is about an order of magnitude faster on these plain conv nets
+(see benchmarks/results/measure.md), and export time is part of every new candidate's measurement.
+"""
 
 from __future__ import annotations
 
 import io
+import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import torch
 
 from search_space import Architecture, build_model
+from search_space.errors import ShufflenasError
 
 OPSET = 17
+Exporter = Literal["legacy", "dynamo"]
+EXPORTERS = ("legacy", "dynamo")
 
 
-def export_bytes(arch: Architecture, input_size: int = 224, num_classes: int = 1000, batch: int = 1) -> bytes:
-    """ONNX bytes of ``build_model(arch)`` in eval mode, batch dimension fixed to ``batch``.
-
-    Uses the TorchScript-based exporter: on ShuffleNetV2 it is ~10x faster than the dynamo one
-    and gives the same graph for these plain conv nets.
-    """
-    model = build_model(arch, num_classes, input_size).eval()
-    example = torch.randn(batch, 3, input_size, input_size)
-    buffer = io.BytesIO()
+def export_module_bytes(module: torch.nn.Module, input_shape: Sequence[int], *,
+                        exporter: Exporter = "legacy") -> bytes:
+    """ONNX bytes of ``module`` (put in eval mode) for a fixed input shape (N, C, H, W)."""
+    if exporter not in EXPORTERS:
+        raise ShufflenasError(f"unknown ONNX exporter {exporter!r} (known: {', '.join(EXPORTERS)})")
+    module = module.eval()
+    example = torch.randn(*[int(d) for d in input_shape])
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (example,), buffer, input_names=["input"], output_names=["logits"],
-                          opset_version=OPSET, dynamo=False)
-    return buffer.getvalue()
+        if exporter == "legacy":
+            buffer = io.BytesIO()
+            torch.onnx.export(module, (example,), buffer, input_names=["input"], output_names=["logits"],
+                              opset_version=OPSET, dynamo=False)
+            return buffer.getvalue()
+        try:
+            import onnxscript  # noqa: F401  (the dynamo exporter needs it)
+        except ImportError:
+            raise ShufflenasError("the dynamo ONNX exporter needs onnxscript (pip install onnxscript)") from None
+        program = torch.onnx.export(module, (example,), input_names=["input"], output_names=["logits"],
+                                    opset_version=max(OPSET, 18), dynamo=True, verbose=False)
+        return program.model_proto.SerializeToString()
+
+
+def export_bytes(arch: Architecture, input_size: int = 224, num_classes: int = 1000, batch: int = 1, *,
+                 exporter: Exporter = "legacy") -> bytes:
+    """ONNX bytes of ``build_model(arch)`` in eval mode, batch dimension fixed to ``batch``."""
+    model = build_model(arch, num_classes, input_size)
+    return export_module_bytes(model, (batch, 3, input_size, input_size), exporter=exporter)
+
+
+def write_atomic(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a unique temporary file and a rename (safe for concurrent writers)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(data):x}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return path
 
 
 def export_file(arch: Architecture, path: str | Path, input_size: int = 224, num_classes: int = 1000,
                 batch: int = 1) -> Path:
     """Write the ONNX model to ``path`` (parents created); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = export_bytes(arch, input_size, num_classes, batch)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return path
+    return write_atomic(Path(path), export_bytes(arch, input_size, num_classes, batch))

@@ -1,0 +1,141 @@
+"""Time an ONNX model with ONNX Runtime: the only code a measuring device runs.
+
+This module imports numpy, onnxruntime and the standard library, nothing else, so a board that
+only measures needs ``pip install onnxruntime numpy ray``. The Ray driver ships these functions to
+the board by value (it does not need shufflenas installed).
+
+Statistics are robust because shared and small machines are noisy: the headline is the median,
+spread is the inter-quartile range, and ``cv`` is the robust coefficient of variation
+``(IQR / 1.349) / median`` (1.349 makes IQR/1.349 equal the standard deviation for normal data),
+so one descheduled run does not inflate it. ``std_ms`` and ``mean_ms`` are reported as well.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+DEFAULT_WARMUP = 5
+DEFAULT_MIN_RUNS = 10
+DEFAULT_MAX_RUNS = 1000
+DEFAULT_BUDGET_S = 1.0
+
+
+class DeviceRuntimeError(RuntimeError):
+    """The device cannot run the measurement (missing provider, bad model or input shape)."""
+
+
+def cpu_model() -> str:
+    """A human-readable CPU name (``/proc/cpuinfo`` on Linux, ``platform`` elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip().lower() in ("model name", "hardware", "cpu model") and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def host_info() -> dict[str, Any]:
+    """What a measurement ran on: ORT version, machine, CPU model, core count."""
+    return {"onnxruntime": ort.__version__, "numpy": np.__version__, "machine": platform.machine(),
+            "cpu": cpu_model(), "cpu_count": os.cpu_count() or 0, "python": platform.python_version()}
+
+
+def robust_stats(times_ms: Sequence[float]) -> dict[str, float]:
+    """median, mean, std, p10, p90, IQR, min and robust cv of per-run milliseconds."""
+    values = np.asarray(times_ms, dtype=np.float64)
+    if values.size == 0:
+        raise DeviceRuntimeError("no timed runs")
+    p10, q1, median, q3, p90 = np.percentile(values, [10, 25, 50, 75, 90])
+    iqr = float(q3 - q1)
+    return {"median_ms": float(median), "mean_ms": float(values.mean()), "std_ms": float(values.std()),
+            "p10_ms": float(p10), "p90_ms": float(p90), "iqr_ms": iqr, "min_ms": float(values.min()),
+            "cv": float(iqr / 1.349 / median) if median > 0 else 0.0, "runs": int(values.size)}
+
+
+def make_session(model_bytes: bytes, *, threads: int = 1,
+                 providers: Sequence[str] = ("CPUExecutionProvider",)) -> ort.InferenceSession:
+    """A session tuned for stable timing: fixed threads, no spinning, sequential, all optimisations."""
+    have = ort.get_available_providers()
+    missing = [p for p in providers if p not in have]
+    if missing:
+        raise DeviceRuntimeError(f"onnxruntime {ort.__version__} on {platform.machine()} lacks "
+                                 f"{', '.join(missing)} (has: {', '.join(have)})")
+    if threads < 1:
+        raise DeviceRuntimeError(f"threads must be >= 1, got {threads}")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(threads)
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(model_bytes, sess_options=options, providers=list(providers))
+    except Exception as exc:  # ORT raises its own exception types for invalid models
+        raise DeviceRuntimeError(f"onnxruntime cannot load the model: {str(exc).splitlines()[0]}") from None
+
+
+def example_input(input_shape: Sequence[int], seed: int = 0) -> np.ndarray:
+    """The deterministic float32 input every measurement feeds (same on every platform)."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal(tuple(int(d) for d in input_shape)).astype(np.float32)
+
+
+def measure_onnx(model_bytes: bytes, input_shape: Sequence[int] | None = None, *, threads: int = 1,
+                 providers: Sequence[str] = ("CPUExecutionProvider",), warmup: int = DEFAULT_WARMUP,
+                 min_runs: int = DEFAULT_MIN_RUNS, max_runs: int = DEFAULT_MAX_RUNS,
+                 budget_s: float = DEFAULT_BUDGET_S, input_data: np.ndarray | None = None,
+                 return_output: bool = False) -> dict[str, Any]:
+    """Time ``model_bytes`` and return robust statistics in milliseconds per call (one batch).
+
+    ``warmup`` untimed runs come first (first runs allocate memory and pick kernels), then timed
+    runs continue until at least ``min_runs`` were made and ``budget_s`` seconds of timed runs have
+    passed, or ``max_runs`` were made. ``input_shape`` defaults to the model's fixed input shape;
+    ``input_data`` overrides the generated input. With ``return_output`` the dict also carries
+    ``output`` (the first output of one run, a numpy array) so callers can check correctness.
+    """
+    if min_runs < 1 or max_runs < min_runs:
+        raise DeviceRuntimeError(f"need 1 <= min_runs <= max_runs, got {min_runs} and {max_runs}")
+    session = make_session(model_bytes, threads=threads, providers=providers)
+    model_input = session.get_inputs()[0]
+    if input_data is None:
+        if input_shape is None:
+            if not all(isinstance(d, int) for d in model_input.shape):
+                raise DeviceRuntimeError(f"the model input has a dynamic shape {model_input.shape}; pass input_shape")
+            input_shape = model_input.shape
+        input_data = example_input(input_shape)
+    feed = {model_input.name: np.ascontiguousarray(input_data, dtype=np.float32)}
+    try:
+        output = session.run(None, feed)[0]
+    except Exception as exc:
+        raise DeviceRuntimeError(f"onnxruntime cannot run the model on input {tuple(input_data.shape)}: "
+                                 f"{str(exc).splitlines()[0]}") from None
+    for _ in range(max(0, warmup - 1)):
+        session.run(None, feed)
+    times_ms: list[float] = []
+    clock = time.perf_counter
+    started = clock()
+    while len(times_ms) < max_runs:
+        t0 = clock()
+        session.run(None, feed)
+        times_ms.append((clock() - t0) * 1e3)
+        if len(times_ms) >= min_runs and clock() - started >= budget_s:
+            break
+    result: dict[str, Any] = robust_stats(times_ms)
+    result.update({"warmup": int(warmup), "timed_s": clock() - started, "threads": int(threads),
+                   "providers": list(session.get_providers()), "input_shape": list(input_data.shape),
+                   **host_info()})
+    if return_output:
+        result["output"] = np.asarray(output)
+    return result

@@ -1,0 +1,305 @@
+"""Measure an architecture's latency on a target: export once, time with the target's backend, cache.
+
+Backends:
+- ``onnxruntime``: the ONNX export (cached on disk per arch id + input size + batch) is timed by
+  :func:`latency_models.device_runtime.measure_onnx` - the same code a remote board runs.
+- ``torch``: eager PyTorch. On CPU each run is timed with ``time.perf_counter``; on CUDA with
+  ``torch.cuda.Event`` pairs after ``torch.cuda.synchronize()``, cuDNN benchmark mode on (as in the
+  paper's GPU setup). Warm-up runs are never timed.
+
+Results are cached per (arch id, target, input size, batch, backend, software versions, CPU/GPU
+model) in a :class:`MeasurementCache`, so nothing is measured twice on the same software stack.
+Estimate-only targets are refused here: they have no hardware to time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from latency_models import device_runtime
+from latency_models.measure_cache import MeasurementCache
+from latency_models.onnx_export import OPSET, export_bytes, export_module_bytes, write_atomic
+from latency_models.paths import cache_dir
+from latency_models.targets import Target, get_target
+from search_space import Architecture
+from search_space.errors import ShufflenasError
+
+NUM_CLASSES = 1000
+DEFAULT_BUDGET_S = device_runtime.DEFAULT_BUDGET_S
+
+
+class MeasurementError(ShufflenasError):
+    """A measurement cannot run: estimate-only target, unavailable device, remote target, bad model."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurement:
+    """One measured latency: milliseconds per batch of ``batch`` images at ``input_size``.
+
+    ``arch`` is the compact architecture string (``None`` for a non-Architecture module, whose
+    caller-chosen key is in ``arch_id``). ``versions`` records the software and hardware the number
+    belongs to; ``cached`` says whether it came from the cache.
+    """
+
+    arch: str | None
+    arch_id: str
+    target: str
+    backend: str
+    device: str
+    input_size: int
+    batch: int
+    median_ms: float
+    mean_ms: float
+    p10_ms: float
+    p90_ms: float
+    iqr_ms: float
+    cv: float
+    runs: int
+    versions: dict[str, Any]
+    cached: bool = False
+
+    def __hash__(self) -> int:
+        return hash((self.arch_id, self.target, self.input_size, self.batch, self.median_ms, self.runs))
+
+    @property
+    def per_image_ms(self) -> float:
+        return self.median_ms / self.batch
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["measured"] = True  # as opposed to an Estimate
+        data["per_image_ms"] = self.per_image_ms
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Measurement:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def _torch_versions(device: str) -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {"torch": torch.__version__, "machine": platform.machine(),
+                            "cpu": device_runtime.cpu_model()}
+    if device == "cuda" and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["cuda"] = torch.version.cuda
+        info["cudnn"] = torch.backends.cudnn.version()
+    return info
+
+
+def software_versions(target: Target) -> dict[str, Any]:
+    """The software and hardware a local measurement on ``target`` depends on (part of the cache key)."""
+    if target.is_remote:
+        return {"remote": dict(sorted(target.resources.items()))}
+    if target.backend == "onnxruntime":
+        import onnxruntime as ort
+
+        info = {"onnxruntime": ort.__version__, "machine": platform.machine(), "cpu": device_runtime.cpu_model()}
+        if target.device == "cuda":
+            info.update({k: v for k, v in _torch_versions("cuda").items() if k == "gpu"})
+        return info
+    return _torch_versions(target.device)
+
+
+def cache_fields(key: str, target: Target, *, input_size: int, batch: int,
+                 versions: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The cache key of a measurement (see :class:`MeasurementCache`)."""
+    return {"key": key, "target": target.name, "input_size": input_size, "batch": batch, "backend": target.backend,
+            "config": target.fingerprint(),
+            "versions": dict(versions if versions is not None else software_versions(target))}
+
+
+def _resolve_cache(cache: MeasurementCache | bool | None) -> MeasurementCache | None:
+    if cache is None or cache is True:
+        return MeasurementCache()
+    if cache is False:
+        return None
+    return cache
+
+
+def check_measurable(target: Target) -> None:
+    """Raise a one-line :class:`MeasurementError` unless this process can time ``target`` locally."""
+    if target.is_estimate:
+        raise MeasurementError(f"{target.name} is an estimate-only target; use `shufflenas latency predict` "
+                               f"(or latency_models.estimators.estimate) for it")
+    if target.is_remote:
+        raise MeasurementError(
+            f"{target.name} runs on a remote device (Ray resource {', '.join(target.resources)}); measure it through "
+            f"Ray: evaluator.remote_latency.measure_remote, or `shufflenas latency measure --ray-address HEAD:6379`")
+    reason = target.unavailable_reason()
+    if reason:
+        raise MeasurementError(f"target {target.name} is unavailable here: {reason}")
+
+
+def onnx_bytes(arch: Architecture, input_size: int = 224, batch: int = 1, num_classes: int = NUM_CLASSES) -> bytes:
+    """The ONNX export of ``arch``, cached on disk per arch id + input size + batch (+ classes, opset)."""
+    path = onnx_path(arch, input_size, batch, num_classes)
+    if path.exists():
+        try:
+            return path.read_bytes()
+        except OSError:
+            pass
+    data = export_bytes(arch, input_size, num_classes, batch)
+    try:
+        write_atomic(path, data)
+    except OSError:
+        pass  # a read-only cache only costs a re-export next time
+    return data
+
+
+def onnx_path(arch: Architecture, input_size: int = 224, batch: int = 1, num_classes: int = NUM_CLASSES) -> Path:
+    """Where :func:`onnx_bytes` keeps the export of ``arch``."""
+    return cache_dir("onnx") / f"{arch.arch_id}_s{input_size}_b{batch}_c{num_classes}_op{OPSET}.onnx"
+
+
+def _stats_from_run(run: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: run[k] for k in ("median_ms", "mean_ms", "p10_ms", "p90_ms", "iqr_ms", "cv", "runs")}
+
+
+def _time_torch(module: Any, input_shape: Sequence[int], target: Target, budget_s: float,
+                warmup: int = device_runtime.DEFAULT_WARMUP, min_runs: int = device_runtime.DEFAULT_MIN_RUNS,
+                max_runs: int = device_runtime.DEFAULT_MAX_RUNS) -> dict[str, Any]:
+    """Eager torch timing: perf_counter on CPU, CUDA events after synchronize on GPU."""
+    import torch
+
+    device = torch.device("cuda" if target.device == "cuda" else "cpu")
+    previous_threads = torch.get_num_threads()
+    previous_benchmark = torch.backends.cudnn.benchmark
+    torch.set_num_threads(target.threads)
+    try:
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        module = module.eval().to(device)
+        x = torch.from_numpy(device_runtime.example_input(input_shape)).to(device)
+        times: list[float] = []
+        with torch.inference_mode():
+            for _ in range(max(1, warmup)):
+                module(x)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            started = time.perf_counter()
+            while len(times) < max_runs:
+                if device.type == "cuda":
+                    begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    begin.record()
+                    module(x)
+                    end.record()
+                    end.synchronize()
+                    times.append(float(begin.elapsed_time(end)))
+                else:
+                    t0 = time.perf_counter()
+                    module(x)
+                    times.append((time.perf_counter() - t0) * 1e3)
+                if len(times) >= min_runs and time.perf_counter() - started >= budget_s:
+                    break
+    finally:
+        torch.set_num_threads(previous_threads)
+        torch.backends.cudnn.benchmark = previous_benchmark
+    return device_runtime.robust_stats(times)
+
+
+def _time_onnx(model: bytes, input_shape: Sequence[int], target: Target, budget_s: float) -> dict[str, Any]:
+    try:
+        run = device_runtime.measure_onnx(model, input_shape, threads=target.threads, providers=target.providers,
+                                          budget_s=budget_s)
+    except device_runtime.DeviceRuntimeError as exc:
+        raise MeasurementError(f"target {target.name}: {exc}") from None
+    return run
+
+
+def _measure(key: str, arch_text: str | None, target: Target, input_shape: Sequence[int], *,
+             make_onnx: Any, make_module: Any, cache: MeasurementCache | bool | None,
+             budget_s: float | None) -> Measurement:
+    check_measurable(target)
+    store = _resolve_cache(cache)
+    batch, input_size = int(input_shape[0]), int(input_shape[-1])
+    versions = software_versions(target)
+    fields = cache_fields(key, target, input_size=input_size, batch=batch, versions=versions)
+    if store is not None:
+        hit = store.get(fields)
+        if hit is not None:
+            try:
+                return dataclasses.replace(Measurement.from_dict(hit), cached=True)
+            except TypeError:
+                pass  # an entry from an older layout: measure again
+    budget = DEFAULT_BUDGET_S if budget_s is None else float(budget_s)
+    if target.backend == "onnxruntime":
+        run = _time_onnx(make_onnx(), input_shape, target, budget)
+        versions = {**versions, "providers": run["providers"]}
+    else:
+        run = _time_torch(make_module(), input_shape, target, budget)
+    result = Measurement(arch=arch_text, arch_id=key, target=target.name, backend=str(target.backend),
+                         device=target.device, input_size=input_size, batch=batch, versions=versions,
+                         **_stats_from_run(run))
+    if store is not None:
+        store.put(fields, result.to_dict())
+    return result
+
+
+def measure(arch: Architecture, target: Target | str, *, cache: MeasurementCache | bool | None = None,
+            budget_s: float | None = None, num_classes: int = NUM_CLASSES) -> Measurement:
+    """Measure ``arch`` on ``target`` (a :class:`Target` or a target name) at its batch and input size.
+
+    ``cache``: ``None`` uses the default cache under ``$SHUFFLENAS_HOME``, ``False`` disables it,
+    or pass a :class:`MeasurementCache`. ``budget_s`` is the timed-runs budget (default 1 s).
+    """
+    target = get_target(target)
+    shape = (target.batch, 3, target.input_size, target.input_size)
+
+    def make_module() -> Any:
+        from search_space import build_model
+
+        return build_model(arch, num_classes, target.input_size)
+
+    return _measure(arch.arch_id, arch.to_string(), target, shape, cache=cache, budget_s=budget_s,
+                    make_onnx=lambda: onnx_bytes(arch, target.input_size, target.batch, num_classes),
+                    make_module=make_module)
+
+
+def measure_module(module: Any, input_shape: Sequence[int], target: Target | str, *, key: str,
+                   budget_s: float | None = None, cache: MeasurementCache | bool | None = None) -> Measurement:
+    """Measure any torch module (e.g. a guideline micro-benchmark) on ``target`` for a full (N, C, H, W) shape.
+
+    ``key`` is the caller's cache key: it must change whenever the module's structure does. The
+    target's batch and input size are ignored; ``input_shape`` decides.
+    """
+    target = get_target(target)
+    if len(input_shape) != 4:
+        raise MeasurementError(f"input_shape must be (N, C, H, W), got {tuple(input_shape)}")
+    return _measure(key, None, target, input_shape, cache=cache, budget_s=budget_s,
+                    make_onnx=lambda: export_module_bytes(module, input_shape), make_module=lambda: module)
+
+
+def lookup(arch: Architecture, target: Target | str, cache: MeasurementCache | None = None) -> Measurement | None:
+    """A cached measurement of ``arch`` on ``target`` for the current software, or ``None``."""
+    target = get_target(target)
+    store = cache if cache is not None else MeasurementCache()
+    hit = store.get(cache_fields(arch.arch_id, target, input_size=target.input_size, batch=target.batch))
+    if hit is None:
+        return None
+    try:
+        return dataclasses.replace(Measurement.from_dict(hit), cached=True)
+    except TypeError:
+        return None
+
+
+def from_device_result(result: Mapping[str, Any], arch: Architecture, target: Target | str, *,
+                       cache: MeasurementCache | bool | None = None) -> Measurement:
+    """Turn a :func:`device_runtime.measure_onnx` result (e.g. from a remote board) into a
+    :class:`Measurement`, storing it in the cache under the target's key."""
+    target = get_target(target)
+    versions = {k: result[k] for k in ("onnxruntime", "machine", "cpu", "cpu_count", "providers") if k in result}
+    m = Measurement(arch=arch.to_string(), arch_id=arch.arch_id, target=target.name, backend=str(target.backend),
+                    device=target.device, input_size=target.input_size, batch=target.batch, versions=versions,
+                    **_stats_from_run(result))
+    store = _resolve_cache(cache)
+    if store is not None:
+        store.put(cache_fields(arch.arch_id, target, input_size=target.input_size, batch=target.batch), m.to_dict())
+    return m

@@ -1,0 +1,229 @@
+"""Named latency targets: where and how a latency number is obtained.
+
+A target is data, not code: the built-ins live in ``latency_models/targets.toml`` and a user TOML
+(``path=`` / ``--targets-file``, or ``$SHUFFLENAS_TARGETS``) adds targets or overrides keys of
+existing ones. ``kind = "measure"`` targets are timed on real hardware (locally, or on a remote
+board through Ray when ``resources`` names a custom Ray resource); ``kind = "estimate"`` targets
+(the paper's GTX 1080Ti and Snapdragon 810) can only be predicted by a calibrated model and are
+labelled as estimates wherever they appear.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from search_space.errors import ShufflenasError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+BUILTIN_FILE = Path(__file__).resolve().parent / "targets.toml"
+ENV_VAR = "SHUFFLENAS_TARGETS"
+
+Kind = Literal["measure", "estimate"]
+Backend = Literal["onnxruntime", "torch"]
+Device = Literal["cpu", "cuda"]
+
+KINDS = ("measure", "estimate")
+BACKENDS = ("onnxruntime", "torch")
+DEVICES = ("cpu", "cuda")
+
+
+class TargetError(ShufflenasError):
+    """A targets file or a target definition is invalid."""
+
+
+class UnknownTargetError(TargetError):
+    """No target has the requested name."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """One latency target (see the module docstring); immutable so it can key caches."""
+
+    name: str
+    description: str
+    kind: Kind
+    backend: Backend | None
+    device: Device
+    providers: tuple[str, ...] = ()
+    threads: int = 1
+    batch: int = 1
+    input_size: int = 224
+    resources: dict[str, float] = dataclasses.field(default_factory=dict)
+    calibration: str | None = None
+
+    def __hash__(self) -> int:  # resources is a dict: hash its items instead
+        return hash((self.name, self.kind, self.backend, self.device, self.providers, self.threads, self.batch,
+                     self.input_size, tuple(sorted(self.resources.items())), self.calibration))
+
+    @property
+    def is_estimate(self) -> bool:
+        return self.kind == "estimate"
+
+    @property
+    def is_remote(self) -> bool:
+        """True when a Ray node carrying ``resources`` must run the measurement."""
+        return bool(self.resources)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Everything about the target that changes a measured number (for cache keys)."""
+        return {"backend": self.backend, "device": self.device, "providers": list(self.providers),
+                "threads": self.threads, "batch": self.batch, "input_size": self.input_size,
+                "resources": dict(sorted(self.resources.items()))}
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["providers"] = list(self.providers)
+        return data
+
+    def unavailable_reason(self) -> str | None:
+        """Why this process cannot measure the target locally, or ``None`` when it can.
+
+        Estimate-only targets have nothing to measure and return ``None`` (the estimator decides
+        whether a calibration exists). Remote targets return ``None`` too: whether a board is
+        connected is a question for the Ray cluster, asked when a measurement is submitted.
+        """
+        if self.is_estimate or self.is_remote:
+            return None
+        if self.backend == "onnxruntime":
+            try:
+                import onnxruntime as ort
+            except ImportError:
+                return "onnxruntime is not installed"
+            have = set(ort.get_available_providers())
+            missing = [p for p in self.providers if p not in have]
+            if missing:
+                return f"ONNX Runtime {ort.__version__} lacks {', '.join(missing)} (has: {', '.join(sorted(have))})"
+            if self.device == "cuda" and "CUDAExecutionProvider" not in self.providers:
+                return "a cuda target needs CUDAExecutionProvider in providers"
+            return None
+        if self.backend == "torch":
+            try:
+                import torch
+            except ImportError:
+                return "torch is not installed"
+            if self.device == "cuda" and not torch.cuda.is_available():
+                return f"no CUDA device visible to torch {torch.__version__}"
+            return None
+        return f"unknown backend {self.backend!r}"  # pragma: no cover - validation rejects it
+
+
+_FIELDS = {f.name for f in dataclasses.fields(Target)} - {"name"}
+
+
+def _check(name: str, table: Mapping[str, Any], origin: str) -> Target:
+    where = f"target {name!r} in {origin}"
+    unknown = sorted(set(table) - _FIELDS)
+    if unknown:
+        raise TargetError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(_FIELDS))})")
+
+    def text(key: str, default: Any = None, required: bool = False) -> Any:
+        value = table.get(key, default)
+        if value is None:
+            if required:
+                raise TargetError(f"{where}: missing required key {key!r}")
+            return None
+        if not isinstance(value, str) or not value:
+            raise TargetError(f"{where}: {key} must be a non-empty string, got {value!r}")
+        return value
+
+    def choice(key: str, options: tuple[str, ...], default: Any = None, required: bool = True) -> Any:
+        value = text(key, default, required)
+        if value is not None and value not in options:
+            raise TargetError(f"{where}: {key} must be one of {', '.join(options)}, got {value!r}")
+        return value
+
+    def integer(key: str, default: int, minimum: int) -> int:
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TargetError(f"{where}: {key} must be an integer, got {value!r}")
+        if value < minimum:
+            raise TargetError(f"{where}: {key} must be >= {minimum}, got {value}")
+        return value
+
+    kind = choice("kind", KINDS)
+    description = text("description", required=True)
+    backend = choice("backend", BACKENDS, required=kind == "measure")
+    if kind == "estimate" and backend is not None:
+        raise TargetError(f"{where}: an estimate-only target has no backend (got {backend!r})")
+    device = choice("device", DEVICES)
+    providers = table.get("providers", [])
+    if not isinstance(providers, (list, tuple)) or not all(isinstance(p, str) and p for p in providers):
+        raise TargetError(f"{where}: providers must be a list of provider names, got {providers!r}")
+    if backend == "onnxruntime" and not providers:
+        providers = ["CUDAExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+    if backend != "onnxruntime" and providers:
+        raise TargetError(f"{where}: providers only apply to the onnxruntime backend")
+    resources = table.get("resources", {})
+    if not isinstance(resources, Mapping) or not all(
+            isinstance(k, str) and k and isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+            for k, v in resources.items()):
+        raise TargetError(f"{where}: resources must be a table of positive numbers, e.g. {{\"device:rpi4\" = 1}}, "
+                          f"got {resources!r}")
+    if resources and backend != "onnxruntime":
+        raise TargetError(f"{where}: remote targets (resources) run the onnxruntime backend only")
+    calibration = text("calibration")
+    if kind == "estimate":
+        if calibration is None:
+            raise TargetError(f"{where}: an estimate-only target needs a calibration name")
+        if "estimate" not in description.lower():
+            description = f"ESTIMATE ONLY: {description}"
+    return Target(name=name, description=description, kind=kind, backend=backend, device=device,
+                  providers=tuple(providers), threads=integer("threads", 1, 1), batch=integer("batch", 1, 1),
+                  input_size=integer("input_size", 224, 8), resources=dict(resources), calibration=calibration)
+
+
+def _read_tables(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TargetError(f"targets file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TargetError(f"cannot read targets file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise TargetError(f"targets file {path} is not valid TOML: {exc}") from None
+    extra = sorted(set(data) - {"targets"})
+    if extra:
+        raise TargetError(f"targets file {path}: unknown top-level key(s) {', '.join(extra)} "
+                          "(define targets as [targets.NAME] tables)")
+    tables = data.get("targets", {})
+    if not isinstance(tables, dict):
+        raise TargetError(f"targets file {path}: 'targets' must be a table of [targets.NAME] tables")
+    for name, table in tables.items():
+        if not isinstance(table, dict):
+            raise TargetError(f"targets file {path}: targets.{name} must be a table")
+    return tables
+
+
+def load_targets(path: str | Path | None = None) -> dict[str, Target]:
+    """Built-in targets, then ``$SHUFFLENAS_TARGETS``, then ``path``: later files add or override keys."""
+    tables: dict[str, dict[str, Any]] = {}
+    origins: dict[str, str] = {}
+    files = [BUILTIN_FILE]
+    if os.environ.get(ENV_VAR):
+        files.append(Path(os.environ[ENV_VAR]))
+    if path is not None:
+        files.append(Path(path))
+    for file in files:
+        for name, table in _read_tables(file).items():
+            tables[name] = {**tables.get(name, {}), **table}
+            origins[name] = str(file)
+    return {name: _check(name, table, origins[name]) for name, table in tables.items()}
+
+
+def get_target(name: str | Target, path: str | Path | None = None) -> Target:
+    """The target called ``name`` (a :class:`Target` passes through unchanged)."""
+    if isinstance(name, Target):
+        return name
+    targets = load_targets(path)
+    if name not in targets:
+        raise UnknownTargetError(f"unknown target {name!r} (known: {', '.join(sorted(targets))})")
+    return targets[name]
