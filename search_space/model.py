@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from search_space.architecture import Architecture, branch_channels
+from search_space.errors import ArchitectureError
 
 SMALL_INPUT_LIMIT = 64
 
@@ -128,9 +129,9 @@ class ShuffleNetV2(nn.Module):
 def build_model(arch: Architecture, num_classes: int = 1000, input_size: int = 224) -> ShuffleNetV2:
     """Build the torch module for ``arch``; ``input_size`` picks the stem (see :func:`stem_layout`)."""
     if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        raise ArchitectureError(f"num_classes must be >= 1, got {num_classes}")  # a ValueError too
     if input_size < 8:
-        raise ValueError(f"input_size must be >= 8, got {input_size}")
+        raise ArchitectureError(f"input_size must be >= 8, got {input_size}")
     return ShuffleNetV2(arch, num_classes, input_size)
 
 
