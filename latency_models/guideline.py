@@ -1,0 +1,323 @@
+"""The guideline latency model: the paper's "MAC, not FLOPs" as a per-layer roofline.
+
+For a batch, after BN/ReLU fusion (``latency_models.analytic``)::
+
+    ms = sum over layers of max(FLOPs_l / peak_l, MAC_l / bandwidth)     # G1, G2: memory access
+         + kernel_overhead * kernels                                      # G3: fragmentation
+         + elementwise_cost * elementwise elements                        # G4: element-wise ops
+         + offset
+
+``peak_l`` is the dense peak for convs and FC layers and a separate (usually much lower) peak for
+depthwise convs; layers without FLOPs (concat, shuffle, pooling, add) cost their MAC only. Six
+positive numbers per target, fitted to measured (or published) latencies in log space, so a
+0.4 ms micro-benchmark counts as much as a 40 ms network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from latency_models.analytic import Layer, architecture_layers, layer_costs
+from latency_models.paths import SHIPPED_CALIBRATIONS, calibration_dir
+from search_space import Architecture
+from search_space.errors import ShufflenasError
+
+if TYPE_CHECKING:
+    from latency_models.targets import Target
+
+FORMAT = 1
+PARAM_NAMES: tuple[str, ...] = ("peak_gmacs", "dw_gmacs", "bandwidth_gelems", "kernel_us", "elementwise_ns",
+                                "offset_ms")
+PARAM_DOCS: dict[str, str] = {
+    "peak_gmacs": "dense conv/FC throughput, G multiply-adds per second",
+    "dw_gmacs": "depthwise conv throughput, G multiply-adds per second",
+    "bandwidth_gelems": "memory traffic, G elements (activations + weights) per second",
+    "kernel_us": "fixed cost per kernel (launch, synchronisation, framework), microseconds",
+    "elementwise_ns": "cost per element touched by element-wise work (BN, ReLU, add), nanoseconds",
+    "offset_ms": "fixed cost per inference call, milliseconds",
+}
+
+
+class CalibrationError(ShufflenasError):
+    """A calibration file is missing, corrupted or cannot be fitted."""
+
+
+@dataclasses.dataclass(frozen=True)
+class GuidelineParams:
+    """The six numbers of one target (physical units, all > 0)."""
+
+    peak_gmacs: float
+    dw_gmacs: float
+    bandwidth_gelems: float
+    kernel_us: float
+    elementwise_ns: float
+    offset_ms: float
+
+    def coefficients(self) -> np.ndarray:
+        """Milliseconds per: dense FLOP, depthwise FLOP, MAC element, kernel, element-wise element, call."""
+        return np.array([1e-6 / self.peak_gmacs, 1e-6 / self.dw_gmacs, 1e-6 / self.bandwidth_gelems,
+                         self.kernel_us * 1e-3, self.elementwise_ns * 1e-6, self.offset_ms])
+
+    @classmethod
+    def from_coefficients(cls, theta: Sequence[float]) -> GuidelineParams:
+        a, a_dw, b, k, e, c = (float(v) for v in theta)
+        return cls(1e-6 / a, 1e-6 / a_dw, 1e-6 / b, k * 1e3, e * 1e6, c)
+
+    def to_dict(self) -> dict[str, float]:
+        return {name: float(f"{getattr(self, name):.6g}") for name in PARAM_NAMES}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Features:
+    """Per-layer FLOPs/MAC of a set of samples, flattened, plus per-sample totals."""
+
+    sample: np.ndarray      # layer -> sample index
+    flops: np.ndarray
+    depthwise: np.ndarray   # bool per layer
+    mac: np.ndarray
+    kernels: np.ndarray     # per sample
+    elementwise: np.ndarray  # per sample
+    n: int
+
+    @classmethod
+    def of(cls, layer_lists: Sequence[Sequence[Layer]], batches: Sequence[int]) -> _Features:
+        sample, flops, depthwise, mac, kernels, elementwise = [], [], [], [], [], []
+        for i, (layers, batch) in enumerate(zip(layer_lists, batches)):
+            table = layer_costs(layers, batch)
+            sample.append(np.full(len(table), i))
+            flops.append(table["flops"].to_numpy(float))
+            mac.append(table["mac"].to_numpy(float))
+            dw = ((table["kind"] == "conv") & (table["groups"] > 1) & (table["groups"] == table["c_in"]))
+            depthwise.append(dw.to_numpy(bool))
+            kernels.append(float(table["kernels"].sum()))
+            elementwise.append(float(table["elementwise"].sum()))
+        return cls(np.concatenate(sample), np.concatenate(flops), np.concatenate(depthwise), np.concatenate(mac),
+                   np.array(kernels), np.array(elementwise), len(layer_lists))
+
+    def predict(self, theta: np.ndarray) -> np.ndarray:
+        a, a_dw, b, k, e, c = theta
+        compute = self.flops * np.where(self.depthwise, a_dw, a)
+        per_layer = np.maximum(compute, self.mac * b)
+        return np.bincount(self.sample, per_layer, minlength=self.n) + k * self.kernels + e * self.elementwise + c
+
+    def parts(self, theta: np.ndarray) -> dict[str, float]:
+        """Milliseconds of sample 0 split into compute-bound, memory-bound, kernels, element-wise, offset."""
+        a, a_dw, b, k, e, c = theta
+        compute = self.flops * np.where(self.depthwise, a_dw, a)
+        memory = self.mac * b
+        return {"compute_ms": float(compute[compute >= memory].sum()), "memory_ms": float(memory[memory > compute].sum()),
+                "kernel_ms": float(k * self.kernels[0]), "elementwise_ms": float(e * self.elementwise[0]),
+                "offset_ms": float(c)}
+
+
+@dataclasses.dataclass(frozen=True)
+class GuidelineModel:
+    """A calibrated guideline model for one target; ``predict`` gives ms per batch."""
+
+    params: GuidelineParams
+    target_name: str
+    batch: int = 1
+    input_size: int = 224
+    quality: dict[str, Any] = dataclasses.field(default_factory=dict)
+    provenance: str = ""
+    name: str = "guideline"
+
+    @property
+    def target(self) -> str:
+        return self.target_name
+
+    def for_target(self, target_name: str, batch: int, input_size: int) -> GuidelineModel:
+        """The same parameters predicting for another name, batch or input size."""
+        return dataclasses.replace(self, target_name=target_name, batch=batch, input_size=input_size)
+
+    def predict_layers(self, layers: Sequence[Layer], batch: int | None = None) -> float:
+        """Milliseconds for one pass of ``batch`` (default: the model's) through ``layers``."""
+        features = _Features.of([layers], [batch or self.batch])
+        return float(features.predict(self.params.coefficients())[0])
+
+    def breakdown(self, layers: Sequence[Layer], batch: int | None = None) -> dict[str, float]:
+        """Where the time goes: compute-bound and memory-bound layers, kernels, element-wise, offset."""
+        return _Features.of([layers], [batch or self.batch]).parts(self.params.coefficients())
+
+    def predict(self, arch: Architecture) -> float:
+        """Estimated milliseconds per batch of ``arch`` at the model's batch and input size."""
+        return self.predict_layers(architecture_layers(arch, self.input_size), self.batch)
+
+    def to_json(self) -> str:
+        data = {"model": self.name, "format": FORMAT, "target": self.target_name, "batch": self.batch,
+                "input_size": self.input_size, "params": self.params.to_dict(), "provenance": self.provenance,
+                "quality": self.quality}
+        return json.dumps(data, indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "calibration") -> GuidelineModel:
+        """Parse a calibration; any problem is a one-line :class:`CalibrationError` naming ``source``."""
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict) or data.get("model", "guideline") != "guideline":
+                raise ValueError("not a guideline calibration")
+            raw = data["params"]
+            params = GuidelineParams(**{name: float(raw[name]) for name in PARAM_NAMES})
+            if not all(math.isfinite(v) and v > 0 for v in dataclasses.astuple(params)):
+                raise ValueError("parameters must be finite and > 0")
+            return cls(params, str(data["target"]), int(data.get("batch", 1)), int(data.get("input_size", 224)),
+                       dict(data.get("quality") or {}), str(data.get("provenance", "")))
+        except (ValueError, KeyError, TypeError) as exc:
+            reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            detail = f"missing key {reason!r}" if isinstance(exc, KeyError) else str(reason).splitlines()[0]
+            raise CalibrationError(f"corrupted calibration file {source}: {detail}") from None
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(self.to_json())
+        tmp.replace(path)
+        return path
+
+
+# --------------------------------------------------------------------------------------------- fitting
+
+@dataclasses.dataclass(frozen=True)
+class FitSample:
+    """One measured latency: the layers run, milliseconds per batch, and the batch it ran at."""
+
+    layers: tuple[Layer, ...]
+    ms: float
+    batch: int | None = None
+    weight: float = 1.0
+    label: str = ""
+
+
+def _as_samples(samples: Iterable[Any]) -> list[FitSample]:
+    out = []
+    for sample in samples:
+        if not isinstance(sample, FitSample):
+            sample = FitSample(tuple(sample[0]), float(sample[1]), *sample[2:])
+        if not (math.isfinite(sample.ms) and sample.ms > 0):
+            raise CalibrationError(f"measured latency must be > 0 ms, got {sample.ms} ({sample.label or 'sample'})")
+        out.append(sample)
+    return out
+
+
+def fit_quality(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
+    """MAPE (%), Spearman rank correlation and max absolute error (%) of predictions."""
+    from scipy.stats import spearmanr
+
+    p, m = np.asarray(predicted, float), np.asarray(measured, float)
+    err = np.abs(p - m) / m * 100
+    rho = float(spearmanr(p, m).statistic) if len(m) > 2 and np.ptp(m) > 0 else float("nan")
+    return {"mape": round(float(err.mean()), 2), "spearman": round(rho, 4) if math.isfinite(rho) else None,
+            "max_error": round(float(err.max()), 2), "n": int(len(m))}
+
+
+def _initial(features: _Features, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Non-negative least squares on the linear relaxation (sum instead of max), relative errors."""
+    from scipy.optimize import nnls
+
+    dense = np.bincount(features.sample, np.where(features.depthwise, 0, features.flops), minlength=features.n)
+    dw = np.bincount(features.sample, np.where(features.depthwise, features.flops, 0), minlength=features.n)
+    mac = np.bincount(features.sample, features.mac, minlength=features.n)
+    design = np.column_stack([dense, dw, mac, features.kernels, features.elementwise, np.ones(features.n)])
+    scale = np.maximum(np.abs(design).max(axis=0), 1e-30)
+    rows = np.sqrt(w)[:, None] / y[:, None]
+    theta, _ = nnls(design / scale * rows, np.sqrt(w))
+    return theta / scale
+
+
+def fit(samples: Iterable[Any], batch: int = 1, *, target_name: str = "", input_size: int = 224,
+        provenance: str = "", tie_depthwise: bool | None = None) -> GuidelineModel:
+    """Fit the six parameters to measured latencies (log-space least squares, positive parameters).
+
+    ``samples`` are :class:`FitSample` or ``(layers, measured_ms[, batch[, weight[, label]]])``
+    tuples; a sample without a batch ran at ``batch``. When no sample has a depthwise conv the
+    depthwise peak cannot be identified and is tied to the dense peak (``tie_depthwise``).
+    Quality (in-sample MAPE, Spearman, max error) is stored under ``quality["fit"]``.
+    """
+    from scipy.optimize import least_squares
+
+    data = _as_samples(samples)
+    if len(data) < 3:
+        raise CalibrationError(f"need at least 3 measured samples to fit the guideline model, got {len(data)}")
+    features = _Features.of([s.layers for s in data], [s.batch or batch for s in data])
+    y = np.array([s.ms for s in data])
+    w = np.array([s.weight for s in data], float)
+    if tie_depthwise is None:
+        tie_depthwise = not bool((features.flops * features.depthwise).any())
+
+    def expand(x: np.ndarray) -> np.ndarray:
+        # x = log of (a, a_dw / a, b, k, e, c): depthwise convs are never faster per FLOP than dense
+        if tie_depthwise:
+            x = np.insert(x, 1, 0.0)
+        theta = np.exp(x)
+        theta[1] *= theta[0]
+        return theta
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        return np.sqrt(w) * (np.log(features.predict(expand(x))) - np.log(y))
+
+    typical = np.array([np.median(features.flops[features.flops > 0]) if (features.flops > 0).any() else 1.0,
+                        np.median(features.flops[features.depthwise]) if features.depthwise.any() else 1.0,
+                        np.median(features.mac), np.median(features.kernels) or 1.0,
+                        np.median(features.elementwise) or 1.0, 1.0])
+    # a missing term starts where it alone would explain ~1% of the median sample
+    fallback = 0.01 * float(np.median(y)) / np.maximum(typical, 1e-30)
+    best = None
+    for base in (_initial(features, y, w), np.zeros(6)):
+        theta = np.where(base > 0, base, fallback)
+        theta[1] = max(theta[1], theta[0])
+        x0 = np.log(np.concatenate([[theta[0], theta[1] / theta[0]], theta[2:]]))
+        lower = np.full(6, -np.inf)
+        lower[1] = 0.0
+        if tie_depthwise:
+            x0, lower = np.delete(x0, 1), np.delete(lower, 1)
+        x0 = np.maximum(x0, lower)
+        result = least_squares(residuals, x0, bounds=(lower, np.full(len(x0), np.inf)), method="trf", max_nfev=2000)
+        if best is None or result.cost < best.cost:
+            best = result
+    theta = expand(best.x)
+    params = GuidelineParams.from_coefficients(theta)
+    predicted = features.predict(theta)
+    quality: dict[str, Any] = {"fit": fit_quality(predicted, y), "depthwise_tied": bool(tie_depthwise)}
+    return GuidelineModel(params, target_name, batch, input_size, quality, provenance)
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+def calibration_paths(target: Any) -> list[Path]:
+    """Where a target's calibration is looked for: the user's first, then the shipped one."""
+    name = target.name
+    shipped = getattr(target, "calibration", None) or name
+    return [calibration_dir() / f"{name}.json", SHIPPED_CALIBRATIONS / f"{shipped}.json"]
+
+
+def load_file(path: str | Path) -> GuidelineModel:
+    """Read one calibration file (one-line error naming the file if it cannot be used)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise CalibrationError(f"calibration file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CalibrationError(f"cannot read calibration file {path}: {exc}") from None
+    return GuidelineModel.from_json(text, source=str(path))
+
+
+def load(target: Target) -> GuidelineModel | None:
+    """The guideline model calibrated for ``target`` (registry entry "guideline"), or None.
+
+    The model predicts at the target's batch and input size, whatever it was fitted on.
+    """
+    for path in calibration_paths(target):
+        if path.is_file():
+            model = load_file(path)
+            return model.for_target(target.name, int(getattr(target, "batch", model.batch) or model.batch),
+                                    int(getattr(target, "input_size", model.input_size) or model.input_size))
+    return None
