@@ -1,0 +1,113 @@
+"""`shufflenas latency targets` and `shufflenas latency measure`: list targets, time an architecture."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import click
+
+from experiments.cli.common import ARCH, emit_json, json_option
+from search_space import Architecture
+
+targets_file_option = click.option(
+    "--targets-file", type=click.Path(dir_okay=False),
+    help="A TOML file that adds or overrides targets ([targets.NAME] tables); $SHUFFLENAS_TARGETS works too.")
+
+
+def _availability(target: Any) -> str:
+    if target.is_estimate:
+        return "estimate only"
+    if target.is_remote:
+        return "remote: " + ", ".join(f"{k}={v:g}" for k, v in target.resources.items())
+    reason = target.unavailable_reason()
+    return "yes" if reason is None else f"no: {reason}"
+
+
+@click.command()
+@targets_file_option
+@json_option
+def targets(targets_file: str | None, as_json: bool) -> None:
+    """List latency targets: what is measured where, and which are estimates only."""
+    from latency_models.targets import load_targets
+
+    rows = []
+    for target in load_targets(targets_file).values():
+        row = target.to_dict()
+        row["available"] = _availability(target)
+        rows.append(row)
+    if as_json:
+        emit_json(rows)
+        return
+    header = f"{'name':18s} {'kind':9s} {'backend':12s} {'device':6s} {'threads':>7s} {'batch':>5s} {'size':>5s}  available"
+    click.echo(header)
+    click.echo("-" * len(header))
+    for r in rows:
+        click.echo(f"{r['name']:18s} {r['kind']:9s} {r['backend'] or '-':12s} {r['device']:6s} {r['threads']:>7d} "
+                   f"{r['batch']:>5d} {r['input_size']:>5d}  {r['available']}")
+    click.echo("\nEstimate-only targets are never measured: `shufflenas latency predict` estimates them.")
+
+
+def _measure_remote(architecture: Architecture, target: Any, budget_s: float | None, use_cache: bool,
+                    ray_address: str | None) -> Any:
+    from search_space.errors import ShufflenasError
+
+    address = ray_address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        raise ShufflenasError(f"{target.name} is a remote target ({', '.join(target.resources)}): pass "
+                              "--ray-address HEAD:6379 (or set RAY_ADDRESS) to reach the cluster its board joined")
+    import ray
+
+    from evaluator.remote_latency import measure_remote
+
+    try:
+        ray.init(address=address, log_to_driver=False, configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ShufflenasError(f"cannot connect to the Ray cluster at {address}: {str(exc).splitlines()[0]}") from None
+    try:
+        return measure_remote(architecture, target, budget_s=budget_s, cache=use_cache)
+    finally:
+        ray.shutdown()
+
+
+@click.command()
+@click.argument("architecture", type=ARCH)
+@click.option("--target", "target_name", default="local-cpu", show_default=True, help="Target name (see `latency targets`).")
+@targets_file_option
+@click.option("--budget-s", type=click.FloatRange(min=0.0, min_open=True), default=None,
+              help="Seconds of timed runs after warm-up (default 1).")
+@click.option("--no-cache", is_flag=True, help="Measure again even if a cached result exists (and do not store it).")
+@click.option("--ray-address", default=None, help="Ray cluster for remote targets (default $RAY_ADDRESS).")
+@json_option
+def measure(architecture: Architecture, target_name: str, targets_file: str | None, budget_s: float | None,
+            no_cache: bool, ray_address: str | None, as_json: bool) -> None:
+    """Measure the latency of ARCHITECTURE on a target (median of many timed runs, ms per batch)."""
+    from latency_models.measure import check_measurable, measure as run_measure
+    from latency_models.targets import get_target
+
+    target = get_target(target_name, targets_file)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if target.is_remote and not target.is_estimate:
+            result = _measure_remote(architecture, target, budget_s, not no_cache, ray_address)
+        else:
+            check_measurable(target)
+            result = run_measure(architecture, target, cache=False if no_cache else None, budget_s=budget_s)
+    for warning in caught:
+        if issubclass(warning.category, UserWarning):
+            click.echo(f"warning: {' '.join(str(warning.message).split())}", err=True)
+    data = result.to_dict()
+    if as_json:
+        emit_json(data)
+        return
+    click.echo(f"{architecture}  (id {result.arch_id})")
+    click.echo(f"target   {result.target}: {target.description}")
+    click.echo(f"median   {result.median_ms:.3f} ms per batch of {result.batch} at {result.input_size}x{result.input_size}"
+               f"{'  (cached)' if result.cached else ''}")
+    click.echo(f"spread   p10 {result.p10_ms:.3f}  p90 {result.p90_ms:.3f}  IQR {result.iqr_ms:.3f} ms  "
+               f"cv {result.cv:.3f}  runs {result.runs}")
+    click.echo("versions " + ", ".join(f"{k}={v}" for k, v in result.versions.items()))
+
+
+COMMANDS = [targets, measure]
