@@ -1,4 +1,4 @@
-"""`shufflenas export`: write an architecture as an ONNX model."""
+"""`shufflenas export`: write an architecture, or a study trial's architecture, as an ONNX model."""
 
 from __future__ import annotations
 
@@ -11,17 +11,55 @@ from search_space import Architecture
 from search_space.errors import ShufflenasError
 
 
+def _trial_arch(storage: str, study_name: str, number: int) -> tuple[Architecture, dict]:
+    """The architecture a study's trial evaluated (read-only), plus the study's deploy settings."""
+    from experiments.storage import load_study, open_storage
+
+    study = load_study(open_storage(storage, create=False), study_name)
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    if number not in trials:
+        raise ShufflenasError(f"study {study_name!r} has no trial {number} (trials 0..{len(trials) - 1})")
+    text = trials[number].user_attrs.get("arch")
+    if not text:
+        raise ShufflenasError(f"trial {number} of study {study_name!r} has no architecture recorded "
+                              f"(state {trials[number].state.name})")
+    return Architecture.from_string(text), dict(study.user_attrs)
+
+
 @click.command()
-@click.argument("architecture", type=ARCH)
+@click.argument("architecture", type=ARCH, required=False)
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Output .onnx file.")
-@click.option("--input-size", default=224, show_default=True, type=click.IntRange(min=8))
-@click.option("--num-classes", default=1000, show_default=True, type=click.IntRange(min=1))
+@click.option("--storage", help="Export a trial of a study in this Optuna storage (with --study, --trial).")
+@click.option("--study", "study_name", help="Study name (with --storage).")
+@click.option("--trial", "trial_number", type=click.IntRange(min=0), help="Trial number (with --storage).")
+@click.option("--input-size", type=click.IntRange(min=8), help="Input resolution [default: 224, or the study's].")
+@click.option("--num-classes", type=click.IntRange(min=1), help="Classifier outputs [default: 1000, or the study's].")
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(min=1))
 @json_option
-def export(architecture: Architecture, out: str, input_size: int, num_classes: int, batch: int, as_json: bool) -> None:
-    """Export ARCHITECTURE (randomly initialised) to an ONNX file."""
+def export(architecture: Architecture | None, out: str, storage: str | None, study_name: str | None,
+           trial_number: int | None, input_size: int | None, num_classes: int | None, batch: int, as_json: bool) -> None:
+    """Export ARCHITECTURE (randomly initialised) to an ONNX file.
+
+    Or export the architecture of a search trial: --storage URL --study NAME --trial N.
+    """
     from latency_models.onnx_export import export_file
 
+    from_study = storage is not None or study_name is not None or trial_number is not None
+    extra: dict = {}
+    if from_study:
+        if architecture is not None:
+            raise click.UsageError("give either ARCHITECTURE or --storage/--study/--trial, not both")
+        missing = [f"--{n}" for n, v in (("storage", storage), ("study", study_name), ("trial", trial_number)) if v is None]
+        if missing:
+            raise click.UsageError(f"exporting a trial needs {', '.join(missing)}")
+        architecture, attrs = _trial_arch(storage, study_name, trial_number)
+        input_size = input_size or attrs.get("deploy_input")
+        num_classes = num_classes or attrs.get("deploy_classes")
+        extra = {"study": study_name, "trial": trial_number}
+    elif architecture is None:
+        raise click.UsageError("missing ARCHITECTURE (or --storage/--study/--trial)")
+    input_size = input_size or 224
+    num_classes = num_classes or 1000
     path = Path(out)
     if path.exists() and path.is_dir():
         raise click.BadParameter(f"{out} is a directory", param_hint="--out")
@@ -30,7 +68,7 @@ def export(architecture: Architecture, out: str, input_size: int, num_classes: i
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename and str(exc.filename) != out else ""
         raise ShufflenasError(f"cannot write {out}: {exc.strerror or exc}{where}") from None
-    info = {"arch": architecture.to_string(), "arch_id": architecture.arch_id, "out": str(written),
+    info = {"arch": architecture.to_string(), "arch_id": architecture.arch_id, **extra, "out": str(written),
             "bytes": written.stat().st_size, "input_size": input_size, "batch": batch}
     if as_json:
         emit_json(info)

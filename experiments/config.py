@@ -1,0 +1,297 @@
+"""Search configuration: embedded defaults, TOML files and command-line overrides, validated in one place.
+
+A config is a flat table of options plus a few sub-tables (``[proxy]``, ``[latency]``, ``[budgets]``,
+``[space]``) and optional ``[[run]]`` entries (several searches from one file, each a table of
+overrides with a ``name``). Every key is checked: an unknown key or a value of the wrong type is a
+one-line :class:`ConfigError` that names it, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from search_space.errors import ShufflenasError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+
+class ConfigError(ShufflenasError):
+    """A config file or option is missing, malformed, unknown or of the wrong type."""
+
+
+SAMPLERS = ("tpe", "nsga2", "gp", "random")
+EVALUATORS = ("auto", "sequential", "ray")
+DEFAULT_PRESETS = ("0.5x", "1.0x", "1.5x", "2.0x")
+#: Targets searched when the config names none; ``local-cuda`` joins when CUDA is present.
+DEFAULT_TARGETS = ("local-cpu", "paper-gpu-1080ti", "paper-arm-sd810")
+#: Sections owned by other commands: accepted (and ignored) by the search so one recipe can hold both.
+FOREIGN_SECTIONS = ("flops_vs_speed",)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProxyOptions:
+    """How candidates are trained for their proxy accuracy (small images, few epochs)."""
+
+    dataset: str = "digits"
+    data_root: str | None = None
+    input_size: int = 16
+    epochs: int = 2
+    #: Extra keyword arguments for ``evaluator.proxy.ProxyConfig`` (checked against its fields).
+    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class LatencyOptions:
+    """How latency is obtained per target."""
+
+    #: Seconds of timed runs per measured candidate (the measurement cache makes repeats free).
+    measure_budget_s: float = 1.0
+    #: Estimator for estimate-only targets ("auto" = the best calibrated one).
+    estimate_model: str = "auto"
+    #: Also record the calibrated estimate for targets that are measured (when a calibration exists).
+    record_estimates: bool = True
+    #: Measure only while no local training runs (trainings and measurements would share the cores).
+    isolate: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """Every option of ``shufflenas search``; the defaults are the no-argument demo."""
+
+    study: str = "shufflenas"
+    storage: str | None = None          # default: sqlite:///<out>/study.db
+    out: str = "runs/search"
+    trials: int = 24
+    sampler: str = "tpe"
+    seed: int | None = 0
+    workers: int = 2
+    evaluator: str = "auto"             # auto: ray when workers > 1, else sequential
+    ray_address: str | None = None      # None: start a local Ray instance when the ray evaluator is used
+    targets: tuple[str, ...] | None = None   # None: DEFAULT_TARGETS (+ local-cuda when present)
+    targets_file: str | None = None
+    objectives: tuple[str, ...] = ("accuracy", "latency:local-cpu")
+    budgets: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    presets: tuple[str, ...] = DEFAULT_PRESETS
+    presets_only: bool = False
+    deploy_input: int = 224
+    deploy_classes: int = 1000
+    trial_timeout_s: float | None = None
+    reuse_results: bool = True
+    stale_after_s: float = 86400.0      # RUNNING trials of drivers on other hosts count as stale after this
+    progress: bool = True
+    proxy: ProxyOptions = dataclasses.field(default_factory=ProxyOptions)
+    latency: LatencyOptions = dataclasses.field(default_factory=LatencyOptions)
+    space: Mapping[str, Any] | None = None
+    name: str | None = None             # the [[run]] entry this config came from
+
+    @property
+    def storage_url(self) -> str:
+        """The Optuna storage URL (the default is a SQLite file inside ``out``)."""
+        if self.storage:
+            return self.storage
+        return f"sqlite:///{Path(self.out) / 'study.db'}"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["budgets"] = dict(self.budgets)
+        data["proxy"]["extra"] = dict(self.proxy.extra)
+        return data
+
+
+# -- schema -------------------------------------------------------------------------------------
+_OPTIONAL = object()
+
+_TOP: dict[str, tuple[str, Any]] = {
+    # key: (type name, python types)
+    "study": ("string", str),
+    "storage": ("string", str),
+    "out": ("string", str),
+    "trials": ("integer", int),
+    "sampler": ("string", str),
+    "seed": ("integer", int),
+    "workers": ("integer", int),
+    "evaluator": ("string", str),
+    "ray_address": ("string", str),
+    "targets": ("list of strings", list),
+    "targets_file": ("string", str),
+    "objectives": ("list of strings", list),
+    "budgets": ("table of numbers", dict),
+    "presets": ("list of strings", list),
+    "presets_only": ("boolean", bool),
+    "deploy_input": ("integer", int),
+    "deploy_classes": ("integer", int),
+    "trial_timeout_s": ("number", (int, float)),
+    "reuse_results": ("boolean", bool),
+    "stale_after_s": ("number", (int, float)),
+    "progress": ("boolean", bool),
+    "proxy": ("table", dict),
+    "latency": ("table", dict),
+    "space": ("table", dict),
+    "name": ("string", str),
+}
+_PROXY: dict[str, tuple[str, Any]] = {
+    "dataset": ("string", str),
+    "data_root": ("string", str),
+    "input_size": ("integer", int),
+    "epochs": ("integer", int),
+}
+_LATENCY: dict[str, tuple[str, Any]] = {
+    "measure_budget_s": ("number", (int, float)),
+    "estimate_model": ("string", str),
+    "record_estimates": ("boolean", bool),
+    "isolate": ("boolean", bool),
+}
+
+
+def _check_type(where: str, value: Any, type_name: str, types: Any) -> None:
+    ok = isinstance(value, types) and not (isinstance(value, bool) and types in (int, (int, float)))
+    if not ok:
+        raise ConfigError(f"{where} must be a {type_name}, got {type(value).__name__} {value!r}")
+    if type_name == "list of strings" and not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where} must be a list of strings, got {value!r}")
+
+
+def _check_table(where: str, table: Mapping[str, Any], schema: Mapping[str, tuple[str, Any]],
+                 allow_extra: bool = False) -> None:
+    unknown = [k for k in table if k not in schema]
+    if unknown and not allow_extra:
+        known = ", ".join(sorted(schema))
+        raise ConfigError(f"unknown option(s) {', '.join(repr(f'{where}{k}') for k in unknown)} (known: {known})")
+    for key, value in table.items():
+        if key in schema:
+            _check_type(f"{where}{key}", value, *schema[key])
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML file; a missing or malformed file is a one-line ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+
+
+def _validate_layer(where: str, table: Mapping[str, Any]) -> None:
+    _check_table(where, {k: v for k, v in table.items() if k not in FOREIGN_SECTIONS and k != "run"}, _TOP)
+    if "proxy" in table:
+        # extra [proxy] keys go to evaluator.proxy.ProxyConfig and are checked against it when the search starts
+        _check_table(f"{where}proxy.", table["proxy"], _PROXY, allow_extra=True)
+    if "latency" in table:
+        _check_table(f"{where}latency.", table["latency"], _LATENCY)
+    for key, value in table.get("budgets", {}).items():
+        _check_type(f"{where}budgets.{key}", value, "number", (int, float))
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if key in ("proxy", "latency", "budgets") and isinstance(value, Mapping):
+            merged[key] = {**merged.get(key, {}), **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def _build(table: Mapping[str, Any]) -> SearchConfig:
+    values = dict(table)
+    proxy_table = dict(values.pop("proxy", {}))
+    proxy_known = {k: proxy_table.pop(k) for k in list(proxy_table) if k in _PROXY}
+    proxy = ProxyOptions(**proxy_known, extra=proxy_table)
+    latency = LatencyOptions(**values.pop("latency", {}))
+    for key in ("targets", "objectives", "presets"):
+        if key in values:
+            values[key] = tuple(values[key])
+    if "budgets" in values:
+        values["budgets"] = {k: float(v) for k, v in values["budgets"].items()}
+    for key in ("trial_timeout_s", "stale_after_s"):
+        if key in values:
+            values[key] = float(values[key])
+    config = SearchConfig(**values, proxy=proxy, latency=latency)
+    _check_values(config)
+    return config
+
+
+def _check_values(config: SearchConfig) -> None:
+    """Range and choice checks that do not need the other packages."""
+    if config.trials <= 0:
+        raise ConfigError(f"trials must be > 0, got {config.trials}")
+    if config.workers <= 0:
+        raise ConfigError(f"workers must be > 0, got {config.workers}")
+    if config.sampler not in SAMPLERS:
+        raise ConfigError(f"unknown sampler {config.sampler!r} (known: {', '.join(SAMPLERS)})")
+    if config.evaluator not in EVALUATORS:
+        raise ConfigError(f"unknown evaluator {config.evaluator!r} (known: {', '.join(EVALUATORS)})")
+    if not config.study.strip():
+        raise ConfigError("study name must not be empty")
+    for name, value, low in (("deploy_input", config.deploy_input, 8), ("deploy_classes", config.deploy_classes, 1),
+                             ("proxy.input_size", config.proxy.input_size, 8), ("proxy.epochs", config.proxy.epochs, 1)):
+        if value < low:
+            raise ConfigError(f"{name} must be >= {low}, got {value}")
+    if config.latency.measure_budget_s <= 0:
+        raise ConfigError(f"latency.measure_budget_s must be > 0, got {config.latency.measure_budget_s}")
+    if config.trial_timeout_s is not None and config.trial_timeout_s <= 0:
+        raise ConfigError(f"trial_timeout_s must be > 0, got {config.trial_timeout_s}")
+    if not config.objectives:
+        raise ConfigError("objectives must not be empty")
+    if config.presets_only and not config.presets:
+        raise ConfigError("presets_only = true needs at least one preset in 'presets'")
+
+
+def load_configs(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
+                 run: str | None = None) -> list[SearchConfig]:
+    """The searches a config file describes (one, or one per ``[[run]]``), with ``overrides`` on top.
+
+    ``overrides`` holds command-line values (``None`` values are ignored); they apply to every run.
+    ``run`` selects one ``[[run]]`` entry by name.
+    """
+    table: dict[str, Any] = read_toml(path) if path is not None else {}
+    where = ""
+    _validate_layer(where, table)
+    runs = table.pop("run", None)
+    for section in FOREIGN_SECTIONS:
+        table.pop(section, None)
+    cli = {k: v for k, v in (overrides or {}).items() if v is not None}
+    _validate_layer("", cli)
+    if runs is None:
+        if run is not None:
+            raise ConfigError(f"--run {run!r}: the config has no [[run]] entries")
+        return [_build(_merge(table, cli))]
+    if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs) or not runs:
+        raise ConfigError("'run' must be a list of tables ([[run]] entries)")
+    configs = []
+    for i, entry in enumerate(runs):
+        _validate_layer(f"run[{i}].", entry)
+        if "name" not in entry:
+            raise ConfigError(f"run[{i}] needs a 'name'")
+        merged = _merge(_merge(table, entry), cli)
+        if "study" not in entry and "study" not in cli:
+            merged["study"] = f"{merged.get('study', SearchConfig.study)}-{entry['name']}"
+        configs.append(_build(merged))
+    names = [c.name for c in configs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"[[run]] names must be distinct, got {names}")
+    if run is not None:
+        configs = [c for c in configs if c.name == run]
+        if not configs:
+            raise ConfigError(f"no [[run]] named {run!r} (known: {', '.join(n or '' for n in names)})")
+    return configs
+
+
+def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> SearchConfig:
+    """Exactly one search (a config with several ``[[run]]`` entries is an error here)."""
+    configs = load_configs(path, overrides)
+    if len(configs) != 1:
+        raise ConfigError(f"{path} describes {len(configs)} runs; pick one with --run")
+    return configs[0]

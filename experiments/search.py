@@ -1,0 +1,642 @@
+"""The search driver: an Optuna study over the ShuffleNetV2 space, run with ask/tell.
+
+One pass of the loop asks up to ``workers`` trials, costs each architecture analytically, gets its
+latency on every target (measured where the target can be measured, else its calibrated estimate),
+submits its proxy training to the evaluator and tells every result as soon as it arrives. The
+study reaches ``trials`` *finished* trials: COMPLETE ones plus FAILED ones with a reason from the
+candidate itself (build error, NaN loss, worker death, timeout). Trials failed because their
+driver was killed are re-queued and do not count.
+
+Latency measurement and training share this machine's cores, so with ``latency.isolate`` (the
+default) local measurements run only while no local training is in flight: the driver works in
+rounds (ask ``workers`` trials, measure them, train them, tell them). Measurements are cached per
+architecture and target, so a resumed study or a repeated architecture costs nothing. Remote
+targets (a Ray resource label) are measured on their board while the training runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from experiments.config import DEFAULT_TARGETS, ConfigError, SearchConfig
+from experiments.objectives import Budget, Objective, latency_key, parse_budgets, parse_objectives
+from experiments.progress import SearchProgress
+from experiments.storage import (FAIL_REASON_ATTR, OWNER_ATTR, REQUEUED_ATTR, StorageError, open_storage, owner_token,
+                                 recover_stale_trials)
+from search_space import DEFAULT_SPACE, Architecture, SearchSpace, get_preset, preset_name
+from search_space.errors import ShufflenasError
+
+if TYPE_CHECKING:
+    import optuna
+
+    from latency_models.targets import Target
+
+STUDY_FORMAT = 1
+EVAL_POLL_S = 0.5
+
+
+class SearchError(ShufflenasError):
+    """The search cannot start (incompatible study, unreachable Ray cluster, unusable target)."""
+
+
+# -- results ----------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class SearchResult:
+    """What a search run did; ``front`` holds the non-dominated feasible trials as flat rows."""
+
+    study: str
+    storage: str
+    trials: int
+    finished: int
+    complete: int
+    failed: int
+    new_trials: int
+    wall_s: float
+    objectives: list[str]
+    targets: list[str]
+    front: list[dict[str, Any]]
+    notes: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+def make_sampler(name: str, seed: int | None, trials: int, n_objectives: int) -> optuna.samplers.BaseSampler:
+    """The configured sampler; small budgets get a short random start-up so the model gets used."""
+    import optuna
+
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 4)))
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=max(4, min(10, trials // 3)))
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(4, min(10, trials // 3)),
+                                      multivariate=True, constant_liar=True)
+
+
+def proxy_key(config: SearchConfig) -> str:
+    """Identifies the proxy-training setup: equal keys mean an accuracy can be reused."""
+    p = config.proxy
+    text = json.dumps({"dataset": p.dataset, "root": p.data_root, "input": p.input_size, "epochs": p.epochs,
+                       "extra": dict(p.extra), "seed": config.seed}, sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:  # pragma: no cover
+        return False
+
+
+def resolve_targets(config: SearchConfig, notes: list[str]) -> dict[str, Target]:
+    """The targets to record, with the deploy input applied; explicit names must be usable."""
+    from latency_models.targets import get_target, load_targets
+
+    known = load_targets(config.targets_file)
+    explicit = config.targets is not None
+    names = list(config.targets) if explicit else list(DEFAULT_TARGETS) + (["local-cuda"] if _cuda_available() else [])
+    targets: dict[str, Target] = {}
+    for name in names:
+        target = get_target(name, config.targets_file) if name not in known else known[name]
+        reason = target.unavailable_reason()
+        if reason is None and target.is_estimate:
+            reason = _estimator_missing(target, config.latency.estimate_model)
+        if reason is not None:
+            if explicit:
+                raise SearchError(f"target {name!r} cannot be used here: {reason}")
+            notes.append(f"skipped target {name}: {reason}")
+            continue
+        targets[name] = dataclasses.replace(target, input_size=config.deploy_input)
+    if not targets:
+        raise SearchError("no usable latency target")
+    return targets
+
+
+def _estimator_missing(target: Target, model: str) -> str | None:
+    from latency_models.estimators import get_estimator
+
+    try:
+        get_estimator(target, model)
+    except ShufflenasError as exc:
+        return str(exc)
+    return None
+
+
+def check_ray_address(address: str, timeout: float = 3.0) -> None:
+    """Fail in seconds, with one line, when a Ray address does not answer."""
+    if address in ("auto", "local"):
+        return
+    text = address.split("://", 1)[-1]
+    host, _, port_text = text.rpartition(":")
+    if not host or not port_text.isdigit():
+        raise SearchError(f"bad Ray address {address!r}: use HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        with socket.create_connection((host, int(port_text)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise SearchError(f"Ray cluster at {address} does not answer: {exc.strerror or type(exc).__name__}") from None
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-storable version of a value (Optuna user attrs must serialise)."""
+    if hasattr(value, "item") and not isinstance(value, (list, tuple, dict)):
+        try:
+            return value.item()
+        except (ValueError, AttributeError):
+            pass
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def result_attrs(result: Any) -> dict[str, Any]:
+    """User attrs from an evaluator's ProxyResult: accuracy, train time, images/s, curves."""
+    if result is None:
+        return {}
+    data = result.to_dict() if hasattr(result, "to_dict") else dict(result)
+    renamed = {"val_curve": "curve", "status": "proxy_status", "reason": "proxy_reason"}
+    return {renamed.get(k, k): _plain(v) for k, v in data.items() if k not in ("arch", "arch_id")}
+
+
+# -- the driver -------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class _Pending:
+    trial: optuna.trial.Trial
+    arch: Architecture
+    attrs: dict[str, Any]
+    remote: dict[str, Any]          # target name -> ray ObjectRef
+    submitted: float = 0.0
+
+
+class SearchDriver:
+    """Runs one configured search to its trial count; see the module docstring.
+
+    ``evaluator`` lets a caller pass a ready evaluator (tests pass one bound to their Ray session);
+    otherwise one is made from the config and closed at the end.
+    """
+
+    def __init__(self, config: SearchConfig, *, evaluator: Any = None, echo: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self.notes: list[str] = []
+        self._evaluator = evaluator
+        self._own_evaluator = evaluator is None
+        self._echo = echo
+        self.owner = owner_token()
+        self.overhead_s = 0.0   # ask + tell + bookkeeping + storage writes (no training, no latency)
+
+    # -- setup --------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        c = self.config
+        self.space = SearchSpace.from_dict(c.space) if c.space else DEFAULT_SPACE
+        self.targets = resolve_targets(c, self.notes)
+        self.objectives: list[Objective] = parse_objectives(c.objectives, self.targets)
+        self.budgets: list[Budget] = parse_budgets(c.budgets, self.targets)
+        self.proxy_key = proxy_key(c)
+        self.proxy_config = self._proxy_config()
+        if c.ray_address and self._wants_ray():
+            check_ray_address(c.ray_address)
+        self.storage = open_storage(c.storage_url, create=True)
+        self.study = self._open_study()
+
+    def _proxy_config(self) -> Any:
+        """``evaluator.proxy.ProxyConfig`` built from the ``[proxy]`` table; unknown keys named."""
+        from evaluator.proxy import ProxyConfig
+
+        fields = {f.name for f in dataclasses.fields(ProxyConfig)}
+        values: dict[str, Any] = dict(self.config.proxy.extra)
+        unknown = sorted(set(values) - fields)
+        if unknown:
+            raise ConfigError(f"unknown option(s) {', '.join('proxy.' + k for k in unknown)} "
+                              f"(known: dataset, data_root, input_size, {', '.join(sorted(fields))})")
+        for key, value in (("epochs", self.config.proxy.epochs), ("input_size", self.config.proxy.input_size),
+                           ("seed", self.config.seed if self.config.seed is not None else 0)):
+            if key in fields:
+                values.setdefault(key, value)
+        try:
+            return ProxyConfig(**values)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"bad [proxy] options: {exc}") from None
+
+    def _wants_ray(self) -> bool:
+        c = self.config
+        return c.evaluator == "ray" or (c.evaluator == "auto" and c.workers > 1) or any(
+            t.is_remote for t in self.targets.values())
+
+    def _open_study(self) -> optuna.Study:
+        import optuna
+
+        c = self.config
+        names = [o.name for o in self.objectives]
+        try:
+            existing = {s.study_name: s for s in self.storage.get_all_studies()}
+        except Exception as exc:
+            raise StorageError(f"cannot read storage {c.storage_url}: {' '.join(str(exc).split())[:200]}") from None
+        n_existing = existing[c.study].n_trials if c.study in existing else 0
+        seed = None if c.seed is None else c.seed + n_existing  # a resumed run does not replay the first draws
+        sampler = make_sampler(c.sampler, seed, c.trials, len(self.objectives))
+        if c.study in existing:
+            study = optuna.load_study(study_name=c.study, storage=self.storage, sampler=sampler)
+            stored = study.user_attrs.get("objectives")
+            if stored is not None and list(stored) != names:
+                raise SearchError(f"study {c.study!r} was created with objectives {stored}, not {names}; "
+                                  "use another --study name")
+            return study
+        study = optuna.create_study(study_name=c.study, storage=self.storage, sampler=sampler,
+                                    directions=[o.direction for o in self.objectives])
+        study.set_user_attr("format", STUDY_FORMAT)
+        study.set_user_attr("objectives", names)
+        study.set_user_attr("objective_keys", [o.key for o in self.objectives])
+        study.set_user_attr("budgets", {b.name: b.limit for b in self.budgets})
+        study.set_user_attr("targets", {n: t.to_dict() for n, t in self.targets.items()})
+        study.set_user_attr("deploy_input", c.deploy_input)
+        study.set_user_attr("deploy_classes", c.deploy_classes)
+        study.set_user_attr("proxy_key", self.proxy_key)
+        study.set_user_attr("config", _plain(c.to_dict()))
+        return study
+
+    def _seed_queue(self) -> None:
+        """Re-queue trials of dead drivers, then the paper presets (once per study)."""
+        recovered = recover_stale_trials(self.study, self.config.stale_after_s)
+        for params in recovered:
+            self.study.enqueue_trial(params, user_attrs={"requeued_from_stale": True})
+        if recovered:
+            self.notes.append(f"re-queued {len(recovered)} trial(s) left running by a stopped driver")
+        if self.study.user_attrs.get("presets_enqueued"):
+            return
+        for name in self.config.presets:
+            arch = get_preset(name)
+            problems = self.space.violations(arch)
+            if problems:
+                self.notes.append(f"preset {name} lies outside the search space, skipped ({problems[0]})")
+                continue
+            self.study.enqueue_trial(self.space.params_of(arch), user_attrs={"preset": name})
+        self.study.set_user_attr("presets_enqueued", True)
+
+    # -- counting -----------------------------------------------------------------------------
+    def _counts(self) -> tuple[int, int, int, int]:
+        """(finished, complete, counted failures, running) for this study, from storage."""
+        from optuna.trial import TrialState
+
+        complete = failed = running = 0
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING)):
+            if t.state == TrialState.COMPLETE:
+                complete += 1
+            elif t.state == TrialState.RUNNING:
+                running += 1
+            elif not t.user_attrs.get(REQUEUED_ATTR):
+                failed += 1
+        return complete + failed, complete, failed, running
+
+    def _target_total(self) -> int:
+        if self.config.presets_only:
+            return min(self.config.trials, sum(self.space.contains(get_preset(n)) for n in self.config.presets))
+        return self.config.trials
+
+    # -- one trial ----------------------------------------------------------------------------
+    def _ask(self) -> tuple[optuna.trial.Trial, Architecture | None, dict[str, Any]]:
+        from latency_models.analytic import summary
+
+        trial = self.study.ask()
+        attrs: dict[str, Any] = {OWNER_ATTR: self.owner, "proxy_key": self.proxy_key}
+        trial.set_user_attr(OWNER_ATTR, self.owner)
+        try:
+            arch = self.space.suggest(trial)
+        except ShufflenasError as exc:
+            attrs[FAIL_REASON_ATTR] = f"invalid architecture: {exc}"
+            return trial, None, attrs
+        attrs.update({"arch": arch.to_string(), "arch_id": arch.arch_id})
+        name = preset_name(arch)
+        if name:
+            attrs["preset"] = name
+        costs = summary(arch, self.config.deploy_input, self.config.deploy_classes)
+        attrs.update({k: int(v) for k, v in costs.items()})
+        return trial, arch, attrs
+
+    def _reusable(self, arch: Architecture) -> Any:
+        """An earlier COMPLETE trial of the same architecture and proxy setup, if any."""
+        if not self.config.reuse_results:
+            return None
+        from optuna.trial import TrialState
+
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if t.user_attrs.get("arch_id") == arch.arch_id and t.user_attrs.get("proxy_key") == self.proxy_key:
+                return t
+        return None
+
+    def _local_latency(self, arch: Architecture, attrs: dict[str, Any]) -> None:
+        """Measure local targets and estimate estimate-only ones (raises on a failed measurement)."""
+        from latency_models.estimators import estimate
+
+        for name, target in self.targets.items():
+            if target.is_estimate:
+                est = estimate(arch, target, self.config.latency.estimate_model)
+                attrs[latency_key(name)] = float(est.median_ms)
+                attrs[f"latency_source:{name}"] = f"estimate:{est.model}"
+                continue
+            if self.config.latency.record_estimates and target.calibration:
+                try:
+                    est = estimate(arch, target, self.config.latency.estimate_model)
+                    attrs[f"latency_estimate_ms:{name}"] = float(est.median_ms)
+                    attrs[f"latency_estimate_model:{name}"] = est.model
+                except ShufflenasError:
+                    pass  # no calibration for this target yet: the measurement is what counts
+            if target.is_remote:
+                continue
+            self._record_measurement(name, self._measure(arch, target), attrs)
+
+    def _measure(self, arch: Architecture, target: Target) -> Any:
+        from latency_models.measure import measure
+
+        return measure(arch, target, budget_s=self.config.latency.measure_budget_s,
+                       num_classes=self.config.deploy_classes)
+
+    def _all_cached(self, batch: list[_Pending]) -> bool:
+        """Whether every local measurement of ``batch`` is already in the measurement cache."""
+        from latency_models.measure import lookup
+
+        local = [t for t in self.targets.values() if not t.is_estimate and not t.is_remote]
+        if self.config.deploy_classes != 1000:
+            return not local
+        return all(lookup(item.arch, t) is not None for item in batch for t in local)
+
+    @staticmethod
+    def _record_measurement(name: str, m: Any, attrs: dict[str, Any]) -> None:
+        data = m.to_dict() if hasattr(m, "to_dict") else dict(m)
+        attrs[latency_key(name)] = float(data["median_ms"])
+        attrs[f"latency_source:{name}"] = "measured"
+        for field in ("p90_ms", "cv", "runs", "cached"):
+            if field in data:
+                attrs[f"latency_{field}:{name}"] = _plain(data[field])
+
+    def _submit_remote(self, arch: Architecture) -> dict[str, Any]:
+        remote = {name: t for name, t in self.targets.items() if t.is_remote}
+        if not remote:
+            return {}
+        from evaluator.remote_latency import submit_measurement
+
+        budget = self.config.latency.measure_budget_s
+        return {name: submit_measurement(arch, t, budget_s=budget) for name, t in remote.items()}
+
+    def _finish(self, pending: _Pending, outcome: Any) -> bool:
+        """Tell one trial; returns True when it completed (False: failed with a reason)."""
+        from optuna.trial import TrialState
+
+        attrs = pending.attrs
+        reason = attrs.get(FAIL_REASON_ATTR)
+        if reason is None and outcome is not None:
+            if not outcome.ok:
+                reason = f"training failed: {outcome.error or 'unknown error'}"
+            else:
+                attrs.update(result_attrs(outcome.result))
+                attrs["attempts"] = getattr(outcome, "attempts", 1)
+                attrs["worker_pid"] = getattr(outcome, "worker_pid", None)
+                if not _finite(attrs.get("accuracy")):
+                    reason = f"training gave no finite accuracy ({attrs.get('accuracy')!r})"
+        if reason is None and pending.remote:
+            import ray
+
+            from evaluator.remote_latency import collect
+
+            for name, ref in pending.remote.items():
+                try:
+                    self._record_measurement(name, collect(ray.get(ref), pending.arch, self.targets[name]), attrs)
+                except Exception as exc:  # the board died or the measurement raised
+                    reason = f"latency on {name} failed: {' '.join(str(exc).split())[:300]}"
+                    break
+        values = None
+        if reason is None:
+            values = [attrs.get(o.key) for o in self.objectives]
+            missing = [o.name for o, v in zip(self.objectives, values) if not _finite(v)]
+            if missing:
+                reason = f"no finite value for objective(s) {', '.join(missing)}"
+        started = time.perf_counter()
+        trial = pending.trial
+        for key, value in attrs.items():
+            if key != OWNER_ATTR:
+                trial.set_user_attr(key, _plain(value))
+        if reason is not None:
+            trial.set_user_attr(FAIL_REASON_ATTR, reason[:1000])
+            self.study.tell(trial, state=TrialState.FAIL)
+            self.overhead_s += time.perf_counter() - started
+            self._log(f"trial {trial.number} failed: {reason[:200]}")
+            return False
+        for budget in self.budgets:
+            trial.set_constraint(budget.constraint_key, budget.violation(attrs[budget.key]))
+        self.study.tell(trial, values)
+        self.overhead_s += time.perf_counter() - started
+        self._log(self._describe(trial.number, attrs))
+        return True
+
+    def _describe(self, number: int, attrs: Mapping[str, Any]) -> str:
+        parts = [f"trial {number}"]
+        if attrs.get("preset"):
+            parts.append(f"[{attrs['preset']}]")
+        if _finite(attrs.get("accuracy")):
+            parts.append(f"acc {attrs['accuracy']:.3f}")
+        for name in self.targets:
+            value = attrs.get(latency_key(name))
+            if _finite(value):
+                parts.append(f"{name} {value:.2f} ms")
+        if "mac" in attrs:
+            parts.append(f"MAC {attrs['mac'] / 1e6:.1f}M")
+        if attrs.get("reused_from") is not None:
+            parts.append(f"(reused trial {attrs['reused_from']})")
+        return " ".join(parts)
+
+    def _log(self, message: str) -> None:
+        if self._progress is not None:
+            self._progress.log(message)
+        if self._echo is not None:
+            self._echo(message)
+
+    # -- evaluator ----------------------------------------------------------------------------
+    def _get_evaluator(self) -> Any:
+        if self._evaluator is None:
+            from evaluator.datasets import load_dataset
+
+            c = self.config
+            data = load_dataset(c.proxy.dataset, c.proxy.data_root, c.proxy.input_size,
+                                c.seed if c.seed is not None else 0)
+            kind = c.evaluator if c.evaluator != "auto" else ("ray" if c.workers > 1 else "sequential")
+            options: dict[str, Any] = {}
+            if kind == "ray":
+                options["workers"] = c.workers
+                if c.ray_address:
+                    options["address"] = c.ray_address
+            if c.trial_timeout_s is not None:
+                options["timeout_s"] = c.trial_timeout_s
+            try:
+                self._evaluator = _make_evaluator(kind, data, options)
+            except ConnectionError as exc:
+                raise SearchError(f"Ray cluster at {c.ray_address} does not answer: {exc}") from None
+        return self._evaluator
+
+    # -- main loop ----------------------------------------------------------------------------
+    def run(self) -> SearchResult:
+        start = time.perf_counter()
+        self._progress: SearchProgress | None = None
+        self._setup()
+        self._seed_queue()
+        total = self._target_total()
+        finished, *_ = self._counts()
+        new_trials = 0
+        pending: dict[str, _Pending] = {}
+        self._progress = SearchProgress(total, min(finished, total), title=self.config.study,
+                                        enabled=self.config.progress)
+        for note in self.notes:
+            self._progress.log(f"note: {note}")
+        try:
+            with self._progress:
+                self._progress.update(min(finished, total), self._front_size())
+                while True:
+                    t0 = time.perf_counter()
+                    finished, _, _, running = self._counts()
+                    self.overhead_s += time.perf_counter() - t0
+                    want = total - finished - running
+                    room = self.config.workers - len(pending)
+                    if want > 0 and room > 0:
+                        new_trials += self._start_round(min(want, room), pending)
+                        continue
+                    if not pending:
+                        break
+                    self._collect(pending, block=True)
+        finally:
+            # a trial still pending here (Ctrl-C, crash) stays RUNNING with our owner token: the
+            # next driver on this host sees the process gone and re-queues it
+            if self._own_evaluator and self._evaluator is not None:
+                try:
+                    self._evaluator.close()
+                except Exception:
+                    pass
+        return self._result(total, new_trials, time.perf_counter() - start)
+
+    def _start_round(self, n: int, pending: dict[str, _Pending]) -> int:
+        """Ask ``n`` trials; measure them (after draining local trainings when isolating); submit them."""
+        batch: list[_Pending] = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            trial, arch, attrs = self._ask()
+            self.overhead_s += time.perf_counter() - t0
+            item = _Pending(trial, arch, attrs, {})  # type: ignore[arg-type]
+            if arch is None:
+                self._finish(item, None)
+                continue
+            earlier = self._reusable(arch)
+            if earlier is not None:
+                for key, value in earlier.user_attrs.items():
+                    if key not in attrs and not key.startswith(("owner", "preset", "requeued")) and key != FAIL_REASON_ATTR:
+                        attrs[key] = value
+                attrs["reused_from"] = earlier.number
+                self._finish(item, None)
+                self._progress_update()
+                continue
+            batch.append(item)
+        if not batch:
+            return n
+        if self.config.latency.isolate and pending and not self._all_cached(batch):
+            while pending:  # trainings would share the cores with the measurement
+                self._collect(pending, block=True)
+        evaluator = None
+        for item in batch:
+            try:
+                item.remote = self._submit_remote(item.arch)
+                self._local_latency(item.arch, item.attrs)
+            except ShufflenasError as exc:
+                item.attrs[FAIL_REASON_ATTR] = f"latency: {exc}"
+            except Exception as exc:  # export / runtime failure of this candidate
+                item.attrs[FAIL_REASON_ATTR] = f"latency: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+            if FAIL_REASON_ATTR in item.attrs:
+                self._finish(item, None)
+                self._progress_update()
+                continue
+            from evaluator.base import EvalTask
+
+            evaluator = evaluator or self._get_evaluator()
+            key = f"{self.config.study}:{item.trial.number}"
+            t0 = time.perf_counter()
+            evaluator.submit(EvalTask(key, item.arch, self.proxy_config))
+            self.overhead_s += time.perf_counter() - t0
+            item.submitted = time.perf_counter()
+            pending[key] = item
+        return n
+
+    def _collect(self, pending: dict[str, _Pending], block: bool) -> None:
+        evaluator = self._get_evaluator()
+        outcomes = evaluator.poll(EVAL_POLL_S if block else 0.0)
+        for outcome in outcomes:
+            item = pending.pop(outcome.key, None)
+            if item is None:
+                continue
+            self._finish(item, outcome)
+        if outcomes:
+            self._progress_update()
+
+    def _progress_update(self) -> None:
+        if self._progress is None:
+            return
+        finished, *_ = self._counts()
+        self._progress.update(min(finished, self._target_total()), self._front_size())
+
+    def _front_size(self) -> int:
+        from experiments.report import front_numbers
+
+        return len(front_numbers(self.study))
+
+    def _result(self, total: int, new_trials: int, wall_s: float) -> SearchResult:
+        from experiments.report import front_rows
+
+        finished, complete, failed, _ = self._counts()
+        return SearchResult(
+            study=self.config.study, storage=self.config.storage_url, trials=total, finished=finished,
+            complete=complete, failed=failed, new_trials=new_trials, wall_s=round(wall_s, 2),
+            objectives=[o.name for o in self.objectives], targets=list(self.targets),
+            front=front_rows(self.study), notes=list(self.notes),
+        )
+
+
+def _make_evaluator(kind: str, data: Any, options: dict[str, Any]) -> Any:
+    try:
+        from evaluator import make_evaluator
+    except ImportError:  # registry not there yet: the sequential evaluator needs none
+        if kind != "sequential":
+            raise
+        from evaluator.sequential import SequentialEvaluator
+
+        return SequentialEvaluator(data)
+    return make_evaluator(kind, data, **options)
+
+
+def run_search(config: SearchConfig, *, evaluator: Any = None, echo: Callable[[str], None] | None = None) -> SearchResult:
+    """Run (or resume) the search ``config`` describes; see :class:`SearchDriver`."""
+    return SearchDriver(config, evaluator=evaluator, echo=echo).run()
+
+
+def default_workers() -> int:
+    """One proxy-training worker per core (two one-thread workers beat one two-thread process)."""
+    return max(1, min(os.cpu_count() or 1, 2))

@@ -1,0 +1,219 @@
+"""Optuna storages from URLs, study loading with clear errors, and recovery of trials left RUNNING.
+
+Storage URLs:
+
+* ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` - the default (one file); the
+  directory is created when a search starts.
+* ``journal:///path/study.log`` - Optuna's JournalStorage on a file (safe for several writer
+  processes on one machine or a shared file system; SQLite is not).
+* ``postgresql://...``, ``mysql+pymysql://...`` - any SQLAlchemy URL Optuna's RDBStorage accepts; the
+  server is probed first so an unreachable one fails in seconds with one line.
+* a bare path: ``*.log`` / ``*.journal`` is a journal file, anything else a SQLite file.
+
+Ownership: every trial the driver asks for records its owner (``host:pid:start-time``) as a user
+attr. A RUNNING trial whose owner is a dead process on this host (or, on another host, older than
+``stale_after_s``) was left by a killed driver; :func:`recover_stale_trials` fails it and returns
+its parameters so the driver re-runs it. Live drivers never fail each other's trials.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from search_space.errors import ShufflenasError
+
+if TYPE_CHECKING:
+    import optuna
+
+OWNER_ATTR = "owner"
+FAIL_REASON_ATTR = "fail_reason"
+REQUEUED_ATTR = "requeued"
+
+
+class StorageError(ShufflenasError):
+    """A storage URL is malformed or unreachable, or a study is missing."""
+
+
+@dataclass(frozen=True)
+class StorageSpec:
+    """A parsed storage URL: ``kind`` is sqlite, journal or rdb; ``path`` for file-based kinds."""
+
+    url: str
+    kind: str
+    path: Path | None = None
+
+
+def parse_storage_url(url: str) -> StorageSpec:
+    url = url.strip()
+    if not url:
+        raise StorageError("storage URL is empty")
+    if "://" not in url:
+        path = Path(url)
+        kind = "journal" if path.suffix in (".log", ".journal") else "sqlite"
+        return StorageSpec(url=f"{kind}:///{path}", kind=kind, path=path)
+    scheme, rest = url.split("://", 1)
+    if scheme == "sqlite":
+        if not rest.startswith("/"):
+            raise StorageError(f"bad SQLite URL {url!r}: use sqlite:///relative.db or sqlite:////absolute.db")
+        if rest in ("/", "/:memory:"):
+            raise StorageError("an in-memory SQLite storage cannot be resumed or reported; give a file path")
+        return StorageSpec(url=url, kind="sqlite", path=Path(rest[1:]))
+    if scheme == "journal":
+        if not rest.startswith("/") or rest == "/":
+            raise StorageError(f"bad journal URL {url!r}: use journal:///relative.log or journal:////absolute.log")
+        return StorageSpec(url=url, kind="journal", path=Path(rest[1:]))
+    parts = urlsplit(url)
+    if not parts.scheme or not (parts.hostname or parts.path):
+        raise StorageError(f"cannot parse storage URL {url!r}")
+    return StorageSpec(url=url, kind="rdb")
+
+
+_DEFAULT_PORTS = {"postgresql": 5432, "postgres": 5432, "mysql": 3306, "mariadb": 3306, "mssql": 1433}
+
+
+def _probe_server(url: str, timeout: float = 3.0) -> None:
+    parts = urlsplit(url)
+    host = parts.hostname
+    if not host:
+        return  # unix socket or driver-specific form: let the driver report
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme.split("+")[0])
+    except ValueError:
+        raise StorageError(f"bad port in storage URL {_redact(url)}") from None
+    if port is None:
+        return
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise StorageError(f"cannot reach storage {_redact(url)}: {reason} ({host}:{port})") from None
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    return url
+
+
+def open_storage(url: str, *, create: bool = True) -> optuna.storages.BaseStorage:
+    """An Optuna storage for ``url``.
+
+    ``create=False`` (reports, exports) never creates a file: a missing SQLite or journal file is an
+    error naming it.
+    """
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    spec = parse_storage_url(url)
+    if spec.kind in ("sqlite", "journal"):
+        assert spec.path is not None
+        if not create and not spec.path.is_file():
+            raise StorageError(f"no study storage at {spec.path} ({spec.url})")
+        if create:
+            try:
+                spec.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageError(f"cannot create the directory for {spec.path}: {exc.strerror}") from None
+        if spec.path.exists() and spec.path.is_dir():
+            raise StorageError(f"storage path {spec.path} is a directory")
+    try:
+        if spec.kind == "journal":
+            return JournalStorage(JournalFileBackend(str(spec.path)))
+        if spec.kind == "sqlite":
+            return optuna.storages.RDBStorage(spec.url, engine_kwargs={"connect_args": {"timeout": 60}})
+        _probe_server(spec.url)
+        return optuna.storages.RDBStorage(spec.url)
+    except ModuleNotFoundError as exc:
+        raise StorageError(f"storage {_redact(url)} needs the Python package {exc.name!r} (pip install it)") from None
+    except StorageError:
+        raise
+    except Exception as exc:  # sqlalchemy / driver errors: one line, no traceback
+        text = " ".join(str(exc).split())[:300]
+        raise StorageError(f"cannot open storage {_redact(url)}: {text}") from None
+
+
+def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
+    return sorted(s.study_name for s in storage.get_all_studies())
+
+
+def load_study(storage: optuna.storages.BaseStorage | str, name: str) -> optuna.Study:
+    """Load an existing study; an unknown name lists the studies the storage holds."""
+    import optuna
+
+    if isinstance(storage, str):
+        storage = open_storage(storage, create=False)
+    names = study_names(storage)
+    if name not in names:
+        known = ", ".join(names) if names else "none"
+        raise StorageError(f"no study {name!r} in this storage (studies: {known})")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+# -- ownership of RUNNING trials --------------------------------------------------------------------
+def _process_start(pid: int) -> str:
+    """The kernel's start time of ``pid`` (tells a reused pid from the original), or '' if unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def owner_token(pid: int | None = None) -> str:
+    """``host:pid:start`` of this (or the given) process, stored on every trial it runs."""
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}:{pid}:{_process_start(pid)}"
+
+
+def owner_alive(token: str | None, started: float | None, stale_after_s: float, now: float | None = None) -> bool:
+    """Whether the driver that owns a RUNNING trial may still be working on it."""
+    if not token:
+        # no owner recorded: a driver that died between ask and recording it, or a foreign tool
+        return started is not None and (now or time.time()) - started < stale_after_s
+    host, _, rest = token.partition(":")
+    pid_text, _, start = rest.partition(":")
+    if host != socket.gethostname():
+        return started is not None and (now or time.time()) - started < stale_after_s
+    try:
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by another user
+    return not start or _process_start(pid) in ("", start)
+
+
+def recover_stale_trials(study: optuna.Study, stale_after_s: float) -> list[dict[str, Any]]:
+    """Fail this study's RUNNING trials whose owner is gone; return their params (to re-enqueue).
+
+    Optuna's own stale-trial recovery runs only inside ``study.optimize``; an ask/tell driver does it
+    here, on start.
+    """
+    from optuna.trial import TrialState
+
+    recovered = []
+    storage = study._storage
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        started = trial.datetime_start.timestamp() if trial.datetime_start else None
+        token = trial.user_attrs.get(OWNER_ATTR)
+        if owner_alive(token, started, stale_after_s):
+            continue
+        storage.set_trial_user_attr(trial._trial_id, FAIL_REASON_ATTR,
+                                    f"interrupted: owner {token or 'unknown'} is gone; re-queued")
+        storage.set_trial_user_attr(trial._trial_id, REQUEUED_ATTR, True)
+        study.tell(trial.number, state=TrialState.FAIL)
+        if trial.params:
+            recovered.append(dict(trial.params))
+    return recovered
