@@ -1,0 +1,165 @@
+"""Measurement: real ONNX Runtime sessions and torch eager on tiny networks, the export and result caches."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from latency_models import device_runtime
+from latency_models.measure import (Measurement, MeasurementError, lookup, measure, measure_module, onnx_path)
+from latency_models.measure_cache import MeasurementCache, MeasurementCacheWarning
+from latency_models.onnx_export import export_module_bytes
+from latency_models.targets import Target, get_target
+from search_space import Architecture, build_model
+
+TINY = Architecture(widths=(8, 16, 32), depths=(1, 1, 1), stem=8, conv5=32)
+FAST = 0.05  # seconds of timed runs: enough for statistics, keeps the suite fast
+STATS = ("median_ms", "mean_ms", "p10_ms", "p90_ms", "iqr_ms", "cv", "runs")
+
+
+def tiny_target(backend: str = "onnxruntime", name: str = "tiny-cpu", batch: int = 1) -> Target:
+    providers = ("CPUExecutionProvider",) if backend == "onnxruntime" else ()
+    return Target(name, "16 px test target", "measure", backend, "cpu", providers, 1, batch, 16, {}, None)
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("SHUFFLENAS_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def test_measure_onnx_statistics_and_output():
+    model = build_model(TINY, num_classes=10, input_size=16).eval()
+    shape = (2, 3, 16, 16)
+    data = export_module_bytes(model, shape)
+    run = device_runtime.measure_onnx(data, shape, threads=1, warmup=2, min_runs=5, budget_s=FAST,
+                                      return_output=True)
+    for key in STATS:
+        assert key in run
+    assert run["runs"] >= 5 and run["p10_ms"] <= run["median_ms"] <= run["p90_ms"]
+    assert run["providers"][0] == "CPUExecutionProvider" and run["threads"] == 1
+    assert run["onnxruntime"] and run["cpu"]
+    with torch.no_grad():
+        expected = model(torch.from_numpy(device_runtime.example_input(shape))).numpy()
+    np.testing.assert_allclose(run["output"], expected, rtol=1e-3, atol=1e-4)
+    capped = device_runtime.measure_onnx(data, None, min_runs=3, max_runs=3, budget_s=60)
+    assert capped["runs"] == 3 and capped["input_shape"] == list(shape)
+
+
+def test_device_runtime_errors():
+    with pytest.raises(device_runtime.DeviceRuntimeError, match="lacks NoSuchExecutionProvider"):
+        device_runtime.measure_onnx(b"", (1, 3, 16, 16), providers=("NoSuchExecutionProvider",))
+    with pytest.raises(device_runtime.DeviceRuntimeError, match="cannot load"):
+        device_runtime.measure_onnx(b"not a model", (1, 3, 16, 16))
+    stats = device_runtime.robust_stats([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert stats["median_ms"] == 3.0 and stats["iqr_ms"] == 2.0
+    assert stats["cv"] == pytest.approx(2.0 / 1.349 / 3.0)
+
+
+def test_measure_caches_export_and_result(home):
+    target = tiny_target(batch=2)
+    first = measure(TINY, target, budget_s=FAST)
+    assert isinstance(first, Measurement) and not first.cached
+    assert (first.arch, first.arch_id, first.target, first.batch, first.input_size) == (
+        TINY.to_string(), TINY.arch_id, "tiny-cpu", 2, 16)
+    assert first.median_ms > 0 and first.versions["onnxruntime"]
+    assert onnx_path(TINY, 16, 2).exists()
+    data = first.to_dict()
+    assert json.loads(json.dumps(data))["median_ms"] == first.median_ms
+    for key in STATS + ("target", "device", "versions"):
+        assert key in data
+    second = measure(TINY, target, budget_s=FAST)
+    assert second.cached and second.median_ms == first.median_ms
+    assert lookup(TINY, target) == second
+    fresh = measure(TINY, target, cache=False, budget_s=FAST)
+    assert not fresh.cached
+    changed = Target("tiny-cpu", "same name, 2 threads", "measure", "onnxruntime", "cpu", ("CPUExecutionProvider",),
+                     2, 2, 16, {}, None)
+    assert not measure(TINY, changed, budget_s=FAST).cached  # a different config is a different key
+
+
+def test_measure_torch_backend_and_module():
+    result = measure(TINY, tiny_target("torch"), cache=False, budget_s=FAST)
+    assert result.backend == "torch" and result.runs >= device_runtime.DEFAULT_MIN_RUNS
+    block = torch.nn.Sequential(torch.nn.Conv2d(8, 8, 1), torch.nn.ReLU())
+    cache = MeasurementCache()
+    for backend in ("onnxruntime", "torch"):
+        m = measure_module(block, (1, 8, 8, 8), tiny_target(backend, name=f"t-{backend}"), key="g1-8x8",
+                           budget_s=FAST, cache=cache)
+        assert m.arch is None and m.arch_id == "g1-8x8" and m.input_size == 8 and not m.cached
+    assert measure_module(block, (1, 8, 8, 8), tiny_target("torch", name="t-torch"), key="g1-8x8",
+                          cache=cache).cached
+    with pytest.raises(MeasurementError, match="N, C, H, W"):
+        measure_module(block, (8, 8), tiny_target(), key="bad")
+
+
+def test_measure_refuses_what_it_cannot_time():
+    with pytest.raises(MeasurementError, match="paper-gpu-1080ti is an estimate-only target; use `shufflenas latency predict`"):
+        measure(TINY, "paper-gpu-1080ti")
+    with pytest.raises(MeasurementError, match="remote device"):
+        measure(TINY, "rpi4")
+    if not torch.cuda.is_available():
+        with pytest.raises(MeasurementError, match="unavailable here"):
+            measure(TINY, get_target("local-cuda"))
+
+
+def _writer(args):
+    path, worker = args
+    cache = MeasurementCache(path)
+    for i in range(20):
+        cache.put({"key": f"{worker}-{i}"}, {"median_ms": float(i), "worker": worker})
+    return worker
+
+
+def test_cache_concurrent_writers(tmp_path):
+    path = tmp_path / "c.sqlite"
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        assert sorted(pool.map(_writer, [(path, w) for w in range(4)])) == [0, 1, 2, 3]
+    cache = MeasurementCache(path)
+    assert len(cache) == 80 and cache.get({"key": "3-19"})["worker"] == 3
+
+
+def test_corrupted_cache_is_ignored_with_a_warning(tmp_path):
+    path = tmp_path / "c.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    cache = MeasurementCache(path)
+    with pytest.warns(MeasurementCacheWarning, match="unusable"):
+        assert cache.get({"key": "x"}) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cache.put({"key": "x"}, {"a": 1})  # already disabled: no second warning, no error
+    assert not cache.usable
+    with pytest.warns(MeasurementCacheWarning):
+        assert not measure(TINY, tiny_target(), cache=MeasurementCache(path), budget_s=FAST).cached
+
+
+def _tiny_targets_file(tmp_path):
+    path = tmp_path / "targets.toml"
+    path.write_text('[targets.tiny]\ndescription = "16 px"\nkind = "measure"\nbackend = "onnxruntime"\n'
+                    'device = "cpu"\ninput_size = 16\n')
+    return path
+
+
+def test_cli_measure(cli, tmp_path, home):
+    env = {"SHUFFLENAS_HOME": str(home)}
+    targets = str(_tiny_targets_file(tmp_path))
+    args = ("latency", "measure", TINY.to_string(), "--target", "tiny", "--targets-file", targets, "--budget-s", "0.05")
+    first = cli(*args, "--json", env=env)
+    assert first.returncode == 0, first.stderr
+    data = json.loads(first.stdout)
+    assert data["target"] == "tiny" and data["median_ms"] > 0 and not data["cached"]
+    second = cli(*args, env=env)
+    assert second.returncode == 0 and "(cached)" in second.stdout and "median" in second.stdout
+
+
+@pytest.mark.parametrize("target, needle", [
+    ("paper-arm-sd810", "estimate-only"), ("rpi4", "--ray-address")])
+def test_cli_measure_errors(cli, target, needle, home):
+    result = cli("latency", "measure", "0.5x", "--target", target, env={"SHUFFLENAS_HOME": str(home), "RAY_ADDRESS": ""})
+    assert result.returncode == 2 and needle in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
