@@ -70,6 +70,8 @@ class Layer:
         moved = batch * (self.in_elems * self.inputs + self.out_elems)
         if self.kind == "concat":
             moved = batch * (self.in_elems + self.out_elems)  # c_in = sum of the inputs' channels
+        elif self.kind == "mul":  # SE scaling: the map times a broadcast per-channel vector (c_in values)
+            moved = batch * (self.in_elems + self.c_in + self.out_elems)
         return {"params": 0, "flops": 0, "mac": moved, "kernels": 1, "elementwise": batch * self.out_elems}
 
 
