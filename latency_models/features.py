@@ -1,0 +1,85 @@
+"""Per-architecture feature vectors from the analytic costs, shared by the predictor and the studies.
+
+A latency model needs more than total FLOPs: the paper's guidelines say *where* the work is
+(pointwise vs depthwise convs, data movement, small fragmented kernels, element-wise volume) drives
+speed. Every feature here is computed from :mod:`latency_models.analytic`, so it is cheap, local and
+the same on every machine. Features are plain floats keyed by name; :data:`FEATURE_NAMES` fixes the
+column order a model is trained with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from latency_models.analytic import COST_COLUMNS, costs
+from search_space import Architecture
+
+STAGES = ("stem", "stage2", "stage3", "stage4", "head")
+STAGE_COSTS = ("flops", "mac", "kernels", "elementwise")
+OP_CLASSES = ("pointwise", "depthwise", "dense", "fc", "movement", "pool")
+
+FEATURE_NAMES: tuple[str, ...] = (
+    *COST_COLUMNS,
+    *(f"{stage}_{cost}" for stage in STAGES for cost in STAGE_COSTS),
+    *(f"{op}_{cost}" for op in OP_CLASSES for cost in ("flops", "mac", "kernels")),
+    "small_kernels",      # kernels touching < 16k elements: launch overhead dominates (G3)
+    "roofline_sum",       # sum over layers of max(flops, mac): a unit-free roofline proxy
+    "intensity",          # total FLOPs / total MAC
+    "w2", "w3", "w4", "d2", "d3", "d4", "r2", "r3", "r4", "k2", "k3", "k4",
+    "stem", "conv5", "se", "extra_dw", "num_units", "input_size", "batch",
+)
+
+
+def _op_class(row: pd.Series) -> str:
+    kind = row["kind"]
+    if kind == "conv":
+        if row["groups"] > 1 and row["groups"] == row["c_in"]:
+            return "depthwise"
+        return "pointwise" if row["k"] == 1 else "dense"
+    if kind == "fc":
+        return "fc"
+    if kind in ("maxpool", "gap"):
+        return "pool"
+    return "movement"  # split, concat, shuffle, add, mul, relu
+
+
+def features_from_costs(arch: Architecture, table: pd.DataFrame, input_size: int, batch: int) -> dict[str, float]:
+    """Feature dict from a :func:`latency_models.analytic.costs` table of ``arch``."""
+    out: dict[str, float] = {c: float(table[c].sum()) for c in COST_COLUMNS}
+    by_stage = table.groupby("stage")[list(STAGE_COSTS)].sum()
+    for stage in STAGES:
+        for cost in STAGE_COSTS:
+            out[f"{stage}_{cost}"] = float(by_stage.loc[stage, cost]) if stage in by_stage.index else 0.0
+    classes = table.apply(_op_class, axis=1)
+    by_op = table.groupby(classes)[["flops", "mac", "kernels"]].sum()
+    for op in OP_CLASSES:
+        for cost in ("flops", "mac", "kernels"):
+            out[f"{op}_{cost}"] = float(by_op.loc[op, cost]) if op in by_op.index else 0.0
+    touched = batch * (table["c_out"] * table["h_out"] * table["w_out"])
+    out["small_kernels"] = float(table.loc[touched < 16384, "kernels"].sum())
+    out["roofline_sum"] = float(np.maximum(table["flops"], table["mac"]).sum())
+    out["intensity"] = out["flops"] / max(out["mac"], 1.0)
+    for i in range(3):
+        out[f"w{i + 2}"] = float(arch.widths[i])
+        out[f"d{i + 2}"] = float(arch.depths[i])
+        out[f"r{i + 2}"] = float(arch.split_ratios[i])
+        out[f"k{i + 2}"] = float(arch.kernels[i])
+    out.update(stem=float(arch.stem), conv5=float(arch.conv5), se=float(arch.se), extra_dw=float(arch.extra_dw),
+               num_units=float(arch.num_units), input_size=float(input_size), batch=float(batch))
+    return {name: out[name] for name in FEATURE_NAMES}
+
+
+def features(arch: Architecture, input_size: int = 224, batch: int = 1, num_classes: int = 1000) -> dict[str, float]:
+    """The feature vector of one architecture at a deploy resolution and batch size."""
+    return features_from_costs(arch, costs(arch, input_size, num_classes, batch), input_size, batch)
+
+
+def feature_frame(archs: Iterable[Architecture], input_size: int = 224, batch: int = 1,
+                  num_classes: int = 1000) -> pd.DataFrame:
+    """One row per architecture (index: compact string), columns :data:`FEATURE_NAMES`."""
+    archs = list(archs)
+    rows = [features(a, input_size, batch, num_classes) for a in archs]
+    return pd.DataFrame(rows, index=[a.to_string() for a in archs], columns=list(FEATURE_NAMES))

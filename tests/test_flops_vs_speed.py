@@ -1,0 +1,142 @@
+"""The FLOPs-vs-speed study: real ONNX Runtime measurements on tiny inputs, real files written."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from experiments.studies.flops_vs_speed import (StudyError, check_out_dir, correlations, same_flops_pairs,
+                                                study_architectures)
+from experiments.cli.main import main
+from search_space import PAPER_PRESETS
+
+TINY_TARGETS = """
+[targets.tiny-cpu]
+description = "test: ONNX Runtime CPU, 1 thread, 16x16 input"
+kind = "measure"
+backend = "onnxruntime"
+device = "cpu"
+threads = 1
+batch = 1
+input_size = 16
+"""
+
+
+@pytest.fixture
+def tiny_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("SHUFFLENAS_HOME", str(tmp_path / "home"))
+    targets = tmp_path / "targets.toml"
+    targets.write_text(TINY_TARGETS)
+    return {"SHUFFLENAS_HOME": str(tmp_path / "home"), "targets": str(targets)}
+
+
+def test_study_cli_writes_every_output(cli, tmp_path, tiny_env):
+    out = tmp_path / "study"
+    result = cli("study", "flops-vs-speed", "--samples", "2", "--target", "tiny-cpu", "--out", str(out),
+                 "--seed", "3", "--budget", "0.02", "--targets-file", tiny_env["targets"], "--json",
+                 env={"SHUFFLENAS_HOME": tiny_env["SHUFFLENAS_HOME"]})
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout.strip().splitlines()[-1])
+    assert info["rows"] == 6  # 2 random + 4 presets
+    assert "[6/6] tiny-cpu" in result.stderr  # progress per measurement
+    table = pd.read_csv(out / "flops_vs_speed.csv")
+    assert len(table) == 6 and set(table["source"]) == {"measured"}
+    assert (table["latency_ms"] > 0).all()
+    assert set(table["preset"].dropna()) >= set(PAPER_PRESETS)
+    assert len(pd.read_parquet(out / "flops_vs_speed.parquet")) == 6
+    corr = pd.read_csv(out / "correlations.csv")
+    assert set(corr["metric"]) == {"flops", "mac", "params", "kernels", "guideline_ms"}
+    flops_rho = corr.loc[corr["metric"] == "flops", "spearman"].item()
+    assert -1.0 <= flops_rho <= 1.0
+    pairs = pd.read_csv(out / "same_flops_pairs.csv")
+    assert {"fast_arch", "slow_arch", "latency_ratio", "flops_diff_pct"} <= set(pairs.columns)
+    assert (pairs["flops_diff_pct"] <= 5.0 + 1e-9).all() and (pairs["latency_ratio"] >= 1.0).all()
+    png = out / "scatter_tiny-cpu.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = (out / "summary.md").read_text()
+    assert "FLOPs vs speed" in summary and "0.5x" in summary
+
+    # a rerun reads every measurement from the cache
+    again = cli("study", "flops-vs-speed", "--samples", "2", "--target", "tiny-cpu", "--out", str(out),
+                "--seed", "3", "--budget", "0.02", "--targets-file", tiny_env["targets"],
+                env={"SHUFFLENAS_HOME": tiny_env["SHUFFLENAS_HOME"]})
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("(cached)") == 6
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--samples", "3", "--target", "no-such-target"], "no-such-target"),
+    (["--samples", "0", "--target", "tiny-cpu"], "samples"),
+    (["--samples", "-2", "--target", "tiny-cpu"], "samples"),
+])
+def test_study_cli_rejects_bad_input(capsys, tmp_path, tiny_env, args, message):
+    code = main(["study", "flops-vs-speed", *args, "--out", str(tmp_path / "o"), "--targets-file", tiny_env["targets"]])
+    assert code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
+    assert not (tmp_path / "o" / "flops_vs_speed.csv").exists()
+
+
+def test_study_cli_rejects_file_as_output(capsys, tmp_path, tiny_env):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    code = main(["study", "flops-vs-speed", "--samples", "2", "--target", "tiny-cpu", "--out", str(blocker),
+                 "--targets-file", tiny_env["targets"]])
+    assert code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "not a directory" in lines[0]
+
+
+def test_real_cli_error_is_one_line(cli, tmp_path, tiny_env):
+    result = cli("study", "flops-vs-speed", "--samples", "3", "--target", "nope", "--out", str(tmp_path / "o"),
+                 env={"SHUFFLENAS_HOME": tiny_env["SHUFFLENAS_HOME"]})
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error:") and "nope" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_architectures_include_presets_once_and_are_reproducible():
+    first = study_architectures(5, seed=1)
+    assert first == study_architectures(5, seed=1)
+    assert first[:4] == list(PAPER_PRESETS.values())
+    assert len(set(first)) == len(first) == 9
+    with pytest.raises(StudyError):
+        study_architectures(0)
+
+
+def test_check_out_dir(tmp_path):
+    assert check_out_dir(tmp_path / "a" / "b").is_dir()
+    (tmp_path / "f").write_text("")
+    with pytest.raises(StudyError, match="not a directory"):
+        check_out_dir(tmp_path / "f")
+
+
+def _table(rows):
+    base = {"arch_id": "x", "preset": "", "params": 1, "mac": 1, "kernels": 1, "guideline_ms": float("nan"),
+            "source": "measured"}
+    return pd.DataFrame([{**base, **r} for r in rows])
+
+
+def test_same_flops_pairs_finds_the_widest_spread_within_tolerance():
+    table = _table([
+        {"target": "t", "arch": "a", "flops": 100e6, "latency_ms": 10.0},
+        {"target": "t", "arch": "b", "flops": 104e6, "latency_ms": 25.0},   # 4% more FLOPs, 2.5x slower
+        {"target": "t", "arch": "c", "flops": 120e6, "latency_ms": 50.0},   # outside +-5% of everything
+        {"target": "t", "arch": "d", "flops": 102e6, "latency_ms": 12.0},
+    ])
+    pairs = same_flops_pairs(table)
+    best = pairs.iloc[0]
+    assert (best["fast_arch"], best["slow_arch"]) == ("a", "b")
+    assert best["latency_ratio"] == pytest.approx(2.5)
+    assert "c" not in set(pairs["fast_arch"]) | set(pairs["slow_arch"])
+    assert list(pairs["rank"]) == list(range(1, len(pairs) + 1))
+
+
+def test_correlations_are_per_target_and_skip_missing_estimates():
+    rows = [{"target": "t", "arch": str(i), "flops": i * 1e6, "latency_ms": float(i)} for i in range(1, 8)]
+    corr = correlations(_table(rows))
+    flops = corr[corr["metric"] == "flops"].iloc[0]
+    assert flops["spearman"] == pytest.approx(1.0) and flops["kendall"] == pytest.approx(1.0)
+    assert pd.isna(corr[corr["metric"] == "guideline_ms"].iloc[0]["spearman"])
