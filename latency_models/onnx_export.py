@@ -9,10 +9,11 @@ exporter is the default because it is about an order of magnitude faster on thes
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -26,14 +27,28 @@ Exporter = Literal["legacy", "dynamo"]
 EXPORTERS = ("legacy", "dynamo")
 
 
+@contextlib.contextmanager
+def _torch_threads(count: int) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def export_module_bytes(module: torch.nn.Module, input_shape: Sequence[int], *,
                         exporter: Exporter = "legacy") -> bytes:
-    """ONNX bytes of ``module`` (put in eval mode) for a fixed input shape (N, C, H, W)."""
+    """ONNX bytes of ``module`` (put in eval mode) for a fixed input shape (N, C, H, W).
+
+    Tracing runs one forward pass; it runs on one torch thread because on small shared CPUs a
+    multi-threaded pass under load took 3-5x longer (benchmarks/results/measure.md).
+    """
     if exporter not in EXPORTERS:
         raise ShufflenasError(f"unknown ONNX exporter {exporter!r} (known: {', '.join(EXPORTERS)})")
     module = module.eval()
     example = torch.randn(*[int(d) for d in input_shape])
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), _torch_threads(1):
         warnings.simplefilter("ignore")
         if exporter == "legacy":
             buffer = io.BytesIO()

@@ -1,0 +1,119 @@
+"""How fast and how stable is a latency measurement on local-cpu, and which ONNX exporter to use.
+
+Run:  .venv/bin/python benchmarks/measure_speed.py [--repeats 5] [--candidates 3] [--out benchmarks/results/measure.md]
+
+1. Exporters: legacy (dynamo=False) vs dynamo on ShuffleNetV2 1.0x at 224 - export wall time, the
+   same module's outputs in ONNX Runtime compared, and each graph's ORT median.
+2. New candidate: wall time of ``measure(arch, "local-cpu")`` for architectures never seen before
+   (fresh cache), export included; target <= 3 s.
+3. Drift: the median of ``repeats`` uncached measurements of 1.0x; target: spread < 5 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def exporters(lines: list[str]) -> None:
+    from latency_models import device_runtime
+    from latency_models.onnx_export import export_module_bytes
+    from search_space import build_model, get_preset
+
+    shape = (1, 3, 224, 224)
+    module = build_model(get_preset("1.0x")).eval()
+    results = {}
+    for exporter in ("legacy", "dynamo"):
+        started = time.perf_counter()
+        data = export_module_bytes(module, shape, exporter=exporter)
+        seconds = time.perf_counter() - started
+        run = device_runtime.measure_onnx(data, shape, budget_s=1.0, return_output=True)
+        results[exporter] = (seconds, run)
+    diff = float(np.max(np.abs(results["legacy"][1]["output"] - results["dynamo"][1]["output"])))
+    scale = float(np.max(np.abs(results["legacy"][1]["output"])))
+    ratio = results["dynamo"][0] / results["legacy"][0]
+    lines += ["## ONNX exporter (ShuffleNetV2 1.0x, 224, batch 1)", "",
+              "| exporter | export wall s | ORT median ms (1 thread) |", "|---|---|---|"]
+    for exporter, (seconds, run) in results.items():
+        lines.append(f"| {exporter} | {seconds:.2f} | {run['median_ms']:.2f} |")
+    lines += ["", f"dynamo / legacy export time: {ratio:.1f}x; max |output difference| {diff:.2e} "
+              f"(output scale {scale:.2e}) -> {'same outputs' if diff <= 1e-3 * max(scale, 1.0) else 'OUTPUTS DIFFER'}.",
+              f"Kept: {'legacy (dynamo=False)' if ratio > 1 else 'dynamo'}.", ""]
+
+
+def new_candidates(lines: list[str], count: int) -> None:
+    from latency_models import measure as measure_mod
+    from search_space import DEFAULT_SPACE
+
+    lines += ["## One new candidate on local-cpu (export + measure, 1 s timed-runs budget)", "",
+              "| arch | export s | total wall s | median ms | runs |", "|---|---|---|---|---|"]
+    walls = []
+    for arch in DEFAULT_SPACE.sample_many(count, seed=int(time.time()) % 10_000):
+        started = time.perf_counter()
+        measure_mod.onnx_bytes(arch)  # fresh SHUFFLENAS_HOME: this is the export
+        exported = time.perf_counter() - started
+        m = measure_mod.measure(arch, "local-cpu")
+        wall = time.perf_counter() - started
+        walls.append(wall)
+        lines.append(f"| {arch.to_string()} | {exported:.2f} | {wall:.2f} | {m.median_ms:.2f} | {m.runs} |")
+    lines += ["", f"median wall per new candidate: {statistics.median(walls):.2f} s (target <= 3 s)", ""]
+
+
+def drift(lines: list[str], repeats: int) -> None:
+    from latency_models.measure import measure
+    from search_space import get_preset
+
+    runs = [measure(get_preset("1.0x"), "local-cpu", cache=False) for _ in range(repeats)]
+    lines += [f"## Run-to-run drift: {repeats} uncached measurements of 1.0x on local-cpu", "",
+              "| statistic | values (ms) | (max - min) / median | std / mean |", "|---|---|---|---|"]
+    for name in ("median_ms", "p10_ms"):
+        values = [getattr(m, name) for m in runs]
+        spread = (max(values) - min(values)) / statistics.median(values)
+        cv = statistics.pstdev(values) / statistics.mean(values)
+        lines.append(f"| {name} | {', '.join(f'{v:.2f}' for v in values)} | {spread * 100:.1f} % | {cv * 100:.1f} % |")
+    lines += ["", "Target: < 5 % drift of the median. Within-run robust cv of each measurement: "
+              + ", ".join(f"{m.cv:.2f}" for m in runs), ""]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--candidates", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "measure.md")
+    args = parser.parse_args()
+    os.environ["SHUFFLENAS_HOME"] = tempfile.mkdtemp(prefix="shufflenas-bench-")  # nothing cached yet
+    import onnxruntime
+    import torch
+
+    from latency_models.device_runtime import cpu_model
+
+    lines = ["# Measurement speed and stability (local-cpu)", "",
+             f"Command: `.venv/bin/python benchmarks/measure_speed.py --repeats {args.repeats} "
+             f"--candidates {args.candidates}`", "",
+             f"Machine: 2-core x86 VM, shared ({cpu_model()}, {os.cpu_count()} cores, {platform.machine()}); "
+             f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}; "
+             f"load average at start {os.getloadavg()[0]:.1f}.", ""]
+    exporters(lines)
+    new_candidates(lines, args.candidates)
+    drift(lines, args.repeats)
+    lines.append(f"Load average at end {os.getloadavg()[0]:.1f}.")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
