@@ -2,15 +2,16 @@
 
 For a batch, after BN/ReLU fusion (``latency_models.analytic``)::
 
-    ms = sum over layers of max(FLOPs_l / peak_l, MAC_l / bandwidth)     # G1, G2: memory access
+    ms = sum over layers of max(FLOPs_l / peak_l, MAC_l / bandwidth_l)   # G1, G2: memory access
          + kernel_overhead * kernels                                      # G3: fragmentation
          + elementwise_cost * elementwise elements                        # G4: element-wise ops
          + offset
 
 ``peak_l`` is the dense peak for convs and FC layers and a separate (usually much lower) peak for
-depthwise convs; layers without FLOPs (concat, shuffle, pooling, add) cost their MAC only. Six
-positive numbers per target, fitted to measured (or published) latencies in log space, so a
-0.4 ms micro-benchmark counts as much as a 40 ms network.
+depthwise convs; layers without FLOPs (split, concat, shuffle, pooling, add) cost their MAC at a
+separate "movement" bandwidth (framework data-movement kernels are far slower per element than
+a conv streaming its input). Seven positive numbers per target, fitted to measured (or
+published) latencies in log space, so a 0.4 ms micro-benchmark counts as much as a 40 ms network.
 """
 
 from __future__ import annotations
@@ -33,12 +34,13 @@ if TYPE_CHECKING:
     from latency_models.targets import Target
 
 FORMAT = 1
-PARAM_NAMES: tuple[str, ...] = ("peak_gmacs", "dw_gmacs", "bandwidth_gelems", "kernel_us", "elementwise_ns",
-                                "offset_ms")
+PARAM_NAMES: tuple[str, ...] = ("peak_gmacs", "dw_gmacs", "bandwidth_gelems", "movement_gelems", "kernel_us",
+                                "elementwise_ns", "offset_ms")
 PARAM_DOCS: dict[str, str] = {
     "peak_gmacs": "dense conv/FC throughput, G multiply-adds per second",
     "dw_gmacs": "depthwise conv throughput, G multiply-adds per second",
-    "bandwidth_gelems": "memory traffic, G elements (activations + weights) per second",
+    "bandwidth_gelems": "memory traffic of convs and FC layers, G elements (activations + weights) per second",
+    "movement_gelems": "memory traffic of ops without FLOPs (split, concat, shuffle, add, pooling), G elements/s",
     "kernel_us": "fixed cost per kernel (launch, synchronisation, framework), microseconds",
     "elementwise_ns": "cost per element touched by element-wise work (BN, ReLU, add), nanoseconds",
     "offset_ms": "fixed cost per inference call, milliseconds",
@@ -51,24 +53,27 @@ class CalibrationError(ShufflenasError):
 
 @dataclasses.dataclass(frozen=True)
 class GuidelineParams:
-    """The six numbers of one target (physical units, all > 0)."""
+    """The seven numbers of one target (physical units, all > 0)."""
 
     peak_gmacs: float
     dw_gmacs: float
     bandwidth_gelems: float
+    movement_gelems: float
     kernel_us: float
     elementwise_ns: float
     offset_ms: float
 
     def coefficients(self) -> np.ndarray:
-        """Milliseconds per: dense FLOP, depthwise FLOP, MAC element, kernel, element-wise element, call."""
+        """Milliseconds per: dense FLOP, depthwise FLOP, conv MAC element, moved element, kernel,
+        element-wise element, call."""
         return np.array([1e-6 / self.peak_gmacs, 1e-6 / self.dw_gmacs, 1e-6 / self.bandwidth_gelems,
-                         self.kernel_us * 1e-3, self.elementwise_ns * 1e-6, self.offset_ms])
+                         1e-6 / self.movement_gelems, self.kernel_us * 1e-3, self.elementwise_ns * 1e-6,
+                         self.offset_ms])
 
     @classmethod
     def from_coefficients(cls, theta: Sequence[float]) -> GuidelineParams:
-        a, a_dw, b, k, e, c = (float(v) for v in theta)
-        return cls(1e-6 / a, 1e-6 / a_dw, 1e-6 / b, k * 1e3, e * 1e6, c)
+        a, a_dw, b, m, k, e, c = (float(v) for v in theta)
+        return cls(1e-6 / a, 1e-6 / a_dw, 1e-6 / b, 1e-6 / m, k * 1e3, e * 1e6, c)
 
     def to_dict(self) -> dict[str, float]:
         return {name: float(f"{getattr(self, name):.6g}") for name in PARAM_NAMES}
@@ -102,16 +107,16 @@ class _Features:
                    np.array(kernels), np.array(elementwise), len(layer_lists))
 
     def predict(self, theta: np.ndarray) -> np.ndarray:
-        a, a_dw, b, k, e, c = theta
+        a, a_dw, b, m, k, e, c = theta
         compute = self.flops * np.where(self.depthwise, a_dw, a)
-        per_layer = np.maximum(compute, self.mac * b)
+        per_layer = np.maximum(compute, self.mac * np.where(self.flops > 0, b, m))
         return np.bincount(self.sample, per_layer, minlength=self.n) + k * self.kernels + e * self.elementwise + c
 
     def parts(self, theta: np.ndarray) -> dict[str, float]:
         """Milliseconds of sample 0 split into compute-bound, memory-bound, kernels, element-wise, offset."""
-        a, a_dw, b, k, e, c = theta
+        a, a_dw, b, m, k, e, c = theta
         compute = self.flops * np.where(self.depthwise, a_dw, a)
-        memory = self.mac * b
+        memory = self.mac * np.where(self.flops > 0, b, m)
         return {"compute_ms": float(compute[compute >= memory].sum()), "memory_ms": float(memory[memory > compute].sum()),
                 "kernel_ms": float(k * self.kernels[0]), "elementwise_ms": float(e * self.elementwise[0]),
                 "offset_ms": float(c)}
@@ -224,8 +229,10 @@ def _initial(features: _Features, y: np.ndarray, w: np.ndarray) -> np.ndarray:
 
     dense = np.bincount(features.sample, np.where(features.depthwise, 0, features.flops), minlength=features.n)
     dw = np.bincount(features.sample, np.where(features.depthwise, features.flops, 0), minlength=features.n)
-    mac = np.bincount(features.sample, features.mac, minlength=features.n)
-    design = np.column_stack([dense, dw, mac, features.kernels, features.elementwise, np.ones(features.n)])
+    has_flops = features.flops > 0
+    mac = np.bincount(features.sample, np.where(has_flops, features.mac, 0), minlength=features.n)
+    moved = np.bincount(features.sample, np.where(has_flops, 0, features.mac), minlength=features.n)
+    design = np.column_stack([dense, dw, mac, moved, features.kernels, features.elementwise, np.ones(features.n)])
     scale = np.maximum(np.abs(design).max(axis=0), 1e-30)
     rows = np.sqrt(w)[:, None] / y[:, None]
     theta, _ = nnls(design / scale * rows, np.sqrt(w))
@@ -234,7 +241,7 @@ def _initial(features: _Features, y: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 def fit(samples: Iterable[Any], batch: int = 1, *, target_name: str = "", input_size: int = 224,
         provenance: str = "", tie_depthwise: bool | None = None) -> GuidelineModel:
-    """Fit the six parameters to measured latencies (log-space least squares, positive parameters).
+    """Fit the seven parameters to measured latencies (log-space least squares, positive parameters).
 
     ``samples`` are :class:`FitSample` or ``(layers, measured_ms[, batch[, weight[, label]]])``
     tuples; a sample without a batch ran at ``batch``. When no sample has a depthwise conv the
@@ -253,7 +260,7 @@ def fit(samples: Iterable[Any], batch: int = 1, *, target_name: str = "", input_
         tie_depthwise = not bool((features.flops * features.depthwise).any())
 
     def expand(x: np.ndarray) -> np.ndarray:
-        # x = log of (a, a_dw / a, b, k, e, c): depthwise convs are never faster per FLOP than dense
+        # x = log of (a, a_dw / a, b, m, k, e, c): depthwise convs are never faster per FLOP than dense
         if tie_depthwise:
             x = np.insert(x, 1, 0.0)
         theta = np.exp(x)
@@ -265,16 +272,16 @@ def fit(samples: Iterable[Any], batch: int = 1, *, target_name: str = "", input_
 
     typical = np.array([np.median(features.flops[features.flops > 0]) if (features.flops > 0).any() else 1.0,
                         np.median(features.flops[features.depthwise]) if features.depthwise.any() else 1.0,
-                        np.median(features.mac), np.median(features.kernels) or 1.0,
+                        np.median(features.mac), np.median(features.mac), np.median(features.kernels) or 1.0,
                         np.median(features.elementwise) or 1.0, 1.0])
     # a missing term starts where it alone would explain ~1% of the median sample
     fallback = 0.01 * float(np.median(y)) / np.maximum(typical, 1e-30)
     best = None
-    for base in (_initial(features, y, w), np.zeros(6)):
+    for base in (_initial(features, y, w), np.zeros(7)):
         theta = np.where(base > 0, base, fallback)
         theta[1] = max(theta[1], theta[0])
         x0 = np.log(np.concatenate([[theta[0], theta[1] / theta[0]], theta[2:]]))
-        lower = np.full(6, -np.inf)
+        lower = np.full(7, -np.inf)
         lower[1] = 0.0
         if tie_depthwise:
             x0, lower = np.delete(x0, 1), np.delete(lower, 1)
