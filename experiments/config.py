@@ -153,7 +153,8 @@ _LATENCY: dict[str, tuple[str, Any]] = {
 def _check_type(where: str, value: Any, type_name: str, types: Any) -> None:
     ok = isinstance(value, types) and not (isinstance(value, bool) and types in (int, (int, float)))
     if not ok:
-        raise ConfigError(f"{where} must be a {type_name}, got {type(value).__name__} {value!r}")
+        article = "an" if type_name[0] in "aeiou" else "a"
+        raise ConfigError(f"{where} must be {article} {type_name}, got {type(value).__name__} {value!r}")
     if type_name == "list of strings" and not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{where} must be a list of strings, got {value!r}")
 
@@ -259,6 +260,8 @@ def load_configs(path: str | Path | None = None, overrides: Mapping[str, Any] | 
     table: dict[str, Any] = read_toml(path) if path is not None else {}
     where = ""
     _validate_layer(where, table)
+    if set(table) and set(table) <= set(FOREIGN_SECTIONS):
+        raise ConfigError(f"{path} holds no search, only [{', '.join(table)}]: run {_foreign_command(table)}")
     runs = table.pop("run", None)
     for section in FOREIGN_SECTIONS:
         table.pop(section, None)
@@ -287,6 +290,20 @@ def load_configs(path: str | Path | None = None, overrides: Mapping[str, Any] | 
         if not configs:
             raise ConfigError(f"no [[run]] named {run!r} (known: {', '.join(n or '' for n in names)})")
     return configs
+
+
+def _foreign_command(table: Mapping[str, Any]) -> str:
+    """The command that reads a recipe's foreign section (so ``search`` can point to it)."""
+    section = table.get("flops_vs_speed", {})
+    parts = ["shufflenas study flops-vs-speed"]
+    flags = {"samples": "--samples", "seed": "--seed", "out": "--out", "budget_s": "--budget",
+             "targets_file": "--targets-file"}
+    for key, flag in flags.items():
+        if key in section:
+            parts.append(f"{flag} {section[key]}")
+    for target in section.get("targets", []):
+        parts.append(f"--target {target}")
+    return " ".join(parts)
 
 
 def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> SearchConfig:

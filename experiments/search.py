@@ -257,7 +257,8 @@ class SearchDriver:
             existing = {s.study_name: s for s in self.storage.get_all_studies()}
         except Exception as exc:
             raise StorageError(f"cannot read storage {c.storage_url}: {' '.join(str(exc).split())[:200]}") from None
-        n_existing = existing[c.study].n_trials if c.study in existing else 0
+        n_existing = (self.storage.get_n_trials(self.storage.get_study_id_from_name(c.study))
+                      if c.study in existing else 0)
         seed = None if c.seed is None else c.seed + n_existing  # a resumed run does not replay the first draws
         sampler = make_sampler(c.sampler, seed, c.trials, len(self.objectives))
         if c.study in existing:
@@ -486,15 +487,14 @@ class SearchDriver:
             kind = c.evaluator if c.evaluator != "auto" else ("ray" if c.workers > 1 else "sequential")
             options: dict[str, Any] = {}
             if kind == "ray":
-                options["workers"] = c.workers
+                options["max_in_flight"] = c.workers
                 if c.ray_address:
                     options["address"] = c.ray_address
-            if c.trial_timeout_s is not None:
-                options["timeout_s"] = c.trial_timeout_s
-            try:
-                self._evaluator = _make_evaluator(kind, data, options)
-            except ConnectionError as exc:
-                raise SearchError(f"Ray cluster at {c.ray_address} does not answer: {exc}") from None
+                if c.trial_timeout_s is not None:
+                    options["timeout_s"] = c.trial_timeout_s
+            elif c.trial_timeout_s is not None:
+                self.notes.append("trial_timeout_s applies to the ray evaluator only")
+            self._evaluator = _make_evaluator(kind, data, options)
         return self._evaluator
 
     # -- main loop ----------------------------------------------------------------------------
@@ -621,22 +621,11 @@ class SearchDriver:
 
 
 def _make_evaluator(kind: str, data: Any, options: dict[str, Any]) -> Any:
-    try:
-        from evaluator import make_evaluator
-    except ImportError:  # registry not there yet: the sequential evaluator needs none
-        if kind != "sequential":
-            raise
-        from evaluator.sequential import SequentialEvaluator
+    from evaluator import make_evaluator
 
-        return SequentialEvaluator(data)
     return make_evaluator(kind, data, **options)
 
 
 def run_search(config: SearchConfig, *, evaluator: Any = None, echo: Callable[[str], None] | None = None) -> SearchResult:
     """Run (or resume) the search ``config`` describes; see :class:`SearchDriver`."""
     return SearchDriver(config, evaluator=evaluator, echo=echo).run()
-
-
-def default_workers() -> int:
-    """One proxy-training worker per core (two one-thread workers beat one two-thread process)."""
-    return max(1, min(os.cpu_count() or 1, 2))

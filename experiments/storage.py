@@ -214,6 +214,7 @@ def recover_stale_trials(study: optuna.Study, stale_after_s: float) -> list[dict
                                     f"interrupted: owner {token or 'unknown'} is gone; re-queued")
         storage.set_trial_user_attr(trial._trial_id, REQUEUED_ATTR, True)
         study.tell(trial.number, state=TrialState.FAIL)
-        if trial.params:
-            recovered.append(dict(trial.params))
+        params = dict(trial.params) or dict(trial.system_attrs.get("fixed_params") or {})
+        if params:
+            recovered.append(params)
     return recovered
