@@ -81,9 +81,13 @@ def make_session(model_bytes: bytes, *, threads: int = 1,
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     options.log_severity_level = 3
     try:
-        return ort.InferenceSession(model_bytes, sess_options=options, providers=list(providers))
+        session = ort.InferenceSession(model_bytes, sess_options=options, providers=list(providers))
     except Exception as exc:  # ORT raises its own exception types for invalid models
         raise DeviceRuntimeError(f"onnxruntime cannot load the model: {str(exc).splitlines()[0]}") from None
+    dropped = [p for p in providers if p not in session.get_providers()]
+    if dropped:  # e.g. the CUDA EP is installed but no GPU is visible: ORT silently falls back to CPU
+        raise DeviceRuntimeError(f"onnxruntime could not enable {', '.join(dropped)} on this machine")
+    return session
 
 
 def example_input(input_shape: Sequence[int], seed: int = 0) -> np.ndarray:

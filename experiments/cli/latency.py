@@ -14,7 +14,8 @@ def _register() -> None:
     """Commands are split by job: measuring (latency_measure) and estimating (latency_estimate)."""
     import importlib
 
-    for module_name in ("experiments.cli.latency_measure", "experiments.cli.latency_estimate"):
+    for module_name in ("experiments.cli.latency_measure", "experiments.cli.latency_estimate",
+                        "experiments.cli.latency_tables"):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:

@@ -18,7 +18,7 @@ from experiments.cli.common import emit_json, json_option, positive
 @click.option("--out", "out", required=True, type=click.Path(file_okay=True, dir_okay=True),
               help="Output directory (created).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Sampling seed (same seed, same architectures).")
-@click.option("--budget", "budget_s", type=click.FloatRange(min=0.01), default=None,
+@click.option("--budget-s", "--budget", "budget_s", type=click.FloatRange(min=0.0, min_open=True), default=None,
               help="Seconds of timed runs per measurement (default: the measurement module's).")
 @click.option("--targets-file", type=click.Path(dir_okay=False), default=None,
               help="Extra targets TOML (added to the built-in targets).")
@@ -33,7 +33,7 @@ def flops_vs_speed(samples: int, target_names: tuple[str, ...], out: str, seed: 
     check_out_dir(out)
     targets = []
     for name in dict.fromkeys(target_names):
-        targets.append(get_target(name, targets_file) if targets_file else get_target(name))
+        targets.append(get_target(name, targets_file))
 
     def progress(done: int, total: int, row: dict) -> None:
         note = "cached" if row.get("cached") else row["source"]
