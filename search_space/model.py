@@ -12,15 +12,7 @@ from torch import nn
 
 from search_space.architecture import Architecture, branch_channels
 from search_space.errors import ArchitectureError
-
-SMALL_INPUT_LIMIT = 64
-
-
-def stem_layout(input_size: int) -> tuple[int, bool]:
-    """(conv1 stride, use max-pool) for an input resolution; shared with the analytic cost model."""
-    if input_size < SMALL_INPUT_LIMIT:
-        return 1, False
-    return 2, True
+from search_space.layout import SMALL_INPUT_LIMIT, stem_layout  # noqa: F401  (re-exported here too)
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:

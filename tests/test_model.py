@@ -29,6 +29,15 @@ from search_space import (
 )
 from search_space.model import InvertedResidual
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """One intra-op thread: these nets are tiny and the test machines are small and shared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 #: torchvision.models.shufflenet_v2_x0_5 ... x2_0 parameter counts (1000 classes).
 TORCHVISION_PARAMS = {"0.5x": 1_366_792, "1.0x": 2_278_604, "1.5x": 3_503_624, "2.0x": 7_393_996}
 #: The paper's Table 5 / Table 8 complexity, MFLOPs (multiply-adds) at 224x224.
@@ -167,7 +176,7 @@ def _assert_onnx_matches_torch(arch: Architecture, size: int, classes: int, seed
     got = _ort_outputs(data, x.numpy())
     assert got.shape == expected.shape == (1, classes)
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-3)
-    assert np.abs(expected).max() > 0  # a real, non-degenerate output
+    assert np.isfinite(expected).all() and np.abs(expected).max() > 0  # a real, non-degenerate output
 
 
 def test_preset_onnx_at_224_matches_torch():
@@ -181,9 +190,8 @@ def test_every_sampled_architecture_builds_runs_round_trips_and_exports(seed):
     assert DEFAULT_SPACE.contains(arch)
     assert Architecture.from_string(arch.to_string()) == arch
     assert Architecture.from_json(arch.to_json()) == arch
-    for size in (16, 224):
-        model = build_model(arch, num_classes=10, input_size=size).eval()
-        with torch.no_grad():
-            out = model(torch.randn(1, 3, size, size))
-        assert out.shape == (1, 10) and torch.isfinite(out).all()
-    _assert_onnx_matches_torch(arch, 16, 10, seed % 2**31)
+    model = build_model(arch, num_classes=10, input_size=224).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 224, 224))
+    assert out.shape == (1, 10) and torch.isfinite(out).all()
+    _assert_onnx_matches_torch(arch, 16, 10, seed % 2**31)  # also runs torch at 16
