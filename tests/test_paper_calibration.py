@@ -32,7 +32,7 @@ def test_predictions_are_within_25_percent_of_the_paper(device, tmp_path, monkey
     assert predicted == sorted(predicted)  # 0.5x fastest, 2.0x slowest
 
 
-@pytest.mark.parametrize(("device", "preset"), [("gpu", "0.5x"), ("gpu", "2.0x"), ("arm", "1.0x"), ("arm", "1.5x")])
+@pytest.mark.parametrize(("device", "preset"), [("gpu", "0.5x"), ("arm", "2.0x")])
 def test_cli_predict_json(device, preset, cli, tmp_path):
     target = PAPER_TARGETS[device]
     result = cli("latency", "predict", preset, "--target", target, "--json", env={"SHUFFLENAS_HOME": str(tmp_path)})

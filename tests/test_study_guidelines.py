@@ -1,0 +1,71 @@
+"""`shufflenas study guidelines`: estimated on a paper target, measured (real ONNX Runtime) on the CPU."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from experiments.studies.guidelines import StudyError, run_study
+from latency_models import microbench
+from latency_models.targets import get_target
+
+
+def test_paper_target_study_writes_tables_charts_and_summary(tmp_path, monkeypatch):
+    monkeypatch.setenv("SHUFFLENAS_HOME", str(tmp_path / "home"))
+    result = run_study(get_target("paper-arm-sd810"), tmp_path / "out", quick=True)
+    assert result.source == "estimate"
+    names = sorted(p.name for p in result.files)
+    assert names == ["g1.csv", "g1.png", "g2.csv", "g2.png", "g3.csv", "g3.png", "g4.csv", "g4.png", "summary.md"]
+    g1 = pd.read_csv(tmp_path / "out" / "g1.csv")
+    assert list(g1["config"]) == ["1:1", "1:2", "1:6", "1:12"]
+    assert g1.loc[0, "paper_arm_images_per_s"] == 76.2 and g1.loc[0, "paper_gpu_batches_per_s"] == 1480
+    assert g1.loc[0, "rel_speed"] == 1.0 and g1.loc[0, "paper_arm_rel"] == 1.0
+    assert (g1["guideline_ms"] == g1["ms"]).all()  # estimate-only: the model is the figure
+    assert "ESTIMATED" in (tmp_path / "out" / "summary.md").read_text()
+    assert (tmp_path / "out" / "g1.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_measured_study_on_the_local_cpu(tmp_path, monkeypatch):
+    """Real ONNX Runtime measurements of the G3 x1 networks only (keeps the test short)."""
+    monkeypatch.setenv("SHUFFLENAS_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(microbench, "quick_benchmarks",
+                        lambda column="arm": microbench.benchmarks(column, ("x1",), ("G3",)))
+    seen = []
+    result = run_study(get_target("local-cpu"), tmp_path / "out", quick=True, budget_s=0.05,
+                       progress=lambda done, total, msg: seen.append((done, total)))
+    assert result.source == "measured" and seen[-1] == (5, 5)
+    g3 = result.tables["G3"]
+    assert (g3["ms"] > 0).all() and g3["guideline_rel"].isna().all()  # no local calibration yet
+    assert set(result.tables) == {"G3"}
+
+
+def test_cli_bad_input_is_one_line_exit_2(cli, tmp_path):
+    afile = tmp_path / "file.txt"
+    afile.write_text("x")
+    env = {"SHUFFLENAS_HOME": str(tmp_path / "home")}
+    for args in (["--target", "nope", "--out", str(tmp_path / "o")], ["--target", "paper-gpu-1080ti", "--out", str(afile)]):
+        result = cli("study", "guidelines", *args, env=env)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("error:") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_cli_json_on_the_paper_gpu(cli, tmp_path):
+    result = cli("study", "guidelines", "--target", "paper-gpu-1080ti", "--out", str(tmp_path / "o"), "--quick", "--json",
+                 env={"SHUFFLENAS_HOME": str(tmp_path / "home")})
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["estimated"] is True and len(data["verdicts"]) == 4
+    # the model calibrated on the paper reproduces every guideline's winner on the paper's GPU
+    assert all(v["holds"] for v in data["verdicts"])
+
+
+def test_estimate_target_without_calibration_is_a_user_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("SHUFFLENAS_HOME", str(tmp_path))
+    target = get_target("paper-gpu-1080ti")
+    import dataclasses
+
+    orphan = dataclasses.replace(target, name="orphan", calibration="does-not-exist")
+    with pytest.raises(StudyError, match="no guideline calibration"):
+        run_study(orphan, tmp_path / "out", quick=True)
