@@ -9,12 +9,11 @@ column order a model is trained with.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-import numpy as np
 import pandas as pd
 
-from latency_models.analytic import COST_COLUMNS, costs
+from latency_models.analytic import COST_COLUMNS, Layer, architecture_layers
 from search_space import Architecture
 
 STAGES = ("stem", "stage2", "stage3", "stage4", "head")
@@ -33,34 +32,34 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 
 
-def _op_class(row: pd.Series) -> str:
-    kind = row["kind"]
-    if kind == "conv":
-        if row["groups"] > 1 and row["groups"] == row["c_in"]:
+def _op_class(layer: Layer) -> str:
+    if layer.kind == "conv":
+        if layer.groups > 1 and layer.groups == layer.c_in:
             return "depthwise"
-        return "pointwise" if row["k"] == 1 else "dense"
-    if kind == "fc":
+        return "pointwise" if layer.k == 1 else "dense"
+    if layer.kind == "fc":
         return "fc"
-    if kind in ("maxpool", "gap"):
+    if layer.kind in ("maxpool", "gap"):
         return "pool"
     return "movement"  # split, concat, shuffle, add, mul, relu
 
 
-def features_from_costs(arch: Architecture, table: pd.DataFrame, input_size: int, batch: int) -> dict[str, float]:
-    """Feature dict from a :func:`latency_models.analytic.costs` table of ``arch``."""
-    out: dict[str, float] = {c: float(table[c].sum()) for c in COST_COLUMNS}
-    by_stage = table.groupby("stage")[list(STAGE_COSTS)].sum()
-    for stage in STAGES:
-        for cost in STAGE_COSTS:
-            out[f"{stage}_{cost}"] = float(by_stage.loc[stage, cost]) if stage in by_stage.index else 0.0
-    classes = table.apply(_op_class, axis=1)
-    by_op = table.groupby(classes)[["flops", "mac", "kernels"]].sum()
-    for op in OP_CLASSES:
-        for cost in ("flops", "mac", "kernels"):
-            out[f"{op}_{cost}"] = float(by_op.loc[op, cost]) if op in by_op.index else 0.0
-    touched = batch * (table["c_out"] * table["h_out"] * table["w_out"])
-    out["small_kernels"] = float(table.loc[touched < 16384, "kernels"].sum())
-    out["roofline_sum"] = float(np.maximum(table["flops"], table["mac"]).sum())
+def features_from_layers(arch: Architecture, layers: Sequence[Layer], input_size: int, batch: int) -> dict[str, float]:
+    """Feature dict from the fused layer list of ``arch`` (plain loops: this runs per trial)."""
+    out: dict[str, float] = dict.fromkeys(FEATURE_NAMES, 0.0)
+    for layer in layers:
+        cost = layer.costs(batch)
+        for column in COST_COLUMNS:
+            out[column] += cost[column]
+        if layer.stage in STAGES:
+            for column in STAGE_COSTS:
+                out[f"{layer.stage}_{column}"] += cost[column]
+        op = _op_class(layer)
+        for column in ("flops", "mac", "kernels"):
+            out[f"{op}_{column}"] += cost[column]
+        if batch * layer.out_elems < 16384:
+            out["small_kernels"] += cost["kernels"]
+        out["roofline_sum"] += max(cost["flops"], cost["mac"])
     out["intensity"] = out["flops"] / max(out["mac"], 1.0)
     for i in range(3):
         out[f"w{i + 2}"] = float(arch.widths[i])
@@ -69,12 +68,12 @@ def features_from_costs(arch: Architecture, table: pd.DataFrame, input_size: int
         out[f"k{i + 2}"] = float(arch.kernels[i])
     out.update(stem=float(arch.stem), conv5=float(arch.conv5), se=float(arch.se), extra_dw=float(arch.extra_dw),
                num_units=float(arch.num_units), input_size=float(input_size), batch=float(batch))
-    return {name: out[name] for name in FEATURE_NAMES}
+    return {name: float(out[name]) for name in FEATURE_NAMES}
 
 
 def features(arch: Architecture, input_size: int = 224, batch: int = 1, num_classes: int = 1000) -> dict[str, float]:
     """The feature vector of one architecture at a deploy resolution and batch size."""
-    return features_from_costs(arch, costs(arch, input_size, num_classes, batch), input_size, batch)
+    return features_from_layers(arch, architecture_layers(arch, input_size, num_classes), input_size, batch)
 
 
 def feature_frame(archs: Iterable[Architecture], input_size: int = 224, batch: int = 1,

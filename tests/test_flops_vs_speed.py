@@ -35,7 +35,7 @@ def tiny_env(tmp_path, monkeypatch):
 def test_study_cli_writes_every_output(cli, tmp_path, tiny_env):
     out = tmp_path / "study"
     result = cli("study", "flops-vs-speed", "--samples", "2", "--target", "tiny-cpu", "--out", str(out),
-                 "--seed", "3", "--budget", "0.02", "--targets-file", tiny_env["targets"], "--json",
+                 "--seed", "3", "--budget-s", "0.02", "--targets-file", tiny_env["targets"], "--json",
                  env={"SHUFFLENAS_HOME": tiny_env["SHUFFLENAS_HOME"]})
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout.strip().splitlines()[-1])
@@ -60,7 +60,7 @@ def test_study_cli_writes_every_output(cli, tmp_path, tiny_env):
 
     # a rerun reads every measurement from the cache
     again = cli("study", "flops-vs-speed", "--samples", "2", "--target", "tiny-cpu", "--out", str(out),
-                "--seed", "3", "--budget", "0.02", "--targets-file", tiny_env["targets"],
+                "--seed", "3", "--budget-s", "0.02", "--targets-file", tiny_env["targets"],
                 env={"SHUFFLENAS_HOME": tiny_env["SHUFFLENAS_HOME"]})
     assert again.returncode == 0, again.stderr
     assert again.stderr.count("(cached)") == 6

@@ -1,0 +1,327 @@
+"""Per-block lookup table (FBNet / OFA style): network latency = sum of measured block latencies.
+
+An architecture decomposes into distinct blocks: the stem (conv1 + max-pool), each unit keyed by
+its shape (c_in, c_out, stride, split ratio, kernel, SE, extra depthwise, input h x w) and the head
+(conv5, global pool, FC). Every stride-1 unit of a stage shares one key, so a network has at most
+eight distinct blocks. Each block is measured once on the target as a standalone module
+(:func:`latency_models.measure.measure_module`); a whole network is then
+``scale * sum(blocks) + offset``, with ``scale`` and ``offset`` fitted on a few whole networks
+measured with :func:`latency_models.measure.measure` (they absorb the session overhead and the
+cache effects that a standalone block does not see).
+
+The default space has far too many blocks to tabulate up front, so the table grows on demand: a
+new architecture measures only its missing blocks. The table lives in
+``calibration_dir()/<target>.lut.json`` with provenance and software versions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import math
+import platform
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from latency_models.paths import calibration_dir
+from search_space import Architecture, stem_layout
+from search_space.errors import ShufflenasError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from latency_models.targets import Target
+
+FORMAT = "shufflenas-latency-lut"
+VERSION = 1
+NUM_CLASSES = 1000
+
+
+class LutFileError(ShufflenasError):
+    """A lookup-table file is truncated, corrupted or for another target."""
+
+
+class LutError(ShufflenasError):
+    """The lookup table cannot answer (missing blocks on a target that cannot be measured here)."""
+
+
+def lut_path(target_name: str) -> Path:
+    return calibration_dir() / f"{target_name}.lut.json"
+
+
+def _conv_out(size: int, kernel: int, stride: int) -> int:
+    return (size + 2 * (kernel // 2) - kernel) // stride + 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Block:
+    """One distinct block of a network; ``key`` is its table entry (batch excluded)."""
+
+    kind: str              # "stem", "unit" or "head"
+    c_in: int
+    c_out: int
+    h: int                 # input height and width
+    w: int
+    stride: int = 1
+    ratio: float = 0.5
+    kernel: int = 3
+    se: bool = False
+    extra_dw: bool = False
+
+    @property
+    def key(self) -> str:
+        shape = f"{self.c_in}-{self.c_out}:h{self.h}x{self.w}"
+        if self.kind == "unit":
+            return (f"unit:{shape}:s{self.stride}:r{self.ratio:g}:k{self.kernel}"
+                    f":se{int(self.se)}:xdw{int(self.extra_dw)}")
+        if self.kind == "stem":
+            return f"stem:{shape}:s{self.stride}:pool{int(self.extra_dw)}"  # extra_dw doubles as "has max-pool"
+        return f"head:{shape}:fc{NUM_CLASSES}"
+
+    def input_shape(self, batch: int) -> tuple[int, int, int, int]:
+        return (batch, self.c_in, self.h, self.w)
+
+    def module(self) -> nn.Module:
+        """The standalone torch module, built with the same code as ``build_model``."""
+        import torch
+        from torch import nn
+
+        from search_space.model import InvertedResidual, _conv_bn
+
+        if self.kind == "unit":
+            return InvertedResidual(self.c_in, self.c_out, self.stride, self.ratio, self.kernel, self.se, self.extra_dw)
+        if self.kind == "stem":
+            pool: nn.Module = nn.MaxPool2d(3, 2, 1) if self.extra_dw else nn.Identity()
+            return nn.Sequential(*_conv_bn(3, self.c_out, 3, self.stride), pool)
+
+        class Head(nn.Module):
+            def __init__(self, c_in: int, c_out: int) -> None:
+                super().__init__()
+                self.conv5 = nn.Sequential(*_conv_bn(c_in, c_out))
+                self.fc = nn.Linear(c_out, NUM_CLASSES)
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return self.fc(self.conv5(x).mean((2, 3)))
+
+        return Head(self.c_in, self.c_out)
+
+
+def decompose(arch: Architecture, input_size: int = 224) -> list[tuple[Block, int]]:
+    """The distinct blocks of ``arch`` at ``input_size`` with how often each occurs, in network order."""
+    stride, pool = stem_layout(input_size)
+    blocks: list[tuple[Block, int]] = [(Block("stem", 3, arch.stem, input_size, input_size, stride, extra_dw=pool), 1)]
+    h = _conv_out(input_size, 3, stride)
+    if pool:
+        h = _conv_out(h, 3, 2)
+    c = arch.stem
+    for width, depth, ratio, kernel in zip(arch.widths, arch.depths, arch.split_ratios, arch.kernels):
+        blocks.append((Block("unit", c, width, h, h, 2, ratio, kernel, arch.se, arch.extra_dw), 1))
+        h = _conv_out(h, kernel, 2)
+        if depth > 1:
+            blocks.append((Block("unit", width, width, h, h, 1, ratio, kernel, arch.se, arch.extra_dw), depth - 1))
+        c = width
+    blocks.append((Block("head", c, arch.conv5, h, h), 1))
+    return blocks
+
+
+@dataclasses.dataclass
+class LookupTable:
+    """A per-block latency table for one target; ``predict`` gives milliseconds per batch."""
+
+    target: Target
+    blocks: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    scale: float = 1.0
+    offset: float = 0.0
+    networks: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    quality: dict[str, Any] = dataclasses.field(default_factory=dict)
+    provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
+    auto_extend: bool = True   # measure missing blocks on predict (measurable targets only)
+    name: str = "lut"
+
+    # -- lookups -----------------------------------------------------------------------------
+    def missing(self, archs: Iterable[Architecture]) -> list[Block]:
+        """Distinct blocks of ``archs`` not yet in the table."""
+        seen: dict[str, Block] = {}
+        for arch in archs:
+            for block, _ in decompose(arch, self.target.input_size):
+                if block.key not in self.blocks and block.key not in seen:
+                    seen[block.key] = block
+        return list(seen.values())
+
+    def block_sum(self, arch: Architecture) -> float:
+        """Sum of the block latencies of ``arch`` (measuring missing blocks when allowed)."""
+        if self.auto_extend and self.missing([arch]):
+            self.extend([arch])
+            self.save()
+        total = 0.0
+        for block, count in decompose(arch, self.target.input_size):
+            entry = self.blocks.get(block.key)
+            if entry is None:
+                raise LutError(f"lookup table for {self.target.name!r} lacks block {block.key} "
+                               f"(run: shufflenas latency build-lut --target {self.target.name} --arch {arch})")
+            total += count * float(entry["ms"])
+        return total
+
+    def predict(self, arch: Architecture) -> float:
+        return max(self.scale * self.block_sum(arch) + self.offset, 1e-6)
+
+    # -- building ----------------------------------------------------------------------------
+    def extend(self, archs: Iterable[Architecture], *, budget_s: float | None = None,
+               on_progress: Callable[[int, int, Block, Any], None] | None = None) -> int:
+        """Measure the blocks of ``archs`` that are missing; returns how many were measured."""
+        from latency_models.measure import measure_module
+
+        todo = self.missing(archs)
+        if todo:
+            _check_measurable(self.target)
+        kwargs = {"budget_s": budget_s} if budget_s is not None else {}
+        for i, block in enumerate(todo, start=1):
+            m = measure_module(block.module().eval(), block.input_shape(self.target.batch), self.target,
+                               key=f"lut:{block.key}", **kwargs)
+            self.blocks[block.key] = {"ms": float(m.median_ms), "cv": float(m.cv), "runs": int(m.runs)}
+            if getattr(m, "versions", None):
+                self.provenance["measured_with"] = dict(m.versions)
+            if on_progress is not None:
+                on_progress(i, len(todo), block, m)
+        return len(todo)
+
+    def calibrate(self, archs: Sequence[Architecture], latencies_ms: Sequence[float]) -> dict[str, float]:
+        """Fit ``scale`` and ``offset`` on whole networks measured with ``measure``.
+
+        Two or more networks: least squares on ``measured ~ scale * block_sum + offset``; one: scale
+        only. Returns the in-sample quality of the fit.
+        """
+        sums = np.array([self.block_sum(a) for a in archs], dtype=float)
+        y = np.asarray(latencies_ms, dtype=float)
+        if len(y) >= 2 and np.ptp(sums) > 0:
+            scale, offset = np.polyfit(sums, y, 1)
+            if scale <= 0:
+                scale, offset = float(y.sum() / sums.sum()), 0.0
+        elif len(y) >= 1:
+            scale, offset = float(y.sum() / sums.sum()), 0.0
+        else:
+            scale, offset = 1.0, 0.0
+        self.scale, self.offset = float(scale), float(offset)
+        self.networks = [{"arch": a.to_string(), "measured_ms": float(v), "block_sum_ms": float(s)}
+                         for a, v, s in zip(archs, y, sums)]
+        from latency_models.predictor import accuracy
+
+        fit_quality = accuracy(y, self.scale * sums + self.offset) if len(y) else {}
+        return fit_quality
+
+    # -- persistence -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "version": VERSION, "target": self.target.name,
+                "fingerprint": self.target.fingerprint(), "scale": self.scale, "offset": self.offset,
+                "networks": self.networks, "quality": self.quality, "provenance": self.provenance,
+                "blocks": dict(sorted(self.blocks.items()))}
+
+    def save(self, path: str | Path | None = None) -> Path:
+        path = Path(path) if path is not None else lut_path(self.target.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.provenance.setdefault("created", _now())
+        self.provenance["updated"] = _now()
+        self.provenance.setdefault("machine", platform.node())
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1))
+        tmp.replace(path)
+        return path
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _check_measurable(target: Target) -> None:
+    if target.kind != "measure":
+        raise LutError(f"target {target.name!r} is estimate-only: a lookup table needs block measurements")
+    reason = target.unavailable_reason()
+    if reason:
+        raise LutError(f"target {target.name!r} cannot be measured here: {reason}")
+
+
+def read_file(path: str | Path, target: Target) -> LookupTable:
+    """Load a table; a truncated or corrupted file raises a one-line :class:`LutFileError` naming it."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise LutFileError(f"lookup table file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LutFileError(f"lookup table file {path} is corrupted or truncated ({type(exc).__name__}); "
+                           f"delete it and run: shufflenas latency build-lut --target {target.name}") from None
+    try:
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ValueError("not a lookup table file")
+        if int(data["version"]) > VERSION:
+            raise ValueError(f"format version {data['version']} is newer than this shufflenas supports")
+        if data["target"] != target.name:
+            raise ValueError(f"it is for target {data['target']!r}, not {target.name!r}")
+        blocks = {str(k): {"ms": float(v["ms"]), **{f: v[f] for f in ("cv", "runs") if f in v}}
+                  for k, v in dict(data["blocks"]).items()}
+        if any(not math.isfinite(b["ms"]) or b["ms"] < 0 for b in blocks.values()):
+            raise ValueError("a block latency is negative or not finite")
+        stale = data.get("fingerprint") not in (None, target.fingerprint())
+        table = LookupTable(target, blocks, float(data["scale"]), float(data["offset"]), list(data.get("networks", [])),
+                            dict(data.get("quality") or {}), dict(data.get("provenance") or {}))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise LutFileError(f"lookup table file {path} is invalid: {detail}") from None
+    if stale:  # the target's settings changed since the table was built: start afresh
+        return LookupTable(target)
+    return table
+
+
+def open_table(target: Target) -> LookupTable:
+    """The table for ``target`` (an empty one when none exists yet)."""
+    path = lut_path(target.name)
+    return read_file(path, target) if path.exists() else LookupTable(target)
+
+
+def load(target: Target) -> LookupTable | None:
+    """Registry loader: the saved table for ``target``, or None when none was built."""
+    path = lut_path(target.name)
+    if not path.exists():
+        return None
+    table = read_file(path, target)
+    if not table.blocks:
+        return None
+    if target.kind != "measure" or target.unavailable_reason():
+        table.auto_extend = False
+    return table
+
+
+def build(target: Target, archs: Sequence[Architecture], *, calibration_archs: Sequence[Architecture] = (),
+          budget_s: float | None = None, on_block: Callable[[int, int, Block, Any], None] | None = None,
+          on_network: Callable[[int, int, Architecture, Any], None] | None = None) -> LookupTable:
+    """Measure the missing blocks of ``archs``, calibrate on ``calibration_archs`` (whole networks), save."""
+    from latency_models.measure import measure
+
+    _check_measurable(target)
+    table = open_table(target)
+    table.auto_extend = False
+    table.extend([*archs, *calibration_archs], budget_s=budget_s, on_progress=on_block)
+    calib = list(calibration_archs)
+    if calib:
+        kwargs = {"budget_s": budget_s} if budget_s is not None else {}
+        latencies = []
+        for i, arch in enumerate(calib, start=1):
+            m = measure(arch, target, **kwargs)
+            latencies.append(float(m.median_ms))
+            if on_network is not None:
+                on_network(i, len(calib), arch, m)
+        table.quality = {"calibration_fit": table.calibrate(calib, latencies)}
+    table.provenance["software"] = _versions()
+    table.save()
+    table.auto_extend = True
+    return table
+
+
+def _versions() -> dict[str, str]:
+    from latency_models.predictor import software_versions
+
+    return software_versions()

@@ -1,0 +1,253 @@
+"""Learned latency predictor: gradient boosting on analytic features, trained on measured networks.
+
+Model: a non-negative linear model on physical costs (pointwise/depthwise/dense FLOPs, data
+movement, kernel count, element-wise volume, and the guideline estimate when the target has one)
+gives a base latency that extrapolates sensibly; a ``GradientBoostingRegressor`` then learns the
+log of measured / base from every feature in :mod:`latency_models.features`. So the prediction is
+``base * exp(boost)``: log latency, learned, without the trees' inability to extrapolate beyond the
+training range.
+
+Persistence avoids pickle: the JSON file stores the training set (architecture strings and measured
+milliseconds), the hyper-parameters, provenance and the held-out quality. Loading recomputes the
+features and refits, which takes well under a second for a few hundred rows and is deterministic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import math
+import platform
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from latency_models.features import FEATURE_NAMES, feature_frame
+from latency_models.paths import calibration_dir
+from search_space import Architecture
+from search_space.errors import ShufflenasError
+
+if TYPE_CHECKING:
+    from latency_models.targets import Target
+
+FORMAT = "shufflenas-latency-predictor"
+VERSION = 1
+BASE_FEATURES = ("pointwise_flops", "depthwise_flops", "dense_flops", "fc_flops", "movement_mac", "pool_mac",
+                 "kernels", "elementwise")
+HYPER = {"n_estimators": 300, "learning_rate": 0.05, "max_depth": 3, "subsample": 0.8, "min_samples_leaf": 3,
+         "random_state": 0}
+HOLDOUT_FRACTION = 0.25
+
+
+class PredictorFileError(ShufflenasError):
+    """A predictor file is missing, truncated or not a predictor."""
+
+
+def predictor_path(target_name: str) -> Path:
+    return calibration_dir() / f"{target_name}.predictor.json"
+
+
+# -- quality metrics (shared with the accuracy benchmark) ---------------------------------------------
+def accuracy(measured: Sequence[float], predicted: Sequence[float]) -> dict[str, float]:
+    """MAPE (%), fraction within +-10% and +-5%, Spearman and Kendall of predictions vs measurements."""
+    from scipy.stats import kendalltau, spearmanr
+
+    y = np.asarray(measured, dtype=float)
+    p = np.asarray(predicted, dtype=float)
+    err = np.abs(p - y) / y
+    out = {"n": int(len(y)), "mape": float(100 * err.mean()), "within_10": float((err <= 0.10).mean()),
+           "within_5": float((err <= 0.05).mean()), "spearman": math.nan, "kendall": math.nan}
+    if len(y) >= 3 and np.ptp(p) > 0 and np.ptp(y) > 0:
+        out["spearman"] = float(spearmanr(y, p).statistic)
+        out["kendall"] = float(kendalltau(y, p).statistic)
+    return out
+
+
+# -- the model ---------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class LatencyPredictor:
+    """A fitted predictor for one target; ``predict`` gives milliseconds per batch."""
+
+    target: str
+    input_size: int
+    batch: int
+    archs: list[Architecture]
+    latencies_ms: list[float]
+    guideline: Any = None                  # a guideline estimator used as a feature, or None
+    quality: dict[str, Any] = dataclasses.field(default_factory=dict)
+    provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
+    name: str = "predictor"
+
+    def __post_init__(self) -> None:
+        if len(self.archs) < 4:
+            raise ShufflenasError(f"the latency predictor needs at least 4 measured architectures, got {len(self.archs)}")
+        self._fit()
+
+    # features: analytic ones plus the guideline estimate when available
+    def _frame(self, archs: Sequence[Architecture]) -> pd.DataFrame:
+        frame = feature_frame(archs, self.input_size, self.batch)
+        if self.guideline is not None:
+            frame["guideline_ms"] = [float(self.guideline.predict(a)) for a in archs]
+        return frame
+
+    def _base_matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        cols = list(BASE_FEATURES) + (["guideline_ms"] if "guideline_ms" in frame else [])
+        return frame[cols].to_numpy(dtype=float) / self._scale
+
+    def _fit(self) -> None:
+        from sklearn.ensemble import GradientBoostingRegressor
+        from sklearn.linear_model import LinearRegression
+
+        frame = self._frame(self.archs)
+        y = np.asarray(self.latencies_ms, dtype=float)
+        if not np.all(np.isfinite(y)) or np.any(y <= 0):
+            raise ShufflenasError("measured latencies must be positive numbers")
+        cols = list(BASE_FEATURES) + (["guideline_ms"] if "guideline_ms" in frame else [])
+        self._scale = np.maximum(frame[cols].abs().max().to_numpy(dtype=float), 1e-12)
+        self._linear = LinearRegression(positive=True).fit(self._base_matrix(frame), y)
+        base = self._base(frame)
+        self._columns = list(frame.columns)
+        self._boost = GradientBoostingRegressor(**HYPER).fit(np.log1p(frame.to_numpy(dtype=float)), np.log(y / base))
+
+    def _base(self, frame: pd.DataFrame) -> np.ndarray:
+        floor = 0.05 * float(np.min(self.latencies_ms))
+        return np.maximum(self._linear.predict(self._base_matrix(frame)), floor)
+
+    def predict_many(self, archs: Sequence[Architecture]) -> np.ndarray:
+        """Milliseconds per batch for several architectures (one feature pass)."""
+        frame = self._frame(archs)[self._columns]
+        return self._base(frame) * np.exp(self._boost.predict(np.log1p(frame.to_numpy(dtype=float))))
+
+    def predict(self, arch: Architecture) -> float:
+        return float(self.predict_many([arch])[0])
+
+    # -- persistence ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT, "version": VERSION, "target": self.target, "input_size": self.input_size,
+            "batch": self.batch, "uses_guideline": self.guideline is not None, "hyper": HYPER,
+            "features": list(FEATURE_NAMES), "quality": self.quality, "provenance": self.provenance,
+            "training": [{"arch": a.to_string(), "latency_ms": float(ms)} for a, ms in zip(self.archs, self.latencies_ms)],
+        }
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write the JSON file (atomically); default ``calibration_dir()/<target>.predictor.json``."""
+        path = Path(path) if path is not None else predictor_path(self.target)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1))
+        tmp.replace(path)
+        return path
+
+
+def _guideline_for(target: Target | None) -> Any:
+    if target is None:
+        return None
+    try:
+        from latency_models import guideline
+    except ModuleNotFoundError:
+        return None
+    try:
+        return guideline.load(target)
+    except ShufflenasError:
+        return None
+
+
+def software_versions() -> dict[str, str]:
+    import sklearn
+
+    versions = {"python": platform.python_version(), "numpy": np.__version__, "scikit-learn": sklearn.__version__}
+    for module in ("onnxruntime", "torch"):
+        try:
+            versions[module] = __import__(module).__version__
+        except ImportError:
+            pass
+    return versions
+
+
+def fit(target: Target, archs: Sequence[Architecture], latencies_ms: Sequence[float], *,
+        holdout: float = HOLDOUT_FRACTION, seed: int = 0, use_guideline: bool = True,
+        provenance: dict[str, Any] | None = None) -> LatencyPredictor:
+    """Fit on measured architectures; the quality comes from a held-out split, then all rows are used."""
+    archs, latencies_ms = list(archs), [float(v) for v in latencies_ms]
+    if len(archs) != len(latencies_ms):
+        raise ShufflenasError("architectures and latencies differ in length")
+    guideline = _guideline_for(target) if use_guideline else None
+    quality: dict[str, Any] = {}
+    n_test = max(3, int(round(holdout * len(archs)))) if holdout > 0 else 0
+    if n_test and len(archs) - n_test >= 4:
+        order = np.random.default_rng(seed).permutation(len(archs))
+        test, train = order[:n_test], order[n_test:]
+        model = LatencyPredictor(target.name, target.input_size, target.batch, [archs[i] for i in train],
+                                 [latencies_ms[i] for i in train], guideline)
+        predicted = model.predict_many([archs[i] for i in test])
+        quality = accuracy([latencies_ms[i] for i in test], predicted)
+        quality["n_train"] = int(len(train))
+    quality["guideline_feature"] = guideline is not None
+    info = {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "machine": platform.node(),
+            "software": software_versions(), **(provenance or {})}
+    return LatencyPredictor(target.name, target.input_size, target.batch, archs, latencies_ms, guideline,
+                            quality, info)
+
+
+def read_file(path: str | Path, target: Target | None = None) -> LatencyPredictor:
+    """Load a predictor JSON file (refits the model); a bad file raises a one-line error naming it."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PredictorFileError(f"latency predictor file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PredictorFileError(f"latency predictor file {path} is corrupted or truncated ({type(exc).__name__}); "
+                                 f"retrain it with: shufflenas latency train-predictor") from None
+    try:
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ValueError("not a latency predictor file")
+        if int(data["version"]) > VERSION:
+            raise ValueError(f"format version {data['version']} is newer than this shufflenas supports")
+        archs = [Architecture.from_string(row["arch"]) for row in data["training"]]
+        latencies = [float(row["latency_ms"]) for row in data["training"]]
+        guideline = _guideline_for(target) if data.get("uses_guideline") else None
+        return LatencyPredictor(str(data["target"]), int(data["input_size"]), int(data["batch"]), archs, latencies,
+                                guideline, dict(data.get("quality") or {}), dict(data.get("provenance") or {}))
+    except (KeyError, TypeError, ValueError, ShufflenasError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PredictorFileError(f"latency predictor file {path} is invalid: {detail}") from None
+
+
+def load(target: Target) -> LatencyPredictor | None:
+    """The trained predictor for ``target`` (registry loader), or None when none was trained."""
+    path = predictor_path(target.name)
+    if not path.exists():
+        return None
+    return read_file(path, target)
+
+
+def train(target: Target, archs: Sequence[Architecture], *, budget_s: float | None = None,
+          on_progress: Callable[[int, int, Architecture, Any], None] | None = None, seed: int = 0,
+          save: bool = True) -> LatencyPredictor:
+    """Measure ``archs`` on ``target`` (cached), fit, and save the predictor next to the calibrations."""
+    from latency_models.measure import measure
+
+    if target.kind != "measure":
+        raise ShufflenasError(f"target {target.name!r} is estimate-only: a predictor needs measurements")
+    reason = target.unavailable_reason()
+    if reason:
+        raise ShufflenasError(f"target {target.name!r} cannot be measured here: {reason}")
+    latencies, versions = [], {}
+    kwargs = {"budget_s": budget_s} if budget_s is not None else {}
+    for i, arch in enumerate(archs, start=1):
+        m = measure(arch, target, **kwargs)
+        latencies.append(float(m.median_ms))
+        versions = dict(getattr(m, "versions", {}) or {})
+        if on_progress is not None:
+            on_progress(i, len(archs), arch, m)
+    predictor = fit(target, archs, latencies, seed=seed,
+                    provenance={"measured_with": versions, "samples": len(archs), "seed": seed})
+    if save:
+        predictor.save()
+    return predictor
