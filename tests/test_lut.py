@@ -1,0 +1,140 @@
+"""The per-block lookup table: decomposition, real block measurements (ONNX Runtime, 16x16), files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from latency_models import lut
+from latency_models.analytic import architecture_layers
+from latency_models.estimators import estimate
+from latency_models.targets import get_target
+from search_space import PRESETS, Architecture, build_model
+from search_space.errors import ShufflenasError
+
+TINY_TARGETS = """
+[targets.tiny-cpu]
+description = "test: ONNX Runtime CPU, 1 thread, 16x16 input"
+kind = "measure"
+backend = "onnxruntime"
+device = "cpu"
+threads = 1
+input_size = 16
+"""
+
+A = Architecture(widths=(8, 16, 32), depths=(2, 2, 1), stem=8, conv5=32)
+B = Architecture(widths=(8, 16, 48), depths=(2, 3, 1), stem=8, conv5=32)   # shares stem + stage-2 + stage-3 s2 unit
+C = Architecture(widths=(12, 24, 32), depths=(1, 1, 2), stem=8, conv5=32)
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch):
+    monkeypatch.setenv("SHUFFLENAS_HOME", str(tmp_path / "home"))
+    path = tmp_path / "targets.toml"
+    path.write_text(TINY_TARGETS)
+    monkeypatch.setenv("SHUFFLENAS_TARGETS", str(path))
+    return get_target("tiny-cpu")
+
+
+@pytest.mark.parametrize("size", [224, 16])
+def test_decomposition_covers_the_network(size):
+    arch = PRESETS["1.0x"]
+    blocks = lut.decompose(arch, size)
+    assert sum(count for _, count in blocks) == 2 + arch.num_units
+    keys = [b.key for b, _ in blocks]
+    assert len(keys) == len(set(keys)) == 8  # stem, 3 x (stride-2, stride-1), head
+    units = [b for b, _ in blocks if b.kind == "unit"]
+    first_h = {224: 56, 16: 16}[size]
+    assert [u.h for u in units] == [first_h, first_h // 2, first_h // 2, first_h // 4, first_h // 4, first_h // 8]
+    # the shapes agree with the analytic layer list of the whole network
+    layers = architecture_layers(arch, size)
+    assert blocks[-1][0].h == next(l for l in layers if l.name == "conv5").h_in
+
+
+def test_blocks_chain_into_the_whole_network():
+    """Each block's output has the next block's input shape, and the parameters add up to the network's."""
+    blocks = lut.decompose(A, 16)
+    x = torch.zeros(blocks[0][0].input_shape(1))
+    params = 0
+    for i, (block, count) in enumerate(blocks):
+        module = block.module().eval()
+        params += count * sum(p.numel() for p in module.parameters())
+        for _ in range(count):
+            with torch.no_grad():
+                x = module(x)
+        if block.kind != "head":
+            assert tuple(x.shape) == blocks[i + 1][0].input_shape(1)
+    assert tuple(x.shape) == (1, lut.NUM_CLASSES)
+    assert params == sum(p.numel() for p in build_model(A, 1000, 16).parameters())
+
+
+def test_incremental_build_calibrate_save_and_load(tiny):
+    assert lut.load(tiny) is None
+    table = lut.open_table(tiny)
+    table.auto_extend = False
+    measured = table.extend([A], budget_s=0.02)
+    assert measured == len(lut.decompose(A, 16)) == len(table.blocks)
+    missing_b = table.missing([B])
+    assert 0 < len(missing_b) < len(lut.decompose(B, 16))  # only B's new blocks
+    assert table.extend([B], budget_s=0.02) == len(missing_b)
+    assert table.extend([A, B]) == 0
+    assert all(entry["ms"] > 0 for entry in table.blocks.values())
+
+    expected = 2.0 * table.block_sum(A) + 0.5
+    fit = table.calibrate([A, B], [expected, 2.0 * table.block_sum(B) + 0.5])
+    assert table.scale == pytest.approx(2.0) and table.offset == pytest.approx(0.5)
+    assert fit["mape"] == pytest.approx(0.0, abs=1e-6)
+    assert table.predict(A) == pytest.approx(expected)
+    path = table.save()
+    assert path == lut.lut_path("tiny-cpu")
+    data = json.loads(path.read_text())
+    assert data["format"] == lut.FORMAT and data["target"] == "tiny-cpu" and "created" in data["provenance"]
+
+    loaded = lut.load(tiny)
+    assert loaded is not None and loaded.name == "lut"
+    assert loaded.predict(A) == pytest.approx(expected)
+    assert estimate(A, tiny, "lut").median_ms == pytest.approx(expected)
+    # a new architecture measures its missing blocks on demand and the table grows on disk
+    before = len(loaded.blocks)
+    assert loaded.predict(C) > 0
+    assert len(json.loads(path.read_text())["blocks"]) > before
+
+
+def test_build_measures_whole_networks_for_the_offset(tiny):
+    table = lut.build(tiny, [A, B], calibration_archs=[A, B, C], budget_s=0.02)
+    assert len(table.networks) == 3 and table.scale > 0
+    assert "calibration_fit" in table.quality
+    assert "software" in table.provenance
+    assert lut.load(tiny).blocks.keys() == table.blocks.keys()
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"format": "shufflenas-latency-lut", "version": 1, "blocks": {"stem:', "corrupted or truncated"),
+    ("", "corrupted or truncated"),
+    ('[1, 2, 3]', "invalid"),
+    ('{"format": "shufflenas-latency-lut", "version": 1, "target": "tiny-cpu", "scale": 1, "offset": 0,'
+     ' "blocks": {"stem:x": {"ms": "fast"}}}', "invalid"),
+    ('{"format": "shufflenas-latency-lut", "version": 1, "target": "other", "scale": 1, "offset": 0, "blocks": {}}',
+     "not 'tiny-cpu'"),
+])
+def test_bad_files_raise_one_line_errors_naming_the_file(tiny, content, message):
+    path = lut.lut_path("tiny-cpu")
+    path.write_text(content)
+    with pytest.raises(ShufflenasError) as info:
+        lut.load(tiny)
+    text = str(info.value)
+    assert str(path) in text and message in text and "\n" not in text
+
+
+def test_estimate_only_target_cannot_build(tiny):
+    with pytest.raises(ShufflenasError, match="estimate-only"):
+        lut.build(get_target("paper-arm-sd810"), [A])
+
+
+def test_cli_build_lut_bad_input(cli, tmp_path):
+    env = {"SHUFFLENAS_HOME": str(tmp_path)}
+    result = cli("latency", "build-lut", "--target", "nope", env=env)
+    assert result.returncode == 2 and result.stderr.startswith("error:") and "nope" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
