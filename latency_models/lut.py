@@ -197,14 +197,7 @@ class LookupTable:
         """
         sums = np.array([self.block_sum(a) for a in archs], dtype=float)
         y = np.asarray(latencies_ms, dtype=float)
-        if len(y) >= 2 and np.ptp(sums) > 0:
-            scale, offset = np.polyfit(sums, y, 1)
-            if scale <= 0:
-                scale, offset = float(y.sum() / sums.sum()), 0.0
-        elif len(y) >= 1:
-            scale, offset = float(y.sum() / sums.sum()), 0.0
-        else:
-            scale, offset = 1.0, 0.0
+        scale, offset = _fit_line(sums, y) if len(y) else (1.0, 0.0)
         self.scale, self.offset = float(scale), float(offset)
         self.networks = [{"arch": a.to_string(), "measured_ms": float(v), "block_sum_ms": float(s)}
                          for a, v, s in zip(archs, y, sums)]
@@ -314,11 +307,38 @@ def build(target: Target, archs: Sequence[Architecture], *, calibration_archs: S
             latencies.append(float(m.median_ms))
             if on_network is not None:
                 on_network(i, len(calib), arch, m)
-        table.quality = {"calibration_fit": table.calibrate(calib, latencies)}
+        table.quality = {"calibration_fit": table.calibrate(calib, latencies), **leave_one_out(table)}
     table.provenance["software"] = _versions()
     table.save()
     table.auto_extend = True
     return table
+
+
+def _fit_line(sums: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    if len(y) >= 2 and np.ptp(sums) > 0:
+        scale, offset = np.polyfit(sums, y, 1)
+        if scale > 0:
+            return float(scale), float(offset)
+    return float(y.sum() / sums.sum()), 0.0
+
+
+def leave_one_out(table: LookupTable) -> dict[str, Any]:
+    """Held-out quality of the calibrated table: each calibration network predicted by a scale and
+    offset fitted on the others (its blocks are measured standalone, never as that network)."""
+    if len(table.networks) < 4:
+        return {}
+    from latency_models.predictor import accuracy
+
+    sums = np.array([n["block_sum_ms"] for n in table.networks], dtype=float)
+    y = np.array([n["measured_ms"] for n in table.networks], dtype=float)
+    predicted = []
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        scale, offset = _fit_line(sums[keep], y[keep])
+        predicted.append(scale * sums[i] + offset)
+    quality = accuracy(y, predicted)
+    quality["held_out"] = "leave-one-out over the calibration networks"
+    return quality
 
 
 def _versions() -> dict[str, str]:

@@ -103,9 +103,11 @@ def test_incremental_build_calibrate_save_and_load(tiny):
 
 
 def test_build_measures_whole_networks_for_the_offset(tiny):
-    table = lut.build(tiny, [A, B], calibration_archs=[A, B, C], budget_s=0.02)
-    assert len(table.networks) == 3 and table.scale > 0
+    D = Architecture(widths=(16, 16, 32), depths=(1, 2, 1), stem=8, conv5=32)
+    table = lut.build(tiny, [A, B], calibration_archs=[A, B, C, D], budget_s=0.02)
+    assert len(table.networks) == 4 and table.scale > 0
     assert "calibration_fit" in table.quality
+    assert table.quality["n"] == 4 and table.quality["mape"] >= 0  # leave-one-out, used by estimate("auto")
     assert "software" in table.provenance
     assert lut.load(tiny).blocks.keys() == table.blocks.keys()
 
