@@ -42,8 +42,6 @@ def export(architecture: Architecture | None, out: str, storage: str | None, stu
 
     Or export the architecture of a search trial: --storage URL --study NAME --trial N.
     """
-    from latency_models.onnx_export import export_file
-
     from_study = storage is not None or study_name is not None or trial_number is not None
     extra: dict = {}
     if from_study:
@@ -58,6 +56,8 @@ def export(architecture: Architecture | None, out: str, storage: str | None, stu
         extra = {"study": study_name, "trial": trial_number}
     elif architecture is None:
         raise click.UsageError("missing ARCHITECTURE (or --storage/--study/--trial)")
+    from latency_models.onnx_export import export_file
+
     input_size = input_size or 224
     num_classes = num_classes or 1000
     path = Path(out)
