@@ -47,6 +47,13 @@ class SearchError(ShufflenasError):
     """The search cannot start (incompatible study, unreachable Ray cluster, unusable target)."""
 
 
+def _trace(event: str, number: int) -> None:
+    """``trace: EVENT TRIAL`` on stderr when ``SHUFFLENAS_TRACE`` is set, so crash tests can kill the
+    driver in a known phase (measure, train, told)."""
+    if os.environ.get("SHUFFLENAS_TRACE"):
+        os.write(2, f"trace: {event} {number}\n".encode())
+
+
 # -- results ----------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class SearchResult:
@@ -64,6 +71,7 @@ class SearchResult:
     targets: list[str]
     front: list[dict[str, Any]]
     notes: list[str]
+    overhead_s: float = 0.0   # ask + tell + bookkeeping + storage writes of this run (no training, no latency)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -444,12 +452,14 @@ class SearchDriver:
         if reason is not None:
             trial.set_user_attr(FAIL_REASON_ATTR, reason[:1000])
             self.study.tell(trial, state=TrialState.FAIL)
+            _trace("told", trial.number)
             self.overhead_s += time.perf_counter() - started
             self._log(f"trial {trial.number} failed: {reason[:200]}")
             return False
         for budget in self.budgets:
             trial.set_constraint(budget.constraint_key, budget.violation(attrs[budget.key]))
         self.study.tell(trial, values)
+        _trace("told", trial.number)
         self.overhead_s += time.perf_counter() - started
         self._log(self._describe(trial.number, attrs))
         return True
@@ -547,7 +557,9 @@ class SearchDriver:
             if arch is None:
                 self._finish(item, None)
                 continue
+            t0 = time.perf_counter()
             earlier = self._reusable(arch)
+            self.overhead_s += time.perf_counter() - t0
             if earlier is not None:
                 for key, value in earlier.user_attrs.items():
                     if key not in attrs and not key.startswith(("owner", "preset", "requeued")) and key != FAIL_REASON_ATTR:
@@ -566,6 +578,7 @@ class SearchDriver:
         for item in batch:
             try:
                 item.remote = self._submit_remote(item.arch)
+                _trace("measure", item.trial.number)
                 self._local_latency(item.arch, item.attrs)
             except ShufflenasError as exc:
                 item.attrs[FAIL_REASON_ATTR] = f"latency: {exc}"
@@ -581,6 +594,7 @@ class SearchDriver:
             key = f"{self.config.study}:{item.trial.number}"
             t0 = time.perf_counter()
             evaluator.submit(EvalTask(key, item.arch, self.proxy_config))
+            _trace("train", item.trial.number)
             self.overhead_s += time.perf_counter() - t0
             item.submitted = time.perf_counter()
             pending[key] = item
@@ -600,8 +614,10 @@ class SearchDriver:
     def _progress_update(self) -> None:
         if self._progress is None:
             return
+        t0 = time.perf_counter()
         finished, *_ = self._counts()
         self._progress.update(min(finished, self._target_total()), self._front_size())
+        self.overhead_s += time.perf_counter() - t0
 
     def _front_size(self) -> int:
         from experiments.report import front_numbers
@@ -616,7 +632,7 @@ class SearchDriver:
             study=self.config.study, storage=self.config.storage_url, trials=total, finished=finished,
             complete=complete, failed=failed, new_trials=new_trials, wall_s=round(wall_s, 2),
             objectives=[o.name for o in self.objectives], targets=list(self.targets),
-            front=front_rows(self.study), notes=list(self.notes),
+            front=front_rows(self.study), notes=list(self.notes), overhead_s=round(self.overhead_s, 4),
         )
 
 
