@@ -30,7 +30,7 @@ PAPER_TARGETS: dict[str, str] = {"gpu": "paper-gpu-1080ti", "arm": "paper-arm-sd
 NETWORK_WEIGHT = 8.0
 
 #: Prefix of micro-benchmark measurement cache keys; bump when a benchmark's structure changes.
-MICRO_KEY = "microbench-v1"  # same key as experiments.studies.guidelines: shared cache
+MICRO_KEY = "microbench-v1"  # also used by experiments.studies.guidelines: one shared cache
 
 Progress = Callable[[str], None]
 

@@ -21,15 +21,14 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from latency_models import guideline as guideline_model
-from latency_models import microbench, paper_data
+from latency_models import microbench
+from latency_models.calibrate import MICRO_KEY
 from latency_models.analytic import layer_costs
 from search_space.errors import ShufflenasError
 
 if TYPE_CHECKING:
     from latency_models.targets import Target
 
-#: Prefix of the measurement cache keys of the micro-benchmarks (shared with ``latency calibrate``).
-MICRO_KEY = "microbench-v1"
 #: What each guideline predicts: the row that should be fastest in every column.
 EXPECTED_FASTEST = {"G1": "1:1", "G2": "g=1", "G3": "1-fragment", "G4": "relu=no shortcut=no"}
 CLAIMS = {"G1": "equal channel width minimises MAC", "G2": "excessive group convolution increases MAC",
@@ -222,4 +221,4 @@ def _summary(tables: dict[str, pd.DataFrame], target: Target, source: str,
     return path
 
 
-__all__ = ["GuidelineStudy", "StudyError", "check_out_dir", "run_study", "verdicts", "paper_data"]
+__all__ = ["GuidelineStudy", "StudyError", "check_out_dir", "run_study", "verdicts"]
