@@ -8,10 +8,11 @@ the run with status ``"failed"`` and a reason.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -184,12 +185,24 @@ def train_proxy(arch: Architecture, data: DataSplit, config: ProxyConfig | None 
     """
     config = config or ProxyConfig()
     config.check(data)
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
-    try:
+    with torch_threads(config.threads):
         return _train(arch, data, config, on_epoch)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run a block with ``threads`` intra-op threads (None: unchanged), then restore the setting.
+
+    Small CPU models scale badly with threads and collapse when the machine is shared, so
+    every evaluator states its thread count explicitly.
+    """
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
     finally:
-        torch.set_num_threads(previous_threads)
+        torch.set_num_threads(previous)
 
 
 def _train(arch: Architecture, data: DataSplit, config: ProxyConfig, on_epoch: EpochCallback | None) -> ProxyResult:
@@ -253,4 +266,4 @@ def _train(arch: Architecture, data: DataSplit, config: ProxyConfig, on_epoch: E
 
 
 __all__ = ["EpochCallback", "ProxyConfig", "ProxyConfigError", "ProxyResult", "SCHEDULES", "evaluate",
-           "make_scheduler", "train_proxy"]
+           "make_scheduler", "recalibrate_bn", "torch_threads", "train_proxy"]
