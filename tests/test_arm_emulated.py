@@ -30,9 +30,10 @@ def _skip_reason() -> str | None:
 
 @pytest.mark.arm
 @pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or "")
-def test_device_runtime_on_emulated_aarch64():
-    result = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=3600,
-                            env={**os.environ, "ARCH_INPUT_SIZE": os.environ.get("ARCH_INPUT_SIZE", "64")})
+def test_device_runtime_on_emulated_aarch64(tmp_path):
+    env = {**os.environ, "ARCH_INPUT_SIZE": os.environ.get("ARCH_INPUT_SIZE", "64"),
+           "ARM_RESULTS_FILE": str(tmp_path / "arm.md")}
+    result = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=3600, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "PASS" in result.stdout and "aarch64" in result.stdout
-    assert "meaningless" in result.stdout
+    assert "meaningless" in result.stdout and "PASS" in (tmp_path / "arm.md").read_text()
