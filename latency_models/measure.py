@@ -109,10 +109,11 @@ def software_versions(target: Target) -> dict[str, Any]:
 
 
 def cache_fields(key: str, target: Target, *, input_size: int, batch: int,
-                 versions: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The cache key of a measurement (see :class:`MeasurementCache`)."""
+                 versions: Mapping[str, Any] | None = None, num_classes: int | None = NUM_CLASSES) -> dict[str, Any]:
+    """The cache key of a measurement (see :class:`MeasurementCache`); ``num_classes`` is ``None``
+    for :func:`measure_module`, whose caller-chosen key already names the network."""
     return {"key": key, "target": target.name, "input_size": input_size, "batch": batch, "backend": target.backend,
-            "config": target.fingerprint(),
+            "num_classes": num_classes, "config": target.fingerprint(),
             "versions": dict(versions if versions is not None else software_versions(target))}
 
 
@@ -216,12 +217,12 @@ def _time_onnx(model: bytes, input_shape: Sequence[int], target: Target, budget_
 
 def _measure(key: str, arch_text: str | None, target: Target, input_shape: Sequence[int], *,
              make_onnx: Any, make_module: Any, cache: MeasurementCache | bool | None,
-             budget_s: float | None) -> Measurement:
+             budget_s: float | None, num_classes: int | None) -> Measurement:
     check_measurable(target)
     store = _resolve_cache(cache)
     batch, input_size = int(input_shape[0]), int(input_shape[-1])
     versions = software_versions(target)
-    fields = cache_fields(key, target, input_size=input_size, batch=batch, versions=versions)
+    fields = cache_fields(key, target, input_size=input_size, batch=batch, versions=versions, num_classes=num_classes)
     if store is not None:
         hit = store.get(fields)
         if hit is not None:
@@ -259,7 +260,7 @@ def measure(arch: Architecture, target: Target | str, *, cache: MeasurementCache
         return build_model(arch, num_classes, target.input_size)
 
     return _measure(arch.arch_id, arch.to_string(), target, shape, cache=cache, budget_s=budget_s,
-                    make_onnx=lambda: onnx_bytes(arch, target.input_size, target.batch, num_classes),
+                    num_classes=num_classes, make_onnx=lambda: onnx_bytes(arch, target.input_size, target.batch, num_classes),
                     make_module=make_module)
 
 
@@ -273,15 +274,18 @@ def measure_module(module: Any, input_shape: Sequence[int], target: Target | str
     target = get_target(target)
     if len(input_shape) != 4:
         raise MeasurementError(f"input_shape must be (N, C, H, W), got {tuple(input_shape)}")
-    return _measure(key, None, target, input_shape, cache=cache, budget_s=budget_s,
+    return _measure(key, None, target, input_shape, cache=cache, budget_s=budget_s, num_classes=None,
                     make_onnx=lambda: export_module_bytes(module, input_shape), make_module=lambda: module)
 
 
-def lookup(arch: Architecture, target: Target | str, cache: MeasurementCache | None = None) -> Measurement | None:
-    """A cached measurement of ``arch`` on ``target`` for the current software, or ``None``."""
+def lookup(arch: Architecture, target: Target | str, cache: MeasurementCache | None = None,
+           num_classes: int = NUM_CLASSES) -> Measurement | None:
+    """A cached measurement of ``arch`` on ``target`` for the current software, or ``None``
+    (for a remote target: the last one collected from its board)."""
     target = get_target(target)
     store = cache if cache is not None else MeasurementCache()
-    hit = store.get(cache_fields(arch.arch_id, target, input_size=target.input_size, batch=target.batch))
+    hit = store.get(cache_fields(arch.arch_id, target, input_size=target.input_size, batch=target.batch,
+                                 num_classes=num_classes))
     if hit is None:
         return None
     try:

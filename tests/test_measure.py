@@ -163,3 +163,12 @@ def test_cli_measure_errors(cli, target, needle, home):
     result = cli("latency", "measure", "0.5x", "--target", target, env={"SHUFFLENAS_HOME": str(home), "RAY_ADDRESS": ""})
     assert result.returncode == 2 and needle in result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_num_classes_is_part_of_the_key():
+    target = tiny_target()
+    cache = MeasurementCache()
+    assert not measure(TINY, target, cache=cache, budget_s=FAST, num_classes=10).cached
+    assert not measure(TINY, target, cache=cache, budget_s=FAST).cached
+    assert measure(TINY, target, cache=cache, budget_s=FAST, num_classes=10).cached
+    assert lookup(TINY, target, cache, num_classes=10) is not None
