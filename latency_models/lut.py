@@ -232,7 +232,7 @@ def _now() -> str:
 def _check_measurable(target: Target) -> None:
     if target.kind != "measure":
         raise LutError(f"target {target.name!r} is estimate-only: a lookup table needs block measurements")
-    reason = target.unavailable_reason()
+    reason = "remote targets are measured through Ray, not locally" if target.is_remote else target.unavailable_reason()
     if reason:
         raise LutError(f"target {target.name!r} cannot be measured here: {reason}")
 
@@ -283,7 +283,7 @@ def load(target: Target) -> LookupTable | None:
     table = read_file(path, target)
     if not table.blocks:
         return None
-    if target.kind != "measure" or target.unavailable_reason():
+    if target.kind != "measure" or target.is_remote or target.unavailable_reason():
         table.auto_extend = False
     return table
 

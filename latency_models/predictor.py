@@ -235,7 +235,7 @@ def train(target: Target, archs: Sequence[Architecture], *, budget_s: float | No
 
     if target.kind != "measure":
         raise ShufflenasError(f"target {target.name!r} is estimate-only: a predictor needs measurements")
-    reason = target.unavailable_reason()
+    reason = "remote targets are measured through Ray, not locally" if target.is_remote else target.unavailable_reason()
     if reason:
         raise ShufflenasError(f"target {target.name!r} cannot be measured here: {reason}")
     latencies, versions = [], {}

@@ -30,10 +30,8 @@ def flops_vs_speed(samples: int, target_names: tuple[str, ...], out: str, seed: 
     from experiments.studies.flops_vs_speed import check_out_dir, run_study
     from latency_models.targets import get_target
 
+    targets = [get_target(name, targets_file) for name in dict.fromkeys(target_names)]
     check_out_dir(out)
-    targets = []
-    for name in dict.fromkeys(target_names):
-        targets.append(get_target(name, targets_file))
 
     def progress(done: int, total: int, row: dict) -> None:
         note = "cached" if row.get("cached") else row["source"]

@@ -95,7 +95,12 @@ def _plan(target: Target) -> _TargetPlan:
         guideline = get_estimator(target, "guideline")
     except NoEstimatorError:
         guideline = None
-    reason = target.unavailable_reason() if target.kind == "measure" else f"{target.name} is estimate-only"
+    if target.kind != "measure":
+        reason = f"{target.name} is estimate-only"
+    elif target.is_remote:
+        reason = "a remote target is measured through Ray by the search, not by this study"
+    else:
+        reason = target.unavailable_reason()
     if target.kind == "measure" and reason is None:
         return _TargetPlan(target, "measured", guideline=guideline)
     try:
