@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -108,18 +109,23 @@ def test_measure_refuses_what_it_cannot_time():
             measure(TINY, get_target("local-cuda"))
 
 
-def _writer(args):
-    path, worker = args
-    cache = MeasurementCache(path)
-    for i in range(20):
-        cache.put({"key": f"{worker}-{i}"}, {"median_ms": float(i), "worker": worker})
-    return worker
+WRITER = """
+import sys
+from latency_models.measure_cache import MeasurementCache
+cache, worker = MeasurementCache(sys.argv[1]), int(sys.argv[2])
+for i in range(20):
+    cache.put({"key": f"{worker}-{i}"}, {"median_ms": float(i), "worker": worker})
+"""
 
 
 def test_cache_concurrent_writers(tmp_path):
+    """Four processes (importing only the cache module, so they start fast) write at once."""
     path = tmp_path / "c.sqlite"
-    with multiprocessing.get_context("spawn").Pool(4) as pool:
-        assert sorted(pool.map(_writer, [(path, w) for w in range(4)])) == [0, 1, 2, 3]
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(w)], stderr=subprocess.PIPE)
+             for w in range(4)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()[-2000:]
     cache = MeasurementCache(path)
     assert len(cache) == 80 and cache.get({"key": "3-19"})["worker"] == 3
 
