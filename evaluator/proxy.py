@@ -48,7 +48,7 @@ class ProxyConfig:
     seed: int = 0
     threads: int = 1
     max_train_batches: int | None = None
-    bn_recalibration_batches: int = 4
+    bn_recalibration_batches: int = 2
     device: str = "cpu"
 
     def __post_init__(self) -> None:
