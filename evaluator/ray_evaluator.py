@@ -85,13 +85,21 @@ def ensure_ray(address: str | None = None, connect_timeout: float = CONNECT_TIME
                 options["_node_ip_address"] = "127.0.0.1"
             ray.init(address=address, **options)
         else:
-            ray.init(num_cpus=os.cpu_count() or 1, _node_ip_address="127.0.0.1", **options)
+            ray.init(num_cpus=_usable_cpus(), _node_ip_address="127.0.0.1", **options)
     except RayConnectionError:
         raise
     except (ConnectionError, TimeoutError, RuntimeError, ValueError, OSError) as exc:
         where = f"at {address!r}" if address else "locally"
         raise RayConnectionError(f"cannot start or reach Ray {where}: {describe_exception(exc)}") from None
     return True
+
+
+def _usable_cpus() -> int:
+    """Cores this process may run on (respects taskset / container CPU sets)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 @dataclasses.dataclass
