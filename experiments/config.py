@@ -9,6 +9,7 @@ one-line :class:`ConfigError` that names it, so a typo never silently falls back
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -180,6 +181,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not valid TOML: not UTF-8 text") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
 
@@ -236,14 +239,21 @@ def _check_values(config: SearchConfig) -> None:
         raise ConfigError(f"unknown evaluator {config.evaluator!r} (known: {', '.join(EVALUATORS)})")
     if not config.study.strip():
         raise ConfigError("study name must not be empty")
+    if config.storage is not None and not config.storage.strip():
+        raise ConfigError("storage must not be empty (omit it for sqlite:///<out>/study.db)")
     for name, value, low in (("deploy_input", config.deploy_input, 8), ("deploy_classes", config.deploy_classes, 1),
                              ("proxy.input_size", config.proxy.input_size, 8), ("proxy.epochs", config.proxy.epochs, 1)):
         if value < low:
             raise ConfigError(f"{name} must be >= {low}, got {value}")
-    if config.latency.measure_budget_s <= 0:
-        raise ConfigError(f"latency.measure_budget_s must be > 0, got {config.latency.measure_budget_s}")
-    if config.trial_timeout_s is not None and config.trial_timeout_s <= 0:
-        raise ConfigError(f"trial_timeout_s must be > 0, got {config.trial_timeout_s}")
+    if not (0 < config.latency.measure_budget_s < math.inf):
+        raise ConfigError(f"latency.measure_budget_s must be a finite number > 0, got {config.latency.measure_budget_s}")
+    if config.trial_timeout_s is not None and not (0 < config.trial_timeout_s < math.inf):
+        raise ConfigError(f"trial_timeout_s must be a finite number > 0, got {config.trial_timeout_s}")
+    if not config.stale_after_s > 0:  # inf is fine: never treat other hosts' trials as stale
+        raise ConfigError(f"stale_after_s must be > 0, got {config.stale_after_s}")
+    for name, limit in config.budgets.items():
+        if math.isnan(limit):
+            raise ConfigError(f"budgets.{name} must be a number, got nan")
     if not config.objectives:
         raise ConfigError("objectives must not be empty")
     if config.presets_only and not config.presets:

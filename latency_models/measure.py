@@ -15,6 +15,7 @@ Estimate-only targets are refused here: they have no hardware to time.
 from __future__ import annotations
 
 import dataclasses
+import math
 import platform
 import time
 from collections.abc import Mapping, Sequence
@@ -219,6 +220,8 @@ def _measure(key: str, arch_text: str | None, target: Target, input_shape: Seque
              make_onnx: Any, make_module: Any, cache: MeasurementCache | bool | None,
              budget_s: float | None, num_classes: int | None) -> Measurement:
     check_measurable(target)
+    if budget_s is not None and not (0 < float(budget_s) < math.inf):
+        raise MeasurementError(f"the measurement budget must be a finite number of seconds > 0, got {budget_s}")
     store = _resolve_cache(cache)
     batch, input_size = int(input_shape[0]), int(input_shape[-1])
     versions = software_versions(target)
