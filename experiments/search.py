@@ -521,6 +521,9 @@ class SearchDriver:
                                         enabled=self.config.progress)
         for note in self.notes:
             self._progress.log(f"note: {note}")
+        # isolated local measurements: work in rounds (ask `workers`, measure them, train them all)
+        rounds = self.config.latency.isolate and any(not t.is_estimate and not t.is_remote
+                                                     for t in self.targets.values())
         try:
             with self._progress:
                 self._progress.update(min(finished, total), self._front_size())
@@ -530,7 +533,7 @@ class SearchDriver:
                     self.overhead_s += time.perf_counter() - t0
                     want = total - finished - running
                     room = self.config.workers - len(pending)
-                    if want > 0 and room > 0:
+                    if want > 0 and room > 0 and not (rounds and pending):
                         new_trials += self._start_round(min(want, room), pending)
                         continue
                     if not pending:
