@@ -276,6 +276,9 @@ def load_configs(path: str | Path | None = None, overrides: Mapping[str, Any] | 
     for section in FOREIGN_SECTIONS:
         table.pop(section, None)
     cli = {k: v for k, v in (overrides or {}).items() if v is not None}
+    stray = [k for k in cli if k == "run" or k in FOREIGN_SECTIONS]
+    if stray:
+        raise ConfigError(f"{', '.join(repr(k) for k in stray)} can only come from a config file, not an override")
     _validate_layer("", cli)
     if runs is None:
         if run is not None:
