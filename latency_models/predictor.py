@@ -219,12 +219,25 @@ def read_file(path: str | Path, target: Target | None = None) -> LatencyPredicto
         raise PredictorFileError(f"latency predictor file {path} is invalid: {detail}") from None
 
 
+_LOADED: dict[tuple, LatencyPredictor] = {}
+
+
 def load(target: Target) -> LatencyPredictor | None:
-    """The trained predictor for ``target`` (registry loader), or None when none was trained."""
+    """The trained predictor for ``target`` (registry loader), or None when none was trained.
+
+    Refitting takes about a second, and ``estimate()`` loads per call, so a fitted predictor is kept
+    per process until its file (or the guideline calibration it uses as a feature) changes.
+    """
     path = predictor_path(target.name)
     if not path.exists():
         return None
-    return read_file(path, target)
+    stat = path.stat()
+    guideline = _guideline_for(target)
+    key = (str(path), stat.st_mtime_ns, stat.st_size, target, guideline.to_json() if guideline is not None else None)
+    if key not in _LOADED:
+        _LOADED.clear()
+        _LOADED[key] = read_file(path, target)
+    return _LOADED[key]
 
 
 def train(target: Target, archs: Sequence[Architecture], *, budget_s: float | None = None,

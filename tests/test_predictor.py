@@ -77,6 +77,10 @@ def test_train_save_load_and_registry(tiny):
     assert loaded.predict(probe) == pytest.approx(trained.predict(probe))  # deterministic refit
     assert loaded.predict(probe) > 0
     assert get_estimator(tiny, "predictor").quality == loaded.quality
+    assert predictor.load(tiny) is loaded  # fitted once per process while the file is unchanged
+    trained.quality = {**trained.quality, "note": "retrained"}
+    trained.save()
+    assert predictor.load(tiny).quality.get("note") == "retrained"
     est = estimate(probe, tiny, "predictor")
     assert est.model == "predictor" and est.estimated and est.median_ms == pytest.approx(loaded.predict(probe))
 

@@ -49,9 +49,11 @@ def flops_vs_speed(samples: int, target_names: tuple[str, ...], out: str, seed: 
         })
         return
     corr = result.correlations.pivot(index="target", columns="metric", values="spearman")
-    click.echo(f"{'target':14s} " + " ".join(f"{m:>12s}" for m in corr.columns))
+    width = max(len("target"), *(len(str(t)) for t in corr.index))
+    click.echo("Spearman rank correlation with latency")
+    click.echo(f"{'target':{width}s} " + " ".join(f"{m:>12s}" for m in corr.columns))
     for target, row in corr.iterrows():
-        click.echo(f"{target:14s} " + " ".join(f"{v:12.3f}" for v in row))
+        click.echo(f"{target:{width}s} " + " ".join(f"{v:12.3f}" for v in row))
     for _, row in result.pairs[result.pairs["rank"] == 1].iterrows():
         click.echo(f"{row['target']}: same FLOPs (+-{row['flops_diff_pct']:.1f}%), {row['latency_ratio']:.2f}x "
                    f"latency spread ({row['fast_ms']:.2f} vs {row['slow_ms']:.2f} ms)")
