@@ -210,7 +210,12 @@ def study_summary(study: optuna.Study, frame: pd.DataFrame) -> dict[str, Any]:
 def write_report(study: optuna.Study, out: str | Path) -> dict[str, Any]:
     """Write trials.csv/.parquet, pareto.csv, PNG plots and summary.md into ``out``; return a summary."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from search_space.errors import ShufflenasError
+
+        raise ShufflenasError(f"cannot create the report directory {out}: {exc.strerror or exc}") from None
     frame = trials_frame(study)
     frame.to_csv(out / "trials.csv", index=False)
     parquet = frame.copy()

@@ -275,6 +275,10 @@ class SearchDriver:
             if stored is not None and list(stored) != names:
                 raise SearchError(f"study {c.study!r} was created with objectives {stored}, not {names}; "
                                   "use another --study name")
+            stored_space = (study.user_attrs.get("config") or {}).get("space", _plain(c.space))
+            if stored_space != _plain(c.space):  # Optuna cannot mix parameter distributions in one study
+                raise SearchError(f"study {c.study!r} was created with another search space ([space] table); "
+                                  "use the same config to resume it, or another --study name")
             return study
         study = optuna.create_study(study_name=c.study, storage=self.storage, sampler=sampler,
                                     directions=[o.direction for o in self.objectives])
