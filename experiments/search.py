@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 from experiments.config import DEFAULT_TARGETS, ConfigError, SearchConfig
 from experiments.objectives import Budget, Objective, latency_key, parse_budgets, parse_objectives
 from experiments.progress import SearchProgress
-from experiments.storage import (FAIL_REASON_ATTR, OWNER_ATTR, REQUEUED_ATTR, StorageError, open_storage, owner_token,
-                                 recover_stale_trials)
+from experiments.storage import (FAIL_REASON_ATTR, OWNER_ATTR, REQUEUED_ATTR, StorageError, open_storage, owner_alive,
+                                 owner_token, recover_stale_trials, writer_lock)
 from search_space import DEFAULT_SPACE, Architecture, SearchSpace, get_preset, preset_name
 from search_space.errors import ShufflenasError
 
@@ -280,8 +280,12 @@ class SearchDriver:
                 raise SearchError(f"study {c.study!r} was created with another search space ([space] table); "
                                   "use the same config to resume it, or another --study name")
             return study
-        study = optuna.create_study(study_name=c.study, storage=self.storage, sampler=sampler,
-                                    directions=[o.direction for o in self.objectives])
+        try:
+            study = optuna.create_study(study_name=c.study, storage=self.storage, sampler=sampler,
+                                        directions=[o.direction for o in self.objectives])
+        except optuna.exceptions.DuplicatedStudyError:  # another driver created it a moment ago
+            return self._open_study()
+        study.set_user_attr("creator", self.owner)  # it seeds the presets (see _seed_queue)
         study.set_user_attr("format", STUDY_FORMAT)
         study.set_user_attr("objectives", names)
         study.set_user_attr("objective_keys", [o.key for o in self.objectives])
@@ -302,6 +306,9 @@ class SearchDriver:
             self.notes.append(f"re-queued {len(recovered)} trial(s) left running by a stopped driver")
         if self.study.user_attrs.get("presets_enqueued"):
             return
+        creator = self.study.user_attrs.get("creator")
+        if creator not in (None, self.owner) and owner_alive(creator, time.time(), self.config.stale_after_s):
+            return  # the driver that created the study seeds them (two drivers starting together: once)
         for name in self.config.presets:
             arch = get_preset(name)
             problems = self.space.violations(arch)
@@ -513,6 +520,10 @@ class SearchDriver:
 
     # -- main loop ----------------------------------------------------------------------------
     def run(self) -> SearchResult:
+        with writer_lock(self.config.storage_url):  # SQLite: one search process per file
+            return self._run()
+
+    def _run(self) -> SearchResult:
         start = time.perf_counter()
         self._progress: SearchProgress | None = None
         self._setup()

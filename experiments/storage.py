@@ -18,9 +18,11 @@ its parameters so the driver re-runs it. Live drivers never fail each other's tr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -140,6 +142,39 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.BaseStorag
         raise StorageError(f"cannot open storage {_redact(url)}: {text}") from None
 
 
+@contextlib.contextmanager
+def writer_lock(url: str) -> Iterator[None]:
+    """Hold the single-writer lock of a SQLite storage (a no-op for journal and server storages).
+
+    SQLite is not safe for several writer processes (schema creation races, a queued trial can be
+    taken twice), so a second search on the same file is refused with a pointer to storages that
+    are. The lock is ``flock`` on ``<file>.lock``: the kernel drops it when the process dies.
+    """
+    spec = parse_storage_url(url)
+    if spec.kind != "sqlite" or spec.path is None:
+        yield
+        return
+    import fcntl
+
+    lock_path = spec.path.with_name(spec.path.name + ".lock")
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_path, "a+")  # noqa: SIM115 - held for the whole search
+    except OSError as exc:
+        raise StorageError(f"cannot create the lock file {lock_path}: {exc.strerror or exc}") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise StorageError(
+                f"another search is writing to {spec.path}; SQLite takes one writer process at a time. To run "
+                f"several searches on one study use journal:///{spec.path.with_suffix('.log')} or a server database "
+                "(postgresql://...)") from None
+        yield
+    finally:
+        handle.close()
+
+
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
     return sorted(s.study_name for s in storage.get_all_studies())
 
@@ -210,10 +245,13 @@ def recover_stale_trials(study: optuna.Study, stale_after_s: float) -> list[dict
         token = trial.user_attrs.get(OWNER_ATTR)
         if owner_alive(token, started, stale_after_s):
             continue
-        storage.set_trial_user_attr(trial._trial_id, FAIL_REASON_ATTR,
-                                    f"interrupted: owner {token or 'unknown'} is gone; re-queued")
-        storage.set_trial_user_attr(trial._trial_id, REQUEUED_ATTR, True)
-        study.tell(trial.number, state=TrialState.FAIL)
+        try:
+            storage.set_trial_user_attr(trial._trial_id, FAIL_REASON_ATTR,
+                                        f"interrupted: owner {token or 'unknown'} is gone; re-queued")
+            storage.set_trial_user_attr(trial._trial_id, REQUEUED_ATTR, True)
+            study.tell(trial.number, state=TrialState.FAIL)
+        except (RuntimeError, ValueError):  # UpdateFinishedTrialError & co: another driver recovered it first
+            continue
         params = dict(trial.params) or dict(trial.system_attrs.get("fixed_params") or {})
         if params:
             recovered.append(params)
