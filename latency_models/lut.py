@@ -20,6 +20,7 @@ import dataclasses
 import datetime as _dt
 import json
 import math
+import os
 import platform
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -219,7 +220,7 @@ class LookupTable:
         self.provenance.setdefault("created", _now())
         self.provenance["updated"] = _now()
         self.provenance.setdefault("machine", platform.node())
-        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")  # several processes may save at once
         tmp.write_text(json.dumps(self.to_dict(), indent=1))
         tmp.replace(path)
         return path

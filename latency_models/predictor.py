@@ -18,6 +18,7 @@ import dataclasses
 import datetime as _dt
 import json
 import math
+import os
 import platform
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -138,7 +139,7 @@ class LatencyPredictor:
         """Write the JSON file (atomically); default ``calibration_dir()/<target>.predictor.json``."""
         path = Path(path) if path is not None else predictor_path(self.target)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")  # several processes may save at once
         tmp.write_text(json.dumps(self.to_dict(), indent=1))
         tmp.replace(path)
         return path

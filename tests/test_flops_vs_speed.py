@@ -7,8 +7,9 @@ import json
 import pandas as pd
 import pytest
 
-from experiments.studies.flops_vs_speed import (StudyError, check_out_dir, correlations, same_flops_pairs,
-                                                study_architectures)
+from experiments.studies.flops_vs_speed import (StudyError, check_out_dir, correlations, run_study,
+                                                same_flops_pairs, study_architectures)
+from latency_models.targets import get_target
 from experiments.cli.main import main
 from search_space import PAPER_PRESETS
 
@@ -140,3 +141,25 @@ def test_correlations_are_per_target_and_skip_missing_estimates():
     flops = corr[corr["metric"] == "flops"].iloc[0]
     assert flops["spearman"] == pytest.approx(1.0) and flops["kendall"] == pytest.approx(1.0)
     assert pd.isna(corr[corr["metric"] == "guideline_ms"].iloc[0]["spearman"])
+
+
+def test_estimate_only_targets_are_estimated_and_labelled(tmp_path, monkeypatch):
+    """The paper's devices cannot be measured: their shipped guideline calibrations stand in, labelled."""
+    monkeypatch.setenv("SHUFFLENAS_HOME", str(tmp_path / "home"))
+    progress = []
+    result = run_study([get_target("paper-arm-sd810"), get_target("paper-gpu-1080ti")], 6, tmp_path / "out", seed=1,
+                       on_progress=lambda done, total, row: progress.append((done, total)))
+    assert progress[-1] == (20, 20)
+    assert set(result.table["source"]) == {"estimate:guideline"}
+    assert (result.table["latency_ms"] > 0).all()
+    arm = result.correlations[(result.correlations["target"] == "paper-arm-sd810")
+                              & (result.correlations["metric"] == "guideline_ms")]
+    assert arm["spearman"].item() == pytest.approx(1.0)
+    assert (tmp_path / "out" / "scatter_paper-gpu-1080ti.png").is_file()
+    assert "estimate:guideline" in (tmp_path / "out" / "summary.md").read_text()
+
+
+def test_unmeasurable_target_without_estimate_is_refused_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setenv("SHUFFLENAS_HOME", str(tmp_path / "home"))
+    with pytest.raises(StudyError, match="rpi4.*cannot be measured here"):
+        run_study([get_target("rpi4")], 2, tmp_path / "out")
