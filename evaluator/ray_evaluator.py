@@ -14,12 +14,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import socket
 import time
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from typing import Any
 
 from evaluator.base import EvalOutcome, EvalTask, EvaluatorBase, TrainFn, describe_exception
@@ -85,13 +86,39 @@ def ensure_ray(address: str | None = None, connect_timeout: float = CONNECT_TIME
                 options["_node_ip_address"] = "127.0.0.1"
             ray.init(address=address, **options)
         else:
-            ray.init(num_cpus=_usable_cpus(), _node_ip_address="127.0.0.1", **options)
+            with _loopback_only():
+                ray.init(num_cpus=_usable_cpus(), _node_ip_address="127.0.0.1", **options)
     except RayConnectionError:
         raise
     except (ConnectionError, TimeoutError, RuntimeError, ValueError, OSError) as exc:
         where = f"at {address!r}" if address else "locally"
         raise RayConnectionError(f"cannot start or reach Ray {where}: {describe_exception(exc)}") from None
     return True
+
+
+@contextlib.contextmanager
+def _loopback_only() -> Iterator[None]:
+    """Keep a local Ray instance on the loopback interface.
+
+    Ray replaces a ``127.0.0.1`` node address by the host's external address (and its servers then
+    listen on every interface) unless it believes multi-node clusters are off on this platform, so
+    that switch is turned off while the local instance starts (and restored for later connections).
+    """
+    from ray._private import ray_constants
+
+    name, flag = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    previous = os.environ.get(name)
+    os.environ[name] = "0"  # the processes Ray spawns read it too
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+        if flag is not None:
+            ray_constants.ENABLE_RAY_CLUSTER = flag
 
 
 def _usable_cpus() -> int:

@@ -1,0 +1,420 @@
+"""Bad-input battery: every command, fed malformed input, fails with one line and touches nothing.
+
+Each case is a command line (plus files it points to). It must exit non-zero (2: a user error), print
+exactly one line on stderr (``error: ...``), never a ``Traceback``, and leave every file that existed
+before it (a real study, the measurement and ONNX caches, calibrations, an earlier export and
+report) byte-for-byte unchanged.
+
+A CLI start costs seconds (torch, optuna), so the cases run through ``experiments.cli.main.main`` in
+a few worker subprocesses, one case after the other, with file descriptors 1 and 2 redirected to
+files per case (so output written by C libraries is seen too). A handful of cases also go through
+the real ``python -m experiments`` entry point.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The real entry point in a subprocess (as tests/conftest.py's ``cli``; usable by module fixtures)."""
+    return subprocess.run([sys.executable, "-m", "experiments", *args], cwd=cwd or REPO, env={**os.environ, **(env or {})},
+                          capture_output=True, text=True, timeout=600)
+
+# -- the world the commands must not damage ---------------------------------------------------------
+TINY_SPACE = {"width_ranges": [[8, 16], [16, 32], [32, 48]], "depth_ranges": [[1, 2], [1, 2], [1, 2]],
+              "stem_choices": [8], "conv5_choices": [64, 128]}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A directory with a real study, a populated measurement/ONNX cache and earlier outputs."""
+    root = tmp_path_factory.mktemp("bad-inputs")
+    home = root / "home"
+    env = {"SHUFFLENAS_HOME": str(home)}
+    config = root / "good.toml"
+    config.write_text(_toml({"trials": 2, "workers": 1, "evaluator": "sequential", "sampler": "random", "seed": 0,
+                             "targets": ["local-cpu"], "deploy_input": 32, "deploy_classes": 10, "presets": [],
+                             "progress": False, "space": TINY_SPACE,
+                             "proxy": {"epochs": 1, "max_train_batches": 2, "batch_size": 32},
+                             "latency": {"measure_budget_s": 0.05}}))
+    done = run_cli("search", "--config", str(config), "--storage", f"sqlite:///{root / 'study.db'}",
+                   "--study", "good", "--out", str(root / "run"), env=env)
+    assert done.returncode == 0, done.stderr
+    (root / "existing.onnx").write_bytes(b"an earlier export that must survive")
+    (root / "report").mkdir()
+    (root / "report" / "trials.csv").write_text("an,earlier,report\n")
+    _write_inputs(root)
+    return root
+
+
+def _toml(table: dict, prefix: str = "") -> str:
+    """A tiny TOML writer (scalars, lists, one level of sub-tables) for the fixtures."""
+    lines, subs = [], []
+    for key, value in table.items():
+        if isinstance(value, dict):
+            subs.append((key, value))
+        else:
+            lines.append(f"{key} = {json.dumps(value)}")
+    for key, value in subs:
+        lines.append(f"[{prefix}{key}]")
+        lines.append(_toml(value, f"{prefix}{key}."))
+    return "\n".join(lines) + "\n"
+
+
+RANDOM = bytes(range(256)) * 3 + b"\x00\xff\xfe"
+
+
+def _write_inputs(root: Path) -> None:
+    """Malformed files the cases point to."""
+    bad = root / "in"
+    bad.mkdir()
+    files: dict[str, str | bytes] = {
+        "not-json.json": "{widths: [1, 2",
+        "wrong-types.json": json.dumps({"widths": "wide", "depths": [4, 8, 4]}),
+        "list.json": json.dumps([116, 232, 464]),
+        "negative.json": json.dumps({"widths": [-116, 232, 464], "depths": [4, 8, 4]}),
+        "zero-depth.json": json.dumps({"widths": [116, 232, 464], "depths": [0, 8, 4]}),
+        "deep.json": "[" * 5000 + "]" * 5000,
+        "random.json": RANDOM,
+        "empty.json": "",
+        "malformed.toml": "trials = [1, 2\n[proxy\n",
+        "random.toml": RANDOM,
+        "wrong-type.toml": 'trials = "ten"\n',
+        "wrong-type-list.toml": 'objectives = "accuracy"\n',
+        "wrong-type-table.toml": 'proxy = 3\n',
+        "unknown-key.toml": "trails = 3\n",
+        "unknown-proxy.toml": "[proxy]\nepochz = 2\n",
+        "unknown-latency.toml": "[latency]\nbudget = 2\n",
+        "negative-trials.toml": "trials = -4\n",
+        "zero-workers.toml": "workers = 0\n",
+        "bad-sampler.toml": 'sampler = "annealing"\n',
+        "nan-budget.toml": "[latency]\nmeasure_budget_s = nan\n",
+        "inf-timeout.toml": "trial_timeout_s = -inf\n",
+        "bad-proxy-lr.toml": "[proxy]\nlr = -1.0\n",
+        "tiny-deploy.toml": "deploy_input = 2\n",
+        "bad-space.toml": "[space]\nwidth_ranges = [[64, 8]]\n",
+        "bad-run.toml": "run = 3\n",
+        "targets-malformed.toml": "[targets.x\nkind = \n",
+        "targets-unknown-key.toml": '[targets.mine]\nkind = "measure"\nbackend = "onnxruntime"\nspeed = 3\n',
+        "targets-wrong-type.toml": '[targets.mine]\nkind = "measure"\nbackend = "onnxruntime"\nthreads = "many"\n',
+        "targets-bad-kind.toml": '[targets.mine]\nkind = "guess"\n',
+        "targets-negative.toml": '[targets.mine]\nkind = "measure"\nbackend = "onnxruntime"\nbatch = -1\n',
+        "targets-random.toml": RANDOM,
+        "not-a-model.onnx": RANDOM,
+        "corrupt.db": RANDOM * 8,
+    }
+    for name, data in files.items():
+        path = bad / name
+        path.write_bytes(data if isinstance(data, bytes) else data.encode())
+    (bad / "empty-dir").mkdir()
+    (bad / "no-images" / "cat").mkdir(parents=True)
+    corrupt = bad / "corrupt-images"
+    for label in ("cat", "dog"):
+        (corrupt / label).mkdir(parents=True)
+        for i in range(3):
+            (corrupt / label / f"{i}.png").write_bytes(RANDOM)
+    (bad / "cifar-corrupt" / "cifar-10-batches-py").mkdir(parents=True)
+    for name in ("data_batch_1", "test_batch"):
+        (bad / "cifar-corrupt" / "cifar-10-batches-py" / name).write_bytes(RANDOM)
+    # broken user calibrations: a home per kind of damage
+    for kind, data in (("truncated", b'{"target": "paper-arm-sd810", "coef'), ("random", RANDOM)):
+        cal = root / f"home-cal-{kind}" / "calibrations"
+        cal.mkdir(parents=True)
+        for name in ("paper-arm-sd810.json", "paper-arm-sd810.lut.json", "paper-arm-sd810.predictor.json",
+                     "local-cpu.json"):
+            (cal / name).write_bytes(data)
+
+
+# -- the cases --------------------------------------------------------------------------------------
+def _dataset_config(dataset: str, root: str | None) -> str:
+    proxy = {"dataset": dataset, **({"data_root": root} if root else {})}
+    return _toml({"trials": 1, "workers": 1, "presets": [], "targets": ["paper-arm-sd810"],
+                  "objectives": ["accuracy", "latency:paper-arm-sd810"], "deploy_input": 32, "progress": False,
+                  "space": TINY_SPACE, "proxy": proxy})
+
+
+ARCH_TEXTS = ["", " ", "stem24", "stem24_w1-2", "w116-232-464", "9.9x", "1.0x-", "stem24_w116-232-464_d4-8-4_rnan-0.5-0.5",
+              "stem24_w116-232-464_d4-8-4_r0.5-0.5-0.5_k3-3-3_c-1024", "stem24_w0-0-0_d4-8-4",
+              "stem24_w116-232-464_d0-8-4", "stem24_w116-232-464_d4-8-4_k4-3-3", "stem24_w99999999999999999999-2-2_d1-1-1",
+              "stem24_w116-232-464_d4-8-4_r1e400-0.5-0.5", "stem２４_w116-232-464_d4-8-4", "\x00", "{}", "../../etc/passwd"]
+ARCH_FILES = ["not-json.json", "wrong-types.json", "list.json", "negative.json", "zero-depth.json", "deep.json",
+              "random.json", "empty.json", "missing.json"]
+BAD_CONFIGS = ["malformed.toml", "random.toml", "wrong-type.toml", "wrong-type-list.toml", "wrong-type-table.toml",
+               "unknown-key.toml", "unknown-proxy.toml", "unknown-latency.toml", "negative-trials.toml",
+               "zero-workers.toml", "bad-sampler.toml", "nan-budget.toml", "inf-timeout.toml", "bad-proxy-lr.toml",
+               "tiny-deploy.toml", "bad-space.toml", "bad-run.toml", "missing.toml"]
+BAD_TARGET_FILES = ["targets-malformed.toml", "targets-unknown-key.toml", "targets-wrong-type.toml",
+                    "targets-bad-kind.toml", "targets-negative.toml", "targets-random.toml", "missing.toml"]
+BAD_STORAGES = ["foo://bar", "sqlite://relative.db", "sqlite:///:memory:", "postgresql://u:secret@127.0.0.1:1/db",
+                "mysql+pymysql://u@127.0.0.1:1/db", "sqlite:////proc/shufflenas/study.db", "journal:///", "", "in/corrupt.db",
+                "in/empty-dir", "sqlite:///in/random.json"]
+
+
+def cases() -> list[dict]:
+    """Every bad input: ``argv`` (relative paths resolve in the world dir), optional ``home`` variant."""
+    out: list[dict] = []
+
+    def add(*argv: str, home: str = "home", code: int = 2, files: dict[str, str] | None = None) -> None:
+        out.append({"argv": list(argv), "home": home, "code": code, "files": files or {}})
+
+    # arch
+    for text in ARCH_TEXTS:
+        add("arch", "cost", text)
+        add("arch", "show", text)
+    for name in ARCH_FILES:
+        add("arch", "cost", f"in/{name}")
+    for flag, value in (("--input-size", "0"), ("--input-size", "-5"), ("--input-size", "x"), ("--batch", "0"),
+                        ("--num-classes", "0"), ("--num-classes", "-1"), ("--layers", "/proc/nope/layers.csv"),
+                        ("--layers", "in/empty-dir")):
+        add("arch", "cost", "1.0x", flag, value)
+    for n in ("0", "-3", "abc", "1e3"):
+        add("arch", "sample", "--n", n)
+    add("arch", "sample", "--seed", "x")
+    add("arch", "nope")
+    # export
+    add("export", "1.0x")
+    add("export", "not-an-arch", "--out", "existing.onnx")
+    add("export", "in/random.json", "--out", "existing.onnx")
+    for flag, value in (("--input-size", "0"), ("--input-size", "3"), ("--num-classes", "0"), ("--batch", "-1")):
+        add("export", "1.0x", "--out", "existing.onnx", flag, value)
+    add("export", "1.0x", "--out", "/proc/nope/model.onnx")
+    add("export", "1.0x", "--out", "in/empty-dir")
+    for storage in BAD_STORAGES:
+        add("export", "--storage", storage, "--study", "good", "--trial", "0", "--out", "existing.onnx")
+    add("export", "--storage", "sqlite:///study.db", "--study", "nope", "--trial", "0", "--out", "existing.onnx")
+    add("export", "--storage", "sqlite:///study.db", "--study", "good", "--trial", "999", "--out", "existing.onnx")
+    add("export", "--storage", "sqlite:///study.db", "--study", "good", "--trial", "-1", "--out", "existing.onnx")
+    add("export", "--storage", "sqlite:///study.db", "--study", "good", "--out", "existing.onnx")
+    add("export", "1.0x", "--storage", "sqlite:///study.db", "--study", "good", "--trial", "0", "--out", "existing.onnx")
+    # latency
+    for name in BAD_TARGET_FILES:
+        add("latency", "targets", "--targets-file", f"in/{name}")
+        add("latency", "measure", "0.5x", "--target", "local-cpu", "--targets-file", f"in/{name}")
+        add("latency", "predict", "0.5x", "--target", "paper-arm-sd810", "--targets-file", f"in/{name}")
+    add("latency", "measure", "0.5x", "--target", "nope")
+    add("latency", "measure", "0.5x", "--target", "")
+    add("latency", "measure", "not-an-arch", "--target", "local-cpu")
+    add("latency", "measure", "in/not-a-model.onnx", "--target", "local-cpu")
+    add("latency", "measure", "0.5x", "--target", "paper-arm-sd810")
+    for budget in ("0", "-1", "nan", "inf", "x"):
+        add("latency", "measure", "0.5x", "--target", "local-cpu", "--budget-s", budget)
+    add("latency", "predict", "0.5x", "--target", "nope")
+    add("latency", "predict", "not-an-arch", "--target", "paper-arm-sd810")
+    add("latency", "predict", "0.5x", "--target", "paper-arm-sd810", "--model", "oracle")
+    for kind in ("truncated", "random"):
+        for model in ("auto", "guideline", "lut", "predictor"):
+            add("latency", "predict", "0.5x", "--target", "paper-arm-sd810", "--model", model, home=f"home-cal-{kind}")
+        add("latency", "predict", "0.5x", "--target", "local-cpu", home=f"home-cal-{kind}")
+    add("latency", "calibrate", "--target", "paper-arm-sd810")
+    add("latency", "calibrate", "--target", "nope")
+    add("latency", "calibrate", "--target", "local-cpu", "--budget", "0")
+    add("latency", "calibrate", "--target", "local-cpu", "--budget", "-1")
+    add("latency", "calibrate", "--target", "local-cpu", "--targets-file", "in/targets-malformed.toml")
+    add("latency", "calibrate")
+    # search: configs, flags, storages, data sets, targets
+    search = ("search", "--out", "run-bad", "--no-progress")
+    for name in BAD_CONFIGS:  # (a --workers flag would override the config's value)
+        add(*search, "--config", f"in/{name}")
+    search = (*search, "--workers", "1")
+    for flag, value in (("--trials", "0"), ("--trials", "-1"), ("--trials", "x"), ("--workers", "0"),
+                        ("--workers", "-2"), ("--epochs", "0"), ("--epochs", "-1"), ("--sampler", "annealing"),
+                        ("--evaluator", "slurm"), ("--study", ""), ("--study", " "), ("--run", "nope"),
+                        ("--targets-file", "in/targets-malformed.toml"),
+                        ("--targets-file", "in/targets-unknown-key.toml"), ("--targets-file", "in/missing.toml")):
+        add(*search, "--storage", "sqlite:///study.db", "--study", "good", flag, value)
+    for address in ("127.0.0.1:1", "no-port", "ray://", "[::1]:x"):  # (Ray is only used with several workers)
+        add(*search, "--storage", "sqlite:///study.db", "--study", "good", "--workers", "2", "--ray-address", address)
+    # resuming a study with another search space (Optuna cannot mix distributions): refused, untouched
+    add(*search, "--storage", "sqlite:///study.db", "--study", "good", "--trials", "3")
+    for storage in BAD_STORAGES:
+        add(*search, "--storage", storage, "--trials", "1")
+    # a config that does not match the stored study: refused before anything is written
+    add(*search, "--storage", "sqlite:///study.db", "--study", "good", "--trials", "3",
+        "--config", "in/other-objectives.toml", files={"in/other-objectives.toml": _toml(
+            {"objectives": ["accuracy", "mac"], "targets": ["local-cpu"], "deploy_input": 32, "presets": [],
+             "space": TINY_SPACE})})
+    for dataset, root in (("imagefolder", "in/missing-dir"), ("imagefolder", "in/empty-dir"),
+                          ("imagefolder", "in/no-images"), ("imagefolder", "in/corrupt-images"),
+                          ("imagefolder", None), ("cifar10", "in/empty-dir"), ("cifar10", "in/cifar-corrupt"),
+                          ("cifar100", "in/missing-dir"), ("imagenet", None)):
+        name = f"in/data-{dataset}-{Path(root or 'none').name}.toml"
+        add(*search, "--storage", "sqlite:///study.db", "--study", "good", "--trials", "3", "--config", name,
+            files={name: _dataset_config(dataset, root and str(Path(root)))})
+    # report
+    for storage in BAD_STORAGES + ["sqlite:///missing.db", "journal:///missing.log"]:
+        add("report", "--storage", storage, "--study", "good", "--out", "report")
+    add("report", "--storage", "sqlite:///study.db", "--study", "nope", "--out", "report")
+    add("report", "--storage", "sqlite:///study.db", "--study", "good", "--out", "existing.onnx")
+    add("report", "--storage", "sqlite:///study.db", "--study", "good", "--out", "/proc/nope/report")
+    add("report", "--study", "good", "--out", "report")
+    # studies
+    for target in ("nope", "paper-arm-sd810-typo", ""):
+        add("study", "guidelines", "--target", target, "--out", "guide-bad")
+        add("study", "flops-vs-speed", "--target", target, "--out", "fvs-bad")
+    for budget in ("0", "-1", "nan"):
+        add("study", "guidelines", "--target", "local-cpu", "--budget", budget, "--out", "guide-bad")
+        add("study", "flops-vs-speed", "--budget", budget, "--out", "fvs-bad")
+    for samples in ("0", "-1", "x"):
+        add("study", "flops-vs-speed", "--samples", samples, "--out", "fvs-bad")
+    add("study", "guidelines", "--target", "local-cpu", "--out", "existing.onnx")
+    add("study", "flops-vs-speed", "--out", "/proc/nope/fvs")
+    for name in ("targets-malformed.toml", "targets-unknown-key.toml", "targets-random.toml"):
+        add("study", "guidelines", "--target", "local-cpu", "--targets-file", f"in/{name}", "--out", "guide-bad")
+        add("study", "flops-vs-speed", "--targets-file", f"in/{name}", "--out", "fvs-bad")
+    return out
+
+
+CASES = cases()
+
+# -- the runner: many cases in one interpreter ------------------------------------------------------
+RUNNER = r'''
+import hashlib, json, os, signal, sys, traceback
+from pathlib import Path
+
+world = Path(sys.argv[1]); cases = json.loads(Path(sys.argv[2]).read_text()); result_path = Path(sys.argv[3])
+os.chdir(world)
+from experiments.cli.main import main
+
+class CaseTimeout(BaseException):
+    pass
+
+def alarm(signum, frame):
+    raise CaseTimeout(f"still running after {CASE_TIMEOUT_S} s: the bad input was accepted")
+
+CASE_TIMEOUT_S = int(os.environ.get("CASE_TIMEOUT_S", "45"))
+signal.signal(signal.SIGALRM, alarm)
+
+def snapshot():
+    state = {}
+    for path in sorted(world.rglob("*")):
+        if path.is_file() and not path.name.endswith(("-wal", "-shm", "-journal")) and "/in/" not in f"/{path.relative_to(world)}":
+            state[str(path.relative_to(world))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return state
+
+results = []
+for case in cases:
+    for name, text in case["files"].items():
+        (world / name).write_text(text)
+    os.environ["SHUFFLENAS_HOME"] = str(world / case["home"])
+    before = snapshot()
+    out_fd, err_fd = os.dup(1), os.dup(2)
+    out_file, err_file = open("/tmp/.bad-out-%d" % os.getpid(), "w+b"), open("/tmp/.bad-err-%d" % os.getpid(), "w+b")
+    os.dup2(out_file.fileno(), 1); os.dup2(err_file.fileno(), 2)
+    code, crash = None, None
+    signal.alarm(CASE_TIMEOUT_S)
+    try:
+        code = main(case["argv"])
+    except SystemExit as exc:
+        code = exc.code
+    except CaseTimeout as exc:
+        crash = f"TIMEOUT: {exc}"
+    except BaseException:
+        crash = traceback.format_exc()
+    finally:
+        signal.alarm(0)
+        sys.stdout.flush(); sys.stderr.flush()
+        os.dup2(out_fd, 1); os.dup2(err_fd, 2); os.close(out_fd); os.close(err_fd)
+    out_file.seek(0); err_file.seek(0)
+    stderr = err_file.read().decode(errors="replace") + (crash or "")
+    after = snapshot()
+    changed = sorted(k for k in before if after.get(k) != before[k])
+    results.append({"argv": case["argv"], "home": case["home"], "code": code, "stderr": stderr,
+                    "stdout": out_file.read().decode(errors="replace")[-500:], "changed": changed})
+    out_file.close(); err_file.close()
+    result_path.write_text(json.dumps(results))
+'''
+
+SHARDS = 3
+
+
+def _run_shard(world: Path, shard: int) -> list[dict]:
+    chunk = CASES[shard::SHARDS]
+    cases_file = world / f"cases-{shard}.json"
+    result_file = world / f"results-{shard}.json"
+    cases_file.write_text(json.dumps(chunk))
+    runner = world / "runner.py"
+    runner.write_text(RUNNER)
+    env = {**os.environ, "PYTHONWARNINGS": "default", "SHUFFLENAS_TRACE": ""}
+    done = subprocess.run([sys.executable, str(runner), str(world), str(cases_file), str(result_file)], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=600)
+    results = json.loads(result_file.read_text()) if result_file.exists() else []
+    assert len(results) == len(chunk), f"runner stopped after {len(results)} cases: {done.stderr[-2000:]}"
+    return results
+
+
+def _problems(result: dict) -> list[str]:
+    problems = []
+    lines = [line for line in result["stderr"].splitlines() if line.strip()]
+    if "Traceback" in result["stderr"]:
+        problems.append("traceback")
+    if result["code"] in (0, None):
+        problems.append(f"exit code {result['code']}")
+    elif result["code"] != 2:
+        problems.append(f"exit code {result['code']} (usage errors exit 2)")
+    if len(lines) != 1:
+        problems.append(f"{len(lines)} lines on stderr")
+    elif not lines[0].startswith("error: "):
+        problems.append("stderr line does not start with 'error: '")
+    if result["changed"]:
+        problems.append(f"changed {result['changed']}")
+    return problems
+
+
+@pytest.mark.parametrize("shard", range(SHARDS))
+def test_bad_inputs_fail_cleanly(world, shard):
+    results = _run_shard(world, shard)
+    bad = []
+    for result in results:
+        problems = _problems(result)
+        if problems:
+            bad.append(f"{' '.join(result['argv'])!r} [{result['home']}]: {'; '.join(problems)}\n"
+                       f"    stderr: {result['stderr'][-600:]!r}")
+    assert not bad, f"{len(bad)} of {len(results)} bad inputs misbehaved:\n" + "\n".join(bad)
+
+
+def test_case_count():
+    """The battery stays large (the number is reported in benchmarks/results/reliability.md)."""
+    assert len(CASES) >= 200
+
+
+@pytest.mark.parametrize("argv", [
+    ["arch", "cost", "stem24_w1-2"],
+    ["search", "--config", "in/unknown-key.toml"],
+    ["report", "--storage", "postgresql://u:secret@127.0.0.1:1/db", "--study", "good", "--out", "report"],
+])
+def test_real_entry_point(world, argv):
+    """The same contract through ``python -m experiments`` (exit code from the process itself)."""
+    argv = [str(world / a) if a.startswith("in/") else a for a in argv]
+    done = run_cli(*argv, cwd=world, env={"SHUFFLENAS_HOME": str(world / "home"), "PYTHONPATH": str(REPO)})
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert "secret" not in done.stderr
+
+
+def test_corrupt_onnx_export_cache_still_measures(tmp_path):
+    """A damaged cached ONNX export is not a model: measuring still works (or fails in one line)."""
+    env = {"SHUFFLENAS_HOME": str(tmp_path / "home")}
+    targets = tmp_path / "targets.toml"
+    targets.write_text("[targets.local-cpu]\ninput_size = 32\n")  # overrides only the input size
+    args = ("latency", "measure", "0.5x", "--target", "local-cpu", "--targets-file", str(targets), "--no-cache",
+            "--budget-s", "0.05")
+    first = run_cli(*args, env=env)
+    assert first.returncode == 0, first.stderr
+    exports = list((tmp_path / "home" / "onnx").glob("*.onnx"))
+    assert exports
+    for path in exports:
+        path.write_bytes(RANDOM)
+    done = run_cli(*args, env=env)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in done.stderr
+    assert done.returncode == 0 or (done.returncode == 2 and len(lines) == 1), done.stderr
