@@ -13,7 +13,6 @@ the real ``python -m experiments`` entry point.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -27,7 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     """The real entry point in a subprocess (as tests/conftest.py's ``cli``; usable by module fixtures)."""
-    return subprocess.run([sys.executable, "-m", "experiments", *args], cwd=cwd or REPO, env={**os.environ, **(env or {})},
+    return subprocess.run([sys.executable, "-m", "experiments", *args], cwd=cwd or REPO,
+                          env={**os.environ, **(env or {})},
                           capture_output=True, text=True, timeout=600)
 
 # -- the world the commands must not damage ---------------------------------------------------------
@@ -143,10 +143,12 @@ def _dataset_config(dataset: str, root: str | None) -> str:
                   "space": TINY_SPACE, "proxy": proxy})
 
 
-ARCH_TEXTS = ["", " ", "stem24", "stem24_w1-2", "w116-232-464", "9.9x", "1.0x-", "stem24_w116-232-464_d4-8-4_rnan-0.5-0.5",
+ARCH_TEXTS = ["", " ", "stem24", "stem24_w1-2", "w116-232-464", "9.9x", "1.0x-",
+              "stem24_w116-232-464_d4-8-4_rnan-0.5-0.5",
               "stem24_w116-232-464_d4-8-4_r0.5-0.5-0.5_k3-3-3_c-1024", "stem24_w0-0-0_d4-8-4",
-              "stem24_w116-232-464_d0-8-4", "stem24_w116-232-464_d4-8-4_k4-3-3", "stem24_w99999999999999999999-2-2_d1-1-1",
-              "stem24_w116-232-464_d4-8-4_r1e400-0.5-0.5", "stem２４_w116-232-464_d4-8-4", "\x00", "{}", "../../etc/passwd"]
+              "stem24_w116-232-464_d0-8-4", "stem24_w116-232-464_d4-8-4_k4-3-3",
+              "stem24_w99999999999999999999-2-2_d1-1-1", "stem24_w116-232-464_d4-8-4_r1e400-0.5-0.5",
+              "stem２４_w116-232-464_d4-8-4", "\x00", "{}", "../../etc/passwd"]
 ARCH_FILES = ["not-json.json", "wrong-types.json", "list.json", "negative.json", "zero-depth.json", "deep.json",
               "random.json", "empty.json", "missing.json"]
 BAD_CONFIGS = ["malformed.toml", "random.toml", "wrong-type.toml", "wrong-type-list.toml", "wrong-type-table.toml",
@@ -156,7 +158,8 @@ BAD_CONFIGS = ["malformed.toml", "random.toml", "wrong-type.toml", "wrong-type-l
 BAD_TARGET_FILES = ["targets-malformed.toml", "targets-unknown-key.toml", "targets-wrong-type.toml",
                     "targets-bad-kind.toml", "targets-negative.toml", "targets-random.toml", "missing.toml"]
 BAD_STORAGES = ["foo://bar", "sqlite://relative.db", "sqlite:///:memory:", "postgresql://u:secret@127.0.0.1:1/db",
-                "mysql+pymysql://u@127.0.0.1:1/db", "sqlite:////proc/shufflenas/study.db", "journal:///", "", "in/corrupt.db",
+                "mysql+pymysql://u@127.0.0.1:1/db", "sqlite:////proc/shufflenas/study.db", "journal:///", "",
+                "in/corrupt.db",
                 "in/empty-dir", "sqlite:///in/random.json"]
 
 
@@ -195,7 +198,8 @@ def cases() -> list[dict]:
     add("export", "--storage", "sqlite:///study.db", "--study", "good", "--trial", "999", "--out", "existing.onnx")
     add("export", "--storage", "sqlite:///study.db", "--study", "good", "--trial", "-1", "--out", "existing.onnx")
     add("export", "--storage", "sqlite:///study.db", "--study", "good", "--out", "existing.onnx")
-    add("export", "1.0x", "--storage", "sqlite:///study.db", "--study", "good", "--trial", "0", "--out", "existing.onnx")
+    add("export", "1.0x", "--storage", "sqlite:///study.db", "--study", "good", "--trial", "0",
+        "--out", "existing.onnx")
     # latency
     for name in BAD_TARGET_FILES:
         add("latency", "targets", "--targets-file", f"in/{name}")
@@ -297,7 +301,8 @@ signal.signal(signal.SIGALRM, alarm)
 def snapshot():
     state = {}
     for path in sorted(world.rglob("*")):
-        if path.is_file() and not path.name.endswith(("-wal", "-shm", "-journal")) and "/in/" not in f"/{path.relative_to(world)}":
+        rel = f"/{path.relative_to(world)}"
+        if path.is_file() and not path.name.endswith(("-wal", "-shm", "-journal")) and "/in/" not in rel:
             state[str(path.relative_to(world))] = hashlib.sha256(path.read_bytes()).hexdigest()
     return state
 

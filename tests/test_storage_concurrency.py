@@ -53,8 +53,8 @@ def _start(tmp_path: Path, storage: str, seed: int, trials: int = TRIALS, trace:
     config = tmp_path / "concurrent.toml"
     config.write_text(CONFIG)
     env = {**os.environ, "SHUFFLENAS_HOME": str(tmp_path / "home"), "SHUFFLENAS_TRACE": "1" if trace else ""}
-    return subprocess.Popen([sys.executable, "-m", "experiments", "search", "--config", str(config), "--storage", storage,
-                             "--study", "shared", "--trials", str(trials), "--seed", str(seed), "--out", str(tmp_path)],
+    return subprocess.Popen([sys.executable, "-m", "experiments", "search", "--config", str(config),
+                             "--storage", storage, "--study", "shared", "--trials", str(trials), "--seed", str(seed), "--out", str(tmp_path)],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -112,7 +112,7 @@ def test_second_sqlite_writer_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
-def test_lock_is_released_for_the_next_run(tmp_path, kind, monkeypatch):
+def test_lock_is_released_for_the_next_run(tmp_path, kind):
     """In one process, runs follow each other on the same file (the lock goes with the run)."""
     from experiments.storage import writer_lock
 
