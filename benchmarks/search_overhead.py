@@ -30,7 +30,7 @@ from experiments.search import SearchDriver
 
 
 def instant(arch, data, config) -> ProxyResult:
-    acc = (hash(arch.arch_id) % 1000) / 1000
+    acc = (int(arch.arch_id, 16) % 1000) / 1000
     return ProxyResult(status="ok", accuracy=acc, val_curve=(acc,), loss_curve=(1.0,), train_time_s=0.0,
                        images_per_s=0.0, epochs_run=1)
 
@@ -39,10 +39,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=6)
     parser.add_argument("--scale-trials", type=int, default=300)
+    parser.add_argument("--skip-real", action="store_true", help="only part 2 (compares with --trial-s)")
+    parser.add_argument("--trial-s", type=float, default=None, help="trial time to compare with when skipping part 1")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="search-overhead-"))
     os.environ.setdefault("SHUFFLENAS_HOME", str(root / "home"))
 
+    per_trial = args.trial_s or 0.0
+    if not args.skip_real:
+        per_trial = _real(args, root)
+    _scale(args, root, per_trial)
+
+
+def _real(args: argparse.Namespace, root: Path) -> float:
     config = load_config(None, {"out": str(root / "real"), "trials": args.trials, "workers": 1, "progress": False,
                                 "presets": []})
     start = time.perf_counter()
@@ -53,15 +62,17 @@ def main() -> None:
     over = driver.overhead_s / result.new_trials
     print(f"1. real trials (digits 16x16, {config.proxy.epochs} epochs, local-cpu measured at 224): "
           f"{result.new_trials} trials, {per_trial:.1f} s/trial, overhead {over * 1000:.1f} ms/trial "
-          f"= {100 * over / per_trial:.2f}% of a trial")
+          f"= {100 * over / per_trial:.2f}% of a trial", flush=True)
+    return per_trial
 
+
+def _scale(args: argparse.Namespace, root: Path, per_trial: float) -> None:
     data = load_dataset("digits", None, 16, 0)
-    scale = load_config(None, {"out": str(root / "scale"), "trials": args.scale_trials, "workers": 1,
-                               "progress": True, "presets": [], "targets": ["paper-arm-sd810"],
-                               "objectives": ["accuracy", "latency:paper-arm-sd810"], "sampler": "tpe"})
+    scale = {"out": str(root / "scale"), "workers": 1, "progress": False, "presets": [],
+             "targets": ["paper-arm-sd810"], "objectives": ["accuracy", "latency:paper-arm-sd810"], "sampler": "tpe"}
     marks = []
     for total in (args.scale_trials // 3, 2 * args.scale_trials // 3, args.scale_trials):
-        driver = SearchDriver(load_config(None, {**_table(scale), "trials": total, "progress": False}),
+        driver = SearchDriver(load_config(None, {**scale, "trials": total}),
                               evaluator=SequentialEvaluator(data, train_fn=instant))
         start = time.perf_counter()
         res = driver.run()
@@ -71,19 +82,7 @@ def main() -> None:
     for total, new, over, wall in marks:
         print(f"   trials {total - new:4d}..{total:4d}: overhead {over * 1000:6.1f} ms/trial "
               f"(whole loop incl. estimate + sampler {wall * 1000:6.1f} ms/trial); "
-              f"vs a {per_trial:.1f} s trial: {100 * over / per_trial:.2f}%")
-
-
-def _table(config) -> dict:
-    data = config.to_dict()
-    data.pop("name", None)
-    proxy = data.pop("proxy")
-    extra = proxy.pop("extra")
-    data["proxy"] = {**proxy, **extra}
-    data["proxy"].pop("data_root", None) if proxy.get("data_root") is None else None
-    for key in [k for k, v in data.items() if v is None]:
-        data.pop(key)
-    return data
+              f"vs a {per_trial:.1f} s trial: {100 * over / max(per_trial, 1e-9):.2f}%")
 
 
 if __name__ == "__main__":
