@@ -145,15 +145,29 @@ def onnx_bytes(arch: Architecture, input_size: int = 224, batch: int = 1, num_cl
     path = onnx_path(arch, input_size, batch, num_classes)
     if path.exists():
         try:
-            return path.read_bytes()
+            cached = path.read_bytes()
+            if _is_model(cached):
+                return cached
         except OSError:
-            pass
+            pass  # unreadable or damaged: export again and replace it
     data = export_bytes(arch, input_size, num_classes, batch)
     try:
         write_atomic(path, data)
     except OSError:
         pass  # a read-only cache only costs a re-export next time
     return data
+
+
+def _is_model(data: bytes) -> bool:
+    """Whether cached bytes still parse as an ONNX model with a graph (a damaged file is re-exported)."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        model = onnx.ModelProto.FromString(data)
+    except (DecodeError, ValueError, RuntimeError):
+        return False
+    return len(model.graph.node) > 0 and len(model.graph.output) > 0
 
 
 def onnx_path(arch: Architecture, input_size: int = 224, batch: int = 1, num_classes: int = NUM_CLASSES) -> Path:
