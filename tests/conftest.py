@@ -21,9 +21,12 @@ def ray_session():
     for real. Tests must not call ``ray.shutdown()``.
     """
     ray = pytest.importorskip("ray")
+    from evaluator.ray_evaluator import _loopback_only
+
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, resources={"device:test-board": 1},
-                 log_to_driver=False, configure_logging=False, _node_ip_address="127.0.0.1")
+        with _loopback_only():  # same loopback-only start as the project's own local Ray
+            ray.init(num_cpus=2, include_dashboard=False, resources={"device:test-board": 1},
+                     log_to_driver=False, configure_logging=False, _node_ip_address="127.0.0.1")
     yield ray
     ray.shutdown()
 
