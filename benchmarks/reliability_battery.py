@@ -11,6 +11,7 @@ many kills, bad inputs and faults were exercised and whether every check held. T
 
 from __future__ import annotations
 
+import argparse
 import re
 import subprocess
 import sys
@@ -31,6 +32,7 @@ FILES = {
 
 
 def main() -> int:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
     import test_bad_inputs
     import test_crash_recovery
 

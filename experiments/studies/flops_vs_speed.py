@@ -26,7 +26,7 @@ import pandas as pd
 
 from latency_models.analytic import summary
 from search_space import DEFAULT_SPACE, PAPER_PRESETS, Architecture, SearchSpace, preset_name
-from search_space.errors import ShufflenasError
+from experiments.studies.common import StudyError, check_out_dir
 
 if TYPE_CHECKING:
     from latency_models.targets import Target
@@ -37,10 +37,6 @@ FLOPS_TOLERANCE = 0.05
 PAIRS_PER_TARGET = 5
 
 Progress = Callable[[int, int, dict[str, Any]], None]
-
-
-class StudyError(ShufflenasError):
-    """Bad study input: no samples, an output path that is a file, a target that cannot be used."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,18 +61,6 @@ def study_architectures(samples: int, seed: int = 0, space: SearchSpace = DEFAUL
         if arch not in archs:
             archs.append(arch)
     return archs
-
-
-def check_out_dir(out_dir: str | Path) -> Path:
-    """The output directory, created; a path that exists as a file is a user error."""
-    path = Path(out_dir)
-    if path.exists() and not path.is_dir():
-        raise StudyError(f"output path {path} exists and is not a directory")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StudyError(f"cannot create output directory {path}: {exc.strerror or exc}") from None
-    return path
 
 
 @dataclasses.dataclass

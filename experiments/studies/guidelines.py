@@ -24,7 +24,7 @@ from latency_models import guideline as guideline_model
 from latency_models import microbench
 from latency_models.calibrate import MICRO_KEY
 from latency_models.analytic import layer_costs
-from search_space.errors import ShufflenasError
+from experiments.studies.common import StudyError, check_out_dir
 
 if TYPE_CHECKING:
     from latency_models.targets import Target
@@ -37,10 +37,6 @@ CLAIMS = {"G1": "equal channel width minimises MAC", "G2": "excessive group conv
 Progress = Callable[[int, int, str], None]
 
 
-class StudyError(ShufflenasError):
-    """Bad study input: an output path that is a file, a target that cannot be used."""
-
-
 @dataclasses.dataclass(frozen=True)
 class GuidelineStudy:
     """One table per guideline (G1..G4) and the files written."""
@@ -49,18 +45,6 @@ class GuidelineStudy:
     out_dir: Path
     files: list[Path]
     source: str   # "measured" or "estimate"
-
-
-def check_out_dir(out_dir: str | Path) -> Path:
-    """The output directory, created; a path that exists as a file is a user error."""
-    path = Path(out_dir)
-    if path.exists() and not path.is_dir():
-        raise StudyError(f"output path {path} exists and is not a directory")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StudyError(f"cannot create output directory {path}: {exc.strerror or exc}") from None
-    return path
 
 
 def channel_column(target: Target) -> str:
