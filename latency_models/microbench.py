@@ -6,7 +6,7 @@ builds the torch module to measure (:meth:`MicroBenchmark.module`) and the
 :class:`~latency_models.analytic.Layer` list the guideline model costs
 (:meth:`MicroBenchmark.layers`), so the two cannot drift apart.
 
-Interpretations where the paper is silent (REFERENCE.md section 4):
+Interpretations where the paper is silent (its Tables 1-4):
 
 - every conv is conv (no bias) + BatchNorm + ReLU (BN folds into the conv when exported);
 - G1: two 1x1 convs per block, c1 -> c2 -> c1; x2/x4 multiply both channel counts;

@@ -1,6 +1,6 @@
 """The ShuffleNet V2 paper's measured speeds (Tables 1-4 and 8) as data.
 
-Copied from the project's reference sheet (REFERENCE.md sections 3-5). GPU figures are batches
+Transcribed from Ma et al., ShuffleNet V2 (ECCV 2018), Tables 1-4 and 8. GPU figures are batches
 per second, ARM figures images per second (higher = faster); :func:`to_ms` turns either into
 milliseconds per batch, the unit every latency model in this project predicts.
 
