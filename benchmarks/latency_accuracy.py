@@ -182,8 +182,10 @@ def _score(target, train, test, y, flops, mac, table) -> dict[str, dict]:
     y_train, y_test = y[:n_train], y[n_train:]
     size, batch = target.input_size, target.batch
     rows: dict[str, dict] = {}
-    fitted = guideline_model.fit([(architecture_layers(a, size), ms) for a, ms in zip(train, y_train)], batch,
-                                 target_name=target.name, input_size=size)
+    train_samples = [(architecture_layers(a, size), ms) for a, ms in zip(train, y_train)]
+    plain = guideline_model.fit(train_samples, batch, target_name=target.name, input_size=size)
+    rows["guideline, no alignment term"] = accuracy(y_test, [plain.predict(a) for a in test])
+    fitted = guideline_model.fit(train_samples, batch, target_name=target.name, input_size=size, fit_alignment=True)
     rows["guideline (fit on train)"] = accuracy(y_test, [fitted.predict(a) for a in test])
     predictor = LatencyPredictor(target.name, size, batch, train, list(y_train), guideline=fitted)
     rows["predictor (GBR + guideline feature)"] = accuracy(y_test, predictor.predict_many(test))

@@ -75,6 +75,21 @@ class Layer:
         return {"params": 0, "flops": 0, "mac": moved, "kernels": 1, "elementwise": batch * self.out_elems}
 
 
+#: Channel tile of CPU conv kernels (8 fp32 lanes with AVX2). Convs whose channels are not a multiple
+#: of it run several times slower per FLOP on ONNX Runtime's x86 kernels (G1's 22/44-channel row ran
+#: 5x slower than 32/32), something neither FLOPs nor MAC see.
+ALIGN = 8
+
+
+def is_misaligned(layer: Layer) -> bool:
+    """A conv whose channel counts are off the :data:`ALIGN` tile (depthwise: its channels)."""
+    if layer.kind != "conv":
+        return False
+    if layer.groups > 1 and layer.groups == layer.c_in:
+        return layer.c_in % ALIGN != 0
+    return layer.c_in % ALIGN != 0 or layer.c_out % ALIGN != 0
+
+
 def _conv(name: str, stage: str, c_in: int, c_out: int, h: int, w: int, k: int = 1, stride: int = 1,
           groups: int = 1, relu: bool = True) -> tuple[Layer, int, int]:
     pad = k // 2

@@ -178,12 +178,12 @@ def fit_measured(target: Target, micro: list[FitSample], networks: list[FitSampl
     provenance = (f"measured on {platform.processor() or platform.machine()} ({platform.system()}) with "
                   f"{_versions()}, target {target.name}, {len(micro)} micro-benchmarks + {len(networks)} networks")
     model = fit(micro + networks, target.batch, target_name=target.name, input_size=target.input_size,
-                provenance=provenance)
+                provenance=provenance, fit_alignment=True)
     quality = dict(model.quality)
     if len(networks) >= 2:
         predicted, measured = [], []
         for i, held in enumerate(networks):
-            refit = fit(micro + networks[:i] + networks[i + 1:], target.batch)
+            refit = fit(micro + networks[:i] + networks[i + 1:], target.batch, fit_alignment=True)
             predicted.append(refit.predict_layers(held.layers, held.batch))
             measured.append(held.ms)
         quality["heldout"] = {**fit_quality(predicted, measured), "kind": "leave one network out"}

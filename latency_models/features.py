@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
-from latency_models.analytic import COST_COLUMNS, Layer, architecture_layers
+from latency_models.analytic import COST_COLUMNS, Layer, architecture_layers, is_misaligned
 from search_space import Architecture
 
 STAGES = ("stem", "stage2", "stage3", "stage4", "head")
@@ -27,6 +27,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "small_kernels",      # kernels touching < 16k elements: launch overhead dominates (G3)
     "roofline_sum",       # sum over layers of max(flops, mac): a unit-free roofline proxy
     "intensity",          # total FLOPs / total MAC
+    "misaligned_pointwise_flops", "misaligned_depthwise_mac",  # channels off the SIMD tile (analytic.ALIGN)
     "w2", "w3", "w4", "d2", "d3", "d4", "r2", "r3", "r4", "k2", "k3", "k4",
     "stem", "conv5", "se", "extra_dw", "num_units", "input_size", "batch",
 )
@@ -60,6 +61,11 @@ def features_from_layers(arch: Architecture, layers: Sequence[Layer], input_size
         if batch * layer.out_elems < 16384:
             out["small_kernels"] += cost["kernels"]
         out["roofline_sum"] += max(cost["flops"], cost["mac"])
+        if is_misaligned(layer):
+            if op == "depthwise":
+                out["misaligned_depthwise_mac"] += cost["mac"]
+            elif op == "pointwise":
+                out["misaligned_pointwise_flops"] += cost["flops"]
     out["intensity"] = out["flops"] / max(out["mac"], 1.0)
     for i in range(3):
         out[f"w{i + 2}"] = float(arch.widths[i])

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from latency_models.analytic import Layer, architecture_layers, layer_costs
+from latency_models.analytic import Layer, architecture_layers, is_misaligned, layer_costs
 from latency_models.paths import SHIPPED_CALIBRATIONS, calibration_dir
 from search_space import Architecture
 from search_space.errors import ShufflenasError
@@ -44,7 +44,10 @@ PARAM_DOCS: dict[str, str] = {
     "kernel_us": "fixed cost per kernel (launch, synchronisation, framework), microseconds",
     "elementwise_ns": "cost per element touched by element-wise work (BN, ReLU, add), nanoseconds",
     "offset_ms": "fixed cost per inference call, milliseconds",
+    "misaligned_slowdown": "time factor for convs whose channels are off the CPU SIMD tile (1 = none)",
 }
+#: Parameters a calibration file may omit (older files, targets where they were not fitted).
+OPTIONAL_PARAMS: dict[str, float] = {"misaligned_slowdown": 1.0}
 
 
 class CalibrationError(ShufflenasError):
@@ -62,21 +65,23 @@ class GuidelineParams:
     kernel_us: float
     elementwise_ns: float
     offset_ms: float
+    misaligned_slowdown: float = 1.0
 
     def coefficients(self) -> np.ndarray:
         """Milliseconds per: dense FLOP, depthwise FLOP, conv MAC element, moved element, kernel,
-        element-wise element, call."""
+        element-wise element, call; then the misaligned-conv time factor."""
         return np.array([1e-6 / self.peak_gmacs, 1e-6 / self.dw_gmacs, 1e-6 / self.bandwidth_gelems,
                          1e-6 / self.movement_gelems, self.kernel_us * 1e-3, self.elementwise_ns * 1e-6,
-                         self.offset_ms])
+                         self.offset_ms, self.misaligned_slowdown])
 
     @classmethod
     def from_coefficients(cls, theta: Sequence[float]) -> GuidelineParams:
-        a, a_dw, b, m, k, e, c = (float(v) for v in theta)
-        return cls(1e-6 / a, 1e-6 / a_dw, 1e-6 / b, 1e-6 / m, k * 1e3, e * 1e6, c)
+        a, a_dw, b, m, k, e, c, *rest = (float(v) for v in theta)
+        return cls(1e-6 / a, 1e-6 / a_dw, 1e-6 / b, 1e-6 / m, k * 1e3, e * 1e6, c, rest[0] if rest else 1.0)
 
     def to_dict(self) -> dict[str, float]:
-        return {name: float(f"{getattr(self, name):.6g}") for name in PARAM_NAMES}
+        names = PARAM_NAMES + tuple(n for n, default in OPTIONAL_PARAMS.items() if getattr(self, n) != default)
+        return {name: float(f"{getattr(self, name):.6g}") for name in names}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +91,7 @@ class _Features:
     sample: np.ndarray      # layer -> sample index
     flops: np.ndarray
     depthwise: np.ndarray   # bool per layer
+    misaligned: np.ndarray  # bool per layer: a conv off the SIMD channel tile
     mac: np.ndarray
     kernels: np.ndarray     # per sample
     elementwise: np.ndarray  # per sample
@@ -93,7 +99,7 @@ class _Features:
 
     @classmethod
     def of(cls, layer_lists: Sequence[Sequence[Layer]], batches: Sequence[int]) -> _Features:
-        sample, flops, depthwise, mac, kernels, elementwise = [], [], [], [], [], []
+        sample, flops, depthwise, misaligned, mac, kernels, elementwise = [], [], [], [], [], [], []
         for i, (layers, batch) in enumerate(zip(layer_lists, batches)):
             table = layer_costs(layers, batch)
             sample.append(np.full(len(table), i))
@@ -101,22 +107,29 @@ class _Features:
             mac.append(table["mac"].to_numpy(float))
             dw = ((table["kind"] == "conv") & (table["groups"] > 1) & (table["groups"] == table["c_in"]))
             depthwise.append(dw.to_numpy(bool))
+            misaligned.append(np.array([is_misaligned(layer) for layer in layers], dtype=bool))
             kernels.append(float(table["kernels"].sum()))
             elementwise.append(float(table["elementwise"].sum()))
-        return cls(np.concatenate(sample), np.concatenate(flops), np.concatenate(depthwise), np.concatenate(mac),
-                   np.array(kernels), np.array(elementwise), len(layer_lists))
+        return cls(np.concatenate(sample), np.concatenate(flops), np.concatenate(depthwise),
+                   np.concatenate(misaligned), np.concatenate(mac), np.array(kernels), np.array(elementwise),
+                   len(layer_lists))
+
+    def _layer_times(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        a, a_dw, b, m = theta[:4]
+        slowdown = np.where(self.misaligned, theta[7] if len(theta) > 7 else 1.0, 1.0)
+        compute = self.flops * np.where(self.depthwise, a_dw, a) * slowdown
+        memory = self.mac * np.where(self.flops > 0, b, m) * slowdown
+        return compute, memory
 
     def predict(self, theta: np.ndarray) -> np.ndarray:
-        a, a_dw, b, m, k, e, c = theta
-        compute = self.flops * np.where(self.depthwise, a_dw, a)
-        per_layer = np.maximum(compute, self.mac * np.where(self.flops > 0, b, m))
+        k, e, c = theta[4:7]
+        per_layer = np.maximum(*self._layer_times(theta))
         return np.bincount(self.sample, per_layer, minlength=self.n) + k * self.kernels + e * self.elementwise + c
 
     def parts(self, theta: np.ndarray) -> dict[str, float]:
         """Milliseconds of sample 0 split into compute-bound, memory-bound, kernels, element-wise, offset."""
-        a, a_dw, b, m, k, e, c = theta
-        compute = self.flops * np.where(self.depthwise, a_dw, a)
-        memory = self.mac * np.where(self.flops > 0, b, m)
+        k, e, c = theta[4:7]
+        compute, memory = self._layer_times(theta)
         return {"compute_ms": float(compute[compute >= memory].sum()), "memory_ms": float(memory[memory > compute].sum()),
                 "kernel_ms": float(k * self.kernels[0]), "elementwise_ms": float(e * self.elementwise[0]),
                 "offset_ms": float(c)}
@@ -169,7 +182,8 @@ class GuidelineModel:
             if not isinstance(data, dict) or data.get("model", "guideline") != "guideline":
                 raise ValueError("not a guideline calibration")
             raw = data["params"]
-            params = GuidelineParams(**{name: float(raw[name]) for name in PARAM_NAMES})
+            params = GuidelineParams(**{name: float(raw[name]) for name in PARAM_NAMES},
+                                     **{name: float(raw.get(name, default)) for name, default in OPTIONAL_PARAMS.items()})
             if not all(math.isfinite(v) and v > 0 for v in dataclasses.astuple(params)):
                 raise ValueError("parameters must be finite and > 0")
             return cls(params, str(data["target"]), int(data.get("batch", 1)), int(data.get("input_size", 224)),
@@ -240,12 +254,14 @@ def _initial(features: _Features, y: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 def fit(samples: Iterable[Any], batch: int = 1, *, target_name: str = "", input_size: int = 224,
-        provenance: str = "", tie_depthwise: bool | None = None) -> GuidelineModel:
+        provenance: str = "", tie_depthwise: bool | None = None, fit_alignment: bool = False) -> GuidelineModel:
     """Fit the seven parameters to measured latencies (log-space least squares, positive parameters).
 
     ``samples`` are :class:`FitSample` or ``(layers, measured_ms[, batch[, weight[, label]]])``
     tuples; a sample without a batch ran at ``batch``. When no sample has a depthwise conv the
     depthwise peak cannot be identified and is tied to the dense peak (``tie_depthwise``).
+    ``fit_alignment`` also fits the slowdown of convs off the SIMD channel tile (a CPU effect;
+    calibrations from measurements on a CPU use it, the paper calibrations do not).
     Quality (in-sample MAPE, Spearman, max error) is stored under ``quality["fit"]``.
     """
     from scipy.optimize import least_squares
@@ -258,9 +274,11 @@ def fit(samples: Iterable[Any], batch: int = 1, *, target_name: str = "", input_
     w = np.array([s.weight for s in data], float)
     if tie_depthwise is None:
         tie_depthwise = not bool((features.flops * features.depthwise).any())
+    fit_alignment = fit_alignment and bool(features.misaligned.any())
 
     def expand(x: np.ndarray) -> np.ndarray:
-        # x = log of (a, a_dw / a, b, m, k, e, c): depthwise convs are never faster per FLOP than dense
+        # x = log of (a, a_dw / a, b, m, k, e, c[, slowdown]): depthwise convs are never faster per
+        # FLOP than dense ones, and misaligned convs never faster than aligned ones
         if tie_depthwise:
             x = np.insert(x, 1, 0.0)
         theta = np.exp(x)
@@ -283,6 +301,8 @@ def fit(samples: Iterable[Any], batch: int = 1, *, target_name: str = "", input_
         x0 = np.log(np.concatenate([[theta[0], theta[1] / theta[0]], theta[2:]]))
         lower = np.full(7, -np.inf)
         lower[1] = 0.0
+        if fit_alignment:
+            x0, lower = np.append(x0, np.log(1.5)), np.append(lower, 0.0)
         if tie_depthwise:
             x0, lower = np.delete(x0, 1), np.delete(lower, 1)
         x0 = np.maximum(x0, lower)
@@ -292,7 +312,8 @@ def fit(samples: Iterable[Any], batch: int = 1, *, target_name: str = "", input_
     theta = expand(best.x)
     params = GuidelineParams.from_coefficients(theta)
     predicted = features.predict(theta)
-    quality: dict[str, Any] = {"fit": fit_quality(predicted, y), "depthwise_tied": bool(tie_depthwise)}
+    quality: dict[str, Any] = {"fit": fit_quality(predicted, y), "depthwise_tied": bool(tie_depthwise),
+                               "alignment_fitted": fit_alignment}
     return GuidelineModel(params, target_name, batch, input_size, quality, provenance)
 
 

@@ -37,8 +37,8 @@ if TYPE_CHECKING:
 
 FORMAT = "shufflenas-latency-predictor"
 VERSION = 1
-BASE_FEATURES = ("pointwise_flops", "depthwise_flops", "dense_flops", "fc_flops", "movement_mac", "pool_mac",
-                 "kernels", "elementwise")
+BASE_FEATURES = ("pointwise_flops", "depthwise_flops", "depthwise_mac", "dense_flops", "fc_flops", "movement_mac",
+                 "pool_mac", "kernels", "elementwise", "misaligned_pointwise_flops", "misaligned_depthwise_mac")
 HYPER = {"n_estimators": 300, "learning_rate": 0.05, "max_depth": 3, "subsample": 0.8, "min_samples_leaf": 3,
          "random_state": 0}
 HOLDOUT_FRACTION = 0.25

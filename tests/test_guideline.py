@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -93,3 +94,28 @@ def test_fit_quality_statistics():
     assert q["mape"] == pytest.approx((0 + 10 + 10) / 3, abs=0.01)
     assert q["max_error"] == pytest.approx(10.0) and q["spearman"] == pytest.approx(1.0)
     assert np.isfinite(q["mape"])
+
+
+def test_fit_recovers_a_known_misalignment_slowdown():
+    truth = GuidelineModel(dataclasses.replace(TRUE, misaligned_slowdown=2.5), "t")
+    samples = _samples(truth)
+    model = fit(samples, 1, fit_alignment=True)
+    assert model.quality["alignment_fitted"] is True
+    assert model.params.misaligned_slowdown == pytest.approx(2.5, rel=0.05)
+    # without the term the same data fits clearly worse
+    assert fit(samples, 1).quality["fit"]["mape"] > 2 * model.quality["fit"]["mape"]
+
+
+def test_misaligned_convs_and_old_calibration_files():
+    from latency_models.analytic import Layer, is_misaligned
+
+    assert not is_misaligned(Layer("a", "conv", 32, 64, 8, 8, 8, 8))
+    assert is_misaligned(Layer("b", "conv", 22, 44, 8, 8, 8, 8))
+    assert is_misaligned(Layer("dw", "conv", 116, 116, 8, 8, 8, 8, k=3, groups=116))
+    assert not is_misaligned(Layer("dw", "conv", 64, 64, 8, 8, 8, 8, k=3, groups=64))
+    assert not is_misaligned(Layer("cat", "concat", 22, 22, 8, 8, 8, 8))
+    # files written without the term (the shipped paper calibrations) load with no slowdown, and a
+    # model without the term writes no key for it
+    data = json.loads(GuidelineModel(TRUE, "t").to_json())
+    assert "misaligned_slowdown" not in data["params"]
+    assert GuidelineModel.from_json(json.dumps(data)).params.misaligned_slowdown == 1.0
