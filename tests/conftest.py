@@ -41,3 +41,26 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
 @pytest.fixture
 def cli():
     return run_cli
+
+
+TINY_TARGETS = """
+[targets.tiny-cpu]
+description = "test: ONNX Runtime CPU, 1 thread, 16x16 input"
+kind = "measure"
+backend = "onnxruntime"
+device = "cpu"
+threads = 1
+batch = 1
+input_size = 16
+"""
+
+
+@pytest.fixture
+def tiny_targets(tmp_path, monkeypatch) -> Path:
+    """A measurable target ``tiny-cpu`` at 16x16 (cheap real measurements), in a fresh
+    ``SHUFFLENAS_HOME``; returns the targets file, which ``SHUFFLENAS_TARGETS`` also points to."""
+    monkeypatch.setenv("SHUFFLENAS_HOME", str(tmp_path / "home"))
+    path = tmp_path / "targets.toml"
+    path.write_text(TINY_TARGETS)
+    monkeypatch.setenv("SHUFFLENAS_TARGETS", str(path))
+    return path

@@ -13,24 +13,9 @@ from latency_models.targets import get_target
 from experiments.cli.main import main
 from search_space import PAPER_PRESETS
 
-TINY_TARGETS = """
-[targets.tiny-cpu]
-description = "test: ONNX Runtime CPU, 1 thread, 16x16 input"
-kind = "measure"
-backend = "onnxruntime"
-device = "cpu"
-threads = 1
-batch = 1
-input_size = 16
-"""
-
-
 @pytest.fixture
-def tiny_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("SHUFFLENAS_HOME", str(tmp_path / "home"))
-    targets = tmp_path / "targets.toml"
-    targets.write_text(TINY_TARGETS)
-    return {"SHUFFLENAS_HOME": str(tmp_path / "home"), "targets": str(targets)}
+def tiny_env(tiny_targets, tmp_path):
+    return {"SHUFFLENAS_HOME": str(tmp_path / "home"), "targets": str(tiny_targets)}
 
 
 def test_study_cli_writes_every_output(cli, tmp_path, tiny_env):

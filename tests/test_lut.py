@@ -14,27 +14,13 @@ from latency_models.targets import get_target
 from search_space import PRESETS, Architecture, build_model
 from search_space.errors import ShufflenasError
 
-TINY_TARGETS = """
-[targets.tiny-cpu]
-description = "test: ONNX Runtime CPU, 1 thread, 16x16 input"
-kind = "measure"
-backend = "onnxruntime"
-device = "cpu"
-threads = 1
-input_size = 16
-"""
-
 A = Architecture(widths=(8, 16, 32), depths=(2, 2, 1), stem=8, conv5=32)
 B = Architecture(widths=(8, 16, 48), depths=(2, 3, 1), stem=8, conv5=32)   # shares stem + stage-2 + stage-3 s2 unit
 C = Architecture(widths=(12, 24, 32), depths=(1, 1, 2), stem=8, conv5=32)
 
 
 @pytest.fixture
-def tiny(tmp_path, monkeypatch):
-    monkeypatch.setenv("SHUFFLENAS_HOME", str(tmp_path / "home"))
-    path = tmp_path / "targets.toml"
-    path.write_text(TINY_TARGETS)
-    monkeypatch.setenv("SHUFFLENAS_TARGETS", str(path))
+def tiny(tiny_targets):
     return get_target("tiny-cpu")
 
 

@@ -14,23 +14,8 @@ from latency_models.targets import get_target
 from search_space import DEFAULT_SPACE, PRESETS, Architecture
 from search_space.errors import ShufflenasError
 
-TINY_TARGETS = """
-[targets.tiny-cpu]
-description = "test: ONNX Runtime CPU, 1 thread, 16x16 input"
-kind = "measure"
-backend = "onnxruntime"
-device = "cpu"
-threads = 1
-input_size = 16
-"""
-
-
 @pytest.fixture
-def tiny(tmp_path, monkeypatch):
-    monkeypatch.setenv("SHUFFLENAS_HOME", str(tmp_path / "home"))
-    path = tmp_path / "targets.toml"
-    path.write_text(TINY_TARGETS)
-    monkeypatch.setenv("SHUFFLENAS_TARGETS", str(path))
+def tiny(tiny_targets):
     return get_target("tiny-cpu")
 
 
