@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from latency_models.artifacts import invalid_detail, read_artifact
 from latency_models.paths import calibration_dir
 from search_space import Architecture, stem_layout
 from search_space.errors import ShufflenasError
@@ -240,19 +241,9 @@ def _check_measurable(target: Target) -> None:
 
 def read_file(path: str | Path, target: Target) -> LookupTable:
     """Load a table; a truncated or corrupted file raises a one-line :class:`LutFileError` naming it."""
-    path = Path(path)
+    data = read_artifact(path, kind="lookup table", fmt=FORMAT, version=VERSION, error=LutFileError,
+                         rebuild=f"delete it and run: shufflenas latency build-lut --target {target.name}")
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise LutFileError(f"lookup table file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LutFileError(f"lookup table file {path} is corrupted or truncated ({type(exc).__name__}); "
-                           f"delete it and run: shufflenas latency build-lut --target {target.name}") from None
-    try:
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise ValueError("not a lookup table file")
-        if int(data["version"]) > VERSION:
-            raise ValueError(f"format version {data['version']} is newer than this shufflenas supports")
         if data["target"] != target.name:
             raise ValueError(f"it is for target {data['target']!r}, not {target.name!r}")
         blocks = {str(k): {"ms": float(v["ms"]), **{f: v[f] for f in ("cv", "runs") if f in v}}
@@ -263,8 +254,7 @@ def read_file(path: str | Path, target: Target) -> LookupTable:
         table = LookupTable(target, blocks, float(data["scale"]), float(data["offset"]), list(data.get("networks", [])),
                             dict(data.get("quality") or {}), dict(data.get("provenance") or {}))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise LutFileError(f"lookup table file {path} is invalid: {detail}") from None
+        raise LutFileError(f"lookup table file {path} is invalid: {invalid_detail(exc)}") from None
     if stale:  # the target's settings changed since the table was built: start afresh
         return LookupTable(target)
     return table

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from latency_models.artifacts import invalid_detail, read_artifact
 from latency_models.features import FEATURE_NAMES, feature_frame
 from latency_models.paths import calibration_dir
 from search_space import Architecture
@@ -197,27 +198,16 @@ def fit(target: Target, archs: Sequence[Architecture], latencies_ms: Sequence[fl
 
 def read_file(path: str | Path, target: Target | None = None) -> LatencyPredictor:
     """Load a predictor JSON file (refits the model); a bad file raises a one-line error naming it."""
-    path = Path(path)
+    data = read_artifact(path, kind="latency predictor", fmt=FORMAT, version=VERSION, error=PredictorFileError,
+                         rebuild="retrain it with: shufflenas latency train-predictor")
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise PredictorFileError(f"latency predictor file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PredictorFileError(f"latency predictor file {path} is corrupted or truncated ({type(exc).__name__}); "
-                                 f"retrain it with: shufflenas latency train-predictor") from None
-    try:
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise ValueError("not a latency predictor file")
-        if int(data["version"]) > VERSION:
-            raise ValueError(f"format version {data['version']} is newer than this shufflenas supports")
         archs = [Architecture.from_string(row["arch"]) for row in data["training"]]
         latencies = [float(row["latency_ms"]) for row in data["training"]]
         guideline = _guideline_for(target) if data.get("uses_guideline") else None
         return LatencyPredictor(str(data["target"]), int(data["input_size"]), int(data["batch"]), archs, latencies,
                                 guideline, dict(data.get("quality") or {}), dict(data.get("provenance") or {}))
     except (KeyError, TypeError, ValueError, ShufflenasError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise PredictorFileError(f"latency predictor file {path} is invalid: {detail}") from None
+        raise PredictorFileError(f"latency predictor file {path} is invalid: {invalid_detail(exc)}") from None
 
 
 _LOADED: dict[tuple, LatencyPredictor] = {}
