@@ -8,6 +8,12 @@ Statistics are robust because shared and small machines are noisy: the headline 
 spread is the inter-quartile range, and ``cv`` is the robust coefficient of variation
 ``(IQR / 1.349) / median`` (1.349 makes IQR/1.349 equal the standard deviation for normal data),
 so one descheduled run does not inflate it. ``std_ms`` and ``mean_ms`` are reported as well.
+
+On a shared machine the whole CPU speeds up and slows down with its neighbours (on a 2-core VM the
+per-second median of one network moves by 10-40% while the thread CPU time moves with it, so it is
+not preemption). A *reference* model timed in alternating chunks with the candidate sees the same
+slowdown: the ratio of the two medians moves by ~2% where each median moves by ~10%. Pass
+``reference_bytes`` to get that ratio (``relative``) next to the raw statistics.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +31,7 @@ DEFAULT_WARMUP = 5
 DEFAULT_MIN_RUNS = 10
 DEFAULT_MAX_RUNS = 1000
 DEFAULT_BUDGET_S = 1.0
+DEFAULT_CHUNK_S = 0.02
 
 
 class DeviceRuntimeError(RuntimeError):
@@ -96,22 +103,9 @@ def example_input(input_shape: Sequence[int], seed: int = 0) -> np.ndarray:
     return rng.standard_normal(tuple(int(d) for d in input_shape)).astype(np.float32)
 
 
-def measure_onnx(model_bytes: bytes, input_shape: Sequence[int] | None = None, *, threads: int = 1,
-                 providers: Sequence[str] = ("CPUExecutionProvider",), warmup: int = DEFAULT_WARMUP,
-                 min_runs: int = DEFAULT_MIN_RUNS, max_runs: int = DEFAULT_MAX_RUNS,
-                 budget_s: float = DEFAULT_BUDGET_S, input_data: np.ndarray | None = None,
-                 return_output: bool = False) -> dict[str, Any]:
-    """Time ``model_bytes`` and return robust statistics in milliseconds per call (one batch).
-
-    ``warmup`` untimed runs come first (first runs allocate memory and pick kernels), then timed
-    runs continue until at least ``min_runs`` were made and ``budget_s`` seconds of timed runs have
-    passed, or ``max_runs`` were made. ``input_shape`` defaults to the model's fixed input shape;
-    ``input_data`` overrides the generated input. With ``return_output`` the dict also carries
-    ``output`` (the first output of one run, a numpy array) so callers can check correctness.
-    """
-    if min_runs < 1 or max_runs < min_runs:
-        raise DeviceRuntimeError(f"need 1 <= min_runs <= max_runs, got {min_runs} and {max_runs}")
-    session = make_session(model_bytes, threads=threads, providers=providers)
+def _session_runner(session: ort.InferenceSession, input_shape: Sequence[int] | None,
+                    input_data: np.ndarray | None) -> tuple[Callable[[], Any], tuple[int, ...]]:
+    """A zero-argument call that runs ``session`` once on a fixed input, and that input's shape."""
     model_input = session.get_inputs()[0]
     if input_data is None:
         if input_shape is None:
@@ -120,26 +114,105 @@ def measure_onnx(model_bytes: bytes, input_shape: Sequence[int] | None = None, *
             input_shape = model_input.shape
         input_data = example_input(input_shape)
     feed = {model_input.name: np.ascontiguousarray(input_data, dtype=np.float32)}
+    return (lambda: session.run(None, feed)), tuple(input_data.shape)
+
+
+def _first_run(run: Callable[[], Any], shape: Sequence[int]) -> Any:
     try:
-        output = session.run(None, feed)[0]
+        return run()[0]
     except Exception as exc:
-        raise DeviceRuntimeError(f"onnxruntime cannot run the model on input {tuple(input_data.shape)}: "
+        raise DeviceRuntimeError(f"onnxruntime cannot run the model on input {tuple(shape)}: "
                                  f"{str(exc).splitlines()[0]}") from None
-    for _ in range(max(0, warmup - 1)):
-        session.run(None, feed)
-    times_ms: list[float] = []
+
+
+def time_runs(run: Callable[[], Any], reference: Callable[[], Any] | None = None, *,
+              min_runs: int = DEFAULT_MIN_RUNS, max_runs: int = DEFAULT_MAX_RUNS, budget_s: float = DEFAULT_BUDGET_S,
+              chunk_s: float = DEFAULT_CHUNK_S) -> tuple[list[float], list[float]]:
+    """Per-call milliseconds of ``run`` (and of ``reference``, when given), after warm-up by the caller.
+
+    Without a reference, ``run`` is timed back to back. With one, the two alternate in chunks of at
+    least one call and ``chunk_s`` seconds, so both see the same machine state; the budget covers
+    both. Stops once ``run`` has ``min_runs`` calls and the budget is spent, or at ``max_runs``.
+    """
     clock = time.perf_counter
+    times: list[float] = []
+    reference_times: list[float] = []
     started = clock()
-    while len(times_ms) < max_runs:
-        t0 = clock()
-        session.run(None, feed)
-        times_ms.append((clock() - t0) * 1e3)
-        if len(times_ms) >= min_runs and clock() - started >= budget_s:
+    while len(times) < max_runs:
+        for call, out in ((run, times), (reference, reference_times)):
+            if call is None:
+                continue
+            chunk_started = clock()
+            while True:
+                t0 = clock()
+                call()
+                t1 = clock()
+                out.append((t1 - t0) * 1e3)
+                if reference is None or t1 - chunk_started >= chunk_s or (out is times and len(out) >= max_runs):
+                    break
+        if len(times) >= min_runs and clock() - started >= budget_s:
             break
+    return times[:max_runs], reference_times
+
+
+def measure_onnx(model_bytes: bytes, input_shape: Sequence[int] | None = None, *, threads: int = 1,
+                 providers: Sequence[str] = ("CPUExecutionProvider",), warmup: int = DEFAULT_WARMUP,
+                 min_runs: int = DEFAULT_MIN_RUNS, max_runs: int = DEFAULT_MAX_RUNS,
+                 budget_s: float = DEFAULT_BUDGET_S, input_data: np.ndarray | None = None,
+                 return_output: bool = False, reference_bytes: bytes | None = None,
+                 reference_shape: Sequence[int] | None = None) -> dict[str, Any]:
+    """Time ``model_bytes`` and return robust statistics in milliseconds per call (one batch).
+
+    ``warmup`` untimed runs come first (first runs allocate memory and pick kernels), then timed
+    runs continue until at least ``min_runs`` were made and ``budget_s`` seconds of timed runs have
+    passed, or ``max_runs`` were made. ``input_shape`` defaults to the model's fixed input shape;
+    ``input_data`` overrides the generated input. With ``return_output`` the dict also carries
+    ``output`` (the first output of one run, a numpy array) so callers can check correctness.
+
+    With ``reference_bytes`` a second model (on ``reference_shape``, default its own input shape)
+    is timed in alternating chunks (:func:`time_runs`); the result adds ``reference_median_ms``,
+    ``reference_runs`` and ``relative`` = median / reference median.
+    """
+    if min_runs < 1 or max_runs < min_runs:
+        raise DeviceRuntimeError(f"need 1 <= min_runs <= max_runs, got {min_runs} and {max_runs}")
+    session = make_session(model_bytes, threads=threads, providers=providers)
+    run, shape = _session_runner(session, input_shape, input_data)
+    output = _first_run(run, shape)
+    reference_run = None
+    if reference_bytes is not None:
+        reference_run, reference_input = _session_runner(
+            make_session(reference_bytes, threads=threads, providers=providers), reference_shape, None)
+        _first_run(reference_run, reference_input)
+    for _ in range(max(0, warmup - 1)):
+        run()
+        if reference_run is not None:
+            reference_run()
+    started = time.perf_counter()
+    times_ms, reference_ms = time_runs(run, reference_run, min_runs=min_runs, max_runs=max_runs, budget_s=budget_s)
     result: dict[str, Any] = robust_stats(times_ms)
-    result.update({"warmup": int(warmup), "timed_s": clock() - started, "threads": int(threads),
-                   "providers": list(session.get_providers()), "input_shape": list(input_data.shape),
-                   **host_info()})
+    result.update({"warmup": int(warmup), "timed_s": time.perf_counter() - started, "threads": int(threads),
+                   "providers": list(session.get_providers()), "input_shape": list(shape), **host_info()})
+    if reference_run is not None:
+        reference_median = float(np.median(reference_ms))
+        result.update({"reference_median_ms": reference_median, "reference_runs": len(reference_ms),
+                       "relative": result["median_ms"] / reference_median})
     if return_output:
         result["output"] = np.asarray(output)
     return result
+
+
+def chunk_medians(model_bytes: bytes, input_shape: Sequence[int] | None = None, *, threads: int = 1,
+                  providers: Sequence[str] = ("CPUExecutionProvider",), chunks: int = 8, chunk_s: float = 0.25,
+                  warmup: int = DEFAULT_WARMUP) -> list[float]:
+    """Median milliseconds of ``model_bytes`` in each of ``chunks`` back-to-back timing windows.
+
+    The lowest of them is the model's latency in the fastest machine state seen, which is how a
+    reference model's anchor is drawn (see :mod:`latency_models.measure`).
+    """
+    if chunks < 1 or chunk_s <= 0:
+        raise DeviceRuntimeError(f"need chunks >= 1 and chunk_s > 0, got {chunks} and {chunk_s}")
+    run, shape = _session_runner(make_session(model_bytes, threads=threads, providers=providers), input_shape, None)
+    _first_run(run, shape)
+    for _ in range(max(0, warmup - 1)):
+        run()
+    return [float(np.median(time_runs(run, min_runs=3, budget_s=chunk_s)[0])) for _ in range(chunks)]

@@ -10,6 +10,14 @@ Backends:
 Results are cached per (arch id, target, input size, batch, backend, software versions, CPU/GPU
 model) in a :class:`MeasurementCache`, so nothing is measured twice on the same software stack.
 Estimate-only targets are refused here: they have no hardware to time.
+
+Reference-normalised targets (``reference = "1.0x"``, the default for ``local-cpu``): a shared
+machine's speed drifts with its neighbours, so every measurement also times the reference network
+in alternating chunks and reports the candidate at the reference's *anchor* speed:
+``median_ms = raw median * anchor / reference median``. The anchor is drawn once per target and
+software stack (the lowest of 8 quarter-second medians of the reference alone) and kept in the
+measurement cache, so every number in one cache shares it. ``raw_median_ms`` is what the run saw
+and ``slowdown`` how much slower the machine was than at the anchor.
 """
 
 from __future__ import annotations
@@ -63,6 +71,9 @@ class Measurement:
     runs: int
     versions: dict[str, Any]
     cached: bool = False
+    raw_median_ms: float | None = None
+    slowdown: float | None = None
+    reference: str | None = None
 
     def __hash__(self) -> int:
         return hash((self.arch_id, self.target, self.input_size, self.batch, self.median_ms, self.runs))
@@ -176,7 +187,8 @@ def onnx_path(arch: Architecture, input_size: int = 224, batch: int = 1, num_cla
 
 
 def _stats_from_run(run: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: run[k] for k in ("median_ms", "mean_ms", "p10_ms", "p90_ms", "iqr_ms", "cv", "runs")}
+    stats = {k: run[k] for k in ("median_ms", "mean_ms", "p10_ms", "p90_ms", "iqr_ms", "cv", "runs")}
+    return {**stats, **{k: run[k] for k in ("raw_median_ms", "slowdown", "reference") if k in run}}
 
 
 def _time_torch(module: Any, input_shape: Sequence[int], target: Target, budget_s: float,
@@ -221,12 +233,58 @@ def _time_torch(module: Any, input_shape: Sequence[int], target: Target, budget_
     return device_runtime.robust_stats(times)
 
 
-def _time_onnx(model: bytes, input_shape: Sequence[int], target: Target, budget_s: float) -> dict[str, Any]:
+def _reference_shape(target: Target) -> tuple[int, int, int, int]:
+    return (target.batch, 3, target.input_size, target.input_size)
+
+
+def _reference_bytes(target: Target) -> bytes:
+    from search_space import resolve_arch
+
+    return onnx_bytes(resolve_arch(str(target.reference)), target.input_size, target.batch)
+
+
+def reference_anchor(target: Target | str, cache: MeasurementCache | None = None) -> float:
+    """The anchor of ``target``'s reference network in ms, drawn and stored on first use.
+
+    Every reference-normalised measurement in ``cache`` (default: the shared cache) is reported at
+    this speed. It is the lowest of 8 quarter-second medians of the reference timed alone: the
+    fastest state the machine showed when the anchor was drawn.
+    """
+    target = get_target(target)
+    if target.reference is None:
+        raise MeasurementError(f"target {target.name} has no reference network")
+    check_measurable(target)
+    store = cache if cache is not None else MeasurementCache()
+    fields = cache_fields(f"anchor:{target.reference}", target, input_size=target.input_size, batch=target.batch,
+                          num_classes=None)
+    hit = store.get(fields)
+    if hit is not None and isinstance(hit.get("anchor_ms"), (int, float)) and hit["anchor_ms"] > 0:
+        return float(hit["anchor_ms"])
     try:
-        run = device_runtime.measure_onnx(model, input_shape, threads=target.threads, providers=target.providers,
-                                          budget_s=budget_s)
+        medians = device_runtime.chunk_medians(_reference_bytes(target), _reference_shape(target),
+                                               threads=target.threads, providers=target.providers)
+    except device_runtime.DeviceRuntimeError as exc:
+        raise MeasurementError(f"target {target.name}: reference {target.reference}: {exc}") from None
+    stored = store.setdefault(fields, {"anchor_ms": min(medians), "chunk_medians_ms": medians,
+                                       "reference": target.reference, "drawn_at": time.time()})
+    return float(stored["anchor_ms"])  # a parallel worker that drew first wins: one anchor per cache
+
+
+def _time_onnx(model: bytes, input_shape: Sequence[int], target: Target, budget_s: float,
+               anchor_cache: MeasurementCache | None = None) -> dict[str, Any]:
+    """Time with ONNX Runtime; on a reference-normalised target, rescale to the anchor's speed."""
+    anchor = reference_anchor(target, anchor_cache) if target.reference is not None else None
+    try:
+        run = device_runtime.measure_onnx(
+            model, input_shape, threads=target.threads, providers=target.providers, budget_s=budget_s,
+            reference_bytes=_reference_bytes(target) if anchor is not None else None,
+            reference_shape=_reference_shape(target))
     except device_runtime.DeviceRuntimeError as exc:
         raise MeasurementError(f"target {target.name}: {exc}") from None
+    if anchor is not None:
+        factor = anchor / run["reference_median_ms"]
+        run = {**run, "raw_median_ms": run["median_ms"], "slowdown": 1.0 / factor, "reference": target.reference,
+               **{k: run[k] * factor for k in ("median_ms", "mean_ms", "p10_ms", "p90_ms", "iqr_ms")}}
     return run
 
 
@@ -249,7 +307,7 @@ def _measure(key: str, arch_text: str | None, target: Target, input_shape: Seque
                 pass  # an entry from an older layout: measure again
     budget = DEFAULT_BUDGET_S if budget_s is None else float(budget_s)
     if target.backend == "onnxruntime":
-        run = _time_onnx(make_onnx(), input_shape, target, budget)
+        run = _time_onnx(make_onnx(), input_shape, target, budget, store if isinstance(cache, MeasurementCache) else None)
         versions = {**versions, "providers": run["providers"]}
     else:
         run = _time_torch(make_module(), input_shape, target, budget)

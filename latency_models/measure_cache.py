@@ -94,6 +94,24 @@ class MeasurementCache:
         finally:
             conn.close()
 
+    def setdefault(self, fields: Mapping[str, Any], record: Mapping[str, Any]) -> dict[str, Any]:
+        """Store ``record`` unless an entry exists; return the stored one (first writer wins)."""
+        conn = self._connect()
+        if conn is None:
+            return dict(record)
+        try:
+            key = cache_key(fields)
+            conn.execute("INSERT OR IGNORE INTO measurements (key, key_json, record, created) VALUES (?, ?, ?, ?)",
+                         (key, json.dumps(fields, sort_keys=True, default=str),
+                          json.dumps(dict(record), default=str), time.time()))
+            row = conn.execute("SELECT record FROM measurements WHERE key = ?", (key,)).fetchone()
+            return json.loads(row[0]) if row else dict(record)
+        except (sqlite3.DatabaseError, ValueError) as exc:
+            self._disable(exc)
+            return dict(record)
+        finally:
+            conn.close()
+
     def __len__(self) -> int:
         conn = self._connect()
         if conn is None:

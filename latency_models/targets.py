@@ -59,10 +59,11 @@ class Target:
     input_size: int = 224
     resources: dict[str, float] = dataclasses.field(default_factory=dict)
     calibration: str | None = None
+    reference: str | None = None
 
     def __hash__(self) -> int:  # resources is a dict: hash its items instead
         return hash((self.name, self.kind, self.backend, self.device, self.providers, self.threads, self.batch,
-                     self.input_size, tuple(sorted(self.resources.items())), self.calibration))
+                     self.input_size, tuple(sorted(self.resources.items())), self.calibration, self.reference))
 
     @property
     def is_estimate(self) -> bool:
@@ -75,9 +76,12 @@ class Target:
 
     def fingerprint(self) -> dict[str, Any]:
         """Everything about the target that changes a measured number (for cache keys)."""
-        return {"backend": self.backend, "device": self.device, "providers": list(self.providers),
-                "threads": self.threads, "batch": self.batch, "input_size": self.input_size,
-                "resources": dict(sorted(self.resources.items()))}
+        data: dict[str, Any] = {"backend": self.backend, "device": self.device, "providers": list(self.providers),
+                                "threads": self.threads, "batch": self.batch, "input_size": self.input_size,
+                                "resources": dict(sorted(self.resources.items()))}
+        if self.reference is not None:  # only when set, so targets without one keep their cache keys
+            data["reference"] = self.reference
+        return data
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -171,6 +175,18 @@ def _check(name: str, table: Mapping[str, Any], origin: str) -> Target:
     if resources and backend != "onnxruntime":
         raise TargetError(f"{where}: remote targets (resources) run the onnxruntime backend only")
     calibration = text("calibration")
+    reference = text("reference")
+    if reference is not None and reference.lower() == "none":  # lets a user file switch a built-in's off
+        reference = None
+    if reference is not None:
+        if kind != "measure" or backend != "onnxruntime" or device != "cpu" or resources:
+            raise TargetError(f"{where}: reference applies to local onnxruntime cpu targets only")
+        from search_space import resolve_arch
+
+        try:
+            reference = resolve_arch(reference).to_string()
+        except ShufflenasError as exc:
+            raise TargetError(f"{where}: reference is not an architecture: {exc}") from None
     if kind == "estimate":
         if calibration is None:
             raise TargetError(f"{where}: an estimate-only target needs a calibration name")
@@ -178,7 +194,8 @@ def _check(name: str, table: Mapping[str, Any], origin: str) -> Target:
             description = f"ESTIMATE ONLY: {description}"
     return Target(name=name, description=description, kind=kind, backend=backend, device=device,
                   providers=tuple(providers), threads=integer("threads", 1, 1), batch=integer("batch", 1, 1),
-                  input_size=integer("input_size", 224, 8), resources=dict(resources), calibration=calibration)
+                  input_size=integer("input_size", 224, 8), resources=dict(resources), calibration=calibration,
+                  reference=reference)
 
 
 def _read_tables(path: Path) -> dict[str, dict[str, Any]]:

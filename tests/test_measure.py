@@ -178,3 +178,51 @@ def test_num_classes_is_part_of_the_key():
     assert not measure(TINY, target, cache=cache, budget_s=FAST).cached
     assert measure(TINY, target, cache=cache, budget_s=FAST, num_classes=10).cached
     assert lookup(TINY, target, cache, num_classes=10) is not None
+
+
+def ref_target(reference: str = "0.5x") -> Target:
+    return Target("tiny-ref", "16 px test target with a reference", "measure", "onnxruntime", "cpu",
+                  ("CPUExecutionProvider",), 1, 1, 16, {}, None, reference)
+
+
+def test_time_runs_alternates_chunks_within_the_budget():
+    calls: list[str] = []
+    times, reference_times = device_runtime.time_runs(lambda: calls.append("c"), lambda: calls.append("r"),
+                                                      min_runs=4, max_runs=50, budget_s=0.0, chunk_s=0.0)
+    assert len(times) == 4 and len(reference_times) == 4
+    assert "".join(calls) == "crcrcrcr"  # one call per chunk when chunks are empty of time
+    alone, none = device_runtime.time_runs(lambda: None, min_runs=7, max_runs=7, budget_s=60)
+    assert len(alone) == 7 and none == []
+
+
+def test_measure_onnx_with_a_reference_reports_the_ratio():
+    shape = (1, 3, 16, 16)
+    small = export_module_bytes(build_model(TINY, num_classes=10, input_size=16).eval(), shape)
+    big = export_module_bytes(build_model(Architecture(widths=(32, 64, 128), depths=(2, 2, 2), stem=16, conv5=128),
+                                          num_classes=10, input_size=16).eval(), shape)
+    run = device_runtime.measure_onnx(small, shape, budget_s=FAST, reference_bytes=big)
+    assert run["reference_runs"] >= 1 and run["reference_median_ms"] > 0
+    assert run["relative"] == pytest.approx(run["median_ms"] / run["reference_median_ms"])
+    medians = device_runtime.chunk_medians(big, shape, chunks=3, chunk_s=0.01)
+    assert len(medians) == 3 and min(medians) > 0
+    with pytest.raises(device_runtime.DeviceRuntimeError, match="chunks"):
+        device_runtime.chunk_medians(big, shape, chunks=0)
+
+
+def test_reference_target_reports_medians_at_the_anchor_speed():
+    from latency_models.measure import reference_anchor
+
+    target = ref_target()
+    cache = MeasurementCache()
+    first = measure(TINY, target, budget_s=FAST, cache=False)
+    anchor = reference_anchor(target)
+    assert reference_anchor(target) == anchor  # drawn once, then read back
+    assert first.reference == "0.5x"  # as given (targets read from TOML hold the canonical string)
+    assert first.raw_median_ms > 0 and first.slowdown > 0
+    assert first.median_ms == pytest.approx(first.raw_median_ms / first.slowdown)
+    assert first.p10_ms <= first.median_ms <= first.p90_ms
+    second = measure(TINY, target, budget_s=FAST)
+    assert lookup(TINY, target, cache).raw_median_ms == second.raw_median_ms  # the new fields survive the cache
+    assert "anchor" not in json.dumps(second.to_dict())  # a measurement is not the anchor entry
+    plain = measure(TINY, tiny_target(), budget_s=FAST, cache=False)
+    assert plain.raw_median_ms is None and plain.slowdown is None and plain.reference is None

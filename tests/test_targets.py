@@ -111,3 +111,24 @@ def test_cli_bad_targets_file(cli, tmp_path):
     bad.write_text("[targets.x]\nkind = 3\n")
     result = cli("latency", "targets", "--targets-file", str(bad))
     assert result.returncode == 2 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("extra, needle", [
+    ('reference = "not-an-arch"', "reference is not an architecture"),
+    ('reference = "1.0x"\nbackend = "torch"', "reference applies to local onnxruntime cpu targets only"),
+])
+def test_reference_is_validated(tmp_path, extra, needle):
+    path = tmp_path / "t.toml"
+    path.write_text(f'[targets.x]\ndescription = "x"\nkind = "measure"\nbackend = "onnxruntime"\n'
+                    f'device = "cpu"\n{extra}\n'.replace('backend = "onnxruntime"\n', "", extra.count("torch")))
+    with pytest.raises(TargetError, match=needle):
+        load_targets(path)
+
+
+def test_reference_can_be_switched_off(tmp_path):
+    assert get_target("local-cpu").reference == "stem24_w116-232-464_d4-8-4_r0.5-0.5-0.5_k3-3-3_c1024"
+    assert "reference" in get_target("local-cpu").fingerprint()
+    path = tmp_path / "t.toml"
+    path.write_text('[targets.local-cpu]\nreference = "none"\n')
+    target = get_target("local-cpu", path)
+    assert target.reference is None and "reference" not in target.fingerprint()

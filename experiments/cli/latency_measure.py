@@ -107,7 +107,20 @@ def measure(architecture: Architecture, target_name: str, targets_file: str | No
                f"{'  (cached)' if result.cached else ''}")
     click.echo(f"spread   p10 {result.p10_ms:.3f}  p90 {result.p90_ms:.3f}  IQR {result.iqr_ms:.3f} ms  "
                f"cv {result.cv:.3f}  runs {result.runs}")
+    if result.reference is not None and result.raw_median_ms is not None and result.slowdown is not None:
+        click.echo(f"speed    at the anchor of reference {_label(result.reference)}; this run saw "
+                   f"{result.raw_median_ms:.3f} ms on a machine {result.slowdown:.2f}x the anchor's time")
     click.echo("versions " + ", ".join(f"{k}={v}" for k, v in result.versions.items()))
+
+
+def _label(text: str) -> str:
+    """A reference architecture by its preset name when it is one (``1.0x``), else its string."""
+    from search_space import preset_name, resolve_arch
+
+    try:
+        return preset_name(resolve_arch(text)) or text
+    except ValueError:
+        return text
 
 
 COMMANDS = [targets, measure]
