@@ -1,12 +1,14 @@
 """How fast and how stable is a latency measurement on local-cpu, and which ONNX exporter to use.
 
-Run:  .venv/bin/python benchmarks/measure_speed.py [--repeats 5] [--candidates 3] [--out benchmarks/results/measure.md]
+Run:  .venv/bin/python benchmarks/measure_speed.py [--repeats 5] [--candidates 3] [--neighbour] [--out FILE]
 
 1. Exporters: legacy (dynamo=False) vs dynamo on ShuffleNetV2 1.0x at 224 - export wall time, the
    same module's outputs in ONNX Runtime compared, and each graph's ORT median.
 2. New candidate: wall time of ``measure(arch, "local-cpu")`` for architectures never seen before
    (fresh cache), export included; target <= 3 s.
-3. Drift: the median of ``repeats`` uncached measurements of 1.0x; target: spread < 5 %.
+3. Drift: ``repeats`` uncached measurements of each of five networks (not the reference), interleaved
+   in time; target: std/mean of the median < 5 %. ``--neighbour`` adds an intermittent memory-bound
+   process, the kind of neighbour that makes a shared machine's speed drift.
 """
 
 from __future__ import annotations
@@ -70,26 +72,71 @@ def new_candidates(lines: list[str], count: int) -> None:
     lines += ["", f"median wall per new candidate: {statistics.median(walls):.2f} s (target <= 3 s)", ""]
 
 
-def drift(lines: list[str], repeats: int) -> None:
-    from latency_models.measure import measure
-    from search_space import get_preset
+NEIGHBOUR = """
+import numpy as np, time
+a = np.random.rand(3000, 3000)
+while True:
+    end = time.time() + np.random.uniform(0.5, 3.0)          # busy for 0.5-3 s ...
+    while time.time() < end:
+        b = a.T.copy(); a += 1e-9                            # memory-bound, like a training job
+    time.sleep(np.random.uniform(0.5, 3.0))                  # ... then idle for 0.5-3 s
+"""
 
-    runs = [measure(get_preset("1.0x"), "local-cpu", cache=False) for _ in range(repeats)]
-    lines += [f"## Run-to-run drift: {repeats} uncached measurements of 1.0x on local-cpu", "",
-              "| statistic | values (ms) | (max - min) / median | std / mean |", "|---|---|---|---|"]
-    for name in ("median_ms", "p10_ms"):
-        values = [getattr(m, name) for m in runs]
-        spread = (max(values) - min(values)) / statistics.median(values)
-        cv = statistics.pstdev(values) / statistics.mean(values)
-        lines.append(f"| {name} | {', '.join(f'{v:.2f}' for v in values)} | {spread * 100:.1f} % | {cv * 100:.1f} % |")
-    lines += ["", "Target: < 5 % drift of the median. Within-run robust cv of each measurement: "
-              + ", ".join(f"{m.cv:.2f}" for m in runs), ""]
+
+def drift(lines: list[str], repeats: int, neighbour: bool) -> None:
+    """Uncached measurements of networks other than the reference, interleaved over time."""
+    import subprocess
+
+    from latency_models.measure import measure, reference_anchor
+    from latency_models.targets import get_target
+    from search_space import DEFAULT_SPACE, get_preset, preset_name
+
+    target = get_target("local-cpu")
+    anchor = reference_anchor(target) if target.reference else None
+    archs = [get_preset("0.5x"), get_preset("1.5x"), get_preset("2.0x"), *DEFAULT_SPACE.sample_many(2, seed=7)]
+    archs = [a for a in archs if a.to_string() != target.reference]
+    helper = subprocess.Popen([sys.executable, "-c", NEIGHBOUR]) if neighbour else None
+    try:
+        runs = {a.arch_id: [] for a in archs}
+        for _ in range(repeats):
+            for arch in archs:
+                runs[arch.arch_id].append(measure(arch, target, cache=False))
+                time.sleep(0.5)
+    finally:
+        if helper is not None:
+            helper.kill()
+    lines += [f"## Run-to-run drift: {repeats} uncached measurements of each network on local-cpu, interleaved", "",
+              (f"Reference {preset_name(get_preset('1.0x')) if target.reference == get_preset('1.0x').to_string() else target.reference}, "
+               f"anchor {anchor:.3f} ms (drawn once, before the runs). " if anchor else "No reference on this target. ")
+              + ("A neighbour process (memory-bound numpy, busy 0.5-3 s then idle 0.5-3 s) shared the machine."
+                 if neighbour else "No added load."), "",
+              "| network | reported median_ms (std/mean, (max-min)/median) | raw median (std/mean, (max-min)/median) | slowdown range |",
+              "|---|---|---|---|"]
+    worst = {"median_ms": 0.0, "raw_median_ms": 0.0}
+    for arch in archs:
+        cells = []
+        for name in ("median_ms", "raw_median_ms"):
+            values = [getattr(m, name) for m in runs[arch.arch_id] if getattr(m, name) is not None]
+            if not values:
+                cells.append("-")
+                continue
+            cv = statistics.pstdev(values) / statistics.mean(values)
+            spread = (max(values) - min(values)) / statistics.median(values)
+            worst[name] = max(worst[name], cv)
+            cells.append(f"{statistics.median(values):.2f} ms ({cv * 100:.1f} %, {spread * 100:.1f} %)")
+        slow = [m.slowdown for m in runs[arch.arch_id] if m.slowdown is not None]
+        label = preset_name(arch) or arch.to_string()
+        lines.append(f"| {label} | {cells[0]} | {cells[1]} | {f'{min(slow):.2f}-{max(slow):.2f}' if slow else '-'} |")
+    lines += ["", f"Worst drift (std/mean) of the reported median: {worst['median_ms'] * 100:.1f} % (target < 5 %); "
+              f"of the raw median: {worst['raw_median_ms'] * 100:.1f} %.", ""]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--candidates", type=int, default=3)
+    parser.add_argument("--neighbour", action="store_true",
+                        help="run an intermittent memory-bound neighbour process during the drift runs")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "measure.md")
     args = parser.parse_args()
     os.environ["SHUFFLENAS_HOME"] = tempfile.mkdtemp(prefix="shufflenas-bench-")  # nothing cached yet
@@ -100,13 +147,16 @@ def main() -> None:
 
     lines = ["# Measurement speed and stability (local-cpu)", "",
              f"Command: `.venv/bin/python benchmarks/measure_speed.py --repeats {args.repeats} "
-             f"--candidates {args.candidates}`", "",
+             f"--candidates {args.candidates}{' --neighbour' if args.neighbour else ''}`", "",
              f"Machine: 2-core x86 VM, shared ({cpu_model()}, {os.cpu_count()} cores, {platform.machine()}); "
              f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}; "
              f"load average at start {os.getloadavg()[0]:.1f}.", ""]
     exporters(lines)
+    from latency_models.measure import reference_anchor
+
+    reference_anchor("local-cpu")  # drawn once per cache; not part of a candidate's cost
     new_candidates(lines, args.candidates)
-    drift(lines, args.repeats)
+    drift(lines, args.repeats, args.neighbour)
     load = os.getloadavg()[0]
     lines.append(f"Load average at end {load:.1f}.")
     if load > (os.cpu_count() or 1):

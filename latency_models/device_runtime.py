@@ -18,6 +18,7 @@ slowdown: the ratio of the two medians moves by ~2% where each median moves by ~
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import time
@@ -125,34 +126,60 @@ def _first_run(run: Callable[[], Any], shape: Sequence[int]) -> Any:
                                  f"{str(exc).splitlines()[0]}") from None
 
 
+@dataclasses.dataclass
+class TimedRuns:
+    """Per-call milliseconds of a model (and of its reference), and each chunk pair's median ratio."""
+
+    times_ms: list[float]
+    reference_ms: list[float] = dataclasses.field(default_factory=list)
+    pair_ratios: list[float] = dataclasses.field(default_factory=list)
+
+    @property
+    def relative(self) -> float:
+        """The median over chunk pairs of candidate median / reference median.
+
+        Each pair ran within a few tens of milliseconds, so a burst of contention that hits one
+        pair is outvoted instead of leaking into a ratio of whole-run medians.
+        """
+        if not self.pair_ratios:
+            raise DeviceRuntimeError("no reference runs to compare with")
+        return float(np.median(self.pair_ratios))
+
+
 def time_runs(run: Callable[[], Any], reference: Callable[[], Any] | None = None, *,
               min_runs: int = DEFAULT_MIN_RUNS, max_runs: int = DEFAULT_MAX_RUNS, budget_s: float = DEFAULT_BUDGET_S,
-              chunk_s: float = DEFAULT_CHUNK_S) -> tuple[list[float], list[float]]:
-    """Per-call milliseconds of ``run`` (and of ``reference``, when given), after warm-up by the caller.
+              chunk_s: float = DEFAULT_CHUNK_S) -> TimedRuns:
+    """Time ``run`` (and ``reference``, when given) after the caller's warm-up.
 
     Without a reference, ``run`` is timed back to back. With one, the two alternate in chunks of at
     least one call and ``chunk_s`` seconds, so both see the same machine state; the budget covers
     both. Stops once ``run`` has ``min_runs`` calls and the budget is spent, or at ``max_runs``.
     """
     clock = time.perf_counter
-    times: list[float] = []
-    reference_times: list[float] = []
+    timed = TimedRuns([])
     started = clock()
-    while len(times) < max_runs:
-        for call, out in ((run, times), (reference, reference_times)):
+    while len(timed.times_ms) < max_runs:
+        chunk_medians = []
+        for call, out in ((run, timed.times_ms), (reference, timed.reference_ms)):
             if call is None:
                 continue
+            chunk: list[float] = []
             chunk_started = clock()
             while True:
                 t0 = clock()
                 call()
                 t1 = clock()
-                out.append((t1 - t0) * 1e3)
-                if reference is None or t1 - chunk_started >= chunk_s or (out is times and len(out) >= max_runs):
+                chunk.append((t1 - t0) * 1e3)
+                if (reference is None or t1 - chunk_started >= chunk_s
+                        or (out is timed.times_ms and len(out) + len(chunk) >= max_runs)):
                     break
-        if len(times) >= min_runs and clock() - started >= budget_s:
+            out.extend(chunk)
+            chunk_medians.append(float(np.median(chunk)))
+        if reference is not None:
+            timed.pair_ratios.append(chunk_medians[0] / chunk_medians[1])
+        if len(timed.times_ms) >= min_runs and clock() - started >= budget_s:
             break
-    return times[:max_runs], reference_times
+    return timed
 
 
 def measure_onnx(model_bytes: bytes, input_shape: Sequence[int] | None = None, *, threads: int = 1,
@@ -171,7 +198,8 @@ def measure_onnx(model_bytes: bytes, input_shape: Sequence[int] | None = None, *
 
     With ``reference_bytes`` a second model (on ``reference_shape``, default its own input shape)
     is timed in alternating chunks (:func:`time_runs`); the result adds ``reference_median_ms``,
-    ``reference_runs`` and ``relative`` = median / reference median.
+    ``reference_runs``, ``chunk_pairs`` and ``relative`` (median over chunk pairs of candidate /
+    reference median; :attr:`TimedRuns.relative`).
     """
     if min_runs < 1 or max_runs < min_runs:
         raise DeviceRuntimeError(f"need 1 <= min_runs <= max_runs, got {min_runs} and {max_runs}")
@@ -188,14 +216,14 @@ def measure_onnx(model_bytes: bytes, input_shape: Sequence[int] | None = None, *
         if reference_run is not None:
             reference_run()
     started = time.perf_counter()
-    times_ms, reference_ms = time_runs(run, reference_run, min_runs=min_runs, max_runs=max_runs, budget_s=budget_s)
-    result: dict[str, Any] = robust_stats(times_ms)
+    timed = time_runs(run, reference_run, min_runs=min_runs, max_runs=max_runs, budget_s=budget_s)
+    result: dict[str, Any] = robust_stats(timed.times_ms)
     result.update({"warmup": int(warmup), "timed_s": time.perf_counter() - started, "threads": int(threads),
                    "providers": list(session.get_providers()), "input_shape": list(shape), **host_info()})
     if reference_run is not None:
-        reference_median = float(np.median(reference_ms))
-        result.update({"reference_median_ms": reference_median, "reference_runs": len(reference_ms),
-                       "relative": result["median_ms"] / reference_median})
+        result.update({"reference_median_ms": float(np.median(timed.reference_ms)),
+                       "reference_runs": len(timed.reference_ms), "relative": timed.relative,
+                       "chunk_pairs": len(timed.pair_ratios)})
     if return_output:
         result["output"] = np.asarray(output)
     return result
@@ -215,4 +243,4 @@ def chunk_medians(model_bytes: bytes, input_shape: Sequence[int] | None = None, 
     _first_run(run, shape)
     for _ in range(max(0, warmup - 1)):
         run()
-    return [float(np.median(time_runs(run, min_runs=3, budget_s=chunk_s)[0])) for _ in range(chunks)]
+    return [float(np.median(time_runs(run, min_runs=3, budget_s=chunk_s).times_ms)) for _ in range(chunks)]

@@ -11,13 +11,8 @@ Results are cached per (arch id, target, input size, batch, backend, software ve
 model) in a :class:`MeasurementCache`, so nothing is measured twice on the same software stack.
 Estimate-only targets are refused here: they have no hardware to time.
 
-Reference-normalised targets (``reference = "1.0x"``, the default for ``local-cpu``): a shared
-machine's speed drifts with its neighbours, so every measurement also times the reference network
-in alternating chunks and reports the candidate at the reference's *anchor* speed:
-``median_ms = raw median * anchor / reference median``. The anchor is drawn once per target and
-software stack (the lowest of 8 quarter-second medians of the reference alone) and kept in the
-measurement cache, so every number in one cache shares it. ``raw_median_ms`` is what the run saw
-and ``slowdown`` how much slower the machine was than at the anchor.
+Reference-normalised targets (``reference = "1.0x"``, the default for ``local-cpu``) report every
+measurement at the reference network's anchored speed: see :mod:`latency_models.reference`.
 """
 
 from __future__ import annotations
@@ -30,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from latency_models import device_runtime
+from latency_models import device_runtime, reference
 from latency_models.measure_cache import MeasurementCache
 from latency_models.onnx_export import OPSET, export_bytes, export_module_bytes, write_atomic
 from latency_models.paths import cache_dir
@@ -74,6 +69,8 @@ class Measurement:
     raw_median_ms: float | None = None
     slowdown: float | None = None
     reference: str | None = None
+    attempts: int = 1
+    anchor_ms: float | None = None
 
     def __hash__(self) -> int:
         return hash((self.arch_id, self.target, self.input_size, self.batch, self.median_ms, self.runs))
@@ -188,7 +185,7 @@ def onnx_path(arch: Architecture, input_size: int = 224, batch: int = 1, num_cla
 
 def _stats_from_run(run: Mapping[str, Any]) -> dict[str, Any]:
     stats = {k: run[k] for k in ("median_ms", "mean_ms", "p10_ms", "p90_ms", "iqr_ms", "cv", "runs")}
-    return {**stats, **{k: run[k] for k in ("raw_median_ms", "slowdown", "reference") if k in run}}
+    return {**stats, **{k: run[k] for k in ("raw_median_ms", "slowdown", "reference", "attempts", "anchor_ms") if k in run}}
 
 
 def _time_torch(module: Any, input_shape: Sequence[int], target: Target, budget_s: float,
@@ -243,49 +240,43 @@ def _reference_bytes(target: Target) -> bytes:
     return onnx_bytes(resolve_arch(str(target.reference)), target.input_size, target.batch)
 
 
-def reference_anchor(target: Target | str, cache: MeasurementCache | None = None) -> float:
-    """The anchor of ``target``'s reference network in ms, drawn and stored on first use.
+def reference_anchor(target: Target | str, cache: MeasurementCache | None = None, *,
+                     redraw: bool = False) -> reference.Anchor:
+    """``target``'s reference anchor (see :mod:`latency_models.reference`), drawn on first use.
 
-    Every reference-normalised measurement in ``cache`` (default: the shared cache) is reported at
-    this speed. It is the lowest of 8 quarter-second medians of the reference timed alone: the
-    fastest state the machine showed when the anchor was drawn.
+    ``cache`` defaults to the shared measurement cache; ``redraw`` times the reference again and
+    replaces the anchor (cached measurements are rescaled to it when read).
     """
     target = get_target(target)
     if target.reference is None:
         raise MeasurementError(f"target {target.name} has no reference network")
     check_measurable(target)
     store = cache if cache is not None else MeasurementCache()
-    fields = cache_fields(f"anchor:{target.reference}", target, input_size=target.input_size, batch=target.batch,
-                          num_classes=None)
-    hit = store.get(fields)
-    if hit is not None and isinstance(hit.get("anchor_ms"), (int, float)) and hit["anchor_ms"] > 0:
-        return float(hit["anchor_ms"])
+    versions = software_versions(target)
+    if not redraw:
+        anchor = reference.read_anchor(store, target, versions)
+        if anchor is not None:
+            return anchor
     try:
-        medians = device_runtime.chunk_medians(_reference_bytes(target), _reference_shape(target),
-                                               threads=target.threads, providers=target.providers)
+        return reference.draw_anchor(store, target, versions, _reference_bytes(target), _reference_shape(target),
+                                     replace=redraw)
     except device_runtime.DeviceRuntimeError as exc:
         raise MeasurementError(f"target {target.name}: reference {target.reference}: {exc}") from None
-    stored = store.setdefault(fields, {"anchor_ms": min(medians), "chunk_medians_ms": medians,
-                                       "reference": target.reference, "drawn_at": time.time()})
-    return float(stored["anchor_ms"])  # a parallel worker that drew first wins: one anchor per cache
 
 
 def _time_onnx(model: bytes, input_shape: Sequence[int], target: Target, budget_s: float,
-               anchor_cache: MeasurementCache | None = None) -> dict[str, Any]:
-    """Time with ONNX Runtime; on a reference-normalised target, rescale to the anchor's speed."""
-    anchor = reference_anchor(target, anchor_cache) if target.reference is not None else None
-    try:
-        run = device_runtime.measure_onnx(
-            model, input_shape, threads=target.threads, providers=target.providers, budget_s=budget_s,
-            reference_bytes=_reference_bytes(target) if anchor is not None else None,
-            reference_shape=_reference_shape(target))
-    except device_runtime.DeviceRuntimeError as exc:
-        raise MeasurementError(f"target {target.name}: {exc}") from None
-    if anchor is not None:
-        factor = anchor / run["reference_median_ms"]
-        run = {**run, "raw_median_ms": run["median_ms"], "slowdown": 1.0 / factor, "reference": target.reference,
-               **{k: run[k] * factor for k in ("median_ms", "mean_ms", "p10_ms", "p90_ms", "iqr_ms")}}
-    return run
+               anchor: reference.Anchor | None = None) -> dict[str, Any]:
+    """Time with ONNX Runtime; with an anchor, alongside the target's reference and normalised."""
+    def run_once() -> dict[str, Any]:
+        try:
+            return device_runtime.measure_onnx(
+                model, input_shape, threads=target.threads, providers=target.providers, budget_s=budget_s,
+                reference_bytes=_reference_bytes(target) if anchor is not None else None,
+                reference_shape=_reference_shape(target))
+        except device_runtime.DeviceRuntimeError as exc:
+            raise MeasurementError(f"target {target.name}: {exc}") from None
+
+    return run_once() if anchor is None else reference.measure_normalised(run_once, anchor)
 
 
 def _measure(key: str, arch_text: str | None, target: Target, input_shape: Sequence[int], *,
@@ -298,16 +289,20 @@ def _measure(key: str, arch_text: str | None, target: Target, input_shape: Seque
     batch, input_size = int(input_shape[0]), int(input_shape[-1])
     versions = software_versions(target)
     fields = cache_fields(key, target, input_size=input_size, batch=batch, versions=versions, num_classes=num_classes)
+    anchor = None
+    if target.reference is not None and target.backend == "onnxruntime":
+        anchor = reference_anchor(target, store if isinstance(cache, MeasurementCache) else None)
     if store is not None:
         hit = store.get(fields)
         if hit is not None:
             try:
-                return dataclasses.replace(Measurement.from_dict(hit), cached=True)
-            except TypeError:
+                record = reference.rescale(hit, anchor) if anchor is not None else hit
+                return dataclasses.replace(Measurement.from_dict(record), cached=True)
+            except (TypeError, KeyError):
                 pass  # an entry from an older layout: measure again
     budget = DEFAULT_BUDGET_S if budget_s is None else float(budget_s)
     if target.backend == "onnxruntime":
-        run = _time_onnx(make_onnx(), input_shape, target, budget, store if isinstance(cache, MeasurementCache) else None)
+        run = _time_onnx(make_onnx(), input_shape, target, budget, anchor)
         versions = {**versions, "providers": run["providers"]}
     else:
         run = _time_torch(make_module(), input_shape, target, budget)

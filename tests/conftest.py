@@ -52,6 +52,16 @@ device = "cpu"
 threads = 1
 batch = 1
 input_size = 16
+
+[targets.tiny-ref]
+description = "test: ONNX Runtime CPU, 1 thread, 16x16 input, normalised to the 0.5x reference"
+kind = "measure"
+backend = "onnxruntime"
+device = "cpu"
+threads = 1
+batch = 1
+input_size = 16
+reference = "0.5x"
 """
 
 

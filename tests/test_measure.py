@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -187,12 +189,15 @@ def ref_target(reference: str = "0.5x") -> Target:
 
 def test_time_runs_alternates_chunks_within_the_budget():
     calls: list[str] = []
-    times, reference_times = device_runtime.time_runs(lambda: calls.append("c"), lambda: calls.append("r"),
-                                                      min_runs=4, max_runs=50, budget_s=0.0, chunk_s=0.0)
-    assert len(times) == 4 and len(reference_times) == 4
+    timed = device_runtime.time_runs(lambda: calls.append("c"), lambda: calls.append("r"),
+                                     min_runs=4, max_runs=50, budget_s=0.0, chunk_s=0.0)
+    assert len(timed.times_ms) == 4 and len(timed.reference_ms) == 4 and len(timed.pair_ratios) == 4
     assert "".join(calls) == "crcrcrcr"  # one call per chunk when chunks are empty of time
-    alone, none = device_runtime.time_runs(lambda: None, min_runs=7, max_runs=7, budget_s=60)
-    assert len(alone) == 7 and none == []
+    assert timed.relative == pytest.approx(float(np.median(timed.pair_ratios)))
+    alone = device_runtime.time_runs(lambda: None, min_runs=7, max_runs=7, budget_s=60)
+    assert len(alone.times_ms) == 7 and alone.reference_ms == [] and alone.pair_ratios == []
+    with pytest.raises(device_runtime.DeviceRuntimeError, match="no reference"):
+        alone.relative
 
 
 def test_measure_onnx_with_a_reference_reports_the_ratio():
@@ -202,7 +207,7 @@ def test_measure_onnx_with_a_reference_reports_the_ratio():
                                           num_classes=10, input_size=16).eval(), shape)
     run = device_runtime.measure_onnx(small, shape, budget_s=FAST, reference_bytes=big)
     assert run["reference_runs"] >= 1 and run["reference_median_ms"] > 0
-    assert run["relative"] == pytest.approx(run["median_ms"] / run["reference_median_ms"])
+    assert run["chunk_pairs"] >= 1 and run["relative"] > 0
     medians = device_runtime.chunk_medians(big, shape, chunks=3, chunk_s=0.01)
     assert len(medians) == 3 and min(medians) > 0
     with pytest.raises(device_runtime.DeviceRuntimeError, match="chunks"):
@@ -216,13 +221,66 @@ def test_reference_target_reports_medians_at_the_anchor_speed():
     cache = MeasurementCache()
     first = measure(TINY, target, budget_s=FAST, cache=False)
     anchor = reference_anchor(target)
-    assert reference_anchor(target) == anchor  # drawn once, then read back
+    assert reference_anchor(target) == anchor and first.anchor_ms == anchor.anchor_ms  # drawn once, then read back
+    assert len(anchor.chunk_medians_ms) == 12 and anchor.anchor_ms == min(anchor.chunk_medians_ms)
     assert first.reference == "0.5x"  # as given (targets read from TOML hold the canonical string)
-    assert first.raw_median_ms > 0 and first.slowdown > 0
+    assert first.raw_median_ms > 0 and first.slowdown > 0 and 1 <= first.attempts <= 3
     assert first.median_ms == pytest.approx(first.raw_median_ms / first.slowdown)
     assert first.p10_ms <= first.median_ms <= first.p90_ms
     second = measure(TINY, target, budget_s=FAST)
     assert lookup(TINY, target, cache).raw_median_ms == second.raw_median_ms  # the new fields survive the cache
-    assert "anchor" not in json.dumps(second.to_dict())  # a measurement is not the anchor entry
     plain = measure(TINY, tiny_target(), budget_s=FAST, cache=False)
     assert plain.raw_median_ms is None and plain.slowdown is None and plain.reference is None
+
+
+def test_a_redrawn_anchor_rescales_cached_measurements():
+    from latency_models import reference
+    from latency_models.measure import reference_anchor
+
+    target = ref_target()
+    stored = measure(TINY, target, budget_s=FAST)
+    old = reference_anchor(target)
+    new = reference_anchor(target, redraw=True)
+    assert reference_anchor(target) == new
+    again = measure(TINY, target, budget_s=FAST)
+    assert again.cached and again.anchor_ms == new.anchor_ms
+    assert again.median_ms == pytest.approx(stored.median_ms * new.anchor_ms / old.anchor_ms)
+    assert again.raw_median_ms == stored.raw_median_ms  # what the run saw does not change
+    moved = reference.rescale({"median_ms": 2.0, "mean_ms": 2.0, "p10_ms": 1.0, "p90_ms": 3.0, "iqr_ms": 1.0,
+                               "slowdown": 1.0, "anchor_ms": 4.0}, dataclasses.replace(new, anchor_ms=8.0))
+    assert moved["median_ms"] == 4.0 and moved["slowdown"] == 0.5 and moved["anchor_ms"] == 8.0
+
+
+def test_heavily_disturbed_runs_are_repeated():
+    from latency_models import reference
+
+    anchor = reference.Anchor(1.0, "0.5x", (1.0,), 0.0)
+    slowdowns = iter([2.0, 1.5, 1.3])
+    runs = []
+
+    def run_once():  # a real result dict whose reference ran `slowdown` times slower than at the anchor
+        slow = next(slowdowns)
+        runs.append(slow)
+        return {"median_ms": 2.0 * slow, "mean_ms": 2.0, "p10_ms": 1.0, "p90_ms": 3.0, "iqr_ms": 1.0, "relative": 2.0 * slow / slow}
+
+    best = reference.measure_normalised(run_once, anchor)
+    assert runs == [2.0, 1.5, 1.3] and best["attempts"] == 3
+    assert best["slowdown"] == pytest.approx(1.3) and best["median_ms"] == pytest.approx(2.0)
+    calm = reference.measure_normalised(lambda: {"median_ms": 2.2, "mean_ms": 2.2, "p10_ms": 2.0, "p90_ms": 2.4,
+                                                 "iqr_ms": 0.1, "relative": 2.0}, anchor)
+    assert calm["attempts"] == 1 and calm["slowdown"] == pytest.approx(1.1)
+
+
+def test_cli_anchor(cli, tiny_targets):
+    env = {"SHUFFLENAS_HOME": os.environ["SHUFFLENAS_HOME"], "SHUFFLENAS_TARGETS": str(tiny_targets)}
+    shown = cli("latency", "anchor", "--target", "tiny-ref", "--json", env=env)
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    assert data["target"] == "tiny-ref" and data["anchor_ms"] == min(data["chunk_medians_ms"])
+    again = cli("latency", "anchor", "--target", "tiny-ref", env=env)
+    assert again.returncode == 0 and f"{data['anchor_ms']:.3f} ms" in again.stdout and "reference 0.5x" in again.stdout
+    measured = cli("latency", "measure", "0.5x", "--target", "tiny-ref", "--budget-s", "0.05", env=env)
+    assert measured.returncode == 0 and "at the anchor of reference 0.5x" in measured.stdout
+    for target in ("tiny-cpu", "no-such-target"):
+        bad = cli("latency", "anchor", "--target", target, env=env)
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr

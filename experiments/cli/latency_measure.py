@@ -1,4 +1,5 @@
-"""`shufflenas latency targets` and `shufflenas latency measure`: list targets, time an architecture."""
+"""`shufflenas latency targets`, `measure` and `anchor`: list targets, time an architecture, show
+or redraw the reference anchor that normalised targets report at."""
 
 from __future__ import annotations
 
@@ -123,4 +124,32 @@ def _label(text: str) -> str:
         return text
 
 
-COMMANDS = [targets, measure]
+@click.command()
+@click.option("--target", "target_name", default="local-cpu", show_default=True, help="Target name (see `latency targets`).")
+@targets_file_option
+@click.option("--redraw", is_flag=True,
+              help="Time the reference again and replace the anchor (cached measurements are rescaled to it).")
+@json_option
+def anchor(target_name: str, targets_file: str | None, redraw: bool, as_json: bool) -> None:
+    """Show (drawing it on first use) the reference anchor of a normalised target.
+
+    A target with a reference network reports every median at the speed the reference had when
+    its anchor was drawn, so numbers stay comparable while a shared machine's speed drifts.
+    Redraw after the anchor was drawn on a busy machine (measurements then show slowdowns well
+    below 1).
+    """
+    from latency_models.measure import reference_anchor
+    from latency_models.targets import get_target
+
+    target = get_target(target_name, targets_file)
+    drawn = reference_anchor(target, redraw=redraw)
+    if as_json:
+        emit_json({"target": target.name, **drawn.to_dict()})
+        return
+    medians = ", ".join(f"{v:.3f}" for v in drawn.chunk_medians_ms)
+    click.echo(f"target     {target.name}: reference {_label(drawn.reference)}")
+    click.echo(f"anchor     {drawn.anchor_ms:.3f} ms (lowest of {len(drawn.chunk_medians_ms)} quarter-second medians)")
+    click.echo(f"medians    {medians} ms")
+
+
+COMMANDS = [targets, measure, anchor]
