@@ -89,10 +89,10 @@ def drift(lines: list[str], repeats: int, neighbour: bool) -> None:
 
     from latency_models.measure import measure, reference_anchor
     from latency_models.targets import get_target
-    from search_space import DEFAULT_SPACE, get_preset, preset_name
+    from search_space import DEFAULT_SPACE, get_preset, preset_name, resolve_arch
 
     target = get_target("local-cpu")
-    anchor = reference_anchor(target) if target.reference else None
+    anchor = reference_anchor(target).anchor_ms if target.reference else None
     archs = [get_preset("0.5x"), get_preset("1.5x"), get_preset("2.0x"), *DEFAULT_SPACE.sample_many(2, seed=7)]
     archs = [a for a in archs if a.to_string() != target.reference]
     helper = subprocess.Popen([sys.executable, "-c", NEIGHBOUR]) if neighbour else None
@@ -106,7 +106,7 @@ def drift(lines: list[str], repeats: int, neighbour: bool) -> None:
         if helper is not None:
             helper.kill()
     lines += [f"## Run-to-run drift: {repeats} uncached measurements of each network on local-cpu, interleaved", "",
-              (f"Reference {preset_name(get_preset('1.0x')) if target.reference == get_preset('1.0x').to_string() else target.reference}, "
+              (f"Reference {preset_name(resolve_arch(target.reference)) or target.reference}, "
                f"anchor {anchor:.3f} ms (drawn once, before the runs). " if anchor else "No reference on this target. ")
               + ("A neighbour process (memory-bound numpy, busy 0.5-3 s then idle 0.5-3 s) shared the machine."
                  if neighbour else "No added load."), "",
