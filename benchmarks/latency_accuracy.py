@@ -201,6 +201,12 @@ def _score(target, train, test, y, flops, mac, table) -> dict[str, dict]:
     return rows
 
 
+def _label(arch_text: str) -> str:
+    from search_space import preset_name, resolve_arch
+
+    return preset_name(resolve_arch(arch_text)) or arch_text
+
+
 def _table(rows: dict[str, dict]) -> list[str]:
     lines = ["| estimator (fit on train only) | within +-10% | within +-5% | MAPE % | Spearman | Kendall |",
              "|---|---|---|---|---|---|"]
@@ -220,7 +226,9 @@ def _report(args, target, rows, rank_rows, cvs, loads, elapsed, n) -> list[str]:
         f"max {loads[1]:.2f} during, {loads[2]:.2f} at end; {elapsed:.0f} s wall.", "",
         f"Target `{target.name}`: {target.description}; input {target.input_size}, batch {target.batch}. "
         f"{args.train} train / {args.test} test random architectures from the default space (seed {args.seed}), "
-        + (f"{args.budget:g} s of timed runs per measurement (wall clock, median)" if args.clock == "wall" else
+        + (f"{args.budget:g} s of timed runs per measurement (wall clock, median"
+           + (f", reported at the anchored speed of the reference {_label(target.reference)}" if target.reference else "")
+           + ")" if args.clock == "wall" else
            f"thread CPU time of the single ORT thread, lowest 10th percentile of 40 runs over {args.passes} "
            "pass(es) spread over the run")
         + f"; median measurement CV {np.median(cvs):.3f} "
@@ -231,7 +239,8 @@ def _report(args, target, rows, rank_rows, cvs, loads, elapsed, n) -> list[str]:
     for name, q in rank_rows.items():
         lines.append(f"| {name} | {q['test_spearman']:.3f} | {q['test_kendall']:.3f} | {q['all_spearman']:.3f} |")
     best = max(rows.items(), key=lambda kv: (kv[1]["within_10"], -kv[1]["mape"]))
-    lines += ["", f"Best estimate: {best[0]}, {100 * best[1]['within_10']:.0f}% within +-10% "
+    n_test, hits = best[1]["n"], round(best[1]["within_10"] * best[1]["n"])
+    lines += ["", f"Best estimate: {best[0]}, {hits}/{n_test} = {100 * best[1]['within_10']:.1f}% within +-10% "
               f"(nn-Meter reports 99.0% on a Pixel 4 CPU). Guideline Spearman "
               f"{rows['guideline (fit on train)']['spearman']:.3f} vs FLOPs {rank_rows['FLOPs']['test_spearman']:.3f}."]
     return lines
