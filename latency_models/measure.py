@@ -267,12 +267,13 @@ def reference_anchor(target: Target | str, cache: MeasurementCache | None = None
 def _time_onnx(model: bytes, input_shape: Sequence[int], target: Target, budget_s: float,
                anchor: reference.Anchor | None = None) -> dict[str, Any]:
     """Time with ONNX Runtime; with an anchor, alongside the target's reference and normalised."""
+    reference_model = _reference_bytes(target) if anchor is not None else None  # read once for every attempt
+
     def run_once() -> dict[str, Any]:
         try:
             return device_runtime.measure_onnx(
                 model, input_shape, threads=target.threads, providers=target.providers, budget_s=budget_s,
-                reference_bytes=_reference_bytes(target) if anchor is not None else None,
-                reference_shape=_reference_shape(target))
+                reference_bytes=reference_model, reference_shape=_reference_shape(target))
         except device_runtime.DeviceRuntimeError as exc:
             raise MeasurementError(f"target {target.name}: {exc}") from None
 
