@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from latency_models import device_runtime
-from latency_models.measure import (Measurement, MeasurementError, lookup, measure, measure_module, onnx_path)
+from latency_models.measure import Measurement, MeasurementError, lookup, measure, measure_module, onnx_path
 from latency_models.measure_cache import MeasurementCache, MeasurementCacheWarning
 from latency_models.onnx_export import export_module_bytes
 from latency_models.targets import Target, get_target
@@ -197,7 +197,7 @@ def test_time_runs_alternates_chunks_within_the_budget():
     alone = device_runtime.time_runs(lambda: None, min_runs=7, max_runs=7, budget_s=60)
     assert len(alone.times_ms) == 7 and alone.reference_ms == [] and alone.pair_ratios == []
     with pytest.raises(device_runtime.DeviceRuntimeError, match="no reference"):
-        alone.relative
+        _ = alone.relative
 
 
 def test_measure_onnx_with_a_reference_reports_the_ratio():

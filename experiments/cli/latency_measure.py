@@ -84,7 +84,8 @@ def _measure_remote(architecture: Architecture, target: Any, budget_s: float | N
 def measure(architecture: Architecture, target_name: str, targets_file: str | None, budget_s: float | None,
             no_cache: bool, ray_address: str | None, as_json: bool) -> None:
     """Measure the latency of ARCHITECTURE on a target (median of many timed runs, ms per batch)."""
-    from latency_models.measure import check_measurable, measure as run_measure
+    from latency_models.measure import check_measurable
+    from latency_models.measure import measure as run_measure
     from latency_models.targets import get_target
 
     target = get_target(target_name, targets_file)
