@@ -270,6 +270,9 @@ def load_configs(path: str | Path | None = None, overrides: Mapping[str, Any] | 
     table: dict[str, Any] = read_toml(path) if path is not None else {}
     where = ""
     _validate_layer(where, table)
+    for section in FOREIGN_SECTIONS:
+        if section in table and not isinstance(table[section], dict):
+            raise ConfigError(f"{section} must be a table ([{section}]), got {table[section]!r}")
     if set(table) and set(table) <= set(FOREIGN_SECTIONS):
         raise ConfigError(f"{path} holds no search, only [{', '.join(table)}]: run {_foreign_command(table)}")
     runs = table.pop("run", None)
@@ -314,7 +317,8 @@ def _foreign_command(table: Mapping[str, Any]) -> str:
     for key, flag in flags.items():
         if key in section:
             parts.append(f"{flag} {section[key]}")
-    for target in section.get("targets", []):
+    targets = section.get("targets", [])
+    for target in targets if isinstance(targets, list) else [targets]:
         parts.append(f"--target {target}")
     return " ".join(parts)
 

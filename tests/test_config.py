@@ -105,3 +105,11 @@ def test_flops_vs_speed_recipe_points_to_its_command():
         load_configs(CONFIGS / "flops_vs_speed.toml")
     assert "shufflenas study flops-vs-speed --samples 30 --seed 0 --out runs/flops_vs_speed" in str(info.value)
     assert "--target local-cpu --target paper-arm-sd810" in str(info.value)
+
+
+@pytest.mark.parametrize("body", ['flops_vs_speed = ""', "flops_vs_speed = false", "flops_vs_speed = [1]"])
+def test_a_foreign_section_that_is_not_a_table_is_a_config_error(tmp_path, body):
+    """Found by the config fuzzer: a scalar where the [flops_vs_speed] table belongs."""
+    path = write(tmp_path, body + "\n")
+    with pytest.raises(ConfigError, match="flops_vs_speed must be a table"):
+        load_configs(path)
