@@ -9,10 +9,9 @@ spread is the inter-quartile range, and ``cv`` is the robust coefficient of vari
 ``(IQR / 1.349) / median`` (1.349 makes IQR/1.349 equal the standard deviation for normal data),
 so one descheduled run does not inflate it. ``std_ms`` and ``mean_ms`` are reported as well.
 
-On a shared machine the whole CPU speeds up and slows down with its neighbours (on a 2-core VM the
-per-second median of one network moves by 10-40% while the thread CPU time moves with it, so it is
-not preemption). A *reference* model timed in alternating chunks with the candidate sees the same
-slowdown: the ratio of the two medians moves by ~2% where each median moves by ~10%. Pass
+On a shared machine the whole CPU speeds up and slows down with its neighbours. A *reference*
+model timed in alternating chunks with the candidate sees the same slowdown, so their ratio is far
+steadier than either median (:mod:`latency_models.reference` has the measured figures). Pass
 ``reference_bytes`` to get that ratio (``relative``) next to the raw statistics.
 """
 

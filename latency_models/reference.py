@@ -1,10 +1,9 @@
 """Reference normalisation: report a noisy machine's latencies at one fixed speed.
 
-A shared machine speeds up and slows down with its neighbours: on a 2-core VM one network's
-1-second median moves by 10-40% over minutes, and its thread CPU time moves with it, so it is not
-preemption that a CPU clock could hide. A *reference* network timed in alternating chunks with the
-candidate sees the same slowdown, so the candidate/reference ratio moves by ~2% where each median
-moves by ~10% (benchmarks/results/measure.md).
+A shared machine speeds up and slows down with its neighbours. A *reference* network timed in
+alternating chunks with the candidate sees the same slowdown, so the candidate/reference ratio is
+far steadier than either median: on the 2-core development VM the worst run-to-run drift of the
+median fell from 8.9% (raw) to 3.8% (benchmarks/results/measure.md, `benchmarks/measure_speed.py`).
 
 A target with ``reference = "1.0x"`` therefore reports ``median_ms = relative * anchor``:
 ``relative`` is the median over chunk pairs of candidate / reference chunk medians, and the
