@@ -251,8 +251,12 @@ def reference_anchor(target: Target | str, cache: MeasurementCache | None = None
     if target.reference is None:
         raise MeasurementError(f"target {target.name} has no reference network")
     check_measurable(target)
-    store = cache if cache is not None else MeasurementCache()
-    versions = software_versions(target)
+    return _anchor(target, cache if cache is not None else MeasurementCache(), software_versions(target), redraw)
+
+
+def _anchor(target: Target, store: MeasurementCache, versions: Mapping[str, Any],
+            redraw: bool = False) -> reference.Anchor:
+    """:func:`reference_anchor` for a target already checked, with its versions already known."""
     if not redraw:
         anchor = reference.read_anchor(store, target, versions)
         if anchor is not None:
@@ -291,8 +295,8 @@ def _measure(key: str, arch_text: str | None, target: Target, input_shape: Seque
     versions = software_versions(target)
     fields = cache_fields(key, target, input_size=input_size, batch=batch, versions=versions, num_classes=num_classes)
     anchor = None
-    if target.reference is not None and target.backend == "onnxruntime":
-        anchor = reference_anchor(target, store if isinstance(cache, MeasurementCache) else None)
+    if target.reference is not None and target.backend == "onnxruntime":  # one anchor per cache, even uncached runs
+        anchor = _anchor(target, store if store is not None else MeasurementCache(), versions)
     if store is not None:
         hit = store.get(fields)
         if hit is not None:
