@@ -43,31 +43,27 @@ def cli():
     return run_cli
 
 
-TINY_TARGETS = """
-[targets.tiny-cpu]
-description = "test: ONNX Runtime CPU, 1 thread, 16x16 input"
-kind = "measure"
-backend = "onnxruntime"
-device = "cpu"
-threads = 1
-batch = 1
-input_size = 16
+#: A search space of tiny networks (seconds to train on digits), for search configs in tests.
+TINY_SPACE = {"width_ranges": [[8, 16], [16, 32], [32, 48]], "depth_ranges": [[1, 2], [1, 2], [1, 2]],
+              "stem_choices": [8], "conv5_choices": [64, 128]}
+#: The same space as a TOML ``[space]`` table, for config files written by tests.
+TINY_SPACE_TOML = "[space]\n" + "".join(f"{key} = {value}\n" for key, value in TINY_SPACE.items())
 
-[targets.tiny-ref]
-description = "test: ONNX Runtime CPU, 1 thread, 16x16 input, normalised to the 0.5x reference"
-kind = "measure"
+_TINY_CPU = """kind = "measure"
 backend = "onnxruntime"
 device = "cpu"
 threads = 1
 batch = 1
 input_size = 16
-reference = "0.5x"
 """
+TINY_TARGETS = (f'[targets.tiny-cpu]\ndescription = "test: ONNX Runtime CPU, 1 thread, 16x16 input"\n{_TINY_CPU}\n'
+                f'[targets.tiny-ref]\ndescription = "test: the same, normalised to the 0.5x reference"\n{_TINY_CPU}'
+                'reference = "0.5x"\n')
 
 
 @pytest.fixture
 def tiny_targets(tmp_path, monkeypatch) -> Path:
-    """A measurable target ``tiny-cpu`` at 16x16 (cheap real measurements), in a fresh
+    """Measurable targets ``tiny-cpu`` and ``tiny-ref`` (normalised) at 16x16, in a fresh
     ``SHUFFLENAS_HOME``; returns the targets file, which ``SHUFFLENAS_TARGETS`` also points to."""
     monkeypatch.setenv("SHUFFLENAS_HOME", str(tmp_path / "home"))
     path = tmp_path / "targets.toml"

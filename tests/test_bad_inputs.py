@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import TINY_SPACE
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,9 +32,6 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> sub
                           capture_output=True, text=True, timeout=600)
 
 # -- the world the commands must not damage ---------------------------------------------------------
-TINY_SPACE = {"width_ranges": [[8, 16], [16, 32], [32, 48]], "depth_ranges": [[1, 2], [1, 2], [1, 2]],
-              "stem_choices": [8], "conv5_choices": [64, 128]}
-
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):

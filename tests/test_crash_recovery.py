@@ -24,6 +24,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from conftest import TINY_SPACE_TOML
 from experiments.storage import open_storage
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,12 +42,7 @@ deploy_classes = 10
 presets = []
 progress = false
 
-[space]
-width_ranges = [[8, 16], [16, 32], [32, 48]]
-depth_ranges = [[1, 2], [1, 2], [1, 2]]
-stem_choices = [8]
-conv5_choices = [64, 128]
-
+{TINY_SPACE_TOML}
 [proxy]
 epochs = 1
 batch_size = 32

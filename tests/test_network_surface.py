@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import TINY_SPACE_TOML
 
 pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
 
@@ -135,7 +136,7 @@ def test_local_ray_started_by_the_project_listens_on_loopback_only():
 
 def test_search_with_ray_workers_listens_on_loopback_only(tmp_path):
     config = tmp_path / "net.toml"
-    config.write_text("""
+    config.write_text(f"""
 trials = 2
 workers = 2
 evaluator = "ray"
@@ -145,11 +146,7 @@ targets = ["paper-arm-sd810"]
 objectives = ["accuracy", "latency:paper-arm-sd810"]
 deploy_input = 32
 progress = false
-[space]
-width_ranges = [[8, 16], [16, 32], [32, 48]]
-depth_ranges = [[1, 2], [1, 2], [1, 2]]
-stem_choices = [8]
-conv5_choices = [64, 128]
+{TINY_SPACE_TOML}
 [proxy]
 epochs = 1
 batch_size = 32

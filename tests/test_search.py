@@ -21,9 +21,7 @@ from experiments.config import load_config
 from experiments.search import SearchError, run_search
 from experiments.storage import StorageError, open_storage, owner_token
 from search_space import SearchSpace
-
-TINY_SPACE = {"width_ranges": [[8, 16], [16, 32], [32, 48]], "depth_ranges": [[1, 2], [1, 2], [1, 2]],
-              "stem_choices": [8], "conv5_choices": [64, 128]}
+from conftest import TINY_SPACE
 
 #: small, but holds the 0.5x preset
 PRESET_SPACE = {"width_ranges": [[40, 48], [88, 96], [184, 192]], "depth_ranges": [[1, 4], [1, 8], [1, 4]],

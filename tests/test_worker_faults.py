@@ -25,9 +25,7 @@ from evaluator.datasets import load_dataset
 from evaluator.ray_evaluator import RayEvaluator
 from experiments.config import load_config
 from experiments.search import run_search
-
-TINY_SPACE = {"width_ranges": [[8, 16], [16, 32], [32, 48]], "depth_ranges": [[1, 2], [1, 2], [1, 2]],
-              "stem_choices": [8], "conv5_choices": [64, 128]}
+from conftest import TINY_SPACE
 
 
 @pytest.fixture(autouse=True)
