@@ -6,7 +6,7 @@ are cached, so reruns are cheap), fits every estimator on the training set only 
 the test set: fraction within +-10% and +-5%, MAPE, Spearman and Kendall. FLOPs' and raw MAC's rank
 correlations with measured latency are printed next to them (plus linear fits on FLOPs and MAC, the
 naive latency models). With ``--lut`` the per-block lookup table is built for every block of both
-sets (block measurements) and its offset/scale calibrated on the training networks.
+sets (block measurements) and its scale, offset and weight term calibrated on the training networks.
 
     python benchmarks/latency_accuracy.py --train 50 --test 25 --budget 1.0 \
         --out benchmarks/results/latency_accuracy.md
@@ -15,6 +15,7 @@ sets (block measurements) and its offset/scale calibrated on the training networ
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime as _dt
 import json
 import os
@@ -29,6 +30,7 @@ import numpy as np
 from latency_models import guideline as guideline_model
 from latency_models.analytic import architecture_layers, summary
 from latency_models.lut import LookupTable
+from latency_models.lut import fit_terms
 from latency_models.measure import measure, onnx_bytes
 from latency_models.paths import cache_dir
 from latency_models.predictor import LatencyPredictor, accuracy
@@ -193,7 +195,11 @@ def _score(target, train, test, y, flops, mac, table) -> dict[str, dict]:
     rows["predictor (GBR, analytic features only)"] = accuracy(y_test, plain.predict_many(test))
     if table is not None:
         table.calibrate(train, list(y_train))
-        rows["lut (blocks, offset fit on train)"] = accuracy(y_test, [table.predict(a) for a in test])
+        rows["lut (blocks + weights, fit on train)"] = accuracy(y_test, [table.predict(a) for a in test])
+        sums = np.array([table.block_sum(a) for a in train])
+        two_terms = copy.copy(table)  # the same blocks, scale and offset only (no weight-streaming term)
+        two_terms.scale, two_terms.ms_per_mparam, two_terms.offset = fit_terms(sums, np.zeros_like(sums), y_train)
+        rows["lut (blocks, scale and offset only)"] = accuracy(y_test, [two_terms.predict(a) for a in test])
         rows["lut (raw block sum)"] = accuracy(y_test, [table.block_sum(a) for a in test])
     for name, x in (("FLOPs", flops), ("MAC", mac)):
         a, b = np.polyfit(x[:n_train], y_train, 1)

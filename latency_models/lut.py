@@ -7,7 +7,10 @@ eight distinct blocks. Each block is measured once on the target as a standalone
 (:func:`latency_models.measure.measure_module`); a whole network is then
 ``scale * sum(blocks) + offset``, with ``scale`` and ``offset`` fitted on a few whole networks
 measured with :func:`latency_models.measure.measure` (they absorb the session overhead and the
-cache effects that a standalone block does not see).
+cache effects that a standalone block does not see). With enough calibration networks a third term,
+``ms_per_mparam * weights``, prices the weights a whole network streams from memory: a block timed
+alone runs again and again on weights already in cache, a network of several megabytes of weights
+does not.
 
 The default space has far too many blocks to tabulate up front, so the table grows on demand: a
 new architecture measures only its missing blocks. The table lives in
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
 FORMAT = "shufflenas-latency-lut"
 VERSION = 1
 NUM_CLASSES = 1000
+MIN_NETWORKS_FOR_WEIGHTS = 10  # below this, a three-term fit overfits (see fit_terms)
 
 
 class LutFileError(ShufflenasError):
@@ -138,6 +142,7 @@ class LookupTable:
     blocks: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     scale: float = 1.0
     offset: float = 0.0
+    ms_per_mparam: float = 0.0   # weight-streaming cost per million parameters (see module doc)
     networks: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     quality: dict[str, Any] = dataclasses.field(default_factory=dict)
     provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -168,8 +173,15 @@ class LookupTable:
             total += count * float(entry["ms"])
         return total
 
+    def weights_m(self, arch: Architecture) -> float:
+        """Millions of parameters of ``arch`` (with this table's 1000-class head)."""
+        return weights_m(arch, self.target.input_size)
+
     def predict(self, arch: Architecture) -> float:
-        return max(self.scale * self.block_sum(arch) + self.offset, 1e-6)
+        total = self.scale * self.block_sum(arch) + self.offset
+        if self.ms_per_mparam:
+            total += self.ms_per_mparam * self.weights_m(arch)
+        return max(total, 1e-6)
 
     # -- building ----------------------------------------------------------------------------
     def extend(self, archs: Iterable[Architecture], *, budget_s: float | None = None,
@@ -194,27 +206,28 @@ class LookupTable:
         return len(todo)
 
     def calibrate(self, archs: Sequence[Architecture], latencies_ms: Sequence[float]) -> dict[str, float]:
-        """Fit ``scale`` and ``offset`` on whole networks measured with ``measure``.
+        """Fit ``scale``, ``offset`` and ``ms_per_mparam`` on whole networks measured with ``measure``.
 
-        Two or more networks: least squares on the relative error of ``measured ~ scale * block_sum
-        + offset``; one: scale only. Returns the in-sample quality of the fit.
+        Least squares on the relative error of ``measured ~ scale * block_sum + ms_per_mparam *
+        weights + offset`` (:func:`fit_terms`: fewer terms for fewer networks). Returns the in-sample
+        quality of the fit.
         """
         sums = np.array([self.block_sum(a) for a in archs], dtype=float)
+        weights = np.array([self.weights_m(a) for a in archs], dtype=float)
         y = np.asarray(latencies_ms, dtype=float)
-        scale, offset = _fit_line(sums, y) if len(y) else (1.0, 0.0)
-        self.scale, self.offset = float(scale), float(offset)
-        self.networks = [{"arch": a.to_string(), "measured_ms": float(v), "block_sum_ms": float(s)}
-                         for a, v, s in zip(archs, y, sums)]
+        self.scale, self.ms_per_mparam, self.offset = fit_terms(sums, weights, y) if len(y) else (1.0, 0.0, 0.0)
+        self.networks = [{"arch": a.to_string(), "measured_ms": float(v), "block_sum_ms": float(s),
+                          "weights_m": float(m)} for a, v, s, m in zip(archs, y, sums, weights)]
         from latency_models.predictor import accuracy
 
-        fit_quality = accuracy(y, self.scale * sums + self.offset) if len(y) else {}
+        fit_quality = accuracy(y, self.scale * sums + self.ms_per_mparam * weights + self.offset) if len(y) else {}
         return fit_quality
 
     # -- persistence -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": VERSION, "target": self.target.name,
                 "fingerprint": self.target.fingerprint(), "scale": self.scale, "offset": self.offset,
-                "networks": self.networks, "quality": self.quality, "provenance": self.provenance,
+                "ms_per_mparam": self.ms_per_mparam, "networks": self.networks, "quality": self.quality, "provenance": self.provenance,
                 "blocks": dict(sorted(self.blocks.items()))}
 
     def save(self, path: str | Path | None = None) -> Path:
@@ -252,9 +265,12 @@ def read_file(path: str | Path, target: Target) -> LookupTable:
                   for k, v in dict(data["blocks"]).items()}
         if any(not math.isfinite(b["ms"]) or b["ms"] < 0 for b in blocks.values()):
             raise ValueError("a block latency is negative or not finite")
+        terms = (float(data["scale"]), float(data["offset"]), float(data.get("ms_per_mparam", 0.0)))
+        if not all(math.isfinite(t) for t in terms):
+            raise ValueError("scale, offset or ms_per_mparam is not finite")
         stale = data.get("fingerprint") not in (None, target.fingerprint())
-        table = LookupTable(target, blocks, float(data["scale"]), float(data["offset"]), list(data.get("networks", [])),
-                            dict(data.get("quality") or {}), dict(data.get("provenance") or {}))
+        table = LookupTable(target, blocks, *terms, networks=list(data.get("networks", [])),
+                            quality=dict(data.get("quality") or {}), provenance=dict(data.get("provenance") or {}))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise LutFileError(f"lookup table file {path} is invalid: {invalid_detail(exc)}") from None
     if stale:  # the target's settings changed since the table was built: start afresh
@@ -307,19 +323,35 @@ def build(target: Target, archs: Sequence[Architecture], *, calibration_archs: S
     return table
 
 
-def _fit_line(sums: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """``scale`` and ``offset`` minimising the squared *relative* error.
+def weights_m(arch: Architecture, input_size: int = 224) -> float:
+    """Millions of parameters of ``arch`` with a 1000-class head (what a network streams per run)."""
+    from latency_models.analytic import summary
+
+    return summary(arch, input_size, NUM_CLASSES)["params"] / 1e6
+
+
+def fit_terms(sums: np.ndarray, weights: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """``(scale, ms_per_mparam, offset)`` minimising the squared *relative* error.
 
     Accuracy is judged relative (within +-10%), and plain least squares lets the few 20 ms networks
     outvote the many 2 ms ones: on 200 held-out networks (seed 7) the relative fit put 96.5% within
-    +-10% where plain least squares put 92.5% (benchmarks/results/latency_accuracy.md).
+    +-10% where plain least squares put 92.5%. The weight term needs ``MIN_NETWORKS_FOR_WEIGHTS``
+    networks (with 6 it did worse than two terms on the same data, with 20 better) and a positive
+    coefficient; otherwise it is left out (benchmarks/results/latency_accuracy.md).
     """
+    one = np.ones_like(sums)
+    designs = []
+    if len(y) >= MIN_NETWORKS_FOR_WEIGHTS and np.ptp(weights) > 0:
+        designs.append(np.c_[sums, weights, one])
     if len(y) >= 2 and np.ptp(sums) > 0:
-        weight = 1.0 / y
-        (scale, offset), *_ = np.linalg.lstsq(np.c_[sums, np.ones_like(sums)] * weight[:, None], y * weight, rcond=None)
-        if scale > 0:
-            return float(scale), float(offset)
-    return float(y.sum() / sums.sum()), 0.0
+        designs.append(np.c_[sums, 0 * one, one])
+    weight = 1.0 / y
+    for design in designs:
+        coef, *_ = np.linalg.lstsq(design * weight[:, None], y * weight, rcond=None)
+        scale, per_mparam, offset = (float(c) for c in coef)
+        if scale > 0 and per_mparam >= 0:
+            return scale, per_mparam, offset
+    return float(y.sum() / sums.sum()), 0.0, 0.0
 
 
 def leave_one_out(table: LookupTable) -> dict[str, Any]:
@@ -330,12 +362,13 @@ def leave_one_out(table: LookupTable) -> dict[str, Any]:
     from latency_models.predictor import accuracy
 
     sums = np.array([n["block_sum_ms"] for n in table.networks], dtype=float)
+    weights = np.array([n.get("weights_m", 0.0) for n in table.networks], dtype=float)
     y = np.array([n["measured_ms"] for n in table.networks], dtype=float)
     predicted = []
     for i in range(len(y)):
         keep = np.arange(len(y)) != i
-        scale, offset = _fit_line(sums[keep], y[keep])
-        predicted.append(scale * sums[i] + offset)
+        scale, per_mparam, offset = fit_terms(sums[keep], weights[keep], y[keep])
+        predicted.append(scale * sums[i] + per_mparam * weights[i] + offset)
     quality = accuracy(y, predicted)
     quality["held_out"] = "leave-one-out over the calibration networks"
     return quality

@@ -140,3 +140,41 @@ def test_blocks_on_a_normalised_target_are_timed_against_the_reference(tiny_targ
     anchor = reference_anchor(target)
     assert len(MeasurementCache()) == len(table.blocks) + 1  # the blocks and the one anchor
     assert table.provenance["anchor_ms"] == anchor.anchor_ms
+
+
+def test_fit_terms_recovers_scale_weight_cost_and_offset():
+    """Whole networks cost scale * block sum + a weight-streaming term + offset; with enough
+    networks the relative-error fit recovers all three."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    sums, weights = rng.uniform(1, 10, 12), rng.uniform(0.5, 5, 12)
+    y = 1.2 * sums + 0.07 * weights - 0.1
+    assert lut.fit_terms(sums, weights, y) == pytest.approx((1.2, 0.07, -0.1))
+    # too few networks for three terms: scale and offset only
+    few = lut.fit_terms(sums[:lut.MIN_NETWORKS_FOR_WEIGHTS - 1], weights[:lut.MIN_NETWORKS_FOR_WEIGHTS - 1],
+                        (1.2 * sums + 0.3)[:lut.MIN_NETWORKS_FOR_WEIGHTS - 1])
+    assert few == pytest.approx((1.2, 0.0, 0.3))
+    # a negative weight cost is not physical: fall back to two terms
+    scale, per_mparam, _ = lut.fit_terms(sums, weights, 1.2 * sums - 0.2 * weights + 3.0)
+    assert per_mparam == 0.0 and scale > 0
+
+
+def test_weight_term_is_saved_and_loaded(tiny):
+    table = lut.open_table(tiny)
+    table.auto_extend = False
+    table.extend([A, B], budget_s=0.02)
+    table.scale, table.offset, table.ms_per_mparam = 1.1, 0.05, 0.5
+    expected = 1.1 * table.block_sum(A) + 0.05 + 0.5 * lut.weights_m(A, tiny.input_size)
+    assert table.predict(A) == pytest.approx(expected)
+    table.save()
+    assert lut.load(tiny).predict(A) == pytest.approx(expected)
+    # a table written before the weight term existed loads with no weight cost
+    data = json.loads(lut.lut_path("tiny-cpu").read_text())
+    del data["ms_per_mparam"]
+    lut.lut_path("tiny-cpu").write_text(json.dumps(data))
+    assert lut.load(tiny).ms_per_mparam == 0.0
+    data["ms_per_mparam"] = "NaN"
+    lut.lut_path("tiny-cpu").write_text(json.dumps(data))
+    with pytest.raises(ShufflenasError, match="not finite"):
+        lut.load(tiny)

@@ -28,8 +28,9 @@ def _fmt_quality(quality: dict[str, Any]) -> str:
 @click.option("--samples", default=10, show_default=True, type=int, callback=positive("samples"),
               help="Random architectures whose blocks are added (besides the paper presets and --arch).")
 @click.option("--arch", "extra", multiple=True, type=ARCH, help="Also add the blocks of this architecture (repeatable).")
-@click.option("--calibrate", "n_calibrate", default=6, show_default=True, type=click.IntRange(min=0),
-              help="Random whole networks measured (with the presets) to fit the table's scale and offset.")
+@click.option("--calibrate", "n_calibrate", default=16, show_default=True, type=click.IntRange(min=0),
+              help="Random whole networks measured (with the presets) to fit the table's scale, offset and "
+                   "weight term (the weight term needs 10 networks in all).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @budget_option
 @click.option("--block-budget-s", "block_budget_s", type=click.FloatRange(min=0.0, min_open=True), default=0.3,
@@ -57,14 +58,15 @@ def build_lut(target_name: str, samples: int, extra: tuple[Architecture, ...], n
     table = lut.build(target, archs, calibration_archs=calibration, budget_s=budget_s, on_block=on_block,
                       on_network=on_network)
     info = {"target": target.name, "path": str(lut.lut_path(target.name)), "blocks": len(table.blocks),
-            "scale": table.scale, "offset_ms": table.offset, "calibration_networks": len(table.networks),
+            "scale": table.scale, "offset_ms": table.offset, "ms_per_mparam": table.ms_per_mparam,
+            "calibration_networks": len(table.networks),
             "calibration_fit": table.quality.get("calibration_fit", {})}
     if as_json:
         emit_json(info)
         return
     fit = info["calibration_fit"]
     click.echo(f"lookup table for {target.name}: {info['blocks']} blocks, scale {table.scale:.3f}, "
-               f"offset {table.offset:.3f} ms -> {info['path']}")
+               f"offset {table.offset:.3f} ms, weights {table.ms_per_mparam:.3f} ms per M parameters -> {info['path']}")
     if fit:
         click.echo(f"calibration fit ({fit['n']} networks): MAPE {fit['mape']:.1f}%, within +-10% "
                    f"{100 * fit['within_10']:.0f}%")
