@@ -233,8 +233,7 @@ def _report(args, target, rows, rank_rows, cvs, loads, elapsed, n) -> list[str]:
         f"Target `{target.name}`: {target.description}; input {target.input_size}, batch {target.batch}. "
         f"{args.train} train / {args.test} test random architectures from the default space (seed {args.seed}), "
         + (f"{args.budget:g} s of timed runs per measurement (wall clock, median"
-           + (f", reported at the anchored speed of the nearest reference of {', '.join(map(_label, target.reference))}"
-              if target.reference else "")
+           + (f", reported at the anchored speed of the reference {_label(target.reference)}" if target.reference else "")
            + ")" if args.clock == "wall" else
            f"thread CPU time of the single ORT thread, lowest 10th percentile of 40 runs over {args.passes} "
            "pass(es) spread over the run")

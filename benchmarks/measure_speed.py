@@ -87,14 +87,14 @@ def drift(lines: list[str], repeats: int, neighbour: bool) -> None:
     """Uncached measurements of networks other than the reference, interleaved over time."""
     import subprocess
 
-    from latency_models.measure import measure, reference_anchors
+    from latency_models.measure import measure, reference_anchor
     from latency_models.targets import get_target
     from search_space import DEFAULT_SPACE, get_preset, preset_name, resolve_arch
 
     target = get_target("local-cpu")
-    anchors = reference_anchors(target) if target.reference else []
-    archs = [get_preset(name) for name in ("0.5x", "1.5x", "2.0x")] + DEFAULT_SPACE.sample_many(4, seed=7)
-    archs = [a for a in archs if a.to_string() not in target.reference][:5]  # five networks, none a reference
+    anchor = reference_anchor(target).anchor_ms if target.reference else None
+    archs = [get_preset("0.5x"), get_preset("1.5x"), get_preset("2.0x"), *DEFAULT_SPACE.sample_many(2, seed=7)]
+    archs = [a for a in archs if a.to_string() != target.reference]
     helper = subprocess.Popen([sys.executable, "-c", NEIGHBOUR]) if neighbour else None
     try:
         runs = {a.arch_id: [] for a in archs}
@@ -106,10 +106,8 @@ def drift(lines: list[str], repeats: int, neighbour: bool) -> None:
         if helper is not None:
             helper.kill()
     lines += [f"## Run-to-run drift: {repeats} uncached measurements of each network on local-cpu, interleaved", "",
-              ("References " + ", ".join(f"{preset_name(resolve_arch(a.reference)) or a.reference} (anchor "
-                                         f"{a.anchor_ms:.3f} ms)" for a in anchors)
-               + ", drawn once before the runs; each run uses the nearest in speed. " if anchors
-               else "No reference on this target. ")
+              (f"Reference {preset_name(resolve_arch(target.reference)) or target.reference}, "
+               f"anchor {anchor:.3f} ms (drawn once, before the runs). " if anchor else "No reference on this target. ")
               + ("A neighbour process (memory-bound numpy, busy 0.5-3 s then idle 0.5-3 s) shared the machine."
                  if neighbour else "No added load."), "",
               "| network | reported median_ms (std/mean, (max-min)/median) | raw median (std/mean, (max-min)/median) | slowdown range |",
@@ -154,9 +152,9 @@ def main() -> None:
              f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}; "
              f"load average at start {os.getloadavg()[0]:.1f}.", ""]
     exporters(lines)
-    from latency_models.measure import reference_anchors
+    from latency_models.measure import reference_anchor
 
-    reference_anchors("local-cpu")  # drawn once per cache; not part of a candidate's cost
+    reference_anchor("local-cpu")  # drawn once per cache; not part of a candidate's cost
     new_candidates(lines, args.candidates)
     drift(lines, args.repeats, args.neighbour)
     load = os.getloadavg()[0]

@@ -12,9 +12,7 @@ so one descheduled run does not inflate it. ``std_ms`` and ``mean_ms`` are repor
 On a shared machine the whole CPU speeds up and slows down with its neighbours. A *reference*
 model timed in alternating chunks with the candidate sees the same slowdown, so their ratio is far
 steadier than either median (:mod:`latency_models.reference` has the measured figures). Pass
-``reference_bytes`` to get that ratio (``relative``) next to the raw statistics; pass several
-references and the one nearest the candidate in speed is used (a ratio drifts least between
-networks of similar size).
+``reference_bytes`` to get that ratio (``relative``) next to the raw statistics.
 """
 
 from __future__ import annotations
@@ -187,7 +185,7 @@ def measure_onnx(model_bytes: bytes, input_shape: Sequence[int] | None = None, *
                  providers: Sequence[str] = ("CPUExecutionProvider",), warmup: int = DEFAULT_WARMUP,
                  min_runs: int = DEFAULT_MIN_RUNS, max_runs: int = DEFAULT_MAX_RUNS,
                  budget_s: float = DEFAULT_BUDGET_S, input_data: np.ndarray | None = None,
-                 return_output: bool = False, reference_bytes: bytes | Sequence[bytes] | None = None,
+                 return_output: bool = False, reference_bytes: bytes | None = None,
                  reference_shape: Sequence[int] | None = None) -> dict[str, Any]:
     """Time ``model_bytes`` and return robust statistics in milliseconds per call (one batch).
 
@@ -200,37 +198,29 @@ def measure_onnx(model_bytes: bytes, input_shape: Sequence[int] | None = None, *
     With ``reference_bytes`` a second model (on ``reference_shape``, default its own input shape)
     is timed in alternating chunks (:func:`time_runs`); the result adds ``reference_median_ms``,
     ``reference_runs``, ``chunk_pairs`` and ``relative`` (median over chunk pairs of candidate /
-    reference median; :attr:`TimedRuns.relative`). Given a sequence of references, all are warmed
-    up and the one whose warm-up time is nearest the candidate's (on a log scale) is used;
-    ``reference_index`` says which.
+    reference median; :attr:`TimedRuns.relative`).
     """
     if min_runs < 1 or max_runs < min_runs:
         raise DeviceRuntimeError(f"need 1 <= min_runs <= max_runs, got {min_runs} and {max_runs}")
     session = make_session(model_bytes, threads=threads, providers=providers)
     run, shape = _session_runner(session, input_shape, input_data)
     output = _first_run(run, shape)
-    references = [reference_bytes] if isinstance(reference_bytes, bytes) else list(reference_bytes or ())
-    reference_runs = []
-    for model in references:
+    reference_run = None
+    if reference_bytes is not None:
         reference_run, reference_input = _session_runner(
-            make_session(model, threads=threads, providers=providers), reference_shape, None)
+            make_session(reference_bytes, threads=threads, providers=providers), reference_shape, None)
         _first_run(reference_run, reference_input)
-        reference_runs.append(reference_run)
-    warm_s: list[list[float]] = [[] for _ in range(1 + len(reference_runs))]
     for _ in range(max(0, warmup - 1)):
-        for call, out in zip((run, *reference_runs), warm_s):
-            t0 = time.perf_counter()
-            call()
-            out.append(time.perf_counter() - t0)
-    index = _nearest(warm_s[0], warm_s[1:]) if reference_runs else 0
-    reference_run = reference_runs[index] if reference_runs else None
+        run()
+        if reference_run is not None:
+            reference_run()
     started = time.perf_counter()
     timed = time_runs(run, reference_run, min_runs=min_runs, max_runs=max_runs, budget_s=budget_s)
     result: dict[str, Any] = robust_stats(timed.times_ms)
     result.update({"warmup": int(warmup), "timed_s": time.perf_counter() - started, "threads": int(threads),
                    "providers": list(session.get_providers()), "input_shape": list(shape), **host_info()})
     if reference_run is not None:
-        result.update({"reference_index": index, "reference_median_ms": float(np.median(timed.reference_ms)),
+        result.update({"reference_median_ms": float(np.median(timed.reference_ms)),
                        "reference_runs": len(timed.reference_ms), "relative": timed.relative,
                        "chunk_pairs": len(timed.pair_ratios)})
     if return_output:
@@ -238,36 +228,18 @@ def measure_onnx(model_bytes: bytes, input_shape: Sequence[int] | None = None, *
     return result
 
 
-def _nearest(candidate_s: Sequence[float], references_s: Sequence[Sequence[float]]) -> int:
-    """Index of the reference whose median warm-up time is nearest the candidate's, on a log scale."""
-    if not candidate_s:
-        return 0
-    target = np.log(np.median(candidate_s))
-    return int(np.argmin([abs(np.log(np.median(times)) - target) for times in references_s]))
-
-
-def chunk_medians(model_bytes: bytes | Sequence[bytes], input_shape: Sequence[int] | None = None, *,
-                  threads: int = 1, providers: Sequence[str] = ("CPUExecutionProvider",), chunks: int = 8,
-                  chunk_s: float = 0.25, warmup: int = DEFAULT_WARMUP) -> list[Any]:
+def chunk_medians(model_bytes: bytes, input_shape: Sequence[int] | None = None, *, threads: int = 1,
+                  providers: Sequence[str] = ("CPUExecutionProvider",), chunks: int = 8, chunk_s: float = 0.25,
+                  warmup: int = DEFAULT_WARMUP) -> list[float]:
     """Median milliseconds of ``model_bytes`` in each of ``chunks`` back-to-back timing windows.
 
     The lowest of them is the model's latency in the fastest machine state seen, which is how a
-    reference model's anchor is drawn (see :mod:`latency_models.measure`). Given a sequence of
-    models, their windows alternate (so all see the same machine states) and one list per model
-    comes back.
+    reference model's anchor is drawn (see :mod:`latency_models.measure`).
     """
     if chunks < 1 or chunk_s <= 0:
         raise DeviceRuntimeError(f"need chunks >= 1 and chunk_s > 0, got {chunks} and {chunk_s}")
-    models = [model_bytes] if isinstance(model_bytes, bytes) else list(model_bytes)
-    runs = []
-    for model in models:
-        run, shape = _session_runner(make_session(model, threads=threads, providers=providers), input_shape, None)
-        _first_run(run, shape)
-        for _ in range(max(0, warmup - 1)):
-            run()
-        runs.append(run)
-    medians: list[list[float]] = [[] for _ in runs]
-    for _ in range(chunks):
-        for run, out in zip(runs, medians):
-            out.append(float(np.median(time_runs(run, min_runs=3, budget_s=chunk_s).times_ms)))
-    return medians[0] if isinstance(model_bytes, bytes) else medians
+    run, shape = _session_runner(make_session(model_bytes, threads=threads, providers=providers), input_shape, None)
+    _first_run(run, shape)
+    for _ in range(max(0, warmup - 1)):
+        run()
+    return [float(np.median(time_runs(run, min_runs=3, budget_s=chunk_s).times_ms)) for _ in range(chunks)]

@@ -199,8 +199,8 @@ class LookupTable:
             self.blocks[block.key] = {"ms": float(m.median_ms), "cv": float(m.cv), "runs": int(m.runs)}
             if getattr(m, "versions", None):
                 self.provenance["measured_with"] = dict(m.versions)
-            if getattr(m, "anchor_ms", None) is not None:  # blocks are at these reference speeds
-                self.provenance.setdefault("anchors_ms", {})[str(m.reference)] = m.anchor_ms
+            if getattr(m, "anchor_ms", None) is not None:  # blocks are at this reference speed
+                self.provenance["anchor_ms"] = m.anchor_ms
             if on_progress is not None:
                 on_progress(i, len(todo), block, m)
         return len(todo)

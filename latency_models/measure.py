@@ -234,45 +234,44 @@ def _reference_shape(target: Target) -> tuple[int, int, int, int]:
     return (target.batch, 3, target.input_size, target.input_size)
 
 
-def _reference_bytes(target: Target) -> list[bytes]:
+def _reference_bytes(target: Target) -> bytes:
     from search_space import resolve_arch
 
-    return [onnx_bytes(resolve_arch(name), target.input_size, target.batch) for name in target.reference]
+    return onnx_bytes(resolve_arch(str(target.reference)), target.input_size, target.batch)
 
 
-def reference_anchors(target: Target | str, cache: MeasurementCache | None = None, *,
-                      redraw: bool = False) -> list[reference.Anchor]:
-    """``target``'s reference anchors, one per reference (see :mod:`latency_models.reference`),
-    drawn on first use.
+def reference_anchor(target: Target | str, cache: MeasurementCache | None = None, *,
+                     redraw: bool = False) -> reference.Anchor:
+    """``target``'s reference anchor (see :mod:`latency_models.reference`), drawn on first use.
 
-    ``cache`` defaults to the shared measurement cache; ``redraw`` times the references again and
-    replaces the anchors (cached measurements are rescaled to them when read).
+    ``cache`` defaults to the shared measurement cache; ``redraw`` times the reference again and
+    replaces the anchor (cached measurements are rescaled to it when read).
     """
     target = get_target(target)
-    if not target.reference:
+    if target.reference is None:
         raise MeasurementError(f"target {target.name} has no reference network")
     check_measurable(target)
-    return _anchors(target, cache if cache is not None else MeasurementCache(), software_versions(target), redraw)
+    return _anchor(target, cache if cache is not None else MeasurementCache(), software_versions(target), redraw)
 
 
-def _anchors(target: Target, store: MeasurementCache, versions: Mapping[str, Any],
-             redraw: bool = False) -> list[reference.Anchor]:
-    """:func:`reference_anchors` for a target already checked, with its versions already known."""
+def _anchor(target: Target, store: MeasurementCache, versions: Mapping[str, Any],
+            redraw: bool = False) -> reference.Anchor:
+    """:func:`reference_anchor` for a target already checked, with its versions already known."""
     if not redraw:
-        anchors = reference.read_anchors(store, target, versions)
-        if anchors is not None:
-            return anchors
+        anchor = reference.read_anchor(store, target, versions)
+        if anchor is not None:
+            return anchor
     try:
-        return reference.draw_anchors(store, target, versions, _reference_bytes(target), _reference_shape(target),
-                                      replace=redraw)
+        return reference.draw_anchor(store, target, versions, _reference_bytes(target), _reference_shape(target),
+                                     replace=redraw)
     except device_runtime.DeviceRuntimeError as exc:
-        raise MeasurementError(f"target {target.name}: reference {', '.join(target.reference)}: {exc}") from None
+        raise MeasurementError(f"target {target.name}: reference {target.reference}: {exc}") from None
 
 
 def _time_onnx(model: bytes, input_shape: Sequence[int], target: Target, budget_s: float,
-               anchors: Sequence[reference.Anchor] = ()) -> dict[str, Any]:
-    """Time with ONNX Runtime; with anchors, alongside the target's references and normalised."""
-    reference_model = _reference_bytes(target) if anchors else None  # read once for every attempt
+               anchor: reference.Anchor | None = None) -> dict[str, Any]:
+    """Time with ONNX Runtime; with an anchor, alongside the target's reference and normalised."""
+    reference_model = _reference_bytes(target) if anchor is not None else None  # read once for every attempt
 
     def run_once() -> dict[str, Any]:
         try:
@@ -282,7 +281,7 @@ def _time_onnx(model: bytes, input_shape: Sequence[int], target: Target, budget_
         except device_runtime.DeviceRuntimeError as exc:
             raise MeasurementError(f"target {target.name}: {exc}") from None
 
-    return reference.measure_normalised(run_once, anchors) if anchors else run_once()
+    return run_once() if anchor is None else reference.measure_normalised(run_once, anchor)
 
 
 def _measure(key: str, arch_text: str | None, target: Target, input_shape: Sequence[int], *,
@@ -295,20 +294,20 @@ def _measure(key: str, arch_text: str | None, target: Target, input_shape: Seque
     batch, input_size = int(input_shape[0]), int(input_shape[-1])
     versions = software_versions(target)
     fields = cache_fields(key, target, input_size=input_size, batch=batch, versions=versions, num_classes=num_classes)
-    anchors: list[reference.Anchor] = []
-    if target.reference and target.backend == "onnxruntime":  # one set of anchors per cache, even uncached runs
-        anchors = _anchors(target, store if store is not None else MeasurementCache(), versions)
+    anchor = None
+    if target.reference is not None and target.backend == "onnxruntime":  # one anchor per cache, even uncached runs
+        anchor = _anchor(target, store if store is not None else MeasurementCache(), versions)
     if store is not None:
         hit = store.get(fields)
         if hit is not None:
             try:
-                record = reference.rescale(hit, anchors) if anchors else hit
+                record = reference.rescale(hit, anchor) if anchor is not None else hit
                 return dataclasses.replace(Measurement.from_dict(record), cached=True)
             except (TypeError, KeyError):
                 pass  # an entry from an older layout: measure again
     budget = DEFAULT_BUDGET_S if budget_s is None else float(budget_s)
     if target.backend == "onnxruntime":
-        run = _time_onnx(make_onnx(), input_shape, target, budget, anchors)
+        run = _time_onnx(make_onnx(), input_shape, target, budget, anchor)
         versions = {**versions, "providers": run["providers"]}
     else:
         run = _time_torch(make_module(), input_shape, target, budget)

@@ -59,7 +59,7 @@ class Target:
     input_size: int = 224
     resources: dict[str, float] = dataclasses.field(default_factory=dict)
     calibration: str | None = None
-    reference: tuple[str, ...] = ()   # canonical architecture strings (see _references)
+    reference: str | None = None
 
     def __hash__(self) -> int:  # resources is a dict: hash its items instead
         return hash((self.name, self.kind, self.backend, self.device, self.providers, self.threads, self.batch,
@@ -79,8 +79,8 @@ class Target:
         data: dict[str, Any] = {"backend": self.backend, "device": self.device, "providers": list(self.providers),
                                 "threads": self.threads, "batch": self.batch, "input_size": self.input_size,
                                 "resources": dict(sorted(self.resources.items()))}
-        if self.reference:  # only when set, so targets without one keep their cache keys
-            data["reference"] = self.reference[0] if len(self.reference) == 1 else list(self.reference)
+        if self.reference is not None:  # only when set, so targets without one keep their cache keys
+            data["reference"] = self.reference
         return data
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,22 +121,6 @@ class Target:
 
 
 _FIELDS = {f.name for f in dataclasses.fields(Target)} - {"name"}
-
-
-def _references(value: Any, where: str) -> tuple[str, ...]:
-    """``reference = "1.0x"`` or ``["0.5x", "1.0x"]`` as canonical architecture strings (each
-    measurement uses the one nearest the candidate in speed); ``"none"`` switches a built-in's off."""
-    if value is None or (isinstance(value, str) and value.lower() == "none"):
-        return ()
-    names = [value] if isinstance(value, str) else value
-    if not isinstance(names, list) or not names or not all(isinstance(v, str) and v for v in names):
-        raise TargetError(f"{where}: reference must be an architecture or a list of them, got {value!r}")
-    from search_space import resolve_arch
-
-    try:
-        return tuple(dict.fromkeys(resolve_arch(name).to_string() for name in names))
-    except ShufflenasError as exc:
-        raise TargetError(f"{where}: reference is not an architecture: {exc}") from None
 
 
 def _check(name: str, table: Mapping[str, Any], origin: str) -> Target:
@@ -191,9 +175,18 @@ def _check(name: str, table: Mapping[str, Any], origin: str) -> Target:
     if resources and backend != "onnxruntime":
         raise TargetError(f"{where}: remote targets (resources) run the onnxruntime backend only")
     calibration = text("calibration")
-    reference = _references(table.get("reference"), where)
-    if reference and (kind != "measure" or backend != "onnxruntime" or device != "cpu" or resources):
-        raise TargetError(f"{where}: reference applies to local onnxruntime cpu targets only")
+    reference = text("reference")
+    if reference is not None and reference.lower() == "none":  # lets a user file switch a built-in's off
+        reference = None
+    if reference is not None:
+        if kind != "measure" or backend != "onnxruntime" or device != "cpu" or resources:
+            raise TargetError(f"{where}: reference applies to local onnxruntime cpu targets only")
+        from search_space import resolve_arch
+
+        try:
+            reference = resolve_arch(reference).to_string()
+        except ShufflenasError as exc:
+            raise TargetError(f"{where}: reference is not an architecture: {exc}") from None
     if kind == "estimate":
         if calibration is None:
             raise TargetError(f"{where}: an estimate-only target needs a calibration name")

@@ -182,9 +182,9 @@ def test_num_classes_is_part_of_the_key():
     assert lookup(TINY, target, cache, num_classes=10) is not None
 
 
-def ref_target(*reference: str) -> Target:
+def ref_target(reference: str = "0.5x") -> Target:
     return Target("tiny-ref", "16 px test target with a reference", "measure", "onnxruntime", "cpu",
-                  ("CPUExecutionProvider",), 1, 1, 16, {}, None, reference or ("0.5x",))
+                  ("CPUExecutionProvider",), 1, 1, 16, {}, None, reference)
 
 
 def test_time_runs_alternates_chunks_within_the_budget():
@@ -210,20 +210,18 @@ def test_measure_onnx_with_a_reference_reports_the_ratio():
     assert run["chunk_pairs"] >= 1 and run["relative"] > 0
     medians = device_runtime.chunk_medians(big, shape, chunks=3, chunk_s=0.01)
     assert len(medians) == 3 and min(medians) > 0
-    both = device_runtime.chunk_medians([small, big], shape, chunks=3, chunk_s=0.01)  # alternating windows
-    assert [len(m) for m in both] == [3, 3] and min(both[0]) < min(both[1])
     with pytest.raises(device_runtime.DeviceRuntimeError, match="chunks"):
         device_runtime.chunk_medians(big, shape, chunks=0)
 
 
 def test_reference_target_reports_medians_at_the_anchor_speed():
-    from latency_models.measure import reference_anchors
+    from latency_models.measure import reference_anchor
 
     target = ref_target()
     cache = MeasurementCache()
     first = measure(TINY, target, budget_s=FAST, cache=False)
-    [anchor] = reference_anchors(target)
-    assert reference_anchors(target) == [anchor] and first.anchor_ms == anchor.anchor_ms  # drawn once, read back
+    anchor = reference_anchor(target)
+    assert reference_anchor(target) == anchor and first.anchor_ms == anchor.anchor_ms  # drawn once, then read back
     assert len(anchor.chunk_medians_ms) == 12 and anchor.anchor_ms == min(anchor.chunk_medians_ms)
     assert first.reference == "0.5x"  # as given (targets read from TOML hold the canonical string)
     assert first.raw_median_ms > 0 and first.slowdown > 0 and 1 <= first.attempts <= 3
@@ -235,46 +233,21 @@ def test_reference_target_reports_medians_at_the_anchor_speed():
     assert plain.raw_median_ms is None and plain.slowdown is None and plain.reference is None
 
 
-def test_each_measurement_uses_the_reference_nearest_in_speed():
-    shape = (1, 3, 16, 16)
-    small = export_module_bytes(build_model(TINY, num_classes=10, input_size=16).eval(), shape)
-    big = export_module_bytes(build_model(Architecture(widths=(64, 128, 256), depths=(3, 4, 3), stem=24, conv5=512),
-                                          num_classes=10, input_size=16).eval(), shape)
-    for model, expected in ((small, 0), (big, 1)):
-        run = device_runtime.measure_onnx(model, shape, budget_s=FAST, warmup=21, reference_bytes=[small, big])
-        assert run["reference_index"] == expected
-        assert run["relative"] == pytest.approx(1.0, rel=0.5)  # timed against (a copy of) itself
-
-
-def test_a_target_with_two_references_anchors_both():
-    from latency_models.measure import reference_anchors
-
-    big = "w64-128-256_d3-4-3_stem24_c512"
-    target = ref_target("0.5x", big)
-    anchors = reference_anchors(target)
-    assert [a.reference for a in anchors] == ["0.5x", big]
-    measured = measure(TINY, target, budget_s=FAST)
-    assert measured.reference in ("0.5x", big)
-    assert measured.anchor_ms == next(a.anchor_ms for a in anchors if a.reference == measured.reference)
-    assert len(MeasurementCache()) == 3  # two anchors and the measurement
-
-
 def test_a_redrawn_anchor_rescales_cached_measurements():
     from latency_models import reference
-    from latency_models.measure import reference_anchors
+    from latency_models.measure import reference_anchor
 
     target = ref_target()
     stored = measure(TINY, target, budget_s=FAST)
-    [old] = reference_anchors(target)
-    [new] = reference_anchors(target, redraw=True)
-    assert reference_anchors(target) == [new]
+    old = reference_anchor(target)
+    new = reference_anchor(target, redraw=True)
+    assert reference_anchor(target) == new
     again = measure(TINY, target, budget_s=FAST)
     assert again.cached and again.anchor_ms == new.anchor_ms
     assert again.median_ms == pytest.approx(stored.median_ms * new.anchor_ms / old.anchor_ms)
     assert again.raw_median_ms == stored.raw_median_ms  # what the run saw does not change
     moved = reference.rescale({"median_ms": 2.0, "mean_ms": 2.0, "p10_ms": 1.0, "p90_ms": 3.0, "iqr_ms": 1.0,
-                               "slowdown": 1.0, "anchor_ms": 4.0, "reference": new.reference},
-                              [dataclasses.replace(new, anchor_ms=8.0)])
+                               "slowdown": 1.0, "anchor_ms": 4.0}, dataclasses.replace(new, anchor_ms=8.0))
     assert moved["median_ms"] == 4.0 and moved["slowdown"] == 0.5 and moved["anchor_ms"] == 8.0
 
 
@@ -291,11 +264,11 @@ def test_heavily_disturbed_runs_are_repeated():
         return {"median_ms": 2.0 * slow, "mean_ms": 2.0 * slow, "p10_ms": 1.8 * slow, "p90_ms": 2.2 * slow,
                 "iqr_ms": 0.1 * slow, "relative": 2.0}
 
-    best = reference.measure_normalised(run_once, [anchor])
+    best = reference.measure_normalised(run_once, anchor)
     assert runs == [2.0, 1.5, 1.3] and best["attempts"] == 3
     assert best["slowdown"] == pytest.approx(1.3) and best["median_ms"] == pytest.approx(2.0)
     calm = reference.measure_normalised(lambda: {"median_ms": 2.2, "mean_ms": 2.2, "p10_ms": 2.0, "p90_ms": 2.4,
-                                                 "iqr_ms": 0.1, "relative": 2.0}, [anchor])
+                                                 "iqr_ms": 0.1, "relative": 2.0}, anchor)
     assert calm["attempts"] == 1 and calm["slowdown"] == pytest.approx(1.1)
 
 
@@ -304,11 +277,9 @@ def test_cli_anchor(cli, tiny_targets):
     shown = cli("latency", "anchor", "--target", "tiny-ref", "--json", env=env)
     assert shown.returncode == 0, shown.stderr
     data = json.loads(shown.stdout)
-    [shown_anchor] = data["anchors"]
-    assert data["target"] == "tiny-ref" and shown_anchor["anchor_ms"] == min(shown_anchor["chunk_medians_ms"])
+    assert data["target"] == "tiny-ref" and data["anchor_ms"] == min(data["chunk_medians_ms"])
     again = cli("latency", "anchor", "--target", "tiny-ref", env=env)
-    assert again.returncode == 0 and f"{shown_anchor['anchor_ms']:.3f} ms" in again.stdout
-    assert "reference  0.5x" in again.stdout
+    assert again.returncode == 0 and f"{data['anchor_ms']:.3f} ms" in again.stdout and "reference 0.5x" in again.stdout
     measured = cli("latency", "measure", "0.5x", "--target", "tiny-ref", "--budget-s", "0.05", env=env)
     assert measured.returncode == 0 and "at the anchor of reference 0.5x" in measured.stdout
     for target in ("tiny-cpu", "no-such-target"):

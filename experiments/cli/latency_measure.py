@@ -129,29 +129,28 @@ def _label(text: str) -> str:
 @click.option("--target", "target_name", default="local-cpu", show_default=True, help="Target name (see `latency targets`).")
 @targets_file_option
 @click.option("--redraw", is_flag=True,
-              help="Time the references again and replace the anchors (cached measurements are rescaled to them).")
+              help="Time the reference again and replace the anchor (cached measurements are rescaled to it).")
 @json_option
 def anchor(target_name: str, targets_file: str | None, redraw: bool, as_json: bool) -> None:
-    """Show (drawing them on first use) the reference anchors of a normalised target.
+    """Show (drawing it on first use) the reference anchor of a normalised target.
 
-    A target with reference networks reports every median at the speed its nearest reference had
-    when the anchors were drawn, so numbers stay comparable while a shared machine's speed drifts.
-    Redraw after the anchors were drawn on a busy machine (measurements then show slowdowns well
+    A target with a reference network reports every median at the speed the reference had when
+    its anchor was drawn, so numbers stay comparable while a shared machine's speed drifts.
+    Redraw after the anchor was drawn on a busy machine (measurements then show slowdowns well
     below 1).
     """
-    from latency_models.measure import reference_anchors
+    from latency_models.measure import reference_anchor
     from latency_models.targets import get_target
 
     target = get_target(target_name, targets_file)
-    drawn = reference_anchors(target, redraw=redraw)
+    drawn = reference_anchor(target, redraw=redraw)
     if as_json:
-        emit_json({"target": target.name, "anchors": [a.to_dict() for a in drawn]})
+        emit_json({"target": target.name, **drawn.to_dict()})
         return
-    click.echo(f"target     {target.name}")
-    for one in drawn:
-        medians = ", ".join(f"{v:.3f}" for v in one.chunk_medians_ms)
-        click.echo(f"reference  {_label(one.reference)}: anchor {one.anchor_ms:.3f} ms "
-                   f"(lowest of {len(one.chunk_medians_ms)} quarter-second medians: {medians})")
+    medians = ", ".join(f"{v:.3f}" for v in drawn.chunk_medians_ms)
+    click.echo(f"target     {target.name}: reference {_label(drawn.reference)}")
+    click.echo(f"anchor     {drawn.anchor_ms:.3f} ms (lowest of {len(drawn.chunk_medians_ms)} quarter-second medians)")
+    click.echo(f"medians    {medians} ms")
 
 
 COMMANDS = [targets, measure, anchor]
