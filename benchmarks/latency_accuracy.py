@@ -115,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
                              "thread, 10th percentile (stable on a loaded shared machine)")
     parser.add_argument("--passes", type=int, default=1,
                         help="--clock cpu: measure every network this many times, spread out; keep the lowest")
+    parser.add_argument("--retest", action="store_true",
+                        help="measure every network a second time (uncached) and report how far apart the two "
+                             "medians are: the noise floor of the measurement itself")
     parser.add_argument("--out", default=None, help="write the markdown report here")
     args = parser.parse_args(argv)
 
@@ -156,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
             table.extend(archs, budget_s=args.block_budget, on_progress=on_block)
     y = np.array(measured)
     rows = _score(target, train, test, y, flops, mac, table)
+    lut_misses = []
+    if table is not None:  # the calibrated table's misses on the test set, smallest network first
+        lut_misses = sorted((float(m), float(table.predict(a) / m - 1)) for a, m in zip(test, y[args.train:])
+                            if abs(table.predict(a) / m - 1) > 0.10)
     rows_p10 = _score(target, train, test, np.array(fastest), flops, mac, table) if not clock else None
     y_test = y[args.train:]
     from scipy.stats import kendalltau, spearmanr
@@ -170,12 +177,32 @@ def main(argv: list[str] | None = None) -> int:
     if rows_p10 is not None:
         lines += ["", "Same, scoring against each measurement's 10th-percentile run time (less sensitive to other "
                   "processes on a shared machine than the median):", "", *_table(rows_p10)]
+    if table is not None:
+        lines += ["", f"Lookup-table misses (> +-10%) on the test set, as measured ms (error): "
+                  + (", ".join(f"{m:.2f} ({100 * e:+.1f}%)" for m, e in lut_misses) or "none") + "."]
+    if args.retest and not clock:
+        lines += ["", *_retest(archs, target, y, args.budget)]
     text = "\n".join(lines)
     print(text)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text + "\n")
     return 0
+
+
+def _retest(archs, target, y, budget) -> list[str]:
+    """Measure every network again, uncached, and compare the two medians."""
+    again = []
+    for i, arch in enumerate(archs, start=1):
+        again.append(measure(arch, target, budget_s=budget, cache=False).median_ms)
+        print(f"[retest {i:3d}/{len(archs)}] {arch.arch_id} {again[-1]:8.3f} ms", file=sys.stderr, flush=True)
+    d = np.array(again) / y - 1
+    small = y < 3.0
+    return [f"Retest: every network measured a second time (uncached) after the first pass. Second / first "
+            f"median: median {1 + np.median(d):.3f}, std {100 * d.std():.2f}% (networks under 3 ms: "
+            f"{100 * d[small].std():.2f}%, n={small.sum()}; 3 ms and over: {100 * d[~small].std():.2f}%); "
+            f"{100 * np.mean(abs(d) > 0.05):.1f}% of networks more than 5% apart, "
+            f"{100 * np.mean(abs(d) > 0.10):.1f}% more than 10%."]
 
 
 def _score(target, train, test, y, flops, mac, table) -> dict[str, dict]:
