@@ -29,8 +29,8 @@ def _fmt_quality(quality: dict[str, Any]) -> str:
               help="Random architectures whose blocks are added (besides the paper presets and --arch).")
 @click.option("--arch", "extra", multiple=True, type=ARCH, help="Also add the blocks of this architecture (repeatable).")
 @click.option("--calibrate", "n_calibrate", default=16, show_default=True, type=click.IntRange(min=0),
-              help="Random whole networks measured (with the presets) to fit the table's scale, offset and "
-                   "weight term (the weight term needs 10 networks in all).")
+              help="How many of the --samples architectures are also measured as whole networks (with the "
+                   "presets) to fit the table's scale, offset and weight term (which needs 10 networks in all).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @budget_option
 @click.option("--block-budget-s", "block_budget_s", type=click.FloatRange(min=0.0, min_open=True), default=0.3,
