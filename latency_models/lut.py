@@ -227,8 +227,8 @@ class LookupTable:
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": VERSION, "target": self.target.name,
                 "fingerprint": self.target.fingerprint(), "scale": self.scale, "offset": self.offset,
-                "ms_per_mparam": self.ms_per_mparam, "networks": self.networks, "quality": self.quality, "provenance": self.provenance,
-                "blocks": dict(sorted(self.blocks.items()))}
+                "ms_per_mparam": self.ms_per_mparam, "networks": self.networks, "quality": self.quality,
+                "provenance": self.provenance, "blocks": dict(sorted(self.blocks.items()))}
 
     def save(self, path: str | Path | None = None) -> Path:
         path = Path(path) if path is not None else lut_path(self.target.name)
@@ -325,9 +325,9 @@ def build(target: Target, archs: Sequence[Architecture], *, calibration_archs: S
 
 def weights_m(arch: Architecture, input_size: int = 224) -> float:
     """Millions of parameters of ``arch`` with a 1000-class head (what a network streams per run)."""
-    from latency_models.analytic import summary
+    from latency_models.analytic import architecture_layers
 
-    return summary(arch, input_size, NUM_CLASSES)["params"] / 1e6
+    return sum(layer.costs()["params"] for layer in architecture_layers(arch, input_size, NUM_CLASSES)) / 1e6
 
 
 def fit_terms(sums: np.ndarray, weights: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
