@@ -336,7 +336,7 @@ def fit_terms(sums: np.ndarray, weights: np.ndarray, y: np.ndarray) -> tuple[flo
     Accuracy is judged relative (within +-10%), and plain least squares lets the few 20 ms networks
     outvote the many 2 ms ones: on 200 held-out networks (seed 7) the relative fit put 96.5% within
     +-10% where plain least squares put 92.5%. The weight term needs ``MIN_NETWORKS_FOR_WEIGHTS``
-    networks (with 6 it did worse than two terms on the same data, with 20 better) and a positive
+    networks (a third term fitted on a handful of networks chases their noise) and a non-negative
     coefficient; otherwise it is left out (benchmarks/results/latency_accuracy.md).
     """
     one = np.ones_like(sums)
