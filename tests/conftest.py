@@ -14,9 +14,9 @@ from hypothesis import settings
 REPO = Path(__file__).resolve().parents[1]
 
 # Property tests draw the same examples on every run, so a CI result is reproducible; the
-# "explore" profile draws new ones (HYPOTHESIS_PROFILE=explore make test) to hunt for new cases.
+# "explore" profile draws new ones each run (HYPOTHESIS_PROFILE=explore make test) to hunt for new cases.
 settings.register_profile("ci", derandomize=True, database=None)
-settings.register_profile("explore", max_examples=1000)
+settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
