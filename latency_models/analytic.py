@@ -193,6 +193,11 @@ def summary(arch: Architecture, input_size: int = 224, num_classes: int = 1000, 
     return totals(costs(arch, input_size, num_classes, batch))
 
 
+def parameter_count(arch: Architecture, input_size: int = 224, num_classes: int = 1000) -> int:
+    """``summary(...)["params"]`` without building the per-layer table (for per-prediction use)."""
+    return sum(layer.costs()["params"] for layer in architecture_layers(arch, input_size, num_classes))
+
+
 def per_stage(table: pd.DataFrame) -> pd.DataFrame:
     """Costs grouped by stage (stem, stage2..4, head), in network order."""
     order = list(dict.fromkeys(table["stage"]))

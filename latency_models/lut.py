@@ -173,14 +173,10 @@ class LookupTable:
             total += count * float(entry["ms"])
         return total
 
-    def weights_m(self, arch: Architecture) -> float:
-        """Millions of parameters of ``arch`` (with this table's 1000-class head)."""
-        return weights_m(arch, self.target.input_size)
-
     def predict(self, arch: Architecture) -> float:
         total = self.scale * self.block_sum(arch) + self.offset
         if self.ms_per_mparam:
-            total += self.ms_per_mparam * self.weights_m(arch)
+            total += self.ms_per_mparam * weights_m(arch, self.target.input_size)
         return max(total, 1e-6)
 
     # -- building ----------------------------------------------------------------------------
@@ -213,7 +209,7 @@ class LookupTable:
         quality of the fit.
         """
         sums = np.array([self.block_sum(a) for a in archs], dtype=float)
-        weights = np.array([self.weights_m(a) for a in archs], dtype=float)
+        weights = np.array([weights_m(a, self.target.input_size) for a in archs], dtype=float)
         y = np.asarray(latencies_ms, dtype=float)
         self.scale, self.ms_per_mparam, self.offset = fit_terms(sums, weights, y) if len(y) else (1.0, 0.0, 0.0)
         self.networks = [{"arch": a.to_string(), "measured_ms": float(v), "block_sum_ms": float(s),
@@ -325,9 +321,9 @@ def build(target: Target, archs: Sequence[Architecture], *, calibration_archs: S
 
 def weights_m(arch: Architecture, input_size: int = 224) -> float:
     """Millions of parameters of ``arch`` with a 1000-class head (what a network streams per run)."""
-    from latency_models.analytic import architecture_layers
+    from latency_models.analytic import parameter_count
 
-    return sum(layer.costs()["params"] for layer in architecture_layers(arch, input_size, NUM_CLASSES)) / 1e6
+    return parameter_count(arch, input_size, NUM_CLASSES) / 1e6
 
 
 def fit_terms(sums: np.ndarray, weights: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:

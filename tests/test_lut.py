@@ -165,9 +165,10 @@ def test_weight_term_is_saved_and_loaded(tiny):
     table.auto_extend = False
     table.extend([A, B], budget_s=0.02)
     table.scale, table.offset, table.ms_per_mparam = 1.1, 0.05, 0.5
-    from latency_models.analytic import summary
+    from latency_models.analytic import parameter_count, summary
 
     assert lut.weights_m(A, tiny.input_size) == pytest.approx(summary(A, tiny.input_size)["params"] / 1e6)
+    assert all(parameter_count(arch) == summary(arch)["params"] for arch in (A, B, C))
     expected = 1.1 * table.block_sum(A) + 0.05 + 0.5 * lut.weights_m(A, tiny.input_size)
     assert table.predict(A) == pytest.approx(expected)
     table.save()
