@@ -3,8 +3,8 @@
 An architecture decomposes into distinct blocks: the stem (conv1 + max-pool), each unit keyed by
 its shape (c_in, c_out, stride, split ratio, kernel, SE, extra depthwise, input h x w) and the head
 (conv5, global pool, FC). Every stride-1 unit of a stage shares one key, so a network has at most
-eight distinct blocks. Each block is measured once on the target as a standalone module
-(:func:`latency_models.measure.measure_module`); a whole network is then
+eight distinct blocks. Each block is measured on the target as a standalone module
+(:func:`latency_models.measure.measure_module`), in two sweeps whose geometric mean is its entry; a whole network is then
 ``scale * sum(blocks) + offset``, with ``scale`` and ``offset`` fitted on a few whole networks
 measured with :func:`latency_models.measure.measure` (they absorb the session overhead and the
 cache effects that a standalone block does not see). With enough calibration networks a third term,
@@ -45,6 +45,11 @@ FORMAT = "shufflenas-latency-lut"
 VERSION = 1
 NUM_CLASSES = 1000
 MIN_NETWORKS_FOR_WEIGHTS = 10  # below this, a three-term fit overfits (see fit_terms)
+# Sweeps over the missing blocks; an entry is the geometric mean of its sweeps. A block timed alone
+# drifts with the machine's state more than a whole network does (two sweeps of 1762 blocks three hours
+# apart: std 7.1% per block), and averaging two sweeps cut the table's held-out MAPE from 3.6% to
+# 3.0% (benchmarks/results/latency_accuracy.md).
+BLOCK_PASSES = 2
 
 
 class LutFileError(ShufflenasError):
@@ -180,25 +185,40 @@ class LookupTable:
         return max(total, 1e-6)
 
     # -- building ----------------------------------------------------------------------------
-    def extend(self, archs: Iterable[Architecture], *, budget_s: float | None = None,
+    def extend(self, archs: Iterable[Architecture], *, budget_s: float | None = None, passes: int = BLOCK_PASSES,
                on_progress: Callable[[int, int, Block, Any], None] | None = None) -> int:
-        """Measure the blocks of ``archs`` that are missing; returns how many were measured."""
+        """Measure the blocks of ``archs`` that are missing; returns how many were measured.
+
+        Every block is measured in ``passes`` sweeps over all missing blocks and its entry is the
+        geometric mean of the sweeps' medians (see ``BLOCK_PASSES``). Each sweep's measurement is
+        cached on its own, so an interrupted build resumes where it stopped.
+        """
         from latency_models.measure import measure_module
 
+        if passes < 1:
+            raise LutError(f"passes must be >= 1, got {passes}")
         todo = self.missing(archs)
         if todo:
             _check_measurable(self.target)
         kwargs = {"budget_s": budget_s} if budget_s is not None else {}
-        for i, block in enumerate(todo, start=1):
-            m = measure_module(block.module().eval(), block.input_shape(self.target.batch), self.target,
-                               key=f"lut:{block.key}", **kwargs)
-            self.blocks[block.key] = {"ms": float(m.median_ms), "cv": float(m.cv), "runs": int(m.runs)}
-            if getattr(m, "versions", None):
-                self.provenance["measured_with"] = dict(m.versions)
-            if getattr(m, "anchor_ms", None) is not None:  # blocks are at this reference speed
-                self.provenance["anchor_ms"] = m.anchor_ms
-            if on_progress is not None:
-                on_progress(i, len(todo), block, m)
+        sweeps: dict[str, list[Any]] = {block.key: [] for block in todo}
+        for sweep in range(passes):
+            for i, block in enumerate(todo, start=1):
+                key = f"lut:{block.key}" if sweep == 0 else f"lut:{block.key}:pass{sweep + 1}"
+                m = measure_module(block.module().eval(), block.input_shape(self.target.batch), self.target,
+                                   key=key, **kwargs)
+                sweeps[block.key].append(m)
+                if getattr(m, "versions", None):
+                    self.provenance["measured_with"] = dict(m.versions)
+                if getattr(m, "anchor_ms", None) is not None:  # blocks are at this reference speed
+                    self.provenance["anchor_ms"] = m.anchor_ms
+                if on_progress is not None:
+                    on_progress(sweep * len(todo) + i, passes * len(todo), block, m)
+        for key, ms in sweeps.items():
+            medians = [float(m.median_ms) for m in ms]
+            self.blocks[key] = {"ms": float(np.exp(np.mean(np.log(np.maximum(medians, 1e-9))))),
+                                "cv": float(np.median([m.cv for m in ms])), "runs": int(sum(m.runs for m in ms)),
+                                **({"passes_ms": medians} if len(medians) > 1 else {})}
         return len(todo)
 
     def calibrate(self, archs: Sequence[Architecture], latencies_ms: Sequence[float]) -> dict[str, float]:
@@ -257,7 +277,7 @@ def read_file(path: str | Path, target: Target) -> LookupTable:
     try:
         if data["target"] != target.name:
             raise ValueError(f"it is for target {data['target']!r}, not {target.name!r}")
-        blocks = {str(k): {"ms": float(v["ms"]), **{f: v[f] for f in ("cv", "runs") if f in v}}
+        blocks = {str(k): {"ms": float(v["ms"]), **{f: v[f] for f in ("cv", "runs", "passes_ms") if f in v}}
                   for k, v in dict(data["blocks"]).items()}
         if any(not math.isfinite(b["ms"]) or b["ms"] < 0 for b in blocks.values()):
             raise ValueError("a block latency is negative or not finite")
@@ -294,15 +314,17 @@ def load(target: Target) -> LookupTable | None:
 
 
 def build(target: Target, archs: Sequence[Architecture], *, calibration_archs: Sequence[Architecture] = (),
-          budget_s: float | None = None, on_block: Callable[[int, int, Block, Any], None] | None = None,
+          budget_s: float | None = None, block_budget_s: float | None = None, passes: int = BLOCK_PASSES,
+          on_block: Callable[[int, int, Block, Any], None] | None = None,
           on_network: Callable[[int, int, Architecture, Any], None] | None = None) -> LookupTable:
-    """Measure the missing blocks of ``archs``, calibrate on ``calibration_archs`` (whole networks), save."""
+    """Measure the missing blocks of ``archs`` (``block_budget_s`` each, in ``passes`` sweeps), calibrate
+    on ``calibration_archs`` (whole networks, ``budget_s`` each), save."""
     from latency_models.measure import measure
 
     _check_measurable(target)
     table = open_table(target)
     table.auto_extend = False
-    table.extend([*archs, *calibration_archs], budget_s=budget_s, on_progress=on_block)
+    table.extend([*archs, *calibration_archs], budget_s=block_budget_s, passes=passes, on_progress=on_block)
     calib = list(calibration_archs)
     if calib:
         kwargs = {"budget_s": budget_s} if budget_s is not None else {}

@@ -138,8 +138,29 @@ def test_blocks_on_a_normalised_target_are_timed_against_the_reference(tiny_targ
     assert table.extend([A], budget_s=0.02) == len(lut.decompose(A, 16))
     assert all(entry["ms"] > 0 for entry in table.blocks.values())
     anchor = reference_anchor(target)
-    assert len(MeasurementCache()) == len(table.blocks) + 1  # the blocks and the one anchor
+    assert len(MeasurementCache()) == lut.BLOCK_PASSES * len(table.blocks) + 1  # each sweep and the one anchor
     assert table.provenance["anchor_ms"] == anchor.anchor_ms
+
+
+def test_a_block_entry_is_the_geometric_mean_of_its_sweeps_each_cached(tiny):
+    """Two sweeps, each cached under its own key: a rebuilt table measures nothing and agrees."""
+    from latency_models.measure import MeasurementCache
+
+    table = lut.LookupTable(tiny, auto_extend=False)
+    progress = []
+    n = table.extend([A], budget_s=0.02, passes=2, on_progress=lambda i, total, b, m: progress.append((i, total)))
+    assert progress == [(i, 2 * n) for i in range(1, 2 * n + 1)]
+    for entry in table.blocks.values():
+        first, second = entry["passes_ms"]
+        assert entry["ms"] == pytest.approx((first * second) ** 0.5)
+    assert len(MeasurementCache()) == 2 * n
+    saved = lut.read_file(table.save(), tiny)
+    assert saved.blocks == table.blocks
+    again = lut.LookupTable(tiny, auto_extend=False)
+    again.extend([A], budget_s=0.02, passes=2)
+    assert again.blocks == table.blocks and len(MeasurementCache()) == 2 * n  # all from the cache
+    with pytest.raises(lut.LutError, match="passes must be >= 1"):
+        again.extend([B], passes=0)
 
 
 def test_fit_terms_recovers_scale_weight_cost_and_offset():

@@ -34,11 +34,14 @@ def _fmt_quality(quality: dict[str, Any]) -> str:
 @click.option("--seed", default=0, show_default=True, type=int)
 @budget_option
 @click.option("--block-budget-s", "block_budget_s", type=click.FloatRange(min=0.0, min_open=True), default=0.3,
-              show_default=True, help="Seconds of timed runs per block.")
+              show_default=True, help="Seconds of timed runs per block and sweep.")
+@click.option("--passes", default=2, show_default=True, type=click.IntRange(min=1),
+              help="Sweeps over the missing blocks; a block's entry is the geometric mean of its sweeps.")
 @targets_file_option
 @json_option
 def build_lut(target_name: str, samples: int, extra: tuple[Architecture, ...], n_calibrate: int, seed: int,
-              budget_s: float | None, block_budget_s: float, targets_file: str | None, as_json: bool) -> None:
+              budget_s: float | None, block_budget_s: float, passes: int, targets_file: str | None,
+              as_json: bool) -> None:
     """Measure the per-block lookup table for the presets + SAMPLES random architectures (only missing
     blocks are measured) and calibrate it on whole networks; saved as <target>.lut.json."""
     from latency_models import lut
@@ -55,7 +58,8 @@ def build_lut(target_name: str, samples: int, extra: tuple[Architecture, ...], n
     def on_network(i: int, n: int, arch: Architecture, m: Any) -> None:
         click.echo(f"network [{i}/{n}] {arch.arch_id} {m.median_ms:8.3f} ms{' (cached)' if m.cached else ''}", err=True)
 
-    table = lut.build(target, archs, calibration_archs=calibration, budget_s=budget_s, on_block=on_block,
+    table = lut.build(target, archs, calibration_archs=calibration, budget_s=budget_s,
+                      block_budget_s=block_budget_s, passes=passes, on_block=on_block,
                       on_network=on_network)
     info = {"target": target.name, "path": str(lut.lut_path(target.name)), "blocks": len(table.blocks),
             "scale": table.scale, "offset_ms": table.offset, "ms_per_mparam": table.ms_per_mparam,
