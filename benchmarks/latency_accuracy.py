@@ -184,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     if table is not None:
         lines += ["", f"Lookup-table misses (> +-10%) on the test set, as measured ms (error): "
                   + (", ".join(f"{m:.2f} ({100 * e:+.1f}%)" for m, e in lut_misses) or "none") + "."]
+        lines += _sweep_lines(table, train, test, y)
     if args.retest:
         again = _retest(archs, target, args.budget)
         lines += ["", *_retest_summary(y, again)]
@@ -191,12 +192,29 @@ def main(argv: list[str] | None = None) -> int:
         lines += ["", "Same, scoring against the geometric mean of both measurements of every network (the "
                   "estimators are fitted on the pooled training networks too):", "",
                   *_table(_score(target, train, test, pooled, flops, mac, table))]
+        lines += _sweep_lines(table, train, test, pooled) if table is not None else []
     text = "\n".join(lines)
     print(text)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text + "\n")
     return 0
+
+
+def _sweep_lines(table, train, test, y) -> list[str]:
+    """With several LUT sweeps: how far apart a block's sweeps are, and what one sweep alone would score."""
+    swept = [b["passes_ms"] for b in table.blocks.values() if len(b.get("passes_ms", ())) > 1]
+    if not swept:
+        return []
+    d = np.array([p[1] / p[0] - 1 for p in swept])
+    first = copy.copy(table)
+    first.blocks = {k: {**b, "ms": b.get("passes_ms", [b["ms"]])[0]} for k, b in table.blocks.items()}
+    first.calibrate(train, list(y[:len(train)]))
+    q = accuracy(y[len(train):], [first.predict(a) for a in test])
+    return ["", f"LUT sweeps: second / first block median over {len(swept)} blocks: std {100 * d.std():.2f}%, "
+            f"{100 * np.mean(abs(d) > 0.10):.1f}% of blocks more than 10% apart. The table from the first sweep "
+            f"alone (blocks + weights, fit on train): {100 * q['within_10']:.1f}% within +-10%, "
+            f"{100 * q['within_5']:.0f}% within +-5%, MAPE {q['mape']:.1f}%."]
 
 
 def _retest(archs, target, budget) -> np.ndarray:
