@@ -320,10 +320,13 @@ def fit(samples: Iterable[Any], batch: int = 1, *, target_name: str = "", input_
 # --------------------------------------------------------------------------------------------- loading
 
 def calibration_paths(target: Any) -> list[Path]:
-    """Where a target's calibration is looked for: the user's first, then the shipped one."""
+    """Where a target's calibration is looked for: the user's files first (the target's own name,
+    then its ``calibration`` name, so an estimate-only target can use a board's calibration copied
+    back from it), then the shipped one."""
     name = target.name
-    shipped = getattr(target, "calibration", None) or name
-    return [calibration_dir() / f"{name}.json", SHIPPED_CALIBRATIONS / f"{shipped}.json"]
+    calibration = getattr(target, "calibration", None) or name
+    names = dict.fromkeys((name, calibration))
+    return [*(calibration_dir() / f"{n}.json" for n in names), SHIPPED_CALIBRATIONS / f"{calibration}.json"]
 
 
 def load_file(path: str | Path) -> GuidelineModel:

@@ -60,10 +60,14 @@ class Target:
     resources: dict[str, float] = dataclasses.field(default_factory=dict)
     calibration: str | None = None
     reference: str | None = None
+    #: True in a process that runs on the board ``resources`` names (``--on-device``, see
+    #: :meth:`on_this_device`): it measures locally instead of through Ray. Not a TOML key.
+    on_device: bool = False
 
     def __hash__(self) -> int:  # resources is a dict: hash its items instead
         return hash((self.name, self.kind, self.backend, self.device, self.providers, self.threads, self.batch,
-                     self.input_size, tuple(sorted(self.resources.items())), self.calibration, self.reference))
+                     self.input_size, tuple(sorted(self.resources.items())), self.calibration, self.reference,
+                     self.on_device))
 
     @property
     def is_estimate(self) -> bool:
@@ -71,8 +75,16 @@ class Target:
 
     @property
     def is_remote(self) -> bool:
-        """True when a Ray node carrying ``resources`` must run the measurement."""
-        return bool(self.resources)
+        """True when a Ray node carrying ``resources`` must run the measurement (not on that node itself)."""
+        return bool(self.resources) and not self.on_device
+
+    def on_this_device(self) -> Target:
+        """This target as measured by the board it names, from a shufflenas install on that board.
+
+        The fingerprint is unchanged (it keeps ``resources``), so a lookup table or predictor built
+        on the board and copied to the search machine is accepted there as the target's own.
+        """
+        return dataclasses.replace(self, on_device=True)
 
     def fingerprint(self) -> dict[str, Any]:
         """Everything about the target that changes a measured number (for cache keys)."""
@@ -120,7 +132,7 @@ class Target:
         return f"unknown backend {self.backend!r}"  # pragma: no cover - validation rejects it
 
 
-_FIELDS = {f.name for f in dataclasses.fields(Target)} - {"name"}
+_FIELDS = {f.name for f in dataclasses.fields(Target)} - {"name", "on_device"}
 
 
 def _check(name: str, table: Mapping[str, Any], origin: str) -> Target:

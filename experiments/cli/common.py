@@ -31,6 +31,28 @@ ARCH = ArchType()
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
+targets_file_option = click.option(
+    "--targets-file", type=click.Path(dir_okay=False), default=None,
+    help="A TOML file that adds or overrides targets ([targets.NAME] tables); $SHUFFLENAS_TARGETS works too.")
+
+on_device_option = click.option(
+    "--on-device", is_flag=True,
+    help="Run on the board a remote target names (e.g. rpi4): measure here, not through Ray; copy the "
+         "file it writes back to the search machine.")
+
+
+def resolve_target(name: str, targets_file: str | None, on_device: bool = False) -> Any:
+    """The target called ``name``; with ``on_device`` a remote target is measured by this process."""
+    from latency_models.targets import get_target
+
+    target = get_target(name, targets_file)
+    if on_device:
+        if not target.resources:
+            raise click.UsageError(f"--on-device is for remote targets (with Ray resources); {target.name} is "
+                                   "measured where the command runs anyway")
+        target = target.on_this_device()
+    return target
+
 
 def positive(name: str):
     """A click callback that rejects zero and negative numbers with a usage error."""

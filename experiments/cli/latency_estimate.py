@@ -7,17 +7,8 @@ import time
 
 import click
 
-from experiments.cli.common import ARCH, emit_json, json_option
+from experiments.cli.common import ARCH, emit_json, json_option, on_device_option, resolve_target, targets_file_option
 from search_space import Architecture, preset_name
-
-targets_file_option = click.option("--targets-file", type=click.Path(dir_okay=False), default=None,
-                                   help="Extra targets TOML (added to the built-in targets).")
-
-
-def _target(name: str, targets_file: str | None):
-    from latency_models.targets import get_target
-
-    return get_target(name, targets_file) if targets_file else get_target(name)
 
 
 def _paper_ms(arch: Architecture, target_name: str) -> float | None:
@@ -45,7 +36,7 @@ def predict(architecture: Architecture, target_name: str, model: str, targets_fi
     """Estimate the latency of ARCHITECTURE on a target (ms per batch) with a calibrated model."""
     from latency_models.estimators import estimate, get_estimator
 
-    target = _target(target_name, targets_file)
+    target = resolve_target(target_name, targets_file)
     result = estimate(architecture, target, model)
     estimator = get_estimator(target, result.model)
     info = {"median_ms": round(result.median_ms, 4), "model": result.model, "target": target.name,
@@ -75,13 +66,15 @@ def predict(architecture: Architecture, target_name: str, model: str, targets_fi
 @click.option("--budget", "budget_s", type=click.FloatRange(min=0.01), default=None,
               help="Seconds of timed runs per measurement (default 0.5, --quick 0.25).")
 @targets_file_option
+@on_device_option
 @json_option
-def calibrate(target_name: str, quick: bool, budget_s: float | None, targets_file: str | None, as_json: bool) -> None:
+def calibrate(target_name: str, quick: bool, budget_s: float | None, targets_file: str | None, on_device: bool,
+              as_json: bool) -> None:
     """Measure the G1-G4 micro-benchmarks and a few whole networks on a target, fit its guideline
     model and save it as a user calibration (used by `latency predict` and the search)."""
     from latency_models.calibrate import calibrate_target, save_user_calibration
 
-    target = _target(target_name, targets_file)
+    target = resolve_target(target_name, targets_file, on_device)
     started = time.perf_counter()
 
     def progress(message: str) -> None:

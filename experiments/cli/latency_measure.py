@@ -9,12 +9,8 @@ from typing import Any
 
 import click
 
-from experiments.cli.common import ARCH, emit_json, json_option
+from experiments.cli.common import ARCH, emit_json, json_option, on_device_option, resolve_target, targets_file_option
 from search_space import Architecture
-
-targets_file_option = click.option(
-    "--targets-file", type=click.Path(dir_okay=False),
-    help="A TOML file that adds or overrides targets ([targets.NAME] tables); $SHUFFLENAS_TARGETS works too.")
 
 
 def _availability(target: Any) -> str:
@@ -80,15 +76,15 @@ def _measure_remote(architecture: Architecture, target: Any, budget_s: float | N
               help="Seconds of timed runs after warm-up (default 1).")
 @click.option("--no-cache", is_flag=True, help="Measure again even if a cached result exists (and do not store it).")
 @click.option("--ray-address", default=None, help="Ray cluster for remote targets (default $RAY_ADDRESS).")
+@on_device_option
 @json_option
 def measure(architecture: Architecture, target_name: str, targets_file: str | None, budget_s: float | None,
-            no_cache: bool, ray_address: str | None, as_json: bool) -> None:
+            no_cache: bool, ray_address: str | None, on_device: bool, as_json: bool) -> None:
     """Measure the latency of ARCHITECTURE on a target (median of many timed runs, ms per batch)."""
     from latency_models.measure import check_measurable
     from latency_models.measure import measure as run_measure
-    from latency_models.targets import get_target
 
-    target = get_target(target_name, targets_file)
+    target = resolve_target(target_name, targets_file, on_device)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if target.is_remote and not target.is_estimate:
@@ -140,9 +136,8 @@ def anchor(target_name: str, targets_file: str | None, redraw: bool, as_json: bo
     below 1).
     """
     from latency_models.measure import reference_anchor
-    from latency_models.targets import get_target
 
-    target = get_target(target_name, targets_file)
+    target = resolve_target(target_name, targets_file)
     drawn = reference_anchor(target, redraw=redraw)
     if as_json:
         emit_json({"target": target.name, **drawn.to_dict()})

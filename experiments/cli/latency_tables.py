@@ -6,11 +6,9 @@ from typing import Any
 
 import click
 
-from experiments.cli.common import ARCH, emit_json, json_option, positive
+from experiments.cli.common import (ARCH, emit_json, json_option, on_device_option, positive, resolve_target,
+                                    targets_file_option)
 from search_space import DEFAULT_SPACE, PAPER_PRESETS, Architecture
-
-targets_file_option = click.option("--targets-file", type=click.Path(dir_okay=False), default=None,
-                                   help="Extra targets TOML (default: built-ins + $SHUFFLENAS_TARGETS).")
 budget_option = click.option("--budget-s", "budget_s", type=click.FloatRange(min=0.0, min_open=True), default=None,
                              help="Seconds of timed runs per whole-network measurement (default 1).")
 
@@ -38,16 +36,15 @@ def _fmt_quality(quality: dict[str, Any]) -> str:
 @click.option("--passes", default=2, show_default=True, type=click.IntRange(min=1),
               help="Sweeps over the missing blocks; a block's entry is the geometric mean of its sweeps.")
 @targets_file_option
+@on_device_option
 @json_option
 def build_lut(target_name: str, samples: int, extra: tuple[Architecture, ...], n_calibrate: int, seed: int,
               budget_s: float | None, block_budget_s: float, passes: int, targets_file: str | None,
-              as_json: bool) -> None:
+              on_device: bool, as_json: bool) -> None:
     """Measure the per-block lookup table for the presets + SAMPLES random architectures (only missing
     blocks are measured) and calibrate it on whole networks; saved as <target>.lut.json."""
     from latency_models import lut
-    from latency_models.targets import get_target
-
-    target = get_target(target_name, targets_file)
+    target = resolve_target(target_name, targets_file, on_device)
     randoms = DEFAULT_SPACE.sample_many(samples, seed=seed)
     archs = [*PAPER_PRESETS.values(), *extra, *randoms]
     calibration = [*PAPER_PRESETS.values(), *randoms[:n_calibrate]]
@@ -83,15 +80,14 @@ def build_lut(target_name: str, samples: int, extra: tuple[Architecture, ...], n
 @click.option("--seed", default=0, show_default=True, type=int)
 @budget_option
 @targets_file_option
+@on_device_option
 @json_option
 def train_predictor(target_name: str, samples: int, seed: int, budget_s: float | None, targets_file: str | None,
-                    as_json: bool) -> None:
+                    on_device: bool, as_json: bool) -> None:
     """Measure SAMPLES random architectures and train the gradient-boosting latency predictor
     (saved as <target>.predictor.json, with its held-out quality)."""
     from latency_models import predictor
-    from latency_models.targets import get_target
-
-    target = get_target(target_name, targets_file)
+    target = resolve_target(target_name, targets_file, on_device)
     archs = DEFAULT_SPACE.sample_many(samples, seed=seed)
 
     def on_progress(i: int, n: int, arch: Architecture, m: Any) -> None:
