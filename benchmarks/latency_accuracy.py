@@ -118,8 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--passes", type=int, default=1,
                         help="--clock cpu: measure every network this many times, spread out; keep the lowest")
     parser.add_argument("--retest", action="store_true",
-                        help="measure every network a second time (uncached) and report how far apart the two "
-                             "medians are: the noise floor of the measurement itself")
+                        help="measure every network a second time (bypassing the measurement cache; the second "
+                             "medians are kept in $SHUFFLENAS_HOME/benchmarks/retest_*.json) and report how far apart "
+                             "the two medians are, the noise floor of the measurement itself, and the scores against "
+                             "the geometric mean of both")
     parser.add_argument("--out", default=None, help="write the markdown report here")
     args = parser.parse_args(argv)
     if args.retest and args.clock != "wall":
@@ -213,16 +215,25 @@ def _sweep_lines(table, train, test, y) -> list[str]:
     q = accuracy(y[len(train):], [first.predict(a) for a in test])
     return ["", f"LUT sweeps: second / first block median over {len(swept)} blocks: std {100 * d.std():.2f}%, "
             f"{100 * np.mean(abs(d) > 0.10):.1f}% of blocks more than 10% apart. The table from the first sweep "
-            f"alone (blocks + weights, fit on train): {100 * q['within_10']:.1f}% within +-10%, "
+            f"alone (blocks + weights, fit on train): {100 * q['within_10']:.1f}% "
+            f"({round(q['within_10'] * q['n'])}/{q['n']}) within +-10%, "
             f"{100 * q['within_5']:.0f}% within +-5%, MAPE {q['mape']:.1f}%."]
 
 
 def _retest(archs, target, budget) -> np.ndarray:
-    """Measure every network again, uncached."""
+    """Measure every network again, bypassing the measurement cache; the second medians are kept in
+    their own file, so re-rendering a report does not measure them a third time (delete it to redo)."""
+    path = cache_dir("benchmarks") / f"retest_{target.name}_{target.input_size}_{target.batch}.json"
+    store = json.loads(path.read_text()) if path.exists() else {}
     again = []
     for i, arch in enumerate(archs, start=1):
-        again.append(measure(arch, target, budget_s=budget, cache=False).median_ms)
-        print(f"[retest {i:3d}/{len(archs)}] {arch.arch_id} {again[-1]:8.3f} ms", file=sys.stderr, flush=True)
+        cached = arch.arch_id in store
+        if not cached:
+            store[arch.arch_id] = measure(arch, target, budget_s=budget, cache=False).median_ms
+            path.write_text(json.dumps(store))
+        again.append(store[arch.arch_id])
+        print(f"[retest {i:3d}/{len(archs)}] {arch.arch_id} {again[-1]:8.3f} ms{' (kept)' if cached else ''}",
+              file=sys.stderr, flush=True)
     return np.array(again)
 
 
@@ -276,7 +287,8 @@ def _table(rows: dict[str, dict]) -> list[str]:
     lines = ["| estimator (fit on train only) | within +-10% | within +-5% | MAPE % | Spearman | Kendall |",
              "|---|---|---|---|---|---|"]
     for name, q in rows.items():
-        lines.append(f"| {name} | {100 * q['within_10']:.0f}% | {100 * q['within_5']:.0f}% | {q['mape']:.1f} | "
+        lines.append(f"| {name} | {100 * q['within_10']:.1f}% ({round(q['within_10'] * q['n'])}/{q['n']}) | "
+                     f"{100 * q['within_5']:.0f}% | {q['mape']:.1f} | "
                      f"{q['spearman']:.3f} | {q['kendall']:.3f} |")
     return lines
 
