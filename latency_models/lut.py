@@ -46,9 +46,9 @@ VERSION = 1
 NUM_CLASSES = 1000
 MIN_NETWORKS_FOR_WEIGHTS = 10  # below this, a three-term fit overfits (see fit_terms)
 # Sweeps over the missing blocks; an entry is the geometric mean of its sweeps. A block timed alone
-# drifts with the machine's state more than a whole network does (two sweeps of 1762 blocks three hours
-# apart: std 7.1% per block), and averaging two sweeps cut the table's held-out MAPE from 3.6% to
-# 3.0% (benchmarks/results/latency_accuracy.md).
+# drifts with the machine's state more than a whole network does (its two sweeps differ by about 6%
+# std), and averaging two sweeps cut the table's held-out MAPE from 3.1-3.4% to 2.6-2.8% on two samples
+# of 200 networks (benchmarks/results/latency_accuracy.md, seeds 13 and 17).
 BLOCK_PASSES = 2
 
 
