@@ -96,8 +96,10 @@ class Target:
         return data
 
     def to_dict(self) -> dict[str, Any]:
+        """The target as its TOML keys (plus ``name``); ``on_device`` is a role of the process, not a key."""
         data = dataclasses.asdict(self)
         data["providers"] = list(self.providers)
+        del data["on_device"]
         return data
 
     def unavailable_reason(self) -> str | None:

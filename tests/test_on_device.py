@@ -29,6 +29,7 @@ def test_on_this_device_measures_locally_with_the_same_fingerprint(board):
     assert board.is_remote and not here.is_remote
     assert here.fingerprint() == board.fingerprint() and here.resources == board.resources
     assert here.unavailable_reason() is None
+    assert here.to_dict() == board.to_dict()  # a role of the process, not a target key
     m = measure(TINY, here, budget_s=0.02)
     assert m.median_ms > 0 and m.target == "tiny-board" and m.versions["onnxruntime"]
     with pytest.raises(MeasurementError, match="measure it through Ray"):
