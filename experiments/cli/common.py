@@ -37,8 +37,7 @@ targets_file_option = click.option(
 
 on_device_option = click.option(
     "--on-device", is_flag=True,
-    help="Run on the board a remote target names (e.g. rpi4): measure here, not through Ray; copy the "
-         "file it writes back to the search machine.")
+    help="This machine is the board a remote target names (e.g. rpi4): measure here instead of through Ray.")
 
 
 def resolve_target(name: str, targets_file: str | None, on_device: bool = False) -> Any:
