@@ -31,7 +31,7 @@ from latency_models import guideline as guideline_model
 from latency_models.analytic import architecture_layers, summary
 from latency_models.lut import LookupTable
 from latency_models.lut import BLOCK_PASSES, fit_terms
-from latency_models.measure import measure, onnx_bytes
+from latency_models.measure import measure, onnx_bytes, reference_anchor, software_versions
 from latency_models.paths import cache_dir
 from latency_models.predictor import LatencyPredictor, accuracy
 from latency_models.targets import get_target
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         lines += ["", "Same, scoring against the geometric mean of both measurements of every network (the "
                   "estimators are fitted on the pooled training networks too):", "",
                   *_table(_score(target, train, test, pooled, flops, mac, table))]
-        lines += _sweep_lines(table, train, test, pooled) if table is not None else []
+        lines += _sweep_lines(table, train, test, pooled, spread=False) if table is not None else []
     text = "\n".join(lines)
     print(text)
     if args.out:
@@ -203,8 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _sweep_lines(table, train, test, y) -> list[str]:
-    """With several LUT sweeps: how far apart a block's sweeps are, and what one sweep alone would score."""
+def _sweep_lines(table, train, test, y, spread: bool = True) -> list[str]:
+    """With several LUT sweeps: how far apart a block's sweeps are (``spread``), and what the first sweep
+    alone would score against ``y``."""
     swept = [b["passes_ms"] for b in table.blocks.values() if len(b.get("passes_ms", ())) > 1]
     if not swept:
         return []
@@ -213,25 +214,31 @@ def _sweep_lines(table, train, test, y) -> list[str]:
     first.blocks = {k: {**b, "ms": b.get("passes_ms", [b["ms"]])[0]} for k, b in table.blocks.items()}
     first.calibrate(train, list(y[:len(train)]))
     q = accuracy(y[len(train):], [first.predict(a) for a in test])
-    return ["", f"LUT sweeps: second / first block median over {len(swept)} blocks: std {100 * d.std():.2f}%, "
-            f"{100 * np.mean(abs(d) > 0.10):.1f}% of blocks more than 10% apart. The table from the first sweep "
-            f"alone (blocks + weights, fit on train): {100 * q['within_10']:.1f}% "
+    return ["", (f"LUT sweeps: second / first block median over {len(swept)} blocks: std {100 * d.std():.2f}%, "
+                 f"{100 * np.mean(abs(d) > 0.10):.1f}% of blocks more than 10% apart. " if spread else "")
+            + f"The table from the first sweep alone (blocks + weights, fit on train): {100 * q['within_10']:.1f}% "
             f"({round(q['within_10'] * q['n'])}/{q['n']}) within +-10%, "
             f"{100 * q['within_5']:.0f}% within +-5%, MAPE {q['mape']:.1f}%."]
 
 
 def _retest(archs, target, budget) -> np.ndarray:
     """Measure every network again, bypassing the measurement cache; the second medians are kept in
-    their own file, so re-rendering a report does not measure them a third time (delete it to redo)."""
+    their own file, so re-rendering a report does not measure them a third time (delete it to redo).
+    A kept median is reused only for the same target settings, software and reference anchor."""
     path = cache_dir("benchmarks") / f"retest_{target.name}_{target.input_size}_{target.batch}.json"
     store = json.loads(path.read_text()) if path.exists() else {}
+    anchor = reference_anchor(target).anchor_ms if target.reference else None
+    stamp = json.dumps({"config": target.fingerprint(), "versions": software_versions(target), "anchor_ms": anchor},
+                       sort_keys=True)
     again = []
     for i, arch in enumerate(archs, start=1):
-        cached = arch.arch_id in store
+        kept = store.get(arch.arch_id)
+        cached = isinstance(kept, dict) and kept.get("stamp") == stamp
         if not cached:
-            store[arch.arch_id] = measure(arch, target, budget_s=budget, cache=False).median_ms
+            store[arch.arch_id] = {"median_ms": measure(arch, target, budget_s=budget, cache=False).median_ms,
+                                   "stamp": stamp}
             path.write_text(json.dumps(store))
-        again.append(store[arch.arch_id])
+        again.append(store[arch.arch_id]["median_ms"])
         print(f"[retest {i:3d}/{len(archs)}] {arch.arch_id} {again[-1]:8.3f} ms{' (kept)' if cached else ''}",
               file=sys.stderr, flush=True)
     return np.array(again)
