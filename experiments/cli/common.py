@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from search_space import Architecture, resolve_arch
+
+if TYPE_CHECKING:
+    from latency_models.targets import Target
 
 
 class ArchType(click.ParamType):
@@ -40,7 +43,7 @@ on_device_option = click.option(
     help="This machine is the board a remote target names (e.g. rpi4): measure here instead of through Ray.")
 
 
-def resolve_target(name: str, targets_file: str | None, on_device: bool = False) -> Any:
+def resolve_target(name: str, targets_file: str | None, on_device: bool = False) -> Target:
     """The target called ``name``; with ``on_device`` a remote target is measured by this process."""
     from latency_models.targets import get_target
 
