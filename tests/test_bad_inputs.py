@@ -273,6 +273,12 @@ def cases() -> list[dict]:
     for name in ("targets-malformed.toml", "targets-unknown-key.toml", "targets-random.toml"):
         add("study", "guidelines", "--target", "local-cpu", "--targets-file", f"in/{name}", "--out", "guide-bad")
         add("study", "flops-vs-speed", "--targets-file", f"in/{name}", "--out", "fvs-bad")
+    # -- data sets, target names, state directory
+    # -- sizes and architecture parsing
+    # -- latency commands, caches and remote measurements
+    # -- search: validated before the study is touched
+    # -- reports, storages and studies
+    # -- training
     return out
 
 
