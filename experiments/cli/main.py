@@ -21,6 +21,9 @@ COMMANDS: dict[str, str] = {
     "search": "experiments.cli.search:search",
     "report": "experiments.cli.report:report",
     "study": "experiments.cli.study:study",
+    "cache": "experiments.cli.cache:cache",
+    "train": "experiments.cli.train:train",
+    "evaluate": "experiments.cli.evaluate:evaluate",
 }
 
 
