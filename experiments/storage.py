@@ -4,8 +4,10 @@ Storage URLs:
 
 * ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` - the default (one file); the
   directory is created when a search starts.
-* ``journal:///path/study.log`` - Optuna's JournalStorage on a file (safe for several writer
-  processes on one machine or a shared file system; SQLite is not).
+* ``journal:///relative/study.log`` or ``journal:////absolute/study.log`` - Optuna's JournalStorage
+  on a file (safe for several writer processes on one machine or a shared file system; SQLite is
+  not). The slashes follow SQLAlchemy's SQLite convention: three, then a path relative to the
+  working directory; four, an absolute path (``journal:///tmp/x.log`` is ``./tmp/x.log``).
 * ``postgresql://...``, ``mysql+pymysql://...`` - any SQLAlchemy URL Optuna's RDBStorage accepts; the
   server is probed first so an unreachable one fails in seconds with one line.
 * a bare path: ``*.log`` / ``*.journal`` is a journal file, anything else a SQLite file.

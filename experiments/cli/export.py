@@ -29,7 +29,8 @@ def _trial_arch(storage: str, study_name: str, number: int) -> tuple[Architectur
 @click.command()
 @click.argument("architecture", type=ARCH, required=False)
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Output .onnx file.")
-@click.option("--storage", help="Export a trial of a study in this Optuna storage (with --study, --trial).")
+@click.option("--storage", help="Export a trial of a study in this Optuna storage (with --study, --trial): "
+                                "sqlite:///rel.db or journal:///rel.log relative, four slashes absolute.")
 @click.option("--study", "study_name", help="Study name (with --storage).")
 @click.option("--trial", "trial_number", type=click.IntRange(min=0), help="Trial number (with --storage).")
 @click.option("--input-size", type=click.IntRange(min=8), help="Input resolution [default: 224, or the study's].")

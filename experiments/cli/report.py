@@ -10,7 +10,8 @@ from experiments.cli.common import emit_json, json_option
 
 
 @click.command()
-@click.option("--storage", required=True, help="Optuna storage URL (sqlite:///F.db, journal:///F.log, ...).")
+@click.option("--storage", required=True, help="Optuna storage URL: sqlite:///F.db, journal:///F.log, postgresql://... "
+                   "(three slashes: a path relative to the working directory; four: absolute, journal:////abs/F.log).")
 @click.option("--study", "studies", required=True, multiple=True,
               help="Study name; repeat to report several studies and compare their fronts.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")

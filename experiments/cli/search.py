@@ -34,7 +34,8 @@ def _front_table(result: Any) -> str:
 @click.option("--run", "run_name", help="Only this [[run]] entry of the config.")
 @click.option("--trials", type=int, help="Total finished trials the study should reach (resume continues to it).")
 @click.option("--storage", help="Optuna storage URL: sqlite:///F.db, journal:///F.log, postgresql://... "
-                                "[default: sqlite:///<out>/study.db]")
+                                "(three slashes: a path relative to the working directory; four: absolute, "
+                                "journal:////abs/F.log) [default: sqlite:///<out>/study.db]")
 @click.option("--study", help="Study name [default: shufflenas].")
 @click.option("--out", help="Output directory [default: runs/search].")
 @click.option("--epochs", type=int, help="Proxy-training epochs per candidate.")
