@@ -1,0 +1,183 @@
+"""The training checkpoint: one file, written atomically every epoch, that a run resumes from.
+
+It holds everything the next epoch depends on (weights, optimiser, schedule position, EMA, loss
+scaler, every random generator, the metrics so far) plus the run's identity (architecture, data
+set, recipe). A run never resumes from, or overwrites, the checkpoint of another run.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import tempfile
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import torch
+
+from search_space.errors import ShufflenasError
+
+CHECKPOINT_FORMAT = "shufflenas-checkpoint"
+CHECKPOINT_VERSION = 1
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def _file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+#: New files get the usual permissions (mkstemp alone would make them private).
+_FILE_MODE = _file_mode()
+
+
+class CheckpointError(ShufflenasError):
+    """A checkpoint is missing, unreadable, not ours, or belongs to another run."""
+
+
+# -- atomic files -----------------------------------------------------------------------------------
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+    """Write ``path`` through ``write(fh)`` into a temporary file beside it, fsync, then rename.
+
+    A kill at any moment leaves either the old file or the new one, never a torn file.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, _FILE_MODE)
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with _suppress_os_error():
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    return atomic_write(path, lambda fh: fh.write(data))
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Delete temporary files a killed run left behind (``.NAME.*.tmp``)."""
+    for tmp in folder.glob(".*.tmp"):
+        with _suppress_os_error():
+            tmp.unlink()
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class _suppress_os_error:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        return exc_type is not None and issubclass(exc_type, OSError)
+
+
+# -- random generators ------------------------------------------------------------------------------
+def capture_rng(data_generator: torch.Generator) -> dict[str, Any]:
+    """Every generator the loop may draw from, as plain data (loadable with ``weights_only``)."""
+    np_state = np.random.get_state(legacy=False)
+    state = {
+        "torch": torch.get_rng_state(),
+        "data": data_generator.get_state(),
+        "numpy": {"bit_generator": np_state["bit_generator"],
+                  "key": torch.from_numpy(np.asarray(np_state["state"]["key"], dtype=np.int64)),
+                  "pos": int(np_state["state"]["pos"]), "has_gauss": int(np_state["has_gauss"]),
+                  "gauss": float(np_state["gauss"])},
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: Mapping[str, Any], data_generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    data_generator.set_state(state["data"])
+    np_state = state["numpy"]
+    np.random.set_state({"bit_generator": np_state["bit_generator"],
+                         "state": {"key": np_state["key"].numpy().astype(np.uint32), "pos": np_state["pos"]},
+                         "has_gauss": np_state["has_gauss"], "gauss": np_state["gauss"]})
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# -- save / load ------------------------------------------------------------------------------------
+def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> Path:
+    """Write ``state`` (tensors and plain data) with the format tag, atomically."""
+    payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
+    return atomic_write(path, lambda fh: torch.save(payload, fh))
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint; anything unreadable or foreign is a one-line :class:`CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist" if not path.exists()
+                              else f"checkpoint {path} is not a file")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError, TypeError, KeyError, AttributeError,
+            zipfile.BadZipFile, pickle.UnpicklingError) as exc:
+        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise CheckpointError(f"checkpoint {path} is unreadable (corrupt or not a shufflenas checkpoint): "
+                              f"{reason}") from None
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a shufflenas training checkpoint")
+    if data.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"checkpoint {path} has format version {data.get('version')!r}; this build reads "
+                              f"version {CHECKPOINT_VERSION}")
+    missing = [k for k in ("arch", "dataset", "recipe", "epoch", "metrics", "model", "optimizer", "rng")
+               if k not in data]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} is incomplete (no {', '.join(missing)})")
+    return data
+
+
+def check_identity(data: Mapping[str, Any], path: Path, *, arch: str, dataset: Mapping[str, Any],
+                   recipe: Mapping[str, Any]) -> None:
+    """Refuse a checkpoint written by another run; name the first thing that differs."""
+    def differ(kind: str, key: str, theirs: Any, ours: Any) -> CheckpointError:
+        return CheckpointError(f"{path} belongs to another run ({kind} {key}: checkpoint has {theirs!r}, this "
+                               f"run has {ours!r}); choose another --out, or remove that directory to start over")
+
+    if data["arch"] != arch:
+        raise CheckpointError(f"{path} belongs to another architecture ({data['arch']}; this run trains {arch}); "
+                              "choose another --out, or remove that directory to start over")
+    theirs_ds = dict(data["dataset"])
+    for key in sorted(set(theirs_ds) | set(dataset)):
+        if theirs_ds.get(key) != dataset.get(key):
+            raise differ("data set", key, theirs_ds.get(key), dataset.get(key))
+    theirs = dict(data["recipe"])
+    for key in sorted(set(theirs) | set(recipe)):
+        if theirs.get(key) != recipe.get(key):
+            raise differ("recipe option", key, theirs.get(key), recipe.get(key))
+
+
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "CHECKPOINT_VERSION", "CheckpointError", "atomic_write",
+           "atomic_write_bytes", "capture_rng", "check_identity", "load_checkpoint", "remove_stale_temporaries",
+           "restore_rng", "save_checkpoint"]

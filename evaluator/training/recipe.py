@@ -1,0 +1,191 @@
+"""How a found architecture is trained, as plain data: a ``[train]`` TOML table plus flags.
+
+A recipe and a data spec are the identity of a run: a checkpoint written under one recipe is
+never resumed under another (only ``threads`` may change between runs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from search_space.errors import ShufflenasError
+
+OPTIMIZERS = ("sgd", "adamw")
+
+#: Native image sizes of the data sets; a run trains at this size unless ``input_size`` is set.
+NATIVE_SIZES = {"digits": 8, "cifar10": 32, "cifar100": 32, "fashionmnist": 28, "mnist": 28, "kmnist": 28}
+#: Image folders have no native size: they are decoded at this one by default.
+DEFAULT_INPUT_SIZE = 32
+
+#: Recipe fields that may differ between a run and its resumption (they do not change the numbers
+#: when the machine and library versions stay the same, or are only a setting of this process).
+RESUMABLE_CHANGES = ("threads",)
+
+
+class RecipeError(ShufflenasError, ValueError):
+    """A training option is unknown, of the wrong type or out of range."""
+
+
+def dataset_key(name: str) -> str:
+    """The data set's canonical name, as ``load_dataset`` spells it (``fashion-mnist`` -> ``fashionmnist``)."""
+    return name.lower().replace("-", "").replace("_", "")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainRecipe:
+    """Every training option; the defaults are a reasonable small-image recipe for SGD."""
+
+    epochs: int = 30
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.2
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    warmup_epochs: float = 1.0
+    min_lr: float = 0.0
+    label_smoothing: float = 0.1
+    augment: bool = True
+    crop_padding: int = 2
+    flip: bool = True
+    ema: bool = False
+    ema_decay: float = 0.999
+    seed: int = 0
+    threads: int | None = None
+    input_size: int | None = None
+    init: str | None = None
+
+    def __post_init__(self) -> None:
+        def integer(name: str, low: int, high: int | None = None, optional: bool = False) -> None:
+            value = getattr(self, name)
+            if optional and value is None:
+                return
+            if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+                bound = f"between {low} and {high}" if high is not None else f">= {low}"
+                raise RecipeError(f"train option {name} must be an integer {bound}, got {value!r}")
+
+        def number(name: str, low: float, high: float | None = None, strict_low: bool = False,
+                   strict_high: bool = True) -> None:
+            value = getattr(self, name)
+            ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+            if ok:
+                ok = (value > low if strict_low else value >= low) and \
+                    (high is None or (value < high if strict_high else value <= high))
+            if not ok:
+                rng = f"{'>' if strict_low else '>='} {low:g}" + \
+                    (f" and {'<' if strict_high else '<='} {high:g}" if high is not None else "")
+                raise RecipeError(f"train option {name} must be a number {rng}, got {value!r}")
+            object.__setattr__(self, name, float(value))
+
+        integer("epochs", 1)
+        integer("batch_size", 1)
+        integer("crop_padding", 0, 8)
+        integer("seed", 0)
+        integer("threads", 1, optional=True)
+        integer("input_size", 8, 1024, optional=True)
+        number("lr", 0.0, strict_low=True)
+        number("momentum", 0.0, 1.0)
+        number("weight_decay", 0.0)
+        number("warmup_epochs", 0.0)
+        number("min_lr", 0.0)
+        number("label_smoothing", 0.0, 1.0)
+        number("ema_decay", 0.0, 1.0, strict_low=True)
+        for name in ("augment", "flip", "ema"):
+            if not isinstance(getattr(self, name), bool):
+                raise RecipeError(f"train option {name} must be true or false, got {getattr(self, name)!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise RecipeError(f"train option optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.min_lr > self.lr:
+            raise RecipeError(f"train option min_lr ({self.min_lr:g}) must not exceed lr ({self.lr:g})")
+        if self.warmup_epochs > self.epochs:
+            raise RecipeError(f"train option warmup_epochs ({self.warmup_epochs:g}) must not exceed epochs "
+                              f"({self.epochs})")
+        if self.init is not None and (not isinstance(self.init, str) or not self.init.strip()):
+            raise RecipeError(f"train option init must be a string such as 'torchvision:FILE', got {self.init!r}")
+
+    # -- conversions --------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainRecipe:
+        """Build from a ``[train]`` table; unknown keys are named in the error."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - fields)
+        if unknown:
+            raise RecipeError(f"unknown train option(s): {', '.join(unknown)} (known: {', '.join(sorted(fields))})")
+        return cls(**dict(data))
+
+    @classmethod
+    def from_toml(cls, path: str | Path, overrides: Mapping[str, Any] | None = None) -> TrainRecipe:
+        """The ``[train]`` table of a TOML file (a file of bare keys works too), then ``overrides``."""
+        return cls.from_dict({**read_train_table(path), **dict(overrides or {})})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> TrainRecipe:
+        return dataclasses.replace(self, **changes)
+
+    def identity(self) -> dict[str, Any]:
+        """The fields a resumed run must share with the run that wrote the checkpoint."""
+        return {k: v for k, v in self.to_dict().items() if k not in RESUMABLE_CHANGES}
+
+    def steps_per_epoch(self, train_size: int) -> int:
+        """Full batches per epoch (the last partial batch is dropped, as BatchNorm prefers)."""
+        return max(1, train_size // self.batch_size)
+
+
+def read_train_table(path: str | Path) -> dict[str, Any]:
+    """The ``[train]`` table of ``path`` (or its top level when it has no such table)."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RecipeError(f"recipe file {path} does not exist") from None
+    except IsADirectoryError:
+        raise RecipeError(f"recipe file {path} is a directory") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"cannot read recipe file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(f"recipe file {path} is not valid TOML: {exc}") from None
+    if "train" in data:
+        stray = sorted(k for k, v in data.items() if k != "train" and not isinstance(v, dict))
+        if stray:
+            raise RecipeError(f"recipe file {path}: key(s) {', '.join(stray)} outside [train] (put them in the "
+                              "[train] table)")
+    table = data.get("train", data)
+    if not isinstance(table, dict):
+        raise RecipeError(f"recipe file {path}: [train] must be a table, got {type(table).__name__}")
+    nested = sorted(k for k, v in table.items() if isinstance(v, dict))
+    if nested:
+        raise RecipeError(f"recipe file {path}: unknown table(s) {', '.join(nested)} (only [train] is read)")
+    return dict(table)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """Which data a run trains on: everything :func:`evaluator.datasets.load_dataset` needs.
+
+    A picklable value, so a Ray task can load the data itself instead of shipping tensors.
+    """
+
+    name: str
+    root: str | None = None
+    limit: int | None = None
+    seed: int = 0
+    val_fraction: float = 0.2
+
+    def input_size(self, recipe: TrainRecipe) -> int:
+        """The recipe's input size, else the data set's native one."""
+        if recipe.input_size is not None:
+            return recipe.input_size
+        return NATIVE_SIZES.get(dataset_key(self.name), DEFAULT_INPUT_SIZE)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+__all__ = ["DEFAULT_INPUT_SIZE", "DataSpec", "NATIVE_SIZES", "OPTIMIZERS", "RecipeError", "TrainRecipe",
+           "dataset_key", "read_train_table"]
