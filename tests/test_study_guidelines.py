@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from experiments.studies.guidelines import StudyError, run_study
+from experiments.studies.guidelines import StudyError, run_study, verdicts
 from latency_models import microbench
 from latency_models.targets import get_target
 
@@ -28,17 +29,64 @@ def test_paper_target_study_writes_tables_charts_and_summary(tmp_path, monkeypat
 
 
 def test_measured_study_on_the_local_cpu(tmp_path, monkeypatch):
-    """Real ONNX Runtime measurements of the G3 x1 networks only (keeps the test short)."""
+    """Real ONNX Runtime measurements of the G3 x1 networks only (keeps the test short), in 2 rounds."""
     monkeypatch.setenv("SHUFFLENAS_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(microbench, "quick_benchmarks",
                         lambda column="arm": microbench.benchmarks(column, ("x1",), ("G3",)))
     seen = []
-    result = run_study(get_target("local-cpu"), tmp_path / "out", quick=True, budget_s=0.05,
-                       progress=lambda done, total, msg: seen.append((done, total)))
-    assert result.source == "measured" and seen[-1] == (5, 5)
+    result = run_study(get_target("local-cpu"), tmp_path / "out", quick=True, budget_s=0.05, repeats=2,
+                       progress=lambda done, total, msg: seen.append((done, total, msg)))
+    assert result.source == "measured" and seen[-1][:2] == (10, 10)
+    assert [m.split(":")[0] for _, _, m in seen[:5]] == [m.split(":")[0] for _, _, m in seen[5:]][::-1]  # interleaved
     g3 = result.tables["G3"]
     assert (g3["ms"] > 0).all() and g3["guideline_rel"].isna().all()  # no local calibration yet
     assert set(result.tables) == {"G3"}
+    assert (g3["repeats"] == 2).all() and all(len(r) == 2 for r in g3["ms_repeats"])
+    assert (g3["rel_lo"] <= g3["rel_speed"]).all() and (g3["rel_speed"] <= g3["rel_hi"]).all()
+    assert (g3["ms_min"] <= g3["ms"]).all() and (g3["ms"] <= g3["ms_max"]).all()
+    (check,) = verdicts(result.tables)
+    assert check["verdict"] in ("holds", "does not hold", "within noise")
+    assert check["margin_lo"] <= check["margin"] <= check["margin_hi"] and check["margin"] >= 1.0
+    assert check["spread_lo"] <= check["spread_here"] <= check["spread_hi"]
+    csv = pd.read_csv(tmp_path / "out" / "g3.csv")
+    assert {"rel_lo", "rel_hi", "ms_repeats", "repeats"} <= set(csv.columns)
+    assert [len(json.loads(v)) for v in csv["ms_repeats"]] == [2] * 5
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert f"| {check['verdict']} |" in summary and "timed 2 times" in summary
+
+
+def _table(guideline: str, rounds: dict[str, list[float]]) -> pd.DataFrame:
+    """A guideline table as run_study builds it, from per-round milliseconds per config."""
+    rows = [{"guideline": guideline, "config": c, "scale": "x1", "ms_repeats": ms, "ms": float(np.median(ms)),
+             "repeats": len(ms), "paper_gpu_batches_per_s": 1.0, "paper_arm_images_per_s": 1.0}
+            for c, ms in rounds.items()]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("rounds, verdict, margin", [
+    # 1:1 fastest in every round: holds, margin against the runner-up
+    ({"1:1": [1.0, 1.1, 1.0], "1:2": [1.5, 1.6, 1.4], "1:6": [2.0, 2.0, 2.0]}, "holds", (1.455, 1.4, 1.5)),
+    # 1:2 faster than 1:1 in every round: does not hold
+    ({"1:1": [2.0, 2.2, 2.1], "1:2": [1.0, 1.0, 1.0], "1:6": [3.0, 3.0, 3.0]}, "does not hold", (2.1, 2.0, 2.2)),
+    # 1:1 wins on the median but loses one round: within noise
+    ({"1:1": [1.0, 1.2, 1.0], "1:2": [1.1, 1.0, 1.1], "1:6": [3.0, 3.0, 3.0]}, "within noise", (1.1, 0.833, 1.1)),
+])
+def test_verdict_reads_the_interval_of_the_rounds(rounds, verdict, margin):
+    (check,) = verdicts({"G1": _table("G1", rounds)})
+    assert check["verdict"] == verdict and check["holds"] == (verdict == "holds")
+    assert (check["margin"], check["margin_lo"], check["margin_hi"]) == pytest.approx(margin, abs=1e-3)
+    assert check["repeats"] == 3 and check["spread_lo"] <= check["spread_here"] <= check["spread_hi"]
+
+
+def test_cli_table_prints_verdict_and_intervals(cli, tmp_path):
+    """Estimate-only targets run once: the verdict column is there, without a (min-max) interval."""
+    result = cli("study", "guidelines", "--target", "paper-arm-sd810", "--out", str(tmp_path / "o"), "--quick",
+                 env={"SHUFFLENAS_HOME": str(tmp_path / "home")})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "verdict" in lines[0] and "margin" in lines[0]
+    assert all(any(word in line for word in ("holds", "does not hold", "within noise")) for line in lines[1:5])
+    assert "(" not in "".join(lines[1:5])
 
 
 def test_cli_bad_input_is_one_line_exit_2(cli, tmp_path):

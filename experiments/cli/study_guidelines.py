@@ -16,17 +16,20 @@ from experiments.cli.common import emit_json, json_option
               help="Target name. Measurable targets are measured, estimate-only ones (paper-*) estimated.")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=True, dir_okay=True),
               help="Output directory (created).")
-@click.option("--quick", is_flag=True, help="x1 networks only (about 2 minutes on a CPU).")
+@click.option("--quick", is_flag=True, help="x1 networks only, 3 repeats (under a minute on a CPU).")
+@click.option("--repeats", type=click.IntRange(min=1), default=None,
+              help="Times every cell is measured, in rounds over all cells [default: 5, --quick 3]. The verdict "
+                   "reads the min-max interval over the rounds.")
 @click.option("--budget", "budget_s", type=click.FloatRange(min=0.01), default=None,
               help="Seconds of timed runs per measurement (default 0.5, --quick 0.25).")
 @click.option("--targets-file", type=click.Path(dir_okay=False), default=None,
               help="Extra targets TOML (added to the built-in targets).")
 @json_option
-def guidelines(target_name: str, out: str, quick: bool, budget_s: float | None, targets_file: str | None,
-               as_json: bool) -> None:
+def guidelines(target_name: str, out: str, quick: bool, repeats: int | None, budget_s: float | None,
+               targets_file: str | None, as_json: bool) -> None:
     """Rebuild the paper's guideline benchmarks (Tables 1-4), run them on a target and write
     g1.csv..g4.csv, bar charts and summary.md next to the paper's GPU and ARM figures."""
-    from experiments.studies.guidelines import check_out_dir, run_study, verdicts
+    from experiments.studies.guidelines import check_out_dir, interval, run_study, verdicts
     from latency_models.targets import get_target
 
     target = get_target(target_name, targets_file) if targets_file else get_target(target_name)
@@ -38,7 +41,7 @@ def guidelines(target_name: str, out: str, quick: bool, budget_s: float | None, 
 
     command = "shufflenas " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
     result = run_study(target, out, quick=quick, budget_s=budget_s or (0.25 if quick else 0.5), progress=progress,
-                       command=command)
+                       command=command, repeats=repeats)
     checks = verdicts(result.tables)
     if as_json:
         emit_json({"out": str(result.out_dir), "target": target.name, "source": result.source,
@@ -46,10 +49,15 @@ def guidelines(target_name: str, out: str, quick: bool, budget_s: float | None, 
                    "verdicts": checks})
         return
     kind = "measured" if result.source == "measured" else "estimate"
-    click.echo(f"{'guideline':9s} {'scale':5s} {'expected fastest':22s} {'fastest here':22s} holds  spread ({kind})")
+    repeats = max((v["repeats"] for v in checks), default=1)
+    head = f"median (min-max of {repeats} rounds)" if repeats > 1 else kind
+    click.echo(f"{'guideline':9s} {'scale':5s} {'expected fastest':20s} {'fastest here':20s} {'verdict':13s} "
+               f"{'margin':32s} spread, {head}")
     for v in checks:
-        click.echo(f"{v['guideline']:9s} {v['scale']:5s} {v['expected_fastest']:22s} {v['fastest_here']:22s} "
-                   f"{'yes' if v['holds'] else 'no ':5s}  {v['spread_here']:.2f}x")
+        margin = f"{interval(v['margin'], v['margin_lo'], v['margin_hi'], v['repeats'])}x vs {v['compared_with']}"
+        spread = interval(v["spread_here"], v["spread_lo"], v["spread_hi"], v["repeats"])
+        click.echo(f"{v['guideline']:9s} {v['scale']:5s} {v['expected_fastest']:20s} {v['fastest_here']:20s} "
+                   f"{v['verdict']:13s} {margin:32s} {spread}x")
     click.echo(f"wrote {len(result.files)} files to {result.out_dir}")
 
 
