@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from evaluator.datasets import DataSplit, DatasetError
+from latency_models.memory import require_fits
 from search_space import Architecture, build_model
 from search_space.errors import ShufflenasError
 
@@ -181,10 +182,13 @@ def train_proxy(arch: Architecture, data: DataSplit, config: ProxyConfig | None 
     """Train ``arch`` from scratch on ``data`` for ``config.epochs``; validate after every epoch.
 
     Deterministic for a seed on CPU. Uses ``config.threads`` torch threads and restores the
-    caller's setting afterwards.
+    caller's setting afterwards. A network that cannot be trained in the available memory at this
+    batch and input size is refused before anything is built (``MemoryBudgetError``).
     """
     config = config or ProxyConfig()
     config.check(data)
+    require_fits(arch, input_size=data.input_size, num_classes=data.num_classes, batch=config.batch_size,
+                 training=True, what="train")
     with torch_threads(config.threads):
         return _train(arch, data, config, on_epoch)
 

@@ -19,10 +19,15 @@ from typing import Literal
 
 import torch
 
+from latency_models.memory import require_fits
 from search_space import Architecture, build_model
 from search_space.errors import ShufflenasError
+from search_space.sizes import FLOAT_BYTES, describe, format_bytes, parameter_count
 
 OPSET = 17
+#: A single ONNX file is one protobuf message, which cannot exceed 2 GiB; the graph itself takes
+#: a little of it (a ShuffleNetV2 graph is well under 1 MiB).
+ONNX_LIMIT_BYTES = 2**31 - 2**20
 Exporter = Literal["legacy", "dynamo"]
 EXPORTERS = ("legacy", "dynamo")
 
@@ -64,9 +69,26 @@ def export_module_bytes(module: torch.nn.Module, input_shape: Sequence[int], *,
         return program.model_proto.SerializeToString()
 
 
+class OnnxSizeError(ShufflenasError):
+    """The network's weights do not fit into one ONNX file (the 2 GiB protobuf limit)."""
+
+
+def check_exportable(arch: Architecture, input_size: int = 224, num_classes: int = 1000, batch: int = 1) -> None:
+    """Refuse, before anything is allocated, what cannot fit in memory or in one ONNX file."""
+    require_fits(arch, input_size=input_size, num_classes=num_classes, batch=batch, what="export")
+    weights = FLOAT_BYTES * parameter_count(arch, num_classes)
+    if weights > ONNX_LIMIT_BYTES:
+        raise OnnxSizeError(f"{describe(arch, input_size, num_classes, batch)} has {format_bytes(weights)} of "
+                            f"weights; one ONNX file holds at most 2 GiB (the protobuf limit)")
+
+
 def export_bytes(arch: Architecture, input_size: int = 224, num_classes: int = 1000, batch: int = 1, *,
                  exporter: Exporter = "legacy") -> bytes:
-    """ONNX bytes of ``build_model(arch)`` in eval mode, batch dimension fixed to ``batch``."""
+    """ONNX bytes of ``build_model(arch)`` in eval mode, batch dimension fixed to ``batch``.
+
+    Checked first (:func:`check_exportable`): what cannot fit is refused with one line.
+    """
+    check_exportable(arch, input_size, num_classes, batch)
     model = build_model(arch, num_classes, input_size)
     return export_module_bytes(model, (batch, 3, input_size, input_size), exporter=exporter)
 

@@ -23,6 +23,8 @@ NUM_STAGES = 3
 KERNEL_SIZES = (3, 5, 7)
 MAX_WIDTH = 8192
 MAX_DEPTH = 64
+#: Digits an integer may have in either serialised form; every valid field has at most 4.
+MAX_DIGITS = 12
 
 
 def _fmt_ratio(r: float) -> str:
@@ -75,20 +77,20 @@ class Architecture:
         for name in ("stem", "conv5"):
             value = getattr(self, name)
             if not 1 <= value <= MAX_WIDTH:
-                raise ArchitectureError(f"{name} must be in 1..{MAX_WIDTH}, got {value}")
+                raise ArchitectureError(f"{name} must be in 1..{MAX_WIDTH}, got {_show(value)}")
         for i, width in enumerate(self.widths):
             if width <= 0 or width > MAX_WIDTH:
-                raise ArchitectureError(f"widths[{i}] must be in 2..{MAX_WIDTH}, got {width}")
+                raise ArchitectureError(f"widths[{i}] must be in 2..{MAX_WIDTH}, got {_show(width)}")
             if width % 2:
                 raise ArchitectureError(
                     f"widths[{i}] = {width} is odd: a stride-2 unit concatenates two equal halves"
                 )
         for i, depth in enumerate(self.depths):
             if not 1 <= depth <= MAX_DEPTH:
-                raise ArchitectureError(f"depths[{i}] must be in 1..{MAX_DEPTH}, got {depth}")
+                raise ArchitectureError(f"depths[{i}] must be in 1..{MAX_DEPTH}, got {_show(depth)}")
         for i, kernel in enumerate(self.kernels):
             if kernel not in KERNEL_SIZES:
-                raise ArchitectureError(f"kernels[{i}] must be one of {KERNEL_SIZES}, got {kernel}")
+                raise ArchitectureError(f"kernels[{i}] must be one of {KERNEL_SIZES}, got {_show(kernel)}")
         for i, ratio in enumerate(self.split_ratios):
             if not 0.0 < ratio < 1.0:
                 raise ArchitectureError(f"split_ratios[{i}] must be in (0, 1), got {ratio}")
@@ -145,7 +147,7 @@ class Architecture:
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(map(str, set(data) - fields))
         if unknown:
-            raise ArchitectureError(f"unknown architecture field(s): {', '.join(unknown)}")
+            raise ArchitectureError(f"unknown architecture field(s): {_clip(', '.join(unknown))}")
         missing = sorted(f for f in ("widths", "depths") if f not in data)
         if missing:
             raise ArchitectureError(f"missing architecture field(s): {', '.join(missing)}")
@@ -153,12 +155,16 @@ class Architecture:
 
     @classmethod
     def from_json(cls, text: str) -> Architecture:
+        """Parse the JSON form strictly: integer fields take JSON integers only (``116``, not
+        ``116.0`` or ``true``), no key may appear twice, and no number may be absurdly long."""
         try:
-            data = json.loads(text)
+            data = json.loads(text, parse_int=_json_int, object_pairs_hook=_json_object)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ArchitectureError(f"not valid JSON: {exc.msg if hasattr(exc, 'msg') else exc}") from None
         except RecursionError:
             raise ArchitectureError("not valid JSON: nested too deeply") from None
+        if isinstance(data, Mapping):
+            _check_json_integers(data)
         return cls.from_dict(data)
 
     @classmethod
@@ -170,11 +176,11 @@ class Architecture:
         for part in text.strip().split("_"):
             match = _PART.fullmatch(part)
             if not match:
-                raise ArchitectureError(f"cannot parse architecture field {part!r} in {text!r}")
+                raise ArchitectureError(f"cannot parse architecture field {_show(part)} in {_show(text)}")
             key, body = match.group(1), match.group(2)
             name = _KEYS[key]
             if name in values:
-                raise ArchitectureError(f"field {key!r} given twice in {text!r}")
+                raise ArchitectureError(f"field {key!r} given twice in {_show(text)}")
             values[name] = _parse_body(key, body, text)
         return cls.from_dict(values)
 
@@ -206,12 +212,12 @@ def _parse_body(key: str, body: str, text: str) -> Any:
             return tuple(_to_float(x) for x in items)
         return tuple(_to_int(x) for x in items)
     except ValueError:
-        raise ArchitectureError(f"bad value {body!r} for field {key!r} in {text!r}") from None
+        raise ArchitectureError(f"bad value {_show(body)} for field {key!r} in {_show(text)}") from None
 
 
 def _to_int(text: str) -> int:
     """Plain ASCII digits only: ``int()`` alone would also take ' 24', '+24' and non-ASCII digits."""
-    if not _INT.fullmatch(text) or len(text) > 12:
+    if not _INT.fullmatch(text) or len(text) > MAX_DIGITS:
         raise ValueError(text)
     return int(text)
 
@@ -227,17 +233,61 @@ def branch_channels(width: int, ratio: float) -> int:
     return int(math.floor(width * ratio + 0.5))
 
 
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _show(value: Any) -> str:
+    """``repr`` for an error message: one short line, even for a 5000-digit integer (whose ``repr``
+    would itself raise once past Python's int-to-text digit limit)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer with about {int(value.bit_length() * 0.30103) + 1} digits"
+    try:
+        return _clip(repr(value))
+    except ValueError:
+        return f"a {type(value).__name__}"
+
+
+def _json_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_DIGITS:
+        raise ArchitectureError(f"an integer with {digits} digits in the architecture JSON (at most {MAX_DIGITS})")
+    return int(text)
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object that names a key twice is refused: ``json`` alone silently keeps the last."""
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise ArchitectureError(f"key {_show(key)} appears twice in the architecture JSON")
+        data[key] = value
+    return data
+
+
+def _check_json_integers(data: Mapping[str, Any]) -> None:
+    """Integer fields must be JSON integers: ``116.0`` is a float in JSON (the Python API still
+    takes a whole float, e.g. a value that went through a float column)."""
+    for name in ("widths", "depths", "kernels", "stem", "conv5"):
+        value = data.get(name)
+        items = enumerate(value) if isinstance(value, list) else [(None, value)]
+        for i, item in items:
+            if isinstance(item, float):
+                where = name if i is None else f"{name}[{i}]"
+                raise ArchitectureError(f"{where} must be a JSON integer (no decimal point), got {_show(item)}")
+
+
 def _int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        raise ArchitectureError(f"{name} must be an integer, got {value!r}")
+        raise ArchitectureError(f"{name} must be an integer, got {_show(value)}")
     return value
 
 
 def _int_tuple(name: str, value: Any) -> tuple[int, ...]:
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        raise ArchitectureError(f"{name} must be a list of {NUM_STAGES} integers, got {value!r}")
+        raise ArchitectureError(f"{name} must be a list of {NUM_STAGES} integers, got {_show(value)}")
     items = tuple(_int(f"{name}[{i}]", v) for i, v in enumerate(value))
     if len(items) != NUM_STAGES:
         raise ArchitectureError(f"{name} must have {NUM_STAGES} entries (stages 2-4), got {len(items)}")
@@ -246,11 +296,13 @@ def _int_tuple(name: str, value: Any) -> tuple[int, ...]:
 
 def _ratio_tuple(value: Any) -> tuple[float, ...]:
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        raise ArchitectureError(f"split_ratios must be a list of {NUM_STAGES} numbers, got {value!r}")
+        raise ArchitectureError(f"split_ratios must be a list of {NUM_STAGES} numbers, got {_show(value)}")
     items = []
     for i, v in enumerate(value):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise ArchitectureError(f"split_ratios[{i}] must be a number, got {v!r}")
+        if isinstance(v, int) and not isinstance(v, bool):  # no int is in (0, 1); float() of a huge one overflows
+            raise ArchitectureError(f"split_ratios[{i}] must be in (0, 1), got {_show(v)}")
+        if isinstance(v, bool) or not isinstance(v, float) or not math.isfinite(v):
+            raise ArchitectureError(f"split_ratios[{i}] must be a number, got {_show(v)}")
         items.append(float(v))
     if len(items) != NUM_STAGES:
         raise ArchitectureError(f"split_ratios must have {NUM_STAGES} entries, got {len(items)}")

@@ -17,3 +17,10 @@ def stem_layout(input_size: int) -> tuple[int, bool]:
     if input_size < SMALL_INPUT_LIMIT:
         return 1, False
     return 2, True
+
+
+#: Upper bounds of the cost commands' options: far beyond any real network (a 65536-px input, four
+#: billion classes), and small enough that every total stays a short, exact integer.
+MAX_INPUT_SIZE = 65536
+MAX_NUM_CLASSES = 2**32
+MAX_BATCH = 2**20

@@ -13,6 +13,7 @@ from torch import nn
 from search_space.architecture import Architecture, branch_channels
 from search_space.errors import ArchitectureError
 from search_space.layout import SMALL_INPUT_LIMIT, stem_layout  # noqa: F401  (re-exported here too)
+from search_space.sizes import require_weights_fit
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -119,11 +120,16 @@ class ShuffleNetV2(nn.Module):
 
 
 def build_model(arch: Architecture, num_classes: int = 1000, input_size: int = 224) -> ShuffleNetV2:
-    """Build the torch module for ``arch``; ``input_size`` picks the stem (see :func:`stem_layout`)."""
+    """Build the torch module for ``arch``; ``input_size`` picks the stem (see :func:`stem_layout`).
+
+    Weights that cannot fit in the available memory are refused before torch allocates them
+    (:class:`~search_space.sizes.MemoryBudgetError`); running the model is checked by its callers.
+    """
     if num_classes < 1:
         raise ArchitectureError(f"num_classes must be >= 1, got {num_classes}")  # a ValueError too
     if input_size < 8:
         raise ArchitectureError(f"input_size must be >= 8, got {input_size}")
+    require_weights_fit(arch, num_classes, input_size)
     return ShuffleNetV2(arch, num_classes, input_size)
 
 

@@ -7,6 +7,7 @@ import click
 from experiments.cli.common import ARCH, emit_json, format_count, json_option, positive
 from search_space import DEFAULT_SPACE, Architecture, preset_name
 from search_space.errors import ShufflenasError
+from search_space.layout import MAX_BATCH, MAX_INPUT_SIZE, MAX_NUM_CLASSES
 
 
 @click.group()
@@ -14,17 +15,18 @@ def arch() -> None:
     """Inspect, cost and sample architectures."""
 
 
-input_size_option = click.option("--input-size", default=224, show_default=True, type=click.IntRange(min=8),
-                                 help="Input resolution (square).")
-classes_option = click.option("--num-classes", default=1000, show_default=True, type=click.IntRange(min=1),
-                              help="Classifier outputs.")
+input_size_option = click.option("--input-size", default=224, show_default=True,
+                                 type=click.IntRange(min=8, max=MAX_INPUT_SIZE), help="Input resolution (square).")
+classes_option = click.option("--num-classes", default=1000, show_default=True,
+                              type=click.IntRange(min=1, max=MAX_NUM_CLASSES), help="Classifier outputs.")
 
 
 @arch.command()
 @click.argument("architecture", type=ARCH)
 @input_size_option
 @classes_option
-@click.option("--batch", default=1, show_default=True, type=click.IntRange(min=1), help="Batch size (scales FLOPs/MAC).")
+@click.option("--batch", default=1, show_default=True, type=click.IntRange(min=1, max=MAX_BATCH),
+              help="Batch size (scales FLOPs/MAC).")
 @click.option("--layers", "layers_csv", type=click.Path(dir_okay=False, writable=True),
               help="Also write the per-layer cost table to this CSV file.")
 @json_option
@@ -45,9 +47,10 @@ def cost(architecture: Architecture, input_size: int, num_classes: int, batch: i
         emit_json(result)
         return
     for key in ("arch", "arch_id", "preset", "input_size", "num_classes", "batch"):
-        click.echo(f"{key:12s} {result[key]}")
+        click.echo(f"{key:12s} {'-' if result[key] is None else result[key]}")
     for key in ("params", "flops", "mac", "kernels", "elementwise"):
-        click.echo(f"{key:12s} {result[key]:>14,d}  ({format_count(result[key])})")
+        short = f"  ({format_count(result[key])})" if result[key] >= 1000 else ""
+        click.echo(f"{key:12s} {result[key]:>14,d}{short}")
 
 
 @arch.command()
@@ -74,15 +77,22 @@ def show(architecture: Architecture, input_size: int, num_classes: int, as_json:
         return
     name = preset_name(architecture)
     click.echo(f"{architecture}  (id {architecture.arch_id}{', preset ' + name if name else ''})")
+    click.echo(f"input {input_size}x{input_size}, {num_classes} classes, batch 1; k = depthwise kernel size, "
+               "kernels = ops after fusion")
     flags = [f for f, on in (("SE", architecture.se), ("extra depthwise (V2*)", architecture.extra_dw)) if on]
     if flags:
         click.echo("variants: " + ", ".join(flags))
     header = f"{'stage':8s} {'width':>6s} {'depth':>5s} {'split':>6s} {'k':>2s} {'params':>9s} {'FLOPs':>9s} {'MAC':>9s} {'kernels':>7s}"
+    rule = "-" * len(header)
     click.echo(header)
-    click.echo("-" * len(header))
+    click.echo(rule)
     for r in rows:
         click.echo(f"{r['stage']:8s} {r['width']:>6d} {r['depth']:>5d} {str(r['split_ratio']):>6s} {r['kernel']:>2} "
                    f"{format_count(r['params']):>9s} {format_count(r['flops']):>9s} {format_count(r['mac']):>9s} {r['kernels']:>7d}")
+    total = {k: sum(r[k] for r in rows) for k in ("params", "flops", "mac", "kernels")}
+    click.echo(rule)
+    click.echo(f"{'total':8s} {'':>6s} {architecture.num_units:>5d} {'':>6s} {'':>2s} {format_count(total['params']):>9s} "
+               f"{format_count(total['flops']):>9s} {format_count(total['mac']):>9s} {total['kernels']:>7d}")
 
 
 @arch.command()
