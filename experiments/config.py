@@ -4,12 +4,17 @@ A config is a flat table of options plus a few sub-tables (``[proxy]``, ``[laten
 ``[space]``) and optional ``[[run]]`` entries (several searches from one file, each a table of
 overrides with a ``name``). Every key is checked: an unknown key or a value of the wrong type is a
 one-line :class:`ConfigError` that names it, so a typo never silently falls back to a default.
+
+Relative paths written in a config file (``out``, ``targets_file``, ``proxy.data_root``) are relative
+to the file's folder, so a recipe means the same wherever it is run from; command-line values (and
+the embedded defaults) are relative to the working directory.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +35,11 @@ class ConfigError(ShufflenasError):
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
 EVALUATORS = ("auto", "sequential", "ray")
 DEFAULT_PRESETS = ("0.5x", "1.0x", "1.5x", "2.0x")
+#: Seeds are numpy / Optuna seeds: 0 <= seed < 2**32.
+SEED_LIMIT = 2**32
+#: Keys holding a file or folder path; relative values in a config file resolve against its folder.
+PATH_KEYS = ("out", "targets_file")
+PROXY_PATH_KEYS = ("data_root",)
 #: Targets searched when the config names none; ``local-cuda`` joins when CUDA is present.
 DEFAULT_TARGETS = ("local-cpu", "paper-gpu-1080ti", "paper-arm-sd810")
 #: Sections owned by other commands: accepted (and ignored) by the search so one recipe can hold both.
@@ -44,6 +54,8 @@ class ProxyOptions:
     data_root: str | None = None
     input_size: int = 16
     epochs: int = 2
+    #: Cap on the images loaded (train + val, stratified); None = all.
+    limit: int | None = None
     #: Extra keyword arguments for ``evaluator.proxy.ProxyConfig`` (checked against its fields).
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -142,6 +154,7 @@ _PROXY: dict[str, tuple[str, Any]] = {
     "data_root": ("string", str),
     "input_size": ("integer", int),
     "epochs": ("integer", int),
+    "limit": ("integer", int),
 }
 _LATENCY: dict[str, tuple[str, Any]] = {
     "measure_budget_s": ("number", (int, float)),
@@ -233,6 +246,10 @@ def _check_values(config: SearchConfig) -> None:
         raise ConfigError(f"trials must be > 0, got {config.trials}")
     if config.workers <= 0:
         raise ConfigError(f"workers must be > 0, got {config.workers}")
+    if config.seed is not None and not 0 <= config.seed < SEED_LIMIT:
+        raise ConfigError(f"seed must be between 0 and {SEED_LIMIT - 1}, got {config.seed}")
+    if config.proxy.limit is not None and config.proxy.limit < 4:
+        raise ConfigError(f"proxy.limit must be >= 4 (or unset), got {config.proxy.limit}")
     if config.sampler not in SAMPLERS:
         raise ConfigError(f"unknown sampler {config.sampler!r} (known: {', '.join(SAMPLERS)})")
     if config.evaluator not in EVALUATORS:
@@ -270,6 +287,12 @@ def load_configs(path: str | Path | None = None, overrides: Mapping[str, Any] | 
     table: dict[str, Any] = read_toml(path) if path is not None else {}
     where = ""
     _validate_layer(where, table)
+    if path is not None:
+        base = Path(path).parent
+        _resolve_paths(table, base)
+        for entry in table.get("run", []) if isinstance(table.get("run"), list) else []:
+            if isinstance(entry, dict):
+                _resolve_paths(entry, base)
     for section in FOREIGN_SECTIONS:
         if section in table and not isinstance(table[section], dict):
             raise ConfigError(f"{section} must be a table ([{section}]), got {table[section]!r}")
@@ -306,6 +329,24 @@ def load_configs(path: str | Path | None = None, overrides: Mapping[str, Any] | 
         if not configs:
             raise ConfigError(f"no [[run]] named {run!r} (known: {', '.join(n or '' for n in names)})")
     return configs
+
+
+def _resolve_paths(table: dict[str, Any], base: Path) -> None:
+    """Make a config file's relative paths relative to its folder (in place; already type-checked)."""
+    def resolve(value: Any) -> Any:
+        if not isinstance(value, str) or not value.strip():
+            return value
+        expanded = os.path.expanduser(value)
+        return expanded if os.path.isabs(expanded) else os.path.normpath(base / expanded)
+
+    for key in PATH_KEYS:
+        if key in table:
+            table[key] = resolve(table[key])
+    proxy = table.get("proxy")
+    if isinstance(proxy, dict):
+        for key in PROXY_PATH_KEYS:
+            if key in proxy:
+                proxy[key] = resolve(proxy[key])
 
 
 def _foreign_command(table: Mapping[str, Any]) -> str:

@@ -5,7 +5,13 @@ latency on every target (measured where the target can be measured, else its cal
 submits its proxy training to the evaluator and tells every result as soon as it arrives. The
 study reaches ``trials`` *finished* trials: COMPLETE ones plus FAILED ones with a reason from the
 candidate itself (build error, NaN loss, worker death, timeout). Trials failed because their
-driver was killed are re-queued and do not count.
+driver was killed, or for a reason outside the candidate (``experiments.failures``), are re-queued
+and do not count.
+
+Everything that can be checked without the study is checked first (config values, targets and how
+to reach them, the estimator, the training device, the data set and whether the proxy options fit
+it): a failing check is one line, and no storage, lock file or output folder has been created.
+Ray and the evaluator start only after that, when the first training is submitted.
 
 Latency measurement and training share this machine's cores, so with ``latency.isolate`` (the
 default) local measurements run only while no local training is in flight: the driver works in
@@ -18,15 +24,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 import math
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from experiments.config import DEFAULT_TARGETS, ConfigError, SearchConfig
+from experiments.config import DEFAULT_TARGETS, SEED_LIMIT, ConfigError, SearchConfig
+from experiments.failures import ENVIRONMENT_FAILURE_LIMIT, FAILURE_KIND_ATTR, failure_kind
 from experiments.objectives import Budget, Objective, latency_key, parse_budgets, parse_objectives
 from experiments.progress import SearchProgress
 from experiments.storage import (FAIL_REASON_ATTR, OWNER_ATTR, REQUEUED_ATTR, StorageError, open_storage, owner_alive,
@@ -45,6 +54,10 @@ EVAL_POLL_S = 0.5
 
 class SearchError(ShufflenasError):
     """The search cannot start (incompatible study, unreachable Ray cluster, unusable target)."""
+
+
+class EnvironmentStopError(SearchError):
+    """Trials keep failing for a reason outside the candidates: the search stops (resumable)."""
 
 
 def _trace(event: str, number: int) -> None:
@@ -72,6 +85,16 @@ class SearchResult:
     front: list[dict[str, Any]]
     notes: list[str]
     overhead_s: float = 0.0   # ask + tell + bookkeeping + storage writes of this run (no training, no latency)
+    #: COMPLETE trials over a budget (kept off the front): {"trial", "preset", "violations": [text]}
+    infeasible: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    def headline(self) -> str:
+        """``N/T finished``, or what happened when the study already held the target."""
+        if self.new_trials == 0 and self.finished >= self.trials:
+            return f"{self.finished} finished (target {self.trials} reached; nothing to do)"
+        if self.finished > self.trials:
+            return f"{self.finished} finished (target {self.trials})"
+        return f"{self.finished}/{self.trials} finished"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -95,8 +118,12 @@ def make_sampler(name: str, seed: int | None, trials: int, n_objectives: int) ->
 def proxy_key(config: SearchConfig) -> str:
     """Identifies the proxy-training setup: equal keys mean an accuracy can be reused."""
     p = config.proxy
-    text = json.dumps({"dataset": p.dataset, "root": p.data_root, "input": p.input_size, "epochs": p.epochs,
-                       "extra": dict(p.extra), "seed": config.seed}, sort_keys=True)
+    root = os.path.abspath(p.data_root) if p.data_root else p.data_root  # the same folder from any cwd
+    setup: dict[str, Any] = {"dataset": p.dataset, "root": root, "input": p.input_size, "epochs": p.epochs,
+                             "extra": dict(p.extra), "seed": config.seed}
+    if p.limit is not None:  # (absent otherwise, so earlier keys stay valid)
+        setup["limit"] = p.limit
+    text = json.dumps(setup, sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
@@ -143,7 +170,7 @@ def _estimator_missing(target: Target, model: str) -> str | None:
     return None
 
 
-def check_ray_address(address: str, timeout: float = 3.0) -> None:
+def _own_check_ray_address(address: str, timeout: float = 3.0) -> None:
     """Fail in seconds, with one line, when a Ray address does not answer."""
     if address in ("auto", "local"):
         return
@@ -156,6 +183,61 @@ def check_ray_address(address: str, timeout: float = 3.0) -> None:
             pass
     except OSError as exc:
         raise SearchError(f"Ray cluster at {address} does not answer: {exc.strerror or type(exc).__name__}") from None
+
+
+def check_ray_address(address: str, timeout: float = 3.0) -> None:
+    """The evaluator's Ray probe when it has one (one probe for the whole project), else ours."""
+    try:
+        from evaluator.ray_evaluator import check_ray_address as probe
+    except ImportError:
+        probe = _own_check_ray_address
+    probe(address, timeout=timeout)
+
+
+def _ray_running() -> bool:
+    ray = sys.modules.get("ray")
+    return bool(ray is not None and ray.is_initialized())
+
+
+def largest_candidate(space: SearchSpace) -> Architecture:
+    """The space's biggest architecture (widest, deepest): what a memory check must fit."""
+    widths = tuple(space._widths(i)[-1] for i in range(len(space.width_ranges)))
+    depths = tuple(high for _, high in space.depth_ranges)
+    ratio = min(space.split_ratios, key=lambda r: abs(r - 0.5))
+    return Architecture(widths=widths, depths=depths, split_ratios=(ratio,) * len(widths), stem=max(space.stem_choices),
+                        conv5=max(space.conv5_choices), kernels=(max(space.kernel_choices),) * len(widths),
+                        se=any(space.se_choices), extra_dw=any(space.extra_dw_choices))
+
+
+#: Images per data set before ``limit`` (for the memory check made before loading).
+DATASET_IMAGES = {"digits": 1797, "cifar10": 60000, "cifar100": 60000, "fashionmnist": 70000}
+
+
+def _available_memory() -> int | None:
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _estimate(arch: Architecture, target: Target, model: str) -> Any:
+    """An estimate that never measures (when the estimators support saying so)."""
+    from latency_models import estimators
+
+    if "allow_measure" in inspect.signature(estimators.estimate).parameters:
+        return estimators.estimate(arch, target, model, allow_measure=False)
+    return estimators.estimate(arch, target, model)
+
+
+def _set_metric_names(study: optuna.Study, names: list[str]) -> None:
+    import warnings
+
+    with warnings.catch_warnings():  # "experimental" since Optuna 3.2; the names are what we want stored
+        warnings.simplefilter("ignore")
+        study.set_metric_names(names)
 
 
 def _finite(value: Any) -> bool:
@@ -197,6 +279,14 @@ class _Pending:
     attrs: dict[str, Any]
     remote: dict[str, Any]          # target name -> ray ObjectRef
     submitted: float = 0.0
+    reused: bool = False            # the proxy result comes from an earlier trial (no training)
+    failure_kind: str | None = None  # set when the failure was classified from its exception
+
+
+#: User attrs an earlier trial does not hand on: its own bookkeeping and its latency (taken again:
+#: the cache makes it free, and another study may have other targets or deploy settings).
+_NOT_REUSED = ("owner", "preset", "requeued", "latency", "reused", FAIL_REASON_ATTR, FAILURE_KIND_ATTR, "proxy_key")
+_NOT_REUSED_SAME_LATENCY = tuple(k for k in _NOT_REUSED if k != "latency")
 
 
 class SearchDriver:
@@ -216,21 +306,111 @@ class SearchDriver:
         self.overhead_s = 0.0   # ask + tell + bookkeeping + storage writes (no training, no latency)
 
     # -- setup --------------------------------------------------------------------------------
-    def _setup(self) -> None:
+    def prepare(self) -> None:
+        """Every check that needs no storage; nothing is written (see the module docstring)."""
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         c = self.config
         self.space = SearchSpace.from_dict(c.space) if c.space else DEFAULT_SPACE
+        self._check_estimate_model()
         self.targets = resolve_targets(c, self.notes)
         self.objectives: list[Objective] = parse_objectives(c.objectives, self.targets)
         self.budgets: list[Budget] = parse_budgets(c.budgets, self.targets)
         self.proxy_key = proxy_key(c)
         self.proxy_config = self._proxy_config()
-        if c.ray_address and self._wants_ray():
-            check_ray_address(c.ray_address)
-        self.storage = open_storage(c.storage_url, create=True)
+        self._check_ray()
+        self._check_device()
+        self._data = self._load_data()
+
+    def _setup(self) -> None:
+        """Open (or create) the storage and the study: only after :meth:`prepare` passed."""
+        self.storage = open_storage(self.config.storage_url, create=True)
         self.study = self._open_study()
+        self._other_results = self._results_of_other_studies()
+
+    def _check_estimate_model(self) -> None:
+        from latency_models.estimators import ESTIMATORS
+
+        model = self.config.latency.estimate_model
+        if model != "auto" and model not in ESTIMATORS:
+            raise ConfigError(f"unknown latency.estimate_model {model!r} (known: auto, {', '.join(ESTIMATORS)})")
+
+    def _check_ray(self) -> None:
+        """Remote targets need a cluster to reach; a given address must answer (a probe of seconds)."""
+        c = self.config
+        address = c.ray_address or os.environ.get("RAY_ADDRESS") or None
+        remote = {n: t for n, t in self.targets.items() if t.is_remote}
+        if remote and not address and not _ray_running():
+            name, target = next(iter(remote.items()))
+            label = ", ".join(f"{k}: {v:g}" for k, v in target.resources.items())
+            raise SearchError(f"target {name!r} is measured on a Ray cluster node that advertises {{{label}}}: "
+                              "start the search with --ray-address HEAD:6379 (or set RAY_ADDRESS) so it can "
+                              "reach the board, or leave the target out")
+        if address and self._wants_ray() and not _ray_running():
+            check_ray_address(address)
+
+    def _check_device(self) -> None:
+        """A CUDA training device must exist here (a cluster's GPUs cannot be checked from here)."""
+        device = str(self.proxy_config.device)
+        if not device.startswith("cuda") or self.config.ray_address:
+            return
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.split(":", 1)[1]) if ":" in device and device.split(":", 1)[1].isdigit() else 0
+        if count == 0:
+            raise SearchError(f"proxy.device = {device!r}, but this machine has no usable CUDA device "
+                              f"(torch {torch.__version__}); use device = \"cpu\"")
+        if index >= count:
+            raise SearchError(f"proxy.device = {device!r}, but this machine has {count} CUDA device(s) "
+                              f"(cuda:0..cuda:{count - 1})")
+
+    def _check_fits_before_loading(self) -> None:
+        """The resized data set must fit into memory (load_dataset would otherwise exhaust it)."""
+        p = self.config.proxy
+        key = p.dataset.lower().replace("-", "").replace("_", "")
+        images = p.limit or DATASET_IMAGES.get(key)
+        available = _available_memory()
+        if images is None or available is None:
+            return
+        need = images * 3 * p.input_size ** 2 * 4 * 2  # float32 tensors, plus the resize copy
+        if need > available:
+            raise SearchError(f"proxy.input_size = {p.input_size} needs about {need / 1e9:.1f} GB for the "
+                              f"{p.dataset} images ({images} at {p.input_size}x{p.input_size}), more than the "
+                              f"{available / 1e9:.1f} GB available; lower proxy.input_size or set proxy.limit")
+
+    def _check_training_fits(self, data: Any) -> None:
+        """One training step of the largest candidate must fit (when the memory model is available)."""
+        try:
+            from latency_models.memory import require_fits
+        except ImportError:
+            return
+        arch = largest_candidate(self.space)
+        require_fits(arch, input_size=data.input_size, num_classes=data.num_classes,
+                     batch=self.proxy_config.batch_size, training=True,
+                     what=f"proxy training of the space's largest candidate ({arch.to_string()})")
+
+    def _load_data(self) -> Any:
+        """The proxy data set, loaded now (it is quick) so a bad one fails before the study is touched."""
+        from evaluator.datasets import load_dataset
+
+        c = self.config
+        if not self._own_evaluator:  # the caller's evaluator holds its data
+            data = getattr(self._evaluator, "data", None)
+            if data is not None:
+                self.proxy_config.check(data)
+            return data
+        self._check_fits_before_loading()
+        try:
+            data = load_dataset(c.proxy.dataset, c.proxy.data_root, c.proxy.input_size,
+                                c.seed if c.seed is not None else 0, limit=c.proxy.limit)
+        except MemoryError:
+            raise SearchError(f"the {c.proxy.dataset} data set at {c.proxy.input_size}x{c.proxy.input_size} "
+                              "does not fit into memory; lower proxy.input_size or set proxy.limit") from None
+        self.proxy_config.check(data)
+        self._check_training_fits(data)
+        return data
 
     def _proxy_config(self) -> Any:
         """``evaluator.proxy.ProxyConfig`` built from the ``[proxy]`` table; unknown keys named."""
@@ -241,7 +421,7 @@ class SearchDriver:
         unknown = sorted(set(values) - fields)
         if unknown:
             raise ConfigError(f"unknown option(s) {', '.join('proxy.' + k for k in unknown)} "
-                              f"(known: dataset, data_root, input_size, {', '.join(sorted(fields))})")
+                              f"(known: dataset, data_root, input_size, limit, {', '.join(sorted(fields))})")
         for key, value in (("epochs", self.config.proxy.epochs), ("input_size", self.config.proxy.input_size),
                            ("seed", self.config.seed if self.config.seed is not None else 0)):
             if key in fields:
@@ -267,7 +447,8 @@ class SearchDriver:
             raise StorageError(f"cannot read storage {c.storage_url}: {' '.join(str(exc).split())[:200]}") from None
         n_existing = (self.storage.get_n_trials(self.storage.get_study_id_from_name(c.study))
                       if c.study in existing else 0)
-        seed = None if c.seed is None else c.seed + n_existing  # a resumed run does not replay the first draws
+        # a resumed run does not replay the first draws; the sum wraps so it stays a valid numpy seed
+        seed = None if c.seed is None else (c.seed + n_existing) % SEED_LIMIT
         sampler = make_sampler(c.sampler, seed, c.trials, len(self.objectives))
         if c.study in existing:
             study = optuna.load_study(study_name=c.study, storage=self.storage, sampler=sampler)
@@ -279,12 +460,15 @@ class SearchDriver:
             if stored_space != _plain(c.space):  # Optuna cannot mix parameter distributions in one study
                 raise SearchError(f"study {c.study!r} was created with another search space ([space] table); "
                                   "use the same config to resume it, or another --study name")
+            if not study.metric_names:  # a study from before metric names were stored
+                _set_metric_names(study, names)
             return study
         try:
             study = optuna.create_study(study_name=c.study, storage=self.storage, sampler=sampler,
                                         directions=[o.direction for o in self.objectives])
         except optuna.exceptions.DuplicatedStudyError:  # another driver created it a moment ago
             return self._open_study()
+        _set_metric_names(study, names)  # optuna-dashboard and study.metric_names show them
         study.set_user_attr("creator", self.owner)  # it seeds the presets (see _seed_queue)
         study.set_user_attr("format", STUDY_FORMAT)
         study.set_user_attr("objectives", names)
@@ -329,7 +513,7 @@ class SearchDriver:
                 complete += 1
             elif t.state == TrialState.RUNNING:
                 running += 1
-            elif not t.user_attrs.get(REQUEUED_ATTR):
+            elif not t.user_attrs.get(REQUEUED_ATTR) and t.user_attrs.get(FAILURE_KIND_ATTR) != "environment":
                 failed += 1
         return complete + failed, complete, failed, running
 
@@ -358,30 +542,54 @@ class SearchDriver:
         attrs.update({k: int(v) for k, v in costs.items()})
         return trial, arch, attrs
 
-    def _reusable(self, arch: Architecture) -> Any:
-        """An earlier COMPLETE trial of the same architecture and proxy setup, if any."""
+    def _reusable(self, arch: Architecture) -> tuple[str, Any, bool] | None:
+        """(study name, trial, same latency setup) of an earlier COMPLETE trial of the same
+        architecture and proxy setup: this study first, then the other studies of the same storage."""
         if not self.config.reuse_results:
             return None
         from optuna.trial import TrialState
 
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             if t.user_attrs.get("arch_id") == arch.arch_id and t.user_attrs.get("proxy_key") == self.proxy_key:
-                return t
-        return None
+                return self.config.study, t, True
+        return self._other_results.get(arch.arch_id)
+
+    def _results_of_other_studies(self) -> dict[str, tuple[str, Any, bool]]:
+        """arch id -> (study, trial, same latency setup) of COMPLETE trials with this proxy setup in the
+        storage's other studies. Latency is copied too only when that study recorded the same targets
+        with the same deploy input and classes."""
+        if not self.config.reuse_results:
+            return {}
+        from optuna.trial import TrialState
+
+        ours = {"deploy_input": self.config.deploy_input, "deploy_classes": self.config.deploy_classes,
+                "targets": json.loads(json.dumps({n: t.to_dict() for n, t in self.targets.items()}))}
+        found: dict[str, tuple[str, Any, bool]] = {}
+        for summary in self.storage.get_all_studies():
+            if summary.study_name == self.config.study:
+                continue
+            attrs = summary.user_attrs
+            stored_targets = attrs.get("targets") or {}
+            same = (attrs.get("deploy_input") == ours["deploy_input"]
+                    and attrs.get("deploy_classes") == ours["deploy_classes"]
+                    and all(stored_targets.get(n) == d for n, d in ours["targets"].items()))
+            for t in self.storage.get_all_trials(summary._study_id, deepcopy=False, states=(TrialState.COMPLETE,)):
+                arch_id = t.user_attrs.get("arch_id")
+                if arch_id and t.user_attrs.get("proxy_key") == self.proxy_key and "accuracy" in t.user_attrs:
+                    found.setdefault(arch_id, (summary.study_name, t, same))
+        return found
 
     def _local_latency(self, arch: Architecture, attrs: dict[str, Any]) -> None:
         """Measure local targets and estimate estimate-only ones (raises on a failed measurement)."""
-        from latency_models.estimators import estimate
-
         for name, target in self.targets.items():
             if target.is_estimate:
-                est = estimate(arch, target, self.config.latency.estimate_model)
+                est = _estimate(arch, target, self.config.latency.estimate_model)
                 attrs[latency_key(name)] = float(est.median_ms)
                 attrs[f"latency_source:{name}"] = f"estimate:{est.model}"
                 continue
             if self.config.latency.record_estimates and target.calibration:
-                try:
-                    est = estimate(arch, target, self.config.latency.estimate_model)
+                try:  # never measures: an estimate that would need a measurement is not recorded
+                    est = _estimate(arch, target, self.config.latency.estimate_model)
                     attrs[f"latency_estimate_ms:{name}"] = float(est.median_ms)
                     attrs[f"latency_estimate_model:{name}"] = est.model
                 except ShufflenasError:
@@ -461,12 +669,19 @@ class SearchDriver:
             if key != OWNER_ATTR:
                 trial.set_user_attr(key, _plain(value))
         if reason is not None:
+            kind = pending.failure_kind or failure_kind(reason)
             trial.set_user_attr(FAIL_REASON_ATTR, reason[:1000])
+            trial.set_user_attr(FAILURE_KIND_ATTR, kind)
             self.study.tell(trial, state=TrialState.FAIL)
             _trace("told", trial.number)
             self.overhead_s += time.perf_counter() - started
-            self._log(f"trial {trial.number} failed: {reason[:200]}")
+            if kind == "environment":
+                self._environment_failure(pending, reason)
+            else:
+                self._environment_failures = 0
+                self._log(f"trial {trial.number} failed: {reason[:200]}")
             return False
+        self._environment_failures = 0
         for budget in self.budgets:
             trial.set_constraint(budget.constraint_key, budget.violation(attrs[budget.key]))
         self.study.tell(trial, values)
@@ -474,6 +689,21 @@ class SearchDriver:
         self.overhead_s += time.perf_counter() - started
         self._log(self._describe(trial.number, attrs))
         return True
+
+    def _environment_failure(self, pending: _Pending, reason: str) -> None:
+        """Queue the parameters again (a preset keeps its place); stop when it keeps happening."""
+        trial = pending.trial
+        user_attrs: dict[str, Any] = {"requeued_from": trial.number}
+        if pending.attrs.get("preset"):
+            user_attrs["preset"] = pending.attrs["preset"]
+        if trial.params:
+            self.study.enqueue_trial(dict(trial.params), user_attrs=user_attrs)
+        self._environment_failures += 1
+        self._log(f"trial {trial.number} failed outside the candidate, re-queued: {reason[:200]}")
+        if self._environment_failures >= ENVIRONMENT_FAILURE_LIMIT:
+            raise EnvironmentStopError(f"stopped: {self._environment_failures} trials in a row failed for a reason outside "
+                              f"the candidate (last: {' '.join(reason.split())[:300]}); their parameters are "
+                              "queued again: fix the cause and run the same command to resume")
 
     def _describe(self, number: int, attrs: Mapping[str, Any]) -> str:
         parts = [f"trial {number}"]
@@ -488,8 +718,23 @@ class SearchDriver:
         if "mac" in attrs:
             parts.append(f"MAC {attrs['mac'] / 1e6:.1f}M")
         if attrs.get("reused_from") is not None:
-            parts.append(f"(reused trial {attrs['reused_from']})")
+            where = attrs.get("reused_from_study")
+            other = f" of study {where}" if where and where != self.config.study else ""
+            parts.append(f"(reused trial {attrs['reused_from']}{other})")
+        parts += [f"INFEASIBLE {text}" for text in self._violations(attrs)]
         return " ".join(parts)
+
+    def _violations(self, attrs: Mapping[str, Any]) -> list[str]:
+        """``latency:local-cpu 15.27 > 3.0 ms`` for every budget the trial exceeds."""
+        out = []
+        for budget in self.budgets:
+            value = attrs.get(budget.key)
+            if _finite(value) and budget.violation(value) > 0:
+                if budget.name.startswith("latency:"):
+                    out.append(f"{budget.name} {value:.2f} > {budget.limit:g} ms")
+                else:
+                    out.append(f"{budget.name} {value:.4g} > {budget.limit:g}")
+        return out
 
     def _log(self, message: str) -> None:
         if self._progress is not None:
@@ -499,12 +744,10 @@ class SearchDriver:
 
     # -- evaluator ----------------------------------------------------------------------------
     def _get_evaluator(self) -> Any:
+        """The evaluator (Ray starts here, at the first training: after every check passed)."""
         if self._evaluator is None:
-            from evaluator.datasets import load_dataset
-
             c = self.config
-            data = load_dataset(c.proxy.dataset, c.proxy.data_root, c.proxy.input_size,
-                                c.seed if c.seed is not None else 0)
+            data = self._data
             kind = c.evaluator if c.evaluator != "auto" else ("ray" if c.workers > 1 else "sequential")
             options: dict[str, Any] = {}
             if kind == "ray":
@@ -520,12 +763,14 @@ class SearchDriver:
 
     # -- main loop ----------------------------------------------------------------------------
     def run(self) -> SearchResult:
+        self.prepare()  # nothing is written until every check passed
         with writer_lock(self.config.storage_url):  # SQLite: one search process per file
             return self._run()
 
     def _run(self) -> SearchResult:
         start = time.perf_counter()
         self._progress: SearchProgress | None = None
+        self._environment_failures = 0
         self._setup()
         self._seed_queue()
         total = self._target_total()
@@ -554,6 +799,9 @@ class SearchDriver:
                     if not pending:
                         break
                     self._collect(pending, block=True)
+        except EnvironmentStopError:
+            self._requeue_pending(pending)
+            raise
         finally:
             # a trial still pending here (Ctrl-C, crash) stays RUNNING with our owner token: the
             # next driver on this host sees the process gone and re-queues it
@@ -563,6 +811,18 @@ class SearchDriver:
                 except Exception:
                     pass
         return self._result(total, new_trials, time.perf_counter() - start)
+
+    def _requeue_pending(self, pending: dict[str, _Pending]) -> None:
+        """Fail and re-queue the trials still in flight when the search stops on its own."""
+        from optuna.trial import TrialState
+
+        for item in pending.values():
+            item.trial.set_user_attr(FAIL_REASON_ATTR, "interrupted: the search stopped; re-queued")
+            item.trial.set_user_attr(REQUEUED_ATTR, True)
+            self.study.tell(item.trial, state=TrialState.FAIL)
+            if item.trial.params:
+                self.study.enqueue_trial(dict(item.trial.params), user_attrs={"requeued_from": item.trial.number})
+        pending.clear()
 
     def _start_round(self, n: int, pending: dict[str, _Pending]) -> int:
         """Ask ``n`` trials; measure them (after draining local trainings when isolating); submit them."""
@@ -578,14 +838,19 @@ class SearchDriver:
             t0 = time.perf_counter()
             earlier = self._reusable(arch)
             self.overhead_s += time.perf_counter() - t0
-            if earlier is not None:
-                for key, value in earlier.user_attrs.items():
-                    if key not in attrs and not key.startswith(("owner", "preset", "requeued")) and key != FAIL_REASON_ATTR:
+            if earlier is not None:  # the proxy result is copied; latency too when measured the same way
+                study_name, source, same_latency = earlier
+                skip = _NOT_REUSED if not same_latency else _NOT_REUSED_SAME_LATENCY
+                for key, value in source.user_attrs.items():
+                    if key not in attrs and not key.startswith(skip):
                         attrs[key] = value
-                attrs["reused_from"] = earlier.number
-                self._finish(item, None)
-                self._progress_update()
-                continue
+                attrs["reused_from"] = source.number
+                attrs["reused_from_study"] = study_name
+                item.reused = True
+                if same_latency:
+                    self._finish(item, None)
+                    self._progress_update()
+                    continue
             batch.append(item)
         if not batch:
             return n
@@ -600,9 +865,11 @@ class SearchDriver:
                 self._local_latency(item.arch, item.attrs)
             except ShufflenasError as exc:
                 item.attrs[FAIL_REASON_ATTR] = f"latency: {exc}"
+                item.failure_kind = failure_kind(exc)
             except Exception as exc:  # export / runtime failure of this candidate
                 item.attrs[FAIL_REASON_ATTR] = f"latency: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
-            if FAIL_REASON_ATTR in item.attrs:
+                item.failure_kind = failure_kind(exc)
+            if FAIL_REASON_ATTR in item.attrs or item.reused:
                 self._finish(item, None)
                 self._progress_update()
                 continue
@@ -645,12 +912,20 @@ class SearchDriver:
     def _result(self, total: int, new_trials: int, wall_s: float) -> SearchResult:
         from experiments.report import front_rows
 
+        from optuna.trial import TrialState
+
         finished, complete, failed, _ = self._counts()
+        infeasible = []
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            violations = self._violations(t.user_attrs)
+            if violations:
+                infeasible.append({"trial": t.number, "preset": t.user_attrs.get("preset"), "violations": violations})
         return SearchResult(
             study=self.config.study, storage=self.config.storage_url, trials=total, finished=finished,
             complete=complete, failed=failed, new_trials=new_trials, wall_s=round(wall_s, 2),
             objectives=[o.name for o in self.objectives], targets=list(self.targets),
             front=front_rows(self.study), notes=list(self.notes), overhead_s=round(self.overhead_s, 4),
+            infeasible=infeasible,
         )
 
 

@@ -74,13 +74,14 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"error: {_one_line(exc.format_message())}", err=True)
         return exc.exit_code
     except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+        click.echo("aborted: trials in flight stay unfinished and are re-run when the same command resumes", err=True)
         return 130
     except ShufflenasError as exc:
         click.echo(f"error: {_one_line(str(exc))}", err=True)
         return exc.exit_code
     except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
+        click.echo("interrupted: trials in flight stay unfinished and are re-run when the same command resumes",
+                   err=True)
         return 130
     return 0
 

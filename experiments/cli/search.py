@@ -39,6 +39,8 @@ def _front_table(result: Any) -> str:
 @click.option("--study", help="Study name [default: shufflenas].")
 @click.option("--out", help="Output directory [default: runs/search].")
 @click.option("--epochs", type=int, help="Proxy-training epochs per candidate.")
+@click.option("--dataset", help="Proxy data set: digits, cifar10, cifar100, imagefolder, ... (overrides [proxy] dataset).")
+@click.option("--data-root", help="Folder of the data set (overrides [proxy] data_root; relative to the working directory).")
 @click.option("--workers", type=int, help="Parallel proxy trainings (1 = in-process, sequential).")
 @click.option("--evaluator", type=click.Choice(["auto", "sequential", "ray"]), help="Training back-end [default: auto].")
 @click.option("--ray-address", help="Connect to this Ray cluster (HOST:PORT, ray://HOST:PORT or auto).")
@@ -48,7 +50,7 @@ def _front_table(result: Any) -> str:
 @click.option("--no-progress", is_flag=True, help="No progress bar or per-trial lines on stderr.")
 @json_option
 def search(config_path: str | None, run_name: str | None, trials: int | None, storage: str | None, study: str | None,
-           out: str | None, epochs: int | None, workers: int | None, evaluator: str | None, ray_address: str | None,
+           out: str | None, epochs: int | None, dataset: str | None, data_root: str | None, workers: int | None, evaluator: str | None, ray_address: str | None,
            sampler: str | None, seed: int | None, targets_file: str | None, no_progress: bool, as_json: bool) -> None:
     """Search ShuffleNetV2 architectures for proxy accuracy vs latency on your targets.
 
@@ -63,8 +65,9 @@ def search(config_path: str | None, run_name: str | None, trials: int | None, st
     overrides: dict[str, Any] = {"trials": trials, "storage": storage, "study": study, "out": out,
                                  "workers": workers, "evaluator": evaluator, "ray_address": ray_address,
                                  "sampler": sampler, "seed": seed, "targets_file": targets_file}
-    if epochs is not None:
-        overrides["proxy"] = {"epochs": epochs}
+    proxy = {"epochs": epochs, "dataset": dataset, "data_root": data_root}
+    if any(v is not None for v in proxy.values()):
+        overrides["proxy"] = {k: v for k, v in proxy.items() if v is not None}
     if no_progress:
         overrides["progress"] = False
     configs = load_configs(config_path, overrides, run=run_name)
@@ -73,13 +76,18 @@ def search(config_path: str | None, run_name: str | None, trials: int | None, st
         result = run_search(config)
         results.append(result)
         if not as_json:
-            click.echo(f"study {result.study} ({result.storage}): {result.finished}/{result.trials} finished "
+            click.echo(f"study {result.study} ({result.storage}): {result.headline()} "
                        f"({result.complete} complete, {result.failed} failed), {result.new_trials} new this run, "
                        f"{result.wall_s:.0f} s")
             for note in result.notes:
                 click.echo(f"note: {note}")
             click.echo(f"Pareto front ({len(result.front)} trials, objectives: {', '.join(result.objectives)}):")
             click.echo(_front_table(result))
+            if result.infeasible:
+                click.echo(f"INFEASIBLE (over a budget, kept off the front): {len(result.infeasible)} trial(s)")
+                for row in result.infeasible:
+                    preset = f" [{row['preset']}]" if row.get("preset") else ""
+                    click.echo(f"  trial {row['trial']}{preset}: {'; '.join(row['violations'])}")
             click.echo(f"report: shufflenas report --storage {result.storage} --study {result.study} "
                        f"--out {config.out}/report")
             click.echo("")
