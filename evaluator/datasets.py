@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import pickle
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,40 +18,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from search_space.errors import ShufflenasError
+from evaluator import datasets_idx
+from evaluator.datasets_base import DatasetError, LoadRequest, RawImages, check_root
+from evaluator.datasets_cifar import load_cifar10, load_cifar100
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 MIN_INPUT_SIZE = 8
-
-
-class DatasetError(ShufflenasError):
-    """A data set cannot be loaded: unknown name, missing or malformed files, too few classes."""
-
-
-@dataclasses.dataclass(frozen=True)
-class LoadRequest:
-    """What a loader is asked for; loaders may use ``input_size``/``limit`` to decode less."""
-
-    root: Path | None
-    input_size: int
-    seed: int
-    val_fraction: float
-    limit: int | None
-
-
-@dataclasses.dataclass
-class RawImages:
-    """A loader's output before the shared resize / split / normalise steps.
-
-    Images are NCHW with 1 or 3 channels, uint8 (0..255) or float in [0, 1]. ``val_*`` is None
-    when the format has no fixed validation split (then one is drawn from ``seed``).
-    """
-
-    train_images: np.ndarray
-    train_labels: np.ndarray
-    classes: tuple[str, ...]
-    val_images: np.ndarray | None = None
-    val_labels: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -119,7 +90,8 @@ def stratified_subset(labels: np.ndarray, n: int, rng: np.random.Generator) -> n
 
 
 def _to_float(images: np.ndarray) -> torch.Tensor:
-    tensor = torch.from_numpy(np.ascontiguousarray(images))
+    images = np.ascontiguousarray(images) if images.flags.writeable else np.array(images)  # torch wants writable
+    tensor = torch.from_numpy(images)
     if tensor.dtype == torch.uint8:
         return tensor.float().div_(255.0)
     return tensor.float()
@@ -133,13 +105,32 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)
 
 
+_CHUNK = 8192  # images converted and resized at a time (bounds the float copy of full-size images)
+
+
 def _prepare(images: np.ndarray, size: int) -> torch.Tensor:
-    x = resize(_to_float(images), size)
-    if x.shape[1] == 1:
-        x = x.expand(-1, 3, -1, -1)
-    if x.shape[1] != 3:
-        raise DatasetError(f"images must have 1 or 3 channels, got {x.shape[1]}")
-    return x.contiguous()
+    """Float images at ``size`` x ``size``, still with their own 1 or 3 channels."""
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise DatasetError(f"images must have 1 or 3 channels, got shape {tuple(images.shape)}")
+    if len(images) <= _CHUNK:
+        return resize(_to_float(images), size).contiguous()
+    out = torch.empty((len(images), images.shape[1], size, size), dtype=torch.float32)
+    for start in range(0, len(images), _CHUNK):
+        out[start:start + _CHUNK] = resize(_to_float(images[start:start + _CHUNK]), size)
+    return out
+
+
+def _normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Normalised 3-channel copy; grey images are normalised once, into channel 0, then copied (less work)."""
+    mean, std = mean[None, :, None, None], std[None, :, None, None]
+    if x.shape[1] == 3:
+        return ((x - mean) / std).contiguous()
+    out = torch.empty((x.shape[0], 3, *x.shape[2:]), dtype=torch.float32)
+    torch.sub(x, mean, out=out[:, :1])
+    out[:, :1].div_(std)
+    out[:, 1:2].copy_(out[:, :1])
+    out[:, 2:3].copy_(out[:, :1])
+    return out
 
 
 # -- loaders --------------------------------------------------------------------------------------
@@ -150,80 +141,6 @@ def _load_digits(req: LoadRequest) -> RawImages:
     bunch = load_digits()
     images = (bunch.images.astype(np.float32) / 16.0)[:, None, :, :]
     return RawImages(images, bunch.target.astype(np.int64), tuple(str(c) for c in bunch.target_names))
-
-
-def _unpickle(path: Path) -> dict:
-    try:
-        with open(path, "rb") as fh:
-            data = pickle.load(fh, encoding="bytes")
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError) as exc:
-        raise DatasetError(f"{path} is not a CIFAR python batch: {type(exc).__name__}: {exc}") from None
-    if not isinstance(data, dict):
-        raise DatasetError(f"{path} is not a CIFAR python batch: expected a dict, got {type(data).__name__}")
-    return {(k.decode() if isinstance(k, bytes) else k): v for k, v in data.items()}
-
-
-def _cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
-    batch = _unpickle(path)
-    if "data" not in batch or label_key not in batch:
-        raise DatasetError(f"{path} is not a CIFAR python batch: keys 'data' and {label_key!r} are required")
-    try:
-        data = np.asarray(batch["data"], dtype=np.uint8)
-        labels = np.asarray(batch[label_key], dtype=np.int64)
-    except (TypeError, ValueError) as exc:
-        raise DatasetError(f"{path}: unreadable data or labels ({exc})") from None
-    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.shape != (data.shape[0],):
-        raise DatasetError(f"{path}: expected data of shape (N, 3072) and N labels, "
-                           f"got {data.shape} and {labels.shape}")
-    return data.reshape(-1, 3, 32, 32), labels
-
-
-def _cifar_dir(req: LoadRequest, folder: str, label: str) -> Path:
-    if req.root is None:
-        from latency_models.paths import data_home
-
-        base = data_home() / "datasets"
-    else:
-        base = Path(req.root).expanduser()
-    candidates = [base / folder, base]
-    for path in candidates:
-        if path.is_dir() and any(path.iterdir()):
-            return path
-    raise DatasetError(f"no {label} batches in {base}: put the python version ('{folder}') there "
-                       f"or pass its directory as the data root")
-
-
-def _cifar(req: LoadRequest, folder: str, train_files: list[str], test_file: str, label_key: str,
-           meta_file: str, names_key: str, num_classes: int, label: str) -> RawImages:
-    root = _cifar_dir(req, folder, label)
-    train_paths = [root / name for name in train_files if (root / name).is_file()]
-    if not train_paths:
-        raise DatasetError(f"no {label} training batch ({', '.join(train_files)}) in {root}")
-    parts = [_cifar_batch(p, label_key) for p in train_paths]
-    raw = RawImages(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-                    tuple(str(i) for i in range(num_classes)))
-    if (root / test_file).is_file():
-        raw.val_images, raw.val_labels = _cifar_batch(root / test_file, label_key)
-    if (root / meta_file).is_file():
-        names = _unpickle(root / meta_file).get(names_key)
-        if isinstance(names, list) and len(names) == num_classes:
-            raw.classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
-    for labels in (raw.train_labels, raw.val_labels):
-        if labels is not None and len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
-            raise DatasetError(f"{label} labels in {root} must lie in 0..{num_classes - 1}")
-    return raw
-
-
-def _load_cifar10(req: LoadRequest) -> RawImages:
-    """CIFAR-10 python batches: data_batch_1..5 (training) and test_batch (validation)."""
-    return _cifar(req, "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch", "labels",
-                  "batches.meta", "label_names", 10, "CIFAR-10")
-
-
-def _load_cifar100(req: LoadRequest) -> RawImages:
-    """CIFAR-100 python files: train and test with fine labels (100 classes)."""
-    return _cifar(req, "cifar-100-python", ["train"], "test", "fine_labels", "meta", "fine_label_names", 100,
-                  "CIFAR-100")
 
 
 def find_classes(root: Path) -> list[str]:
@@ -237,12 +154,13 @@ def _load_imagefolder(req: LoadRequest) -> RawImages:
 
     if req.root is None:
         raise DatasetError("the imagefolder data set needs a root directory (root/<class>/<image>.png)")
-    root = Path(req.root).expanduser()
-    if not root.is_dir():
-        raise DatasetError(f"image folder {root} does not exist")
+    root = check_root(req.root, "image folder")
     classes = find_classes(root)
     if not classes:
         raise DatasetError(f"image folder {root} has no class sub-directories (expected root/<class>/<image>)")
+    if len(classes) < 2:  # before decoding anything
+        raise DatasetError(f"image folder {root} needs at least 2 classes (class sub-directories), "
+                           f"found 1 ({classes[0]!r})")
     files: list[tuple[Path, int]] = []
     for index, name in enumerate(classes):
         found = []
@@ -272,10 +190,15 @@ Loader = Callable[[LoadRequest], RawImages]
 #: data set name -> loader. A new data set is one loader plus one line here.
 DATASETS: dict[str, Loader] = {
     "digits": _load_digits,
-    "cifar10": _load_cifar10,
-    "cifar100": _load_cifar100,
+    "cifar10": load_cifar10,
+    "cifar100": load_cifar100,
     "imagefolder": _load_imagefolder,
+    **{name: datasets_idx.loader(name) for name in datasets_idx.IDX_DATASETS},
 }
+
+
+def _lookup_key(name: str) -> str:
+    return name.lower().replace("-", "").replace("_", "")
 
 
 def load_dataset(name: str = "digits", root: str | os.PathLike | None = None, input_size: int = 16, seed: int = 0,
@@ -286,8 +209,9 @@ def load_dataset(name: str = "digits", root: str | os.PathLike | None = None, in
     on large data sets short. Formats with a fixed validation split (CIFAR's test batch) keep it;
     the others split ``val_fraction`` of every class off, from ``seed``.
     """
-    key = name.lower().replace("-", "").replace("_", "")
-    if key not in DATASETS:
+    keys = {_lookup_key(known): known for known in DATASETS}  # "fashion_mnist", "FashionMNIST" work too
+    key = keys.get(_lookup_key(name)) if isinstance(name, str) else None
+    if key is None:
         raise DatasetError(f"unknown data set {name!r} (known: {', '.join(DATASETS)})")
     if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < MIN_INPUT_SIZE:
         raise DatasetError(f"input_size must be an integer >= {MIN_INPUT_SIZE}, got {input_size!r}")
@@ -325,10 +249,13 @@ def _finish(name: str, raw: RawImages, req: LoadRequest) -> DataSplit:
     if len(val_lab) == 0:
         raise DatasetError(f"data set {name!r} is too small for a validation split ({len(train_lab)} images)")
     train_x, val_x = _prepare(train_img, req.input_size), _prepare(val_img, req.input_size)
+    if train_x.shape[1] != val_x.shape[1]:
+        train_x, val_x = train_x.expand(-1, 3, -1, -1), val_x.expand(-1, 3, -1, -1)
     mean = train_x.mean(dim=(0, 2, 3))
     std = train_x.std(dim=(0, 2, 3)).clamp_min(1e-6)
-    train_x = ((train_x - mean[None, :, None, None]) / std[None, :, None, None]).contiguous()
-    val_x = ((val_x - mean[None, :, None, None]) / std[None, :, None, None]).contiguous()
+    train_x, val_x = _normalise(train_x, mean, std), _normalise(val_x, mean, std)
+    if len(mean) == 1:
+        mean, std = mean.expand(3), std.expand(3)
     return DataSplit(name=name, train_x=train_x, train_y=torch.from_numpy(np.ascontiguousarray(train_lab)),
                      val_x=val_x, val_y=torch.from_numpy(np.ascontiguousarray(val_lab)),
                      num_classes=len(raw.classes), classes=raw.classes,

@@ -18,7 +18,7 @@ from latency_models import microbench, paper_data
 from latency_models.analytic import architecture_layers
 from latency_models.guideline import CalibrationError, FitSample, GuidelineModel, fit, fit_quality
 from latency_models.paper_data import Device
-from latency_models.paths import SHIPPED_CALIBRATIONS, calibration_dir
+from latency_models.paths import SHIPPED_CALIBRATIONS, calibration_dir, safe_file
 from search_space import DEFAULT_SPACE, PAPER_PRESETS, Architecture, get_preset
 
 if TYPE_CHECKING:
@@ -197,7 +197,7 @@ def fit_measured(target: Target, micro: list[FitSample], networks: list[FitSampl
 
 def save_user_calibration(model: GuidelineModel) -> Path:
     """Write ``calibration_dir()/<target>.json`` (where :func:`guideline.load` looks first)."""
-    return model.save(calibration_dir() / f"{model.target_name}.json")
+    return model.save(safe_file(calibration_dir(), model.target_name, ".json", "target"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

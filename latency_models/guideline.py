@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from latency_models.analytic import Layer, architecture_layers, is_misaligned, layer_costs
-from latency_models.paths import SHIPPED_CALIBRATIONS, calibration_dir
+from latency_models.paths import SHIPPED_CALIBRATIONS, calibration_dir, safe_file
 from search_space import Architecture
 from search_space.errors import ShufflenasError
 
@@ -326,7 +326,8 @@ def calibration_paths(target: Any) -> list[Path]:
     name = target.name
     calibration = getattr(target, "calibration", None) or name
     names = dict.fromkeys((name, calibration))
-    return [*(calibration_dir() / f"{n}.json" for n in names), SHIPPED_CALIBRATIONS / f"{calibration}.json"]
+    return [*(safe_file(calibration_dir(), n, ".json", "calibration") for n in names),
+            safe_file(SHIPPED_CALIBRATIONS, calibration, ".json", "calibration")]
 
 
 def load_file(path: str | Path) -> GuidelineModel:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from latency_models.artifacts import invalid_detail, read_artifact
-from latency_models.paths import calibration_dir
+from latency_models.paths import calibration_dir, safe_file
 from search_space import Architecture, stem_layout
 from search_space.errors import ShufflenasError
 
@@ -61,7 +61,7 @@ class LutError(ShufflenasError):
 
 
 def lut_path(target_name: str) -> Path:
-    return calibration_dir() / f"{target_name}.lut.json"
+    return safe_file(calibration_dir(), target_name, ".lut.json", "target")
 
 
 def _conv_out(size: int, kernel: int, stride: int) -> int:
@@ -164,9 +164,14 @@ class LookupTable:
                     seen[block.key] = block
         return list(seen.values())
 
-    def block_sum(self, arch: Architecture) -> float:
-        """Sum of the block latencies of ``arch`` (measuring missing blocks when allowed)."""
-        if self.auto_extend and self.missing([arch]):
+    def missing_blocks(self, arch: Architecture) -> int:
+        """How many blocks of ``arch`` the table lacks (what predicting it would measure)."""
+        return len(self.missing([arch]))
+
+    def block_sum(self, arch: Architecture, *, allow_measure: bool = True) -> float:
+        """Sum of the block latencies of ``arch``, measuring missing blocks when the table may
+        (``auto_extend``) and the caller allows it; with ``allow_measure=False`` nothing is timed."""
+        if allow_measure and self.auto_extend and self.missing([arch]):
             self.extend([arch])
             self.save()
         total = 0.0
@@ -178,8 +183,8 @@ class LookupTable:
             total += count * float(entry["ms"])
         return total
 
-    def predict(self, arch: Architecture) -> float:
-        total = self.scale * self.block_sum(arch) + self.offset
+    def predict(self, arch: Architecture, *, allow_measure: bool = True) -> float:
+        total = self.scale * self.block_sum(arch, allow_measure=allow_measure) + self.offset
         if self.ms_per_mparam:
             total += self.ms_per_mparam * weights_m(arch, self.target.input_size)
         return max(total, 1e-6)

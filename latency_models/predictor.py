@@ -29,7 +29,7 @@ import pandas as pd
 
 from latency_models.artifacts import invalid_detail, read_artifact
 from latency_models.features import FEATURE_NAMES, feature_frame
-from latency_models.paths import calibration_dir
+from latency_models.paths import calibration_dir, safe_file
 from search_space import Architecture
 from search_space.errors import ShufflenasError
 
@@ -50,7 +50,7 @@ class PredictorFileError(ShufflenasError):
 
 
 def predictor_path(target_name: str) -> Path:
-    return calibration_dir() / f"{target_name}.predictor.json"
+    return safe_file(calibration_dir(), target_name, ".predictor.json", "target")
 
 
 # -- quality metrics (shared with the accuracy benchmark) ---------------------------------------------

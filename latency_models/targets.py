@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from latency_models.paths import SAFE_NAME_RULE, unsafe_name_reason
 from search_space.errors import ShufflenasError
 
 if sys.version_info >= (3, 11):
@@ -34,6 +35,10 @@ Device = Literal["cpu", "cuda"]
 KINDS = ("measure", "estimate")
 BACKENDS = ("onnxruntime", "torch")
 DEVICES = ("cpu", "cuda")
+
+#: Upper bounds on a target's numeric keys: far above any real device, low enough that a typo
+#: (``input_size = 100000``) is refused when the file is read instead of exhausting memory later.
+LIMITS = {"threads": 1024, "batch": 4096, "input_size": 4096}
 
 
 class TargetError(ShufflenasError):
@@ -63,6 +68,8 @@ class Target:
     #: True in a process that runs on the board ``resources`` names (``--on-device``, see
     #: :meth:`on_this_device`): it measures locally instead of through Ray. Not a TOML key.
     on_device: bool = False
+    #: What a measuring process run at a raised niceness does: "warn" (default) or "refuse".
+    niced: str = "warn"
 
     def __hash__(self) -> int:  # resources is a dict: hash its items instead
         return hash((self.name, self.kind, self.backend, self.device, self.providers, self.threads, self.batch,
@@ -139,6 +146,8 @@ _FIELDS = {f.name for f in dataclasses.fields(Target)} - {"name", "on_device"}
 
 def _check(name: str, table: Mapping[str, Any], origin: str) -> Target:
     where = f"target {name!r} in {origin}"
+    if unsafe_name_reason(name) is not None:  # names become file names (<name>.lut.json, ...)
+        raise TargetError(f"{where}: a target name must be {SAFE_NAME_RULE}")
     unknown = sorted(set(table) - _FIELDS)
     if unknown:
         raise TargetError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(_FIELDS))})")
@@ -165,6 +174,8 @@ def _check(name: str, table: Mapping[str, Any], origin: str) -> Target:
             raise TargetError(f"{where}: {key} must be an integer, got {value!r}")
         if value < minimum:
             raise TargetError(f"{where}: {key} must be >= {minimum}, got {value}")
+        if value > LIMITS[key]:
+            raise TargetError(f"{where}: {key} must be <= {LIMITS[key]}, got {value}")
         return value
 
     kind = choice("kind", KINDS)
@@ -189,6 +200,8 @@ def _check(name: str, table: Mapping[str, Any], origin: str) -> Target:
     if resources and backend != "onnxruntime":
         raise TargetError(f"{where}: remote targets (resources) run the onnxruntime backend only")
     calibration = text("calibration")
+    if calibration is not None and unsafe_name_reason(calibration) is not None:  # a file name too
+        raise TargetError(f"{where}: calibration {calibration!r}: a calibration name must be {SAFE_NAME_RULE}")
     reference = text("reference")
     if reference is not None and reference.lower() == "none":  # lets a user file switch a built-in's off
         reference = None
@@ -209,7 +222,7 @@ def _check(name: str, table: Mapping[str, Any], origin: str) -> Target:
     return Target(name=name, description=description, kind=kind, backend=backend, device=device,
                   providers=tuple(providers), threads=integer("threads", 1, 1), batch=integer("batch", 1, 1),
                   input_size=integer("input_size", 224, 8), resources=dict(resources), calibration=calibration,
-                  reference=reference)
+                  reference=reference, niced=choice("niced", ("warn", "refuse"), "warn"))
 
 
 def _read_tables(path: Path) -> dict[str, dict[str, Any]]:
