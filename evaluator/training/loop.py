@@ -437,9 +437,8 @@ def _title(arch: Architecture, data: DataSplit) -> str:
 
 
 def _versions() -> dict[str, str]:
-    if weights is not None:
-        return weights.current_versions()
-    return {"torch": torch.__version__}
+    found = weights.current_versions() if weights is not None else {"torch": torch.__version__}
+    return {str(k): str(v) for k, v in found.items()}  # plain strings: torch.__version__ is not
 
 
 def _write_model(final: torch.nn.Module, arch: Architecture, data: DataSplit, recipe: TrainRecipe,

@@ -45,7 +45,7 @@ class TrainRecipe:
     optimizer: str = "sgd"
     lr: float = 0.2
     momentum: float = 0.9
-    weight_decay: float = 4e-5
+    weight_decay: float = 5e-4
     warmup_epochs: float = 1.0
     min_lr: float = 0.0
     label_smoothing: float = 0.1
