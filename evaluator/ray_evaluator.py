@@ -54,19 +54,25 @@ def _run_task(data: DataSplit, task: EvalTask, threads: int, train_fn: TrainFn |
     return {"pid": pid, "result": result, "error": None}
 
 
-def _probe(address: str, timeout: float) -> None:
-    """Fail fast when nothing listens at ``host:port`` (Ray itself would retry for minutes)."""
+def check_ray_address(address: str, timeout: float = 3.0) -> None:
+    """Fail in seconds, with one line, when a Ray address does not answer.
+
+    Ray's own connection loop retries for minutes before it gives up, so every command that
+    connects to a cluster (search, remote latency measurement) probes the address first.
+    ``auto`` and ``local`` are left to Ray.
+    """
     if address in ("auto", "local"):
         return
-    target = address.split("://", 1)[-1]
-    host, sep, port = target.rpartition(":")
-    if not sep:
-        host, port = target, "10001" if address.startswith("ray://") else "6379"
+    text = address.split("://", 1)[-1]
+    host, _, port_text = text.rpartition(":")
+    if not host or not port_text.isdigit():
+        raise RayConnectionError(f"bad Ray address {address!r}: use HOST:PORT, ray://HOST:PORT or auto")
     try:
-        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+        with socket.create_connection((host, int(port_text)), timeout=timeout):
             pass
-    except (OSError, ValueError) as exc:
-        raise RayConnectionError(f"no Ray cluster answers at {address!r}: {exc}") from None
+    except OSError as exc:
+        raise RayConnectionError(f"no Ray cluster answers at {address!r}: "
+                                 f"{exc.strerror or type(exc).__name__}") from None
 
 
 def ensure_ray(address: str | None = None, connect_timeout: float = CONNECT_TIMEOUT_S) -> bool:
@@ -80,7 +86,7 @@ def ensure_ray(address: str | None = None, connect_timeout: float = CONNECT_TIME
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     try:
         if address:
-            _probe(address, connect_timeout)
+            check_ray_address(address, connect_timeout)
             host = address.split("://", 1)[-1].rpartition(":")[0]
             if host in ("127.0.0.1", "localhost"):
                 options["_node_ip_address"] = "127.0.0.1"

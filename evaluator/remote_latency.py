@@ -6,6 +6,13 @@ custom resource (e.g. a Raspberry Pi started with ``ray start --resources='{"dev
 ``device_runtime`` is pickled by value, so a board needs only ``onnxruntime numpy ray`` - neither
 shufflenas nor torch. ORT threads are set explicitly inside the task (Ray sets OMP_NUM_THREADS).
 
+The task is :func:`device_runtime.measure_onnx_stable`: a run whose spread says the board was busy
+is repeated on the board, and one that stays disturbed comes back with ``stable: False`` and is not
+cached. The result records the worker's niceness and the board's load average; Ray nices its
+workers to 15 unless the board's ``ray start`` sets ``RAY_worker_niceness=0``, and a niced result
+warns (or, with ``niced = "refuse"`` on the target, the board refuses to measure).
+The export is made in memory and shipped; it is not written to the ONNX cache.
+
 Typical use from a search driver::
 
     ref = submit_measurement(arch, target)            # non-blocking
@@ -36,7 +43,7 @@ def _task() -> Any:
     global _remote_task
     if _remote_task is None:
         # measure_onnx sets the ORT thread count itself (threads=...), whatever OMP_NUM_THREADS says.
-        _remote_task = ray.remote(max_retries=1)(device_runtime.measure_onnx)
+        _remote_task = ray.remote(max_retries=1)(device_runtime.measure_onnx_stable)
     return _remote_task
 
 
@@ -68,11 +75,12 @@ def submit_measurement(arch: Architecture, target: Target | str, *, budget_s: fl
     """
     target = get_target(target)
     check_placeable(target)
-    data = onnx_bytes(arch, target.input_size, target.batch)
+    data = onnx_bytes(arch, target.input_size, target.batch, keep=False)
     shape = (target.batch, 3, target.input_size, target.input_size)
     budget = device_runtime.DEFAULT_BUDGET_S if budget_s is None else float(budget_s)
     return _task().options(resources=dict(target.resources), num_cpus=target.threads).remote(
-        data, shape, threads=target.threads, providers=tuple(target.providers), budget_s=budget)
+        data, shape, threads=target.threads, providers=tuple(target.providers), budget_s=budget,
+        niced=str(getattr(target, "niced", "warn") or "warn"))
 
 
 def collect(result: dict[str, Any], arch: Architecture, target: Target | str, *,

@@ -13,6 +13,16 @@ Estimate-only targets are refused here: they have no hardware to time.
 
 Reference-normalised targets (``reference = "1.0x"``, the default for ``local-cpu``) report every
 measurement at the reference network's anchored speed: see :mod:`latency_models.reference`.
+
+A measurement records the niceness and load average of the process that timed it, and whether its
+spread was stable (:func:`latency_models.device_runtime.unstable_reason`); a disturbed run is
+repeated, and one that stays disturbed is returned with ``stable=False`` and never cached.
+
+A candidate's ONNX export is only kept on disk until its measurement is cached: nothing needs it
+afterwards (11-12 MB each at 224x224). A measurement that will be cached is exported in memory and
+any export already on disk is deleted once the result is stored; an uncached one (``cache=False``)
+keeps its export for next time. The reference networks' exports are always kept, since every
+normalised measurement times them again.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import dataclasses
 import math
 import platform
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -47,7 +58,10 @@ class Measurement:
 
     ``arch`` is the compact architecture string (``None`` for a non-Architecture module, whose
     caller-chosen key is in ``arch_id``). ``versions`` records the software and hardware the number
-    belongs to; ``cached`` says whether it came from the cache.
+    belongs to; ``cached`` says whether it came from the cache. ``stable`` is False when every
+    attempt's spread said the device was disturbed (``unstable`` says how); ``niceness`` and
+    ``load_avg`` are the measuring process's niceness and its node's load (``None`` in entries
+    cached before they were recorded).
     """
 
     arch: str | None
@@ -71,6 +85,10 @@ class Measurement:
     reference: str | None = None
     attempts: int = 1
     anchor_ms: float | None = None
+    stable: bool = True
+    unstable: str | None = None
+    niceness: int | None = None
+    load_avg: list[float] | None = None
 
     def __hash__(self) -> int:
         return hash((self.arch_id, self.target, self.input_size, self.batch, self.median_ms, self.runs))
@@ -148,8 +166,13 @@ def check_measurable(target: Target) -> None:
         raise MeasurementError(f"target {target.name} is unavailable here: {reason}")
 
 
-def onnx_bytes(arch: Architecture, input_size: int = 224, batch: int = 1, num_classes: int = NUM_CLASSES) -> bytes:
-    """The ONNX export of ``arch``, cached on disk per arch id + input size + batch (+ classes, opset)."""
+def onnx_bytes(arch: Architecture, input_size: int = 224, batch: int = 1, num_classes: int = NUM_CLASSES, *,
+               keep: bool = True) -> bytes:
+    """The ONNX export of ``arch``, cached on disk per arch id + input size + batch (+ classes, opset).
+
+    With ``keep=False`` an existing export is still read, but a new one stays in memory: a
+    candidate is measured once, and its export is not needed once the measurement is cached.
+    """
     path = onnx_path(arch, input_size, batch, num_classes)
     if path.exists():
         try:
@@ -159,6 +182,8 @@ def onnx_bytes(arch: Architecture, input_size: int = 224, batch: int = 1, num_cl
         except OSError:
             pass  # unreadable or damaged: export again and replace it
     data = export_bytes(arch, input_size, num_classes, batch)
+    if not keep:
+        return data
     try:
         write_atomic(path, data)
     except OSError:
@@ -183,9 +208,38 @@ def onnx_path(arch: Architecture, input_size: int = 224, batch: int = 1, num_cla
     return cache_dir("onnx") / f"{arch.arch_id}_s{input_size}_b{batch}_c{num_classes}_op{OPSET}.onnx"
 
 
+def _reference_archs() -> set[str]:
+    """The compact strings of every target's reference network (their exports are kept)."""
+    from latency_models.targets import load_targets
+
+    try:
+        return {t.reference for t in load_targets().values() if t.reference is not None}
+    except ShufflenasError:
+        return set()
+
+
+def drop_export(arch: Architecture, input_size: int = 224, batch: int = 1, num_classes: int = NUM_CLASSES) -> bool:
+    """Delete the cached export of ``arch`` unless it is a reference network; True when one was deleted."""
+    if arch.to_string() in _reference_archs():
+        return False
+    try:
+        onnx_path(arch, input_size, batch, num_classes).unlink()
+    except OSError:
+        return False
+    return True
+
+
+_OPTIONAL = ("raw_median_ms", "slowdown", "reference", "attempts", "anchor_ms", "stable", "unstable", "niceness",
+             "load_avg")
+
+
 def _stats_from_run(run: Mapping[str, Any]) -> dict[str, Any]:
     stats = {k: run[k] for k in ("median_ms", "mean_ms", "p10_ms", "p90_ms", "iqr_ms", "cv", "runs")}
-    return {**stats, **{k: run[k] for k in ("raw_median_ms", "slowdown", "reference", "attempts", "anchor_ms") if k in run}}
+    return {**stats, **{k: run[k] for k in _OPTIONAL if k in run}}
+
+
+def _niced_policy(target: Target) -> str:
+    return str(getattr(target, "niced", "warn") or "warn")
 
 
 def _time_torch(module: Any, input_shape: Sequence[int], target: Target, budget_s: float,
@@ -227,7 +281,23 @@ def _time_torch(module: Any, input_shape: Sequence[int], target: Target, budget_
     finally:
         torch.set_num_threads(previous_threads)
         torch.backends.cudnn.benchmark = previous_benchmark
-    return device_runtime.robust_stats(times)
+    stats: dict[str, Any] = device_runtime.robust_stats(times)
+    reason = device_runtime.unstable_reason(stats)
+    return {**stats, "stable": reason is None, **({"unstable": reason} if reason else {})}
+
+
+def _time_torch_stable(module: Any, input_shape: Sequence[int], target: Target, budget_s: float) -> dict[str, Any]:
+    """:func:`_time_torch` repeated until stable, at most ``device_runtime.STABLE_ATTEMPTS`` times."""
+    state = device_runtime.check_niceness(_niced_policy(target))
+    best: dict[str, Any] | None = None
+    for attempt in range(1, device_runtime.STABLE_ATTEMPTS + 1):
+        run = _time_torch(module, input_shape, target, budget_s)
+        if best is None or run["stable"] or run["cv"] < best["cv"]:
+            best = run
+        if run["stable"]:
+            break
+    assert best is not None
+    return {**best, **state, "attempts": attempt}
 
 
 def _reference_shape(target: Target) -> tuple[int, int, int, int]:
@@ -273,20 +343,25 @@ def _time_onnx(model: bytes, input_shape: Sequence[int], target: Target, budget_
     """Time with ONNX Runtime; with an anchor, alongside the target's reference and normalised."""
     reference_model = _reference_bytes(target) if anchor is not None else None  # read once for every attempt
 
-    def run_once() -> dict[str, Any]:
-        try:
-            return device_runtime.measure_onnx(
-                model, input_shape, threads=target.threads, providers=target.providers, budget_s=budget_s,
-                reference_bytes=reference_model, reference_shape=_reference_shape(target))
-        except device_runtime.DeviceRuntimeError as exc:
-            raise MeasurementError(f"target {target.name}: {exc}") from None
+    options = {"threads": target.threads, "providers": target.providers, "budget_s": budget_s,
+               "niced": _niced_policy(target)}
+    try:
+        if anchor is None:
+            return device_runtime.measure_onnx_stable(model, input_shape, **options)
 
-    return run_once() if anchor is None else reference.measure_normalised(run_once, anchor)
+        def run_once() -> dict[str, Any]:
+            return device_runtime.measure_onnx(model, input_shape, reference_bytes=reference_model,
+                                               reference_shape=_reference_shape(target), **options)
+
+        return reference.measure_normalised(run_once, anchor)
+    except device_runtime.DeviceRuntimeError as exc:
+        raise MeasurementError(f"target {target.name}: {exc}") from None
 
 
 def _measure(key: str, arch_text: str | None, target: Target, input_shape: Sequence[int], *,
              make_onnx: Any, make_module: Any, cache: MeasurementCache | bool | None,
-             budget_s: float | None, num_classes: int | None) -> Measurement:
+             budget_s: float | None, num_classes: int | None,
+             after_cached: Any = None) -> Measurement:
     check_measurable(target)
     if budget_s is not None and not (0 < float(budget_s) < math.inf):
         raise MeasurementError(f"the measurement budget must be a finite number of seconds > 0, got {budget_s}")
@@ -299,23 +374,28 @@ def _measure(key: str, arch_text: str | None, target: Target, input_shape: Seque
         anchor = _anchor(target, store if store is not None else MeasurementCache(), versions)
     if store is not None:
         hit = store.get(fields)
-        if hit is not None:
+        if hit is not None and hit.get("stable", True) is not False:
             try:
                 record = reference.rescale(hit, anchor) if anchor is not None else hit
-                return dataclasses.replace(Measurement.from_dict(record), cached=True)
+                found = dataclasses.replace(Measurement.from_dict(record), cached=True)
+                if after_cached is not None:  # an export left by an earlier run is not needed either
+                    after_cached()
+                return found
             except (TypeError, KeyError):
                 pass  # an entry from an older layout: measure again
     budget = DEFAULT_BUDGET_S if budget_s is None else float(budget_s)
     if target.backend == "onnxruntime":
-        run = _time_onnx(make_onnx(), input_shape, target, budget, anchor)
+        run = _time_onnx(make_onnx(store is None), input_shape, target, budget, anchor)
         versions = {**versions, "providers": run["providers"]}
     else:
-        run = _time_torch(make_module(), input_shape, target, budget)
+        run = _time_torch_stable(make_module(), input_shape, target, budget)
     result = Measurement(arch=arch_text, arch_id=key, target=target.name, backend=str(target.backend),
                          device=target.device, input_size=input_size, batch=batch, versions=versions,
                          **_stats_from_run(run))
-    if store is not None:
+    if store is not None and result.stable:  # a disturbed run is returned, never cached as good
         store.put(fields, result.to_dict())
+        if after_cached is not None:
+            after_cached()
     return result
 
 
@@ -335,8 +415,10 @@ def measure(arch: Architecture, target: Target | str, *, cache: MeasurementCache
         return build_model(arch, num_classes, target.input_size)
 
     return _measure(arch.arch_id, arch.to_string(), target, shape, cache=cache, budget_s=budget_s,
-                    num_classes=num_classes, make_onnx=lambda: onnx_bytes(arch, target.input_size, target.batch, num_classes),
-                    make_module=make_module)
+                    num_classes=num_classes,
+                    make_onnx=lambda keep: onnx_bytes(arch, target.input_size, target.batch, num_classes, keep=keep),
+                    make_module=make_module,
+                    after_cached=lambda: drop_export(arch, target.input_size, target.batch, num_classes))
 
 
 def measure_module(module: Any, input_shape: Sequence[int], target: Target | str, *, key: str,
@@ -350,7 +432,7 @@ def measure_module(module: Any, input_shape: Sequence[int], target: Target | str
     if len(input_shape) != 4:
         raise MeasurementError(f"input_shape must be (N, C, H, W), got {tuple(input_shape)}")
     return _measure(key, None, target, input_shape, cache=cache, budget_s=budget_s, num_classes=None,
-                    make_onnx=lambda: export_module_bytes(module, input_shape), make_module=lambda: module)
+                    make_onnx=lambda keep: export_module_bytes(module, input_shape), make_module=lambda: module)
 
 
 def lookup(arch: Architecture, target: Target | str, cache: MeasurementCache | None = None,
@@ -361,7 +443,7 @@ def lookup(arch: Architecture, target: Target | str, cache: MeasurementCache | N
     store = cache if cache is not None else MeasurementCache()
     hit = store.get(cache_fields(arch.arch_id, target, input_size=target.input_size, batch=target.batch,
                                  num_classes=num_classes))
-    if hit is None:
+    if hit is None or hit.get("stable", True) is False:
         return None
     try:
         return dataclasses.replace(Measurement.from_dict(hit), cached=True)
@@ -372,13 +454,21 @@ def lookup(arch: Architecture, target: Target | str, cache: MeasurementCache | N
 def from_device_result(result: Mapping[str, Any], arch: Architecture, target: Target | str, *,
                        cache: MeasurementCache | bool | None = None) -> Measurement:
     """Turn a :func:`device_runtime.measure_onnx` result (e.g. from a remote board) into a
-    :class:`Measurement`, storing it in the cache under the target's key."""
+    :class:`Measurement`, storing it in the cache under the target's key unless it is unstable.
+
+    A board's own warnings do not reach this process, so a niced board is warned about here.
+    """
     target = get_target(target)
+    niceness = result.get("niceness")
+    if isinstance(niceness, int) and niceness > 0:
+        warnings.warn(f"{target.name} measured at niceness {niceness} (load average {result.get('load_avg')}): "
+                      "other work on the board comes first and inflates the latency; start Ray on the board "
+                      "with RAY_worker_niceness=0", device_runtime.NicedWarning, stacklevel=2)
     versions = {k: result[k] for k in ("onnxruntime", "machine", "cpu", "cpu_count", "providers") if k in result}
     m = Measurement(arch=arch.to_string(), arch_id=arch.arch_id, target=target.name, backend=str(target.backend),
                     device=target.device, input_size=target.input_size, batch=target.batch, versions=versions,
                     **_stats_from_run(result))
     store = _resolve_cache(cache)
-    if store is not None:
+    if store is not None and m.stable:
         store.put(cache_fields(arch.arch_id, target, input_size=target.input_size, batch=target.batch), m.to_dict())
     return m

@@ -24,6 +24,36 @@ def _paper_ms(arch: Architecture, target_name: str) -> float | None:
     return None if speed is None else paper_data.to_ms(speed)
 
 
+_WHAT = {
+    "guideline": "guideline model: FLOPs and memory access per fused layer, plus per-kernel and per-element costs",
+    "lut": "lookup table: sum of per-block latencies measured on the target, scaled and offset",
+    "predictor": "learned predictor: gradient boosting on architecture features, trained on measured networks",
+}
+
+
+def describe_model(name: str, estimator: object) -> str:
+    """One readable line on what answered: the model, how it was calibrated, its held-out error."""
+    parts = [_WHAT.get(name, f"{name} model")]
+    provenance = getattr(estimator, "provenance", None)
+    if isinstance(provenance, str) and provenance:
+        parts.append(f"calibrated on {provenance}")
+    elif isinstance(provenance, dict):
+        measured = provenance.get("measured_with") or {}
+        if isinstance(measured, dict) and measured.get("cpu"):
+            parts.append(f"measured on {measured['cpu']}")
+        for key in ("updated", "created"):
+            if provenance.get(key):
+                parts.append(f"{key} {provenance[key]}")
+                break
+    blocks = getattr(estimator, "blocks", None)
+    if isinstance(blocks, dict):
+        parts.append(f"{len(blocks)} blocks")
+    quality = getattr(estimator, "quality", None) or {}
+    if isinstance(quality.get("mape"), (int, float)):
+        parts.append(f"held-out MAPE {float(quality['mape']):.1f}%")
+    return "; ".join(parts)
+
+
 @click.command()
 @click.argument("architecture", type=ARCH)
 @click.option("--target", "target_name", required=True, help="Target name (see `shufflenas latency targets`).")
@@ -37,13 +67,14 @@ def predict(architecture: Architecture, target_name: str, model: str, targets_fi
     from latency_models.estimators import estimate, get_estimator
 
     target = resolve_target(target_name, targets_file)
-    result = estimate(architecture, target, model)
+    result = estimate(architecture, target, model, notify=lambda message: click.echo(message, err=True))
     estimator = get_estimator(target, result.model)
     info = {"median_ms": round(result.median_ms, 4), "model": result.model, "target": target.name,
             "estimated": True, "arch": architecture.to_string(), "arch_id": architecture.arch_id,
             "preset": preset_name(architecture), "batch": target.batch, "input_size": target.input_size,
             "per_image_ms": round(result.median_ms / target.batch, 4),
-            "calibration": getattr(estimator, "provenance", None)}
+            "calibration": getattr(estimator, "provenance", None),
+            "model_description": describe_model(result.model, estimator)}
     paper = _paper_ms(architecture, target.name)
     if paper is not None:
         info["paper_ms"] = round(paper, 4)
@@ -56,8 +87,7 @@ def predict(architecture: Architecture, target_name: str, model: str, targets_fi
                f"{target.input_size}x{target.input_size} (estimate, {result.model} model)")
     if paper is not None:
         click.echo(f"paper (Table 8): {paper:.3f} ms per batch, estimate off by {info['paper_error_pct']:+.1f}%")
-    if info["calibration"]:
-        click.echo(f"calibration: {info['calibration']}")
+    click.echo(f"model: {info['model_description']}")
 
 
 @click.command()

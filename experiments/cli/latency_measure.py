@@ -54,6 +54,9 @@ def _measure_remote(architecture: Architecture, target: Any, budget_s: float | N
     if not address:
         raise ShufflenasError(f"{target.name} is a remote target ({', '.join(target.resources)}): pass "
                               "--ray-address HEAD:6379 (or set RAY_ADDRESS) to reach the cluster its board joined")
+    from evaluator.ray_evaluator import check_ray_address
+
+    check_ray_address(address)  # seconds, where Ray's own connection loop would retry for minutes
     import ray
 
     from evaluator.remote_latency import measure_remote
@@ -92,9 +95,12 @@ def measure(architecture: Architecture, target_name: str, targets_file: str | No
         else:
             check_measurable(target)
             result = run_measure(architecture, target, cache=False if no_cache else None, budget_s=budget_s)
+    shown = set()
     for warning in caught:
-        if issubclass(warning.category, UserWarning):
-            click.echo(f"warning: {' '.join(str(warning.message).split())}", err=True)
+        text = " ".join(str(warning.message).split())
+        if issubclass(warning.category, UserWarning) and text not in shown:  # each attempt warns alike
+            shown.add(text)
+            click.echo(f"warning: {text}", err=True)
     data = result.to_dict()
     if as_json:
         emit_json(data)
@@ -105,6 +111,13 @@ def measure(architecture: Architecture, target_name: str, targets_file: str | No
                f"{'  (cached)' if result.cached else ''}")
     click.echo(f"spread   p10 {result.p10_ms:.3f}  p90 {result.p90_ms:.3f}  IQR {result.iqr_ms:.3f} ms  "
                f"cv {result.cv:.3f}  runs {result.runs}")
+    if not result.stable:
+        click.echo(f"UNSTABLE  {result.unstable} after {result.attempts} attempt(s): the device was disturbed; "
+                   "this number is not cached")
+    if result.niceness is not None or result.load_avg is not None:
+        load = ", ".join(f"{v:.2f}" for v in result.load_avg) if result.load_avg else "unknown"
+        click.echo(f"process  niceness {result.niceness if result.niceness is not None else 'unknown'}, "
+                   f"load average {load}")
     if result.reference is not None and result.raw_median_ms is not None and result.slowdown is not None:
         click.echo(f"speed    at the anchor of reference {_label(result.reference)}; this run saw "
                    f"{result.raw_median_ms:.3f} ms on a machine {result.slowdown:.2f}x the anchor's time")

@@ -62,7 +62,8 @@ def build_lut(target_name: str, samples: int, extra: tuple[Architecture, ...], n
     info = {"target": target.name, "path": str(lut.lut_path(target.name)), "blocks": len(table.blocks),
             "scale": table.scale, "offset_ms": table.offset, "ms_per_mparam": table.ms_per_mparam,
             "calibration_networks": len(table.networks),
-            "calibration_fit": table.quality.get("calibration_fit", {})}
+            "calibration_fit": table.quality.get("calibration_fit", {}),
+            "held_out": {k: v for k, v in table.quality.items() if k != "calibration_fit"}}
     if as_json:
         emit_json(info)
         return
@@ -70,8 +71,15 @@ def build_lut(target_name: str, samples: int, extra: tuple[Architecture, ...], n
     click.echo(f"lookup table for {target.name}: {info['blocks']} blocks, scale {table.scale:.3f}, "
                f"offset {table.offset:.3f} ms, weights {table.ms_per_mparam:.3f} ms per M parameters -> {info['path']}")
     if fit:
-        click.echo(f"calibration fit ({fit['n']} networks): MAPE {fit['mape']:.1f}%, within +-10% "
+        click.echo(f"calibration fit, in sample ({fit['n']} networks): MAPE {fit['mape']:.1f}%, within +-10% "
                    f"{100 * fit['within_10']:.0f}%")
+    held = info["held_out"]
+    if "mape" in held:  # the figure `latency predict --model auto` compares models by
+        click.echo(f"held out, leave one network out ({held['n']} networks): MAPE {held['mape']:.1f}%, within +-10% "
+                   f"{100 * held['within_10']:.0f}%, Spearman {held['spearman']:.3f}")
+    elif fit:
+        click.echo("held out: fewer than 4 calibration networks, no leave-one-out figure "
+                   "(`latency predict --model auto` then prefers other models by their order)")
 
 
 @click.command("train-predictor")
