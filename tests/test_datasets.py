@@ -170,3 +170,35 @@ def test_empty_class_folder_and_single_class(tmp_path: Path):
 def test_bad_options(kwargs, match):
     with pytest.raises(DatasetError, match=match):
         load_dataset("digits", **kwargs)
+
+
+@pytest.mark.parametrize("name", ["imagefolder", "cifar10", "cifar100", "mnist", "fashion-mnist"])
+def test_root_that_is_a_file_or_missing(tmp_path: Path, name):
+    a_file = tmp_path / "data.bin"
+    a_file.write_bytes(b"not a folder")
+    with pytest.raises(DatasetError, match=r"data root .*data\.bin is a file, not a folder") as info:
+        load_dataset(name, root=a_file)
+    assert "\n" not in str(info.value)
+    with pytest.raises(DatasetError, match=r"data root .*missing does not exist"):
+        load_dataset(name, root=tmp_path / "missing")
+
+
+def test_single_class_is_refused_before_any_image_is_decoded(tmp_path: Path):
+    one = write_imagefolder(tmp_path / "one", classes=("only",))
+    (one / "only" / "broken.png").write_bytes(b"\x89PNG garbage")  # decoding would fail on this one
+    with pytest.raises(DatasetError, match=r"needs at least 2 classes .*found 1 \('only'\)"):
+        load_dataset("imagefolder", root=one)
+
+
+def test_empty_root_folder(tmp_path: Path):
+    for name, match in (("imagefolder", "no class sub-directories"), ("cifar10", "no CIFAR-10 batches"),
+                        ("mnist", "no MNIST files")):
+        with pytest.raises(DatasetError, match=match):
+            load_dataset(name, root=tmp_path)
+
+
+def test_names_are_matched_loosely_and_reported_canonically():
+    split = load_dataset("Digits", input_size=8, limit=40)
+    assert split.name == "digits"
+    with pytest.raises(DatasetError, match="known: digits, cifar10, cifar100, imagefolder, mnist, fashion-mnist"):
+        load_dataset("fashion-mnist-2")
