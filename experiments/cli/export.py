@@ -36,14 +36,23 @@ def _trial_arch(storage: str, study_name: str, number: int) -> tuple[Architectur
 @click.option("--input-size", type=click.IntRange(min=8), help="Input resolution [default: 224, or the study's].")
 @click.option("--num-classes", type=click.IntRange(min=1), help="Classifier outputs [default: 1000, or the study's].")
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--weights", type=click.Path(dir_okay=False),
+              help="A trained model.pt: export its weights (architecture, classes, input size come from it).")
 @json_option
 def export(architecture: Architecture | None, out: str, storage: str | None, study_name: str | None,
-           trial_number: int | None, input_size: int | None, num_classes: int | None, batch: int, as_json: bool) -> None:
+           trial_number: int | None, input_size: int | None, num_classes: int | None, batch: int,
+           weights: str | None, as_json: bool) -> None:
     """Export ARCHITECTURE (randomly initialised) to an ONNX file.
 
     Or export the architecture of a search trial: --storage URL --study NAME --trial N.
+    Or a trained model with its weights: --weights model.pt (ARCHITECTURE, if given, must match it).
     """
     from_study = storage is not None or study_name is not None or trial_number is not None
+    if weights is not None:
+        if from_study:
+            raise click.UsageError("give either --weights or --storage/--study/--trial, not both")
+        _export_weights(weights, architecture, out, input_size, num_classes, batch, as_json)
+        return
     extra: dict = {}
     if from_study:
         if architecture is not None:
@@ -75,3 +84,41 @@ def export(architecture: Architecture | None, out: str, storage: str | None, stu
         emit_json(info)
     else:
         click.echo(f"wrote {written} ({info['bytes']:,d} bytes)")
+
+
+def _check_out(out: str) -> Path:
+    path = Path(out)
+    if path.exists() and path.is_dir():
+        raise click.BadParameter(f"{out} is a directory", param_hint="--out")
+    return path
+
+
+def _export_weights(weights: str, architecture: Architecture | None, out: str, input_size: int | None,
+                    num_classes: int | None, batch: int, as_json: bool) -> None:
+    """The trained model.pt as ONNX; its output is checked against torch before it is written."""
+    from evaluator.training.weights import export_onnx, load_model
+
+    path = _check_out(out)
+    if path.exists() and Path(weights).exists() and path.resolve() == Path(weights).resolve():
+        raise click.BadParameter(f"{out} is the weights file itself", param_hint="--out")
+    module, info = load_model(weights)
+    if architecture is not None and architecture != info.architecture:
+        raise click.UsageError(f"ARCHITECTURE {architecture.to_string()} is not the architecture of {weights} "
+                               f"({info.arch}); leave it out to export the model's own")
+    for flag, given, own in (("--input-size", input_size, info.input_size), ("--num-classes", num_classes,
+                                                                               info.num_classes)):
+        if given is not None and given != own:
+            raise click.BadParameter(f"{given} differs from {weights}'s {own}", param_hint=flag)
+    written = export_onnx(module, info, path, batch=batch)
+    result = {"arch": info.arch, "arch_id": info.architecture.arch_id, "weights": weights, "out": str(written),
+              "bytes": written.stat().st_size, "input_size": info.input_size, "num_classes": info.num_classes,
+              "batch": batch, "classes": list(info.classes), "mean": list(info.mean), "std": list(info.std)}
+    if as_json:
+        emit_json(result)
+    else:
+        click.echo(f"wrote {written} ({result['bytes']:,d} bytes, trained weights of {weights}; inputs "
+                   f"normalised outside the graph with mean {_fmt(info.mean)}, std {_fmt(info.std)})")
+
+
+def _fmt(values) -> str:
+    return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
