@@ -186,7 +186,7 @@ def format_bytes(count: int) -> str:
             scale = 1024 ** power
             if count // scale >= 10 ** 6:
                 return f"more than a million {unit}"
-            return f"{count * 10 // scale / 10:.1f} {unit}"
+            return f"{(count * 10 + scale // 2) // scale / 10:.1f} {unit}"
     raise AssertionError("unreachable")
 
 

@@ -126,9 +126,12 @@ def test_immutable():
         arch.replace(stem=0)
 
 
-def test_whole_floats_accepted_as_ints():
+def test_whole_floats_accepted_as_ints_from_python_not_from_json():
+    """The Python API takes a whole float (a value from a float column); the JSON form does not."""
     arch = Architecture.from_dict({"widths": [116.0, 232, 464], "depths": [4, 8.0, 4]})
     assert arch == PRESETS["1.0x"] and isinstance(arch.widths[0], int)
+    with pytest.raises(ArchitectureError, match=r"widths\[0\] must be a JSON integer"):
+        Architecture.from_json('{"widths": [116.0, 232, 464], "depths": [4, 8, 4]}')
 
 
 def test_num_units():
@@ -235,6 +238,50 @@ def test_from_json_rejects_bad_documents(text, message):
     with pytest.raises(ArchitectureError) as info:
         Architecture.from_json(text)
     assert message in str(info.value)
+
+
+HUGE_INT = "1" + "0" * 5000  # past Python's 4300-digit int-to-text limit
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"widths": [%s, 232, 464], "depths": [4, 8, 4]}' % HUGE_INT, "an integer with 5001 digits"),
+    ('{"widths": [116, 232, 464], "depths": [4, 8, 4], "stem": -%s}' % HUGE_INT, "an integer with 5001 digits"),
+    ('{"widths": [116, 232, 464], "depths": [4, 8, 4], "split_ratios": [%s, 0.5, 0.5]}' % HUGE_INT,
+     "an integer with 5001 digits"),
+    ('{"widths": [116.0, 232, 464], "depths": [4, 8, 4]}', "widths[0] must be a JSON integer (no decimal point), "
+                                                         "got 116.0"),
+    ('{"widths": [116, 232, 464], "depths": [4, 8, 4], "conv5": 1024.0}', "conv5 must be a JSON integer"),
+    ('{"widths": [116, 232, 464], "depths": [4, 8e0, 4]}', "depths[1] must be a JSON integer"),
+    ('{"widths": [116, 232, 464], "depths": [true, 8, 4]}', "depths[0] must be an integer, got True"),
+    ('{"widths": [116, 232, 464], "depths": [4, 8, 4], "depths": [1, 1, 1]}', "key 'depths' appears twice"),
+    ('{"widths": [116, 232, 464], "depths": [4, 8, 4], "se": false, "se": true}', "key 'se' appears twice"),
+    ('{"widths": [116, 232, 464], "depths": [4, 8, 4], "x": {"a": 1, "a": 2}}', "key 'a' appears twice"),
+])
+def test_from_json_is_strict(text, message):
+    with pytest.raises(ArchitectureError) as info:
+        Architecture.from_json(text)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 200
+
+
+def test_huge_integers_are_one_short_line_everywhere():
+    huge = 10**5000
+    for fields in ({"widths": (huge, 232, 464)}, {"depths": (4, -huge, 4)}, {"stem": huge},
+                   {"split_ratios": (huge, 0.5, 0.5)}, {"kernels": (3, huge, 3)}):
+        with pytest.raises(ArchitectureError) as info:
+            Architecture(**{**BASE, **fields})
+        assert "an integer with about 5001 digits" in str(info.value) and len(str(info.value)) < 200
+    with pytest.raises(ArchitectureError) as info:
+        Architecture.from_string(f"stem24_w{HUGE_INT}-232-464_d4-8-4")
+    assert "bad value" in str(info.value) and len(str(info.value)) < 200
+    with pytest.raises(ArchitectureError) as info:
+        resolve_arch(f"stem24_w116-232-464_d4-8-{HUGE_INT}")
+    assert len(str(info.value)) < 200
+
+
+def test_integer_split_ratios_are_out_of_range():
+    with pytest.raises(ArchitectureError, match=r"split_ratios\[0\] must be in \(0, 1\), got 1"):
+        Architecture(**BASE, split_ratios=(1, 0.5, 0.5))
 
 
 # -- resolve_arch ------------------------------------------------------------------------------

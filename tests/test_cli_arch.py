@@ -175,3 +175,55 @@ def test_sample_text_and_export_json(tmp_path, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["bytes"] == out.stat().st_size and info["input_size"] == 16
     assert Architecture.from_string(info["arch"]) == Architecture.from_string(TINY)
+
+
+# -- sizes and parsing edges -----------------------------------------------------------------------
+
+HUGE = "stem24_w8192-8192-8192_d64-64-64"  # the top of the string form's ranges
+
+
+def test_cost_text_of_a_non_preset_says_dash(capsys):
+    assert main(["arch", "cost", "stem24_w116-232-464_d4-8-4_c1000"]) == 0
+    out = capsys.readouterr().out
+    assert "None" not in out
+    assert any(line.split() == ["preset", "-"] for line in out.splitlines())
+    kernels = next(line for line in out.splitlines() if line.startswith("kernels"))
+    assert kernels.split() == ["kernels", "117"]  # no "(117)" echo for small counts
+
+
+def test_show_text_has_context_and_totals(capsys):
+    assert main(["arch", "show", "1.0x", "--input-size", "32", "--num-classes", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "input 32x32, 10 classes" in out
+    total = next(line for line in out.splitlines() if line.startswith("total"))
+    assert total.split()[1] == "16" and total.split()[-1] == "116"  # units, kernels (small stem)
+
+
+def test_show_and_cost_of_the_largest_architecture_allocate_nothing(capsys):
+    assert main(["arch", "show", HUGE]) == 0
+    assert main(["arch", "cost", HUGE, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert data["params"] > 6 * 10**9
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["export", "1.0x", "--num-classes", "1000000000", "--out", "{tmp}/m.onnx"],
+     "1.0x with 1000000000 classes at 224x224 would need about"),
+    (["export", HUGE, "--out", "{tmp}/m.onnx"], HUGE),
+    (["arch", "cost", "1.0x", "--input-size", "100000"], "--input-size"),
+    (["arch", "show", "1.0x", "--num-classes", str(2**40)], "--num-classes"),
+    (["arch", "cost", "1.0x", "--batch", str(2**40), "--json"], "--batch"),
+    (["arch", "cost", "{tmp}/huge.json", "--json"], "an integer with 5001 digits"),
+    (["arch", "show", "{tmp}/float.json"], "widths[0] must be a JSON integer"),
+    (["arch", "cost", "{tmp}/dup.json"], "key 'depths' appears twice"),
+    (["arch", "cost", "stem24_w1" + "0" * 5000 + "-232-464_d4-8-4", "--json"], "bad value"),
+])
+def test_size_and_parsing_errors_are_one_line(tmp_path, capsys, argv, expected):
+    (tmp_path / "huge.json").write_text('{"widths": [1' + "0" * 5000 + ', 232, 464], "depths": [4, 8, 4]}')
+    (tmp_path / "float.json").write_text('{"widths": [116.0, 232, 464], "depths": [4, 8, 4]}')
+    (tmp_path / "dup.json").write_text('{"widths": [116, 232, 464], "depths": [4, 8, 4], "depths": [1, 1, 1]}')
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
+    captured = capsys.readouterr()
+    _one_error_line(captured.err)
+    assert expected in captured.err and len(captured.err) < 600
+    assert captured.out == "" and not (tmp_path / "m.onnx").exists()

@@ -81,6 +81,28 @@ def test_architecture_json_text(text):
     _arch_or_error(Architecture.from_json, text)
 
 
+LONG_NUMBER = st.builds(lambda sign, digits, tail: sign + digits + tail, st.sampled_from(["", "-"]),
+                        st.integers(1, 6000).map(lambda n: "1" + "0" * (n - 1)),
+                        st.sampled_from(["", ".0", "e3", ".5"]))
+FIELD_TEXT = st.sampled_from(["116", "116.0", "true", "null", '"116"'])
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.sampled_from(ARCH_KEYS[:8]), st.one_of(
+    LONG_NUMBER, FIELD_TEXT, st.lists(st.one_of(LONG_NUMBER, FIELD_TEXT), min_size=3, max_size=3).map(
+        lambda items: "[" + ", ".join(items) + "]"))), max_size=6))
+def test_architecture_json_numbers_and_keys(pairs):
+    """Any digit count, floats where integers belong, keys given twice: a value or one short line."""
+    text = "{" + ", ".join(f'"{key}": {value}' for key, value in pairs) + "}"
+    try:
+        arch = Architecture.from_json(text)
+    except ShufflenasError as exc:
+        assert str(exc).strip() and "\n" not in str(exc) and len(str(exc)) < 300
+        return
+    assert Architecture.from_string(arch.to_string()) == arch
+    assert len({key for key, _ in pairs}) == len(pairs)  # accepted only without duplicate keys
+
+
 # -- search configs ---------------------------------------------------------------------------------
 TOP_KEYS = list(SearchConfig.__dataclass_fields__) + ["run", "trails", "flops_vs_speed", "x"]
 SUB_KEYS = ["dataset", "data_root", "input_size", "epochs", "lr", "batch_size", "measure_budget_s", "estimate_model",

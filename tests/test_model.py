@@ -108,6 +108,17 @@ def test_build_model_rejects_bad_arguments(kwargs, message):
         build_model(PRESETS["0.5x"], **kwargs)
 
 
+def test_build_model_refuses_weights_that_cannot_fit_before_torch_allocates():
+    """4 bytes x 1024 x 1e11 classes is 400 TB: one line instead of a DefaultCPUAllocator traceback."""
+    from search_space.sizes import MemoryBudgetError
+
+    with pytest.raises(MemoryBudgetError) as info:
+        build_model(PRESETS["1.0x"], num_classes=10**11)
+    message = str(info.value)
+    assert message.startswith("1.0x with 100000000000 classes at 224x224 would need about ")
+    assert "to build (weights " in message and "available" in message and "\n" not in message
+
+
 def test_channel_shuffle_interleaves_two_groups():
     x = torch.arange(6.0).view(1, 6, 1, 1)
     assert channel_shuffle(x, 2).flatten().tolist() == [0, 3, 1, 4, 2, 5]
