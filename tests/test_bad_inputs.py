@@ -274,7 +274,54 @@ def cases() -> list[dict]:
         add("study", "guidelines", "--target", "local-cpu", "--targets-file", f"in/{name}", "--out", "guide-bad")
         add("study", "flops-vs-speed", "--targets-file", f"in/{name}", "--out", "fvs-bad")
     # -- data sets, target names, state directory
+    evil = '[targets."../../../tmp/shufflenas-evil"]\ndescription = "d"\nkind = "measure"\nbackend = "onnxruntime"\n' \
+           'device = "cpu"\ninput_size = 16\n'
+    add("latency", "targets", "--targets-file", "in/targets-evil-name.toml", files={"in/targets-evil-name.toml": evil})
+    for command in (("latency", "build-lut", "--samples", "1"), ("latency", "calibrate", "--quick"),
+                    ("latency", "train-predictor", "--samples", "4"), ("latency", "measure", "0.5x")):
+        add(*command, "--target", "../../../tmp/shufflenas-evil", "--targets-file", "in/targets-evil-name.toml",
+            files={"in/targets-evil-name.toml": evil})
+    for key, value in (("input_size", 100000), ("batch", 100000), ("threads", 100000)):
+        name = f"in/targets-huge-{key}.toml"
+        add("latency", "targets", "--targets-file", name, files={name: f"[targets.local-cpu]\n{key} = {value}\n"})
+        add("latency", "measure", "0.5x", "--target", "local-cpu", "--targets-file", name,
+            files={name: f"[targets.local-cpu]\n{key} = {value}\n"})
+    add("latency", "targets", "--targets-file", "in/targets-evil-calibration.toml",
+        files={"in/targets-evil-calibration.toml": '[targets.paper-arm-sd810]\ncalibration = "../../x"\n'})
+    for sub in ("", "/sub"):  # $SHUFFLENAS_HOME is a file, or lies under one
+        add("latency", "measure", "0.5x", "--target", "local-cpu", home=f"in/home-is-a-file{sub}",
+            files={"in/home-is-a-file": "a file, not a folder\n"})
+        add("latency", "predict", "0.5x", "--target", "paper-arm-sd810", home=f"in/home-is-a-file{sub}",
+            files={"in/home-is-a-file": "a file, not a folder\n"})
+    idx_garbage = {f"in/{name}": "not an IDX file" for name in (
+        "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+    crafted = {"in/data_batch_1": "cos\nsystem\n(Vtouch pwned-by-a-cifar-batch\ntR."}  # a protocol-0 pickle
+    # (data_root in a config file is relative to the file's folder, in/)
+    for dataset, root, files in (("mnist", "empty-dir", {}), ("fashion-mnist", "random.json", {}),
+                                 ("kmnist", "missing-dir", {}), ("emnist-letters", "empty-dir", {}),
+                                 ("imagefolder", "random.json", {}), ("cifar10", "random.json", {}),
+                                 ("mnist", ".", idx_garbage), ("cifar10", ".", crafted)):
+        name = f"in/data-{dataset}-{root.strip('.') or 'in'}-{len(files)}.toml"
+        add(*search, "--storage", "sqlite:///study.db", "--study", "good", "--trials", "3", "--config", name,
+            files={name: _dataset_config(dataset, root), **files})
     # -- sizes and architecture parsing
+    huge_int = "1" + "0" * 5000  # past Python's 4300-digit int-to-text limit
+    strict_json = {"in/huge-int.json": '{"widths": [%s, 232, 464], "depths": [4, 8, 4]}' % huge_int,
+                   "in/float-width.json": '{"widths": [116.0, 232, 464], "depths": [4, 8, 4]}',
+                   "in/duplicate-key.json": '{"widths": [116, 232, 464], "depths": [4, 8, 4], "depths": [1, 1, 1]}'}
+    for name in strict_json:
+        for command in (("arch", "cost"), ("arch", "cost", "--json"), ("arch", "show")):
+            add(*command, name, files={name: strict_json[name]})
+        add("export", name, "--out", "existing.onnx", files={name: strict_json[name]})
+    add("arch", "cost", f"stem24_w{huge_int}-232-464_d4-8-4", "--json")
+    for flag, value in (("--input-size", "100000"), ("--num-classes", str(2**40)), ("--batch", str(2**40))):
+        add("arch", "cost", "1.0x", flag, value, "--json")
+        add("arch", "show", "1.0x", flag, value)
+    # refused before anything is allocated (show/cost of these only count, so they succeed)
+    add("export", "1.0x", "--num-classes", "1000000000", "--out", "x.onnx")
+    add("export", "1.0x", "--num-classes", "1000000000", "--out", "existing.onnx")
+    add("export", "stem24_w8192-8192-8192_d64-64-64", "--out", "existing.onnx")
+    add("export", "1.0x", "--input-size", "100000", "--out", "existing.onnx")
     # -- latency commands, caches and remote measurements
     # -- search: validated before the study is touched
     # -- reports, storages and studies
