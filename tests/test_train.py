@@ -118,6 +118,7 @@ def _study(tmp_path) -> str:
     import optuna
     from optuna.distributions import FloatDistribution
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # (its handler would hold an old captured stderr)
     url = f"sqlite:///{tmp_path / 'study.db'}"
     study = optuna.create_study(storage=url, study_name="s", directions=["maximize", "minimize"])
     archs = [TINY, "stem8_w16-32-32_d1-1-1_r0.5-0.5-0.5_k3-3-3_c64", "stem8_w24-32-48_d1-1-1_r0.5-0.5-0.5_k3-3-3_c64"]
@@ -176,7 +177,7 @@ def test_init_from_torchvision_weights(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     trained = load_checkpoint(out / "checkpoint.pt")["model"]
     # with a vanishing learning rate the convolutions keep the given weights; the classifier is new (10 classes)
-    assert torch.allclose(trained["first_conv.0.weight"], source.state_dict()["first_conv.0.weight"], atol=1e-6)
+    assert torch.allclose(trained["conv1.0.weight"], source.state_dict()["conv1.0.weight"], atol=1e-6)
     assert trained["fc.weight"].shape[0] == 10
 
 
