@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -203,3 +204,61 @@ def test_weight_term_is_saved_and_loaded(tiny):
     lut.lut_path("tiny-cpu").write_text(json.dumps(data))
     with pytest.raises(ShufflenasError, match="not finite"):
         lut.load(tiny)
+
+
+def _tiny_with_guideline(tmp_path):
+    """tiny-cpu with a guideline calibration too (the paper's SD810 fit, found by calibration name)."""
+    path = tmp_path / "targets-guideline.toml"
+    path.write_text('[targets.tiny-cpu]\ncalibration = "paper-arm-sd810"\n')
+    return get_target("tiny-cpu", path)
+
+
+def test_recording_an_estimate_never_measures(tiny_targets, tmp_path):
+    from latency_models.estimators import NoEstimatorError
+    from latency_models.measure_cache import MeasurementCache
+
+    table = lut.build(get_target("tiny-cpu"), [A], budget_s=0.02, block_budget_s=0.02, passes=1)
+    path, cache = lut.lut_path("tiny-cpu"), MeasurementCache()
+    before, rows = path.read_bytes(), len(cache)
+    assert table.missing_blocks(C) > 0
+    tiny = get_target("tiny-cpu")
+    # only the table is calibrated: it cannot answer for C without measuring
+    with pytest.raises(NoEstimatorError, match="without measuring") as info:
+        estimate(C, tiny, allow_measure=False)
+    assert "\n" not in str(info.value)
+    with pytest.raises(NoEstimatorError, match="lacks"):
+        estimate(C, tiny, "lut", allow_measure=False)
+    assert estimate(A, tiny, allow_measure=False).model == "lut"  # nothing missing: the table answers
+    # with a guideline calibration as well, the next model that needs no measurement answers
+    tiny = _tiny_with_guideline(tmp_path)
+    answered = estimate(C, tiny, "auto", allow_measure=False)
+    assert answered.model == "guideline" and answered.median_ms > 0
+    assert path.read_bytes() == before and len(cache) == rows  # nothing timed, nothing written
+    # a caller that allows measuring hears about it
+    heard: list[str] = []
+    grown = estimate(C, tiny, "lut", notify=heard.append)
+    assert grown.model == "lut" and heard == [f"measuring {table.missing_blocks(C)} missing blocks of the lookup "
+                                              "table for tiny-cpu"]
+    assert len(cache) > rows
+
+
+def test_cli_predict_is_readable_and_says_when_it_measures(cli, tiny_targets, tmp_path):
+    env = {"SHUFFLENAS_HOME": os.environ["SHUFFLENAS_HOME"], "SHUFFLENAS_TARGETS": str(tiny_targets)}
+    lut.build(get_target("tiny-cpu"), [A], budget_s=0.02, block_budget_s=0.02, passes=1)
+    done = cli("latency", "predict", C.to_string(), "--target", "tiny-cpu", "--model", "lut", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "measuring" in done.stderr and "missing blocks of the lookup table" in done.stderr
+    assert "{" not in done.stdout and "ms per batch" in done.stdout and "lookup table" in done.stdout
+    paper = cli("latency", "predict", "1.0x", "--target", "paper-arm-sd810", env=env)
+    assert paper.returncode == 0 and "{" not in paper.stdout and "model: guideline model" in paper.stdout
+
+
+def test_cli_build_lut_prints_the_held_out_figure(cli, tiny_targets):
+    env = {"SHUFFLENAS_HOME": os.environ["SHUFFLENAS_HOME"], "SHUFFLENAS_TARGETS": str(tiny_targets)}
+    done = cli("latency", "build-lut", "--target", "tiny-cpu", "--samples", "1", "--calibrate", "1",
+               "--budget-s", "0.02", "--block-budget-s", "0.02", "--passes", "1", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "calibration fit, in sample (5 networks)" in done.stdout
+    assert "held out, leave one network out (5 networks): MAPE" in done.stdout
+    saved = json.loads(lut.lut_path("tiny-cpu").read_text())["quality"]
+    assert saved["n"] == 5 and saved["held_out"].startswith("leave-one-out")
