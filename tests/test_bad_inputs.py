@@ -316,7 +316,8 @@ def cases() -> list[dict]:
     add("arch", "cost", f"stem24_w{huge_int}-232-464_d4-8-4", "--json")
     for flag, value in (("--input-size", "100000"), ("--num-classes", str(2**40)), ("--batch", str(2**40))):
         add("arch", "cost", "1.0x", flag, value, "--json")
-        add("arch", "show", "1.0x", flag, value)
+        if flag != "--batch":
+            add("arch", "show", "1.0x", flag, value)
     # refused before anything is allocated (show/cost of these only count, so they succeed)
     add("export", "1.0x", "--num-classes", "1000000000", "--out", "x.onnx")
     add("export", "1.0x", "--num-classes", "1000000000", "--out", "existing.onnx")
