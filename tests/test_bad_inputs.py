@@ -327,6 +327,41 @@ def cases() -> list[dict]:
     # -- search: validated before the study is touched
     # -- reports, storages and studies
     # -- training
+    train = ("train", "stem8_w16-32-48_d1-1-1_r0.5-0.5-0.5_k3-3-3_c64", "--limit", "100", "--input-size", "16",
+             "--batch-size", "16", "--no-progress")
+    for flag, value in (("--epochs", "0"), ("--epochs", "-1"), ("--batch-size", "0"), ("--lr", "nan"),
+                        ("--lr", "-1"), ("--limit", "2"), ("--threads", "0"), ("--input-size", "4"),
+                        ("--optimizer", "rmsprop"), ("--label-smoothing", "1.5"), ("--warmup-epochs", "99"),
+                        ("--batch-size", "100000"), ("--init", "torchvision:in/missing.pth"),
+                        ("--init", "torchvision:in/random.json"), ("--init", "nope:in/random.json"),
+                        ("--config", "in/malformed.toml"), ("--config", "in/random.toml"),
+                        ("--config", "in/unknown-key.toml"), ("--config", "in/missing.toml"),
+                        ("--config", "in/empty-dir")):
+        add(*train, "--dataset", "digits", "--out", "train-bad", flag, value)
+    for name, text in (("in/train-bad-lr.toml", "[train]\nlr = -1.0\n"),
+                       ("in/train-bad-type.toml", '[train]\nepochs = "ten"\n'),
+                       ("in/train-stray.toml", "epochs = 2\n[train]\nlr = 0.1\n")):
+        add(*train, "--dataset", "digits", "--out", "train-bad", "--config", name, files={name: text})
+    for dataset, root in (("nope", None), ("fashion-mnist", "in/empty-dir"), ("imagefolder", "in/no-images"),
+                          ("cifar10", "in/cifar-corrupt")):
+        add(*train, "--dataset", dataset, *(("--data-root", root) if root else ()), "--epochs", "1", "--out",
+            "train-bad")
+    for out_dir in ("existing.onnx", "existing.onnx/sub", "/proc/nope/train"):
+        add(*train, "--dataset", "digits", "--epochs", "1", "--out", out_dir)
+    add(*train, "--dataset", "digits", "--epochs", "1", "--out", "in/train-corrupt",
+        files={"in/train-corrupt/checkpoint.pt": "not a checkpoint"})
+    add(*train, "--dataset", "digits", "--epochs", "1", "--out", "in/train-results",
+        files={"in/train-results/model.pt": "an earlier model, no checkpoint"})
+    add("train", "--dataset", "digits", "--out", "train-bad")
+    add("train", "not-an-arch", "--dataset", "digits", "--out", "train-bad")
+    add("train", "0.5x", "--out", "train-bad")
+    for extra in (("--trial", "999"), ("--trial", "-1"), (), ("--trial", "0", "--front")):
+        add("train", "--storage", "sqlite:///study.db", "--study", "good", *extra, "--dataset", "digits",
+            "--out", "train-bad")
+    add("train", "--storage", "sqlite:///study.db", "--study", "nope", "--front", "--dataset", "digits",
+        "--out", "train-bad")
+    add("train", "--storage", "in/corrupt.db", "--study", "good", "--front", "--dataset", "digits", "--out",
+        "train-bad")
     return out
 
 

@@ -142,13 +142,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, ValueError, TypeError, KeyError, AttributeError,
-            zipfile.BadZipFile, pickle.UnpicklingError) as exc:
-        text = str(exc)
-        if "WeightsUnpickler error:" in text:  # torch's advice around it is not for a user
-            text = text.split("WeightsUnpickler error:", 1)[1].split(". ")[0]
-        reason = " ".join(text.split())[:160] or type(exc).__name__
-        raise CheckpointError(f"checkpoint {path} is unreadable (corrupt or not a shufflenas checkpoint): "
-                              f"{reason}") from None
+            zipfile.BadZipFile, pickle.UnpicklingError):  # torch's own message is advice for developers
+        raise CheckpointError(f"checkpoint {path} is unreadable (corrupt, truncated or not a shufflenas "
+                              "checkpoint); remove it to start over") from None
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a shufflenas training checkpoint")
     if data.get("version") != CHECKPOINT_VERSION:
