@@ -396,6 +396,7 @@ def snapshot():
 results = []
 for case in cases:
     for name, text in case["files"].items():
+        (world / name).parent.mkdir(parents=True, exist_ok=True)
         (world / name).write_text(text)
     os.environ["SHUFFLENAS_HOME"] = str(world / case["home"])
     before = snapshot()
