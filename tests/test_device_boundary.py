@@ -31,7 +31,7 @@ def test_shipped_task_runs_where_shufflenas_cannot_be_imported(tmp_path):
 
     payload = tmp_path / "task.pkl"
     model = export_module_bytes(build_model(TINY, 10, 16), (1, 3, 16, 16))
-    payload.write_bytes(ray.cloudpickle.dumps((device_runtime.measure_onnx, model)))
+    payload.write_bytes(ray.cloudpickle.dumps((device_runtime.measure_onnx_stable, model)))
     code = (
         "import sys, pickle\n"
         "for name in ('latency_models', 'search_space', 'torch', 'optuna', 'evaluator'):\n"
@@ -39,6 +39,8 @@ def test_shipped_task_runs_where_shufflenas_cannot_be_imported(tmp_path):
         f"fn, model = pickle.loads(open({str(payload)!r}, 'rb').read())\n"
         "r = fn(model, (1, 3, 16, 16), threads=1, min_runs=2, max_runs=2)\n"
         "assert r['runs'] == 2 and r['median_ms'] > 0, r\n"
+        "assert isinstance(r['niceness'], int) and len(r['load_avg']) == 3 and r['attempts'] >= 1, r\n"
+        "assert isinstance(r['stable'], bool), r\n"
         "print('ok')\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -7,9 +7,9 @@ subprocess (a process can never lower it again, so never in the test process its
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
-import warnings
 
 import pytest
 
@@ -74,6 +74,8 @@ def test_device_side_records_niceness_and_load_and_warns_when_niced(tmp_path):
 
 
 def test_an_unniced_process_records_zero_and_does_not_warn(tmp_path):
+    if os.nice(0) > 0:
+        pytest.skip("the test process itself runs niced")
     plain = _device_side(tmp_path, 0, "refuse")
     assert plain["niceness"] == 0 and plain["warnings"] == []
 
@@ -98,7 +100,7 @@ def test_a_niced_process_refuses_a_refusing_target(tmp_path):
             f"raise SystemExit(main(['latency', 'measure', '0.5x', '--target', 'strict', '--targets-file', "
             f"{str(targets)!r}, '--budget-s', '0.05']))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env={**__import__("os").environ, "SHUFFLENAS_HOME": str(tmp_path / "home")})
+                          env={**os.environ, "SHUFFLENAS_HOME": str(tmp_path / "home")})
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and "refusing to measure" in lines[0], done.stderr
 
@@ -115,11 +117,11 @@ def test_measurements_keep_their_provenance_in_the_cache(home, tiny_targets):
     first = measure(TINY, target, cache=cache, budget_s=FAST)
     while not first.stable:  # a disturbed run is not cached: measure until one is
         first = measure(TINY, target, cache=cache, budget_s=FAST)
-    assert first.niceness == 0 and len(first.load_avg) == 3
+    assert first.niceness == os.nice(0) and len(first.load_avg) == 3
     data = first.to_dict()
-    assert data["stable"] is True and data["niceness"] == 0 and "load_avg" in data
+    assert data["stable"] is True and data["niceness"] == os.nice(0) and "load_avg" in data
     again = measure(TINY, target, cache=cache, budget_s=FAST)
-    assert again.cached and again.niceness == 0 and again.load_avg == first.load_avg
+    assert again.cached and again.niceness == first.niceness and again.load_avg == first.load_avg
 
 
 def test_an_unstable_result_is_returned_but_never_cached(home, tiny_targets, monkeypatch):
@@ -171,9 +173,7 @@ def test_a_measured_candidate_leaves_no_export_but_the_reference_keeps_its_own(h
 def test_measure_onnx_stable_repeats_a_disturbed_run(monkeypatch):
     model = export_bytes(TINY, 16)
     monkeypatch.setattr(device_runtime, "MAX_STABLE_CV", -1.0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # an un-niced run warns about nothing
-        r = device_runtime.measure_onnx_stable(model, (1, 3, 16, 16), attempts=2, budget_s=0.02)
+    r = device_runtime.measure_onnx_stable(model, (1, 3, 16, 16), attempts=2, budget_s=0.02)
     assert r["attempts"] == 2 and r["stable"] is False and "unstable" in r
     monkeypatch.setattr(device_runtime, "MAX_STABLE_CV", 1e9)
     monkeypatch.setattr(device_runtime, "MAX_MEDIAN_OVER_P10", 1e9)
