@@ -243,7 +243,7 @@ def _show(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
         return f"an integer with about {int(value.bit_length() * 0.30103) + 1} digits"
     if isinstance(value, str) and len(value) > 60:
-        value = value[:57] + "..."
+        value = value[:50] + "..."
     try:
         return _clip(repr(value))
     except ValueError:
