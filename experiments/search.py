@@ -209,6 +209,10 @@ def largest_candidate(space: SearchSpace) -> Architecture:
                         se=any(space.se_choices), extra_dw=any(space.extra_dw_choices))
 
 
+def _dataset_key(name: str) -> str:
+    return name.lower().replace("-", "").replace("_", "")
+
+
 #: Images per data set before ``limit`` (for the memory check made before loading).
 DATASET_IMAGES = {"digits": 1797, "cifar10": 60000, "cifar100": 60000, "fashionmnist": 70000}
 
@@ -369,27 +373,26 @@ class SearchDriver:
     def _check_fits_before_loading(self) -> None:
         """The resized data set must fit into memory (load_dataset would otherwise exhaust it)."""
         p = self.config.proxy
-        key = p.dataset.lower().replace("-", "").replace("_", "")
+        key = _dataset_key(p.dataset)
         images = p.limit or DATASET_IMAGES.get(key)
         available = _available_memory()
         if images is None or available is None:
             return
         need = images * 3 * p.input_size ** 2 * 4 * 2  # float32 tensors, plus the resize copy
         if need > available:
-            raise SearchError(f"proxy.input_size = {p.input_size} needs about {need / 1e9:.1f} GB for the "
+            raise SearchError(f"proxy.input_size = {p.input_size} needs about {need / 1e9:.1f} GB of memory for the "
                               f"{p.dataset} images ({images} at {p.input_size}x{p.input_size}), more than the "
                               f"{available / 1e9:.1f} GB available; lower proxy.input_size or set proxy.limit")
 
     def _check_training_fits(self, data: Any) -> None:
-        """One training step of the largest candidate must fit (when the memory model is available)."""
+        """One training step of the space's largest candidate must fit into memory."""
         try:
             from latency_models.memory import require_fits
-        except ImportError:
+        except ImportError:  # pragma: no cover - older latency_models
             return
         arch = largest_candidate(self.space)
-        require_fits(arch, input_size=data.input_size, num_classes=data.num_classes,
-                     batch=self.proxy_config.batch_size, training=True,
-                     what=f"proxy training of the space's largest candidate ({arch.to_string()})")
+        require_fits(arch, input_size=data.input_size, num_classes=data.num_classes, batch=self.proxy_config.batch_size,
+                     training=True, what="train the space's largest candidate (proxy options)")
 
     def _load_data(self) -> Any:
         """The proxy data set, loaded now (it is quick) so a bad one fails before the study is touched."""
