@@ -207,6 +207,7 @@ def test_recipe_file_errors(tmp_path):
 
 def test_input_size_defaults_to_the_native_size():
     assert DataSpec("fashion-mnist").input_size(TrainRecipe()) == 28
+    assert DataSpec("emnist-letters").input_size(TrainRecipe()) == 28
     assert DataSpec("cifar10").input_size(TrainRecipe()) == 32
     assert DataSpec("digits").input_size(TrainRecipe(input_size=16)) == 16
 

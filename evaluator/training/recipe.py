@@ -18,7 +18,8 @@ from search_space.errors import ShufflenasError
 OPTIMIZERS = ("sgd", "adamw")
 
 #: Native image sizes of the data sets; a run trains at this size unless ``input_size`` is set.
-NATIVE_SIZES = {"digits": 8, "cifar10": 32, "cifar100": 32, "fashionmnist": 28, "mnist": 28, "kmnist": 28}
+NATIVE_SIZES = {"digits": 8, "cifar10": 32, "cifar100": 32}
+IDX_SIZE = 28
 #: Image folders have no native size: they are decoded at this one by default.
 DEFAULT_INPUT_SIZE = 32
 
@@ -181,7 +182,14 @@ class DataSpec:
         """The recipe's input size, else the data set's native one."""
         if recipe.input_size is not None:
             return recipe.input_size
-        return NATIVE_SIZES.get(dataset_key(self.name), DEFAULT_INPUT_SIZE)
+        key = dataset_key(self.name)
+        if key in NATIVE_SIZES:
+            return NATIVE_SIZES[key]
+        try:  # every IDX set (MNIST and its relatives) is 28x28
+            from evaluator.datasets_idx import IDX_DATASETS
+        except ImportError:  # pragma: no cover - a build without IDX sets
+            return DEFAULT_INPUT_SIZE
+        return IDX_SIZE if key in {dataset_key(name) for name in IDX_DATASETS} else DEFAULT_INPUT_SIZE
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
