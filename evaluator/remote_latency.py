@@ -62,7 +62,7 @@ def check_placeable(target: Target) -> None:
         if available.get(name, 0) < amount:
             raise MeasurementError(
                 f"no Ray node advertises {name}={amount:g} for target {target.name}; start the board with "
-                f"ray start --address=HEAD:6379 --resources='{{\"{name}\": {amount:g}}}'")
+                f"RAY_worker_niceness=0 ray start --address=HEAD:6379 --resources='{{\"{name}\": {amount:g}}}'")
     if available.get("CPU", 0) < target.threads:
         raise MeasurementError(f"target {target.name} needs {target.threads} CPUs; the cluster has "
                                f"{available.get('CPU', 0):g}")
