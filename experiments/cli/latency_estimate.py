@@ -92,7 +92,8 @@ def predict(architecture: Architecture, target_name: str, model: str, targets_fi
 
 @click.command()
 @click.option("--target", "target_name", required=True, help="A measurable target (e.g. local-cpu).")
-@click.option("--quick", is_flag=True, help="x1 micro-benchmarks and 4 networks only (~2 minutes on a CPU).")
+@click.option("--quick", is_flag=True, help="x1 micro-benchmarks and 4 networks only: 29 s of CPU time (about 30 s on an idle "
+                   "core, longer on a busy machine).")
 @click.option("--budget", "budget_s", type=click.FloatRange(min=0.01), default=None,
               help="Seconds of timed runs per measurement (default 0.5, --quick 0.25).")
 @targets_file_option
