@@ -394,7 +394,7 @@ def _measure(key: str, arch_text: str | None, target: Target, input_shape: Seque
                          **_stats_from_run(run))
     if store is not None and result.stable:  # a disturbed run is returned, never cached as good
         store.put(fields, result.to_dict())
-        if after_cached is not None:
+        if after_cached is not None and store.usable:
             after_cached()
     return result
 
