@@ -125,22 +125,35 @@ def collect(archs: Sequence[Architecture], targets: Sequence[Target], *, budget_
 def _latency(arch: Architecture, plan: _TargetPlan, budget_s: float | None) -> dict[str, Any]:
     if plan.estimator is not None:
         return {"latency_ms": float(plan.estimator.predict(arch)), "source": plan.mode, "cv": np.nan,
-                "cached": False}
+                "cached": False, "stable": True}
     from latency_models.measure import measure
 
     kwargs = {"budget_s": budget_s} if budget_s is not None else {}
     m = measure(arch, plan.target, **kwargs)
-    return {"latency_ms": float(m.median_ms), "source": "measured", "cv": float(m.cv), "cached": bool(m.cached)}
+    return {"latency_ms": float(m.median_ms), "source": "measured", "cv": float(m.cv), "cached": bool(m.cached),
+            "stable": bool(getattr(m, "stable", True))}
 
 
 # -- analysis ----------------------------------------------------------------------------------------
+def _is_self(metric: str, source: str) -> bool:
+    """The guideline estimate ranked against itself (an estimate-only target's latency is that estimate)."""
+    return metric == "guideline_ms" and source == "estimate:guideline"
+
+
 def correlations(table: pd.DataFrame) -> pd.DataFrame:
-    """Spearman and Kendall of each cost (and the guideline estimate) with latency, per target."""
+    """Spearman and Kendall of each cost (and the guideline estimate) with latency, per target.
+
+    The guideline estimate is not ranked against itself: on a target whose latency is that
+    estimate, its row is left out.
+    """
     from scipy.stats import kendalltau, spearmanr
 
     rows = []
     for target, group in table.groupby("target", sort=False):
+        source = group["source"].iloc[0]
         for metric in CORRELATED:
+            if _is_self(metric, source):
+                continue
             values = group[[metric, "latency_ms"]].dropna()
             if len(values) < 3 or values[metric].nunique() < 2 or values["latency_ms"].nunique() < 2:
                 rho = tau = np.nan
@@ -148,7 +161,7 @@ def correlations(table: pd.DataFrame) -> pd.DataFrame:
                 rho = float(spearmanr(values[metric], values["latency_ms"]).statistic)
                 tau = float(kendalltau(values[metric], values["latency_ms"]).statistic)
             rows.append({"target": target, "metric": metric, "n": len(values), "spearman": rho, "kendall": tau,
-                         "source": group["source"].iloc[0]})
+                         "source": source})
     return pd.DataFrame(rows, columns=["target", "metric", "n", "spearman", "kendall", "source"])
 
 
@@ -238,20 +251,27 @@ def summary_markdown(table: pd.DataFrame, corr: pd.DataFrame, pairs: pd.DataFram
     lines.append(f"Date: {_dt.date.today().isoformat()}; machine: {platform.machine()}, {os.cpu_count()} CPUs"
                  + (f"; load average {load[0]:.2f} before, {load[1]:.2f} after" if load else ""))
     lines.append("")
-    wide = corr.pivot(index="target", columns="metric", values="spearman").reindex(columns=list(CORRELATED))
-    wide = wide.reset_index()
-    wide.columns = ["target", *(f"spearman {m}" for m in CORRELATED)]
-    wide.insert(1, "latency from", [table.loc[table["target"] == t, "source"].iloc[0] for t in wide["target"]])
-    wide.insert(2, "n", [int((table["target"] == t).sum()) for t in wide["target"]])
-    lines += ["## Rank correlation with latency (Spearman)", "", _md_table(wide), ""]
+    measured = set(table.loc[table["source"] == "measured", "target"])
+    for title, keep in (("## Rank correlation with measured latency (Spearman)", True),
+                        ("## Estimate-only targets: how each cost ranks the model's estimate (Spearman; estimate "
+                         "only: no measured ranking)", False)):
+        part = corr[corr["target"].isin(measured) == keep]
+        if part.empty:
+            continue
+        metrics = [m for m in CORRELATED if m in set(part["metric"])]
+        wide = part.pivot(index="target", columns="metric", values="spearman").reindex(columns=metrics)
+        wide = wide.reindex(list(dict.fromkeys(part["target"]))).reset_index()
+        wide.columns = ["target", *(f"spearman {m}" for m in metrics)]
+        wide.insert(1, "latency from", [table.loc[table["target"] == t, "source"].iloc[0] for t in wide["target"]])
+        wide.insert(2, "n", [int((table["target"] == t).sum()) for t in wide["target"]])
+        lines += [title, "", _md_table(wide), ""]
     best = pairs[pairs["rank"] == 1] if len(pairs) else pairs
     if len(best):
-        view = best[["target", "fast_mflops", "slow_mflops", "fast_ms", "slow_ms", "latency_ratio"]].copy()
+        view = best[["target", "source", "fast_mflops", "slow_mflops", "fast_ms", "slow_ms", "latency_ratio"]].copy()
         lines += [f"## Same FLOPs (within +-{FLOPS_TOLERANCE:.0%}), different speed", "",
                   _md_table(view, "{:.2f}"), ""]
         for _, row in best.iterrows():
-            lines.append(f"- {row['target']}: `{row['slow_arch']}` is {row['latency_ratio']:.2f}x slower than "
-                         f"`{row['fast_arch']}` at {row['flops_diff_pct']:.1f}% FLOPs difference.")
+            lines.append(_pair_sentence(row))
         lines.append("")
     presets = table[table["preset"] != ""][["target", "preset", "flops", "mac", "latency_ms", "source"]].copy()
     if len(presets):
@@ -260,6 +280,16 @@ def summary_markdown(table: pd.DataFrame, corr: pd.DataFrame, pairs: pd.DataFram
         presets = presets.rename(columns={"flops": "MFLOPs", "mac": "MAC (M)", "latency_ms": "ms"})
         lines += ["## Paper presets", "", _md_table(presets, "{:.2f}"), ""]
     return "\n".join(lines)
+
+
+def _pair_sentence(row: pd.Series) -> str:
+    """One line per target's widest same-FLOPs pair; an estimate says it is one."""
+    measured = row["source"] == "measured"
+    where = row["target"] if measured else f"{row['target']} ({row['source']}; estimate only: no measured ranking)"
+    if row["latency_ratio"] < 1.005:
+        return f"- {where}: no latency spread among architectures within +-{FLOPS_TOLERANCE:.0%} FLOPs."
+    return (f"- {where}: `{row['slow_arch']}` is {'' if measured else 'estimated '}{row['latency_ratio']:.2f}x "
+            f"slower than `{row['fast_arch']}` at {row['flops_diff_pct']:.1f}% FLOPs difference.")
 
 
 def run_study(targets: Sequence[Target], samples: int, out_dir: str | Path, *, seed: int = 0,
