@@ -39,12 +39,13 @@ class Evaluation:
 
 
 def split_settings(info: ModelInfo) -> dict[str, Any]:
-    """seed / val_fraction / limit the model was trained with, so evaluation sees its validation split."""
+    """seed / val_fraction / limit (and root) of the data the model was trained on, so evaluation
+    sees the same validation split: from ``recipe["data"]`` (a data spec), else the recipe itself."""
     recipe: Mapping[str, Any] = info.recipe
     data = recipe.get("data") if isinstance(recipe.get("data"), Mapping) else {}
     settings: dict[str, Any] = {}
-    for key in ("seed", "val_fraction", "limit"):
-        value = data.get(key, recipe.get(key))
+    for key in ("seed", "val_fraction", "limit", "root"):
+        value = data.get(key, recipe.get(key) if key != "root" else None)
         if value is not None:
             settings[key] = value
     return settings
