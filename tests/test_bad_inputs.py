@@ -325,6 +325,18 @@ def cases() -> list[dict]:
     add("export", "1.0x", "--input-size", "100000", "--out", "existing.onnx")
     # -- latency commands, caches and remote measurements
     # -- search: validated before the study is touched
+    checked = ("search", "--out", "run-checked", "--no-progress", "--workers", "1")
+    for seed in ("4294967296", "-1", "99999999999999999999"):
+        add(*checked, "--seed", seed)
+    for name, text in (("seed-huge", "seed = 99999999999999\n"), ("seed-negative", "seed = -1\n"),
+                       ("batch-huge", "[proxy]\nbatch_size = 100000\n"), ("input-huge", "[proxy]\ninput_size = 100000\n"),
+                       ("limit-tiny", "[proxy]\nlimit = 2\n"), ("limit-type", '[proxy]\nlimit = "all"\n'),
+                       ("estimator-magic", '[latency]\nestimate_model = "magic"\n'),
+                       ("remote-no-cluster", 'targets = ["local-cpu", "rpi4"]\nworkers = 2\n')):
+        add(*checked, "--config", f"in/search-{name}.toml", files={f"in/search-{name}.toml": text})
+    for dataset, root in (("nope", None), ("imagefolder", "in/missing-dir"), ("imagefolder", "in/no-images"),
+                          ("imagefolder", "in/corrupt-images"), ("cifar10", "in/cifar-corrupt")):
+        add(*checked, "--dataset", dataset, *(("--data-root", root) if root else ()))
     # -- reports, storages and studies
     # -- training
     train = ("train", "stem8_w16-32-48_d1-1-1_r0.5-0.5-0.5_k3-3-3_c64", "--limit", "100", "--input-size", "16",
