@@ -324,6 +324,15 @@ def cases() -> list[dict]:
     add("export", "stem24_w8192-8192-8192_d64-64-64", "--out", "existing.onnx")
     add("export", "1.0x", "--input-size", "100000", "--out", "existing.onnx")
     # -- latency commands, caches and remote measurements
+    add("latency", "measure", "0.5x", "--target", "rpi4", "--ray-address", "127.0.0.1:1")  # nothing listens
+    add("latency", "measure", "0.5x", "--target", "rpi4", "--ray-address", "no-port-here")
+    add("latency", "measure", "0.5x", "--target", "local-cpu", "--targets-file", "in/niced.toml",
+        files={"in/niced.toml": '[targets.local-cpu]\nniced = "sometimes"\n'})
+    add("latency", "predict", "0.5x", "--target", "local-cpu", "--model", "lut")  # no table was built
+    for flags in (("--max-size", "1x"), ("--max-size", "-5M"), ("--older-than", "-1"), ("--older-than", "nan"),
+                  ("--older-than", "soon"), ("--older-than", "1", "--kind", "nope"), ()):
+        add("cache", "prune", *flags)
+    add("cache", "info", "--bogus")
     # -- search: validated before the study is touched
     checked = ("search", "--out", "run-checked", "--no-progress", "--workers", "1")
     for seed in ("4294967296", "-1", "99999999999999999999"):
@@ -339,6 +348,20 @@ def cases() -> list[dict]:
         add(*checked, "--dataset", dataset, *(("--data-root", root) if root else ()))
     # -- reports, storages and studies
     # -- training
+    # trained weights: evaluate and export --weights (a model.pt of another architecture or with other
+    # classes needs a binary file: tests/test_evaluate_cli.py covers those, with the same checks)
+    weights_files = {"in/corrupt-model.pt": "not a model", "in/zip-model.pt": "PK\x03\x04 a torn zip"}
+    for model in ("in/missing.pt", "in/corrupt-model.pt", "in/zip-model.pt", "in/random.json", "in/empty-dir"):
+        add("evaluate", model, "--dataset", "digits", files=weights_files)
+        add("export", "--weights", model, "--out", "existing.onnx", files=weights_files)
+    add("export", "1.0x", "--weights", "in/corrupt-model.pt", "--out", "existing.onnx", files=weights_files)
+    add("export", "--weights", "in/missing.pt", "--out", "/proc/nope/model.onnx")
+    add("export", "--weights", "in/missing.pt", "--out", "in/empty-dir")
+    add("export", "--weights", "in/missing.pt", "--storage", "sqlite:///study.db", "--study", "good", "--trial", "0",
+        "--out", "existing.onnx")
+    for flag, value in (("--limit", "0"), ("--limit", "x"), ("--batch-size", "0"), ("--data-root", "in/random.json")):
+        add("evaluate", "in/missing.pt", "--dataset", "digits", flag, value)
+    add("evaluate")
     train = ("train", "stem8_w16-32-48_d1-1-1_r0.5-0.5-0.5_k3-3-3_c64", "--limit", "100", "--input-size", "16",
              "--batch-size", "16", "--no-progress")
     for flag, value in (("--epochs", "0"), ("--epochs", "-1"), ("--batch-size", "0"), ("--lr", "nan"),
