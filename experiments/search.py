@@ -219,9 +219,10 @@ DATASET_IMAGES = {"digits": 1797, "cifar10": 60000, "cifar100": 60000, "fashionm
 
 def _available_memory() -> int | None:
     try:
-        for line in open("/proc/meminfo"):
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         return None
     return None
