@@ -276,3 +276,22 @@ def test_ema_model_is_the_one_evaluated_and_saved(tmp_path):
     saved = module.state_dict()
     assert all(torch.equal(saved[k], v) for k, v in ckpt["ema"]["module"].items())
     assert not all(torch.equal(saved[k], v) for k, v in ckpt["model"].items())
+
+
+def test_a_diverging_run_stops_with_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", TINY, *DATA, *FAST, "--epochs", "1", "--lr", "1e12", "--warmup-epochs", "0",
+                 "--out", str(out), "--no-progress"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert code == 2 and len(err) == 1 and "diverged" in err[0], err
+    assert not (out / "model.pt").exists() and not (out / "checkpoint.pt").exists()
+
+
+def test_train_architecture_runs_as_a_ray_task(ray_session, tmp_path):
+    """The per-architecture unit is picklable: a Ray worker runs it and returns the TrainResult."""
+    remote = ray_session.remote(num_cpus=1)(train_architecture)
+    recipe = TrainRecipe(epochs=1, batch_size=32, threads=1, input_size=16)
+    result = ray_session.get(remote.remote(Architecture.from_string(TINY), DataSpec("digits", limit=300), recipe,
+                                           str(tmp_path / "r"), progress=False), timeout=600)
+    assert result.epochs == 1 and result.arch == TINY and len(result.metrics) == 1
+    assert (tmp_path / "r" / "model.onnx").is_file() and (tmp_path / "r" / "checkpoint.pt").is_file()
