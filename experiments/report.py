@@ -3,6 +3,11 @@
 Everything is read from the storage, so a report works on a study that is still running (it only
 reads). One row per trial holds its state, objective values, constraints, parameters and every
 user attr the driver stored (arch, costs, every target's latency and its source, accuracy, curve).
+
+Per-epoch curves are user attrs (``curve``: validation accuracy, ``loss_curve``: training loss),
+not Optuna intermediate values: ``trial.report`` is not supported in multi-objective studies.
+Trials over a budget (infeasible) stay in every table with ``feasible = False`` and are drawn
+hollow; the front is taken among feasible trials.
 """
 
 from __future__ import annotations
@@ -61,17 +66,30 @@ def objective_names(study: optuna.Study) -> list[str]:
     return list(names) if names else [f"value{i}" for i in range(len(study.directions))]
 
 
+def over_budget_front(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """COMPLETE trials over a budget that no trial dominates: what the budgets cost."""
+    from optuna.study import StudyDirection
+    from optuna.trial import TrialState
+
+    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values is not None]
+    maximize = [d == StudyDirection.MAXIMIZE for d in study.directions]
+    index = non_dominated([t.values for t in trials], maximize)
+    return sorted((trials[i] for i in index if not _feasible(trials[i])), key=lambda t: t.number)
+
+
+def _row(trial: optuna.trial.FrozenTrial, names: Sequence[str]) -> dict[str, Any]:
+    row: dict[str, Any] = {"trial": trial.number, "preset": trial.user_attrs.get("preset")}
+    row.update({n: v for n, v in zip(names, trial.values)})
+    row.update({k: trial.user_attrs.get(k) for k in ("mac", "flops", "params")})
+    row["feasible"] = _feasible(trial)
+    row["arch"] = trial.user_attrs.get("arch")
+    return row
+
+
 def front_rows(study: optuna.Study) -> list[dict[str, Any]]:
     """The front as small flat dicts (for the search summary and ``--json``)."""
     names = objective_names(study)
-    rows = []
-    for t in front_trials(study):
-        row: dict[str, Any] = {"trial": t.number, "preset": t.user_attrs.get("preset")}
-        row.update({n: v for n, v in zip(names, t.values)})
-        row.update({k: t.user_attrs.get(k) for k in ("mac", "flops", "params")})
-        row["arch"] = t.user_attrs.get("arch")
-        rows.append(row)
-    return rows
+    return [_row(t, names) for t in front_trials(study)]
 
 
 # -- tables -----------------------------------------------------------------------------------------
@@ -87,6 +105,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
 
     names = objective_names(study)
     front = set(front_numbers(study))
+    over = {t.number for t in over_budget_front(study)}
     rows = []
     for t in study.get_trials(deepcopy=False):
         row: dict[str, Any] = {"number": t.number, "state": t.state.name,
@@ -97,6 +116,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         row.update({f"constraint:{k}": v for k, v in t.constraints.items()})
         row["feasible"] = _feasible(t) if t.state.name == "COMPLETE" else None
         row["on_front"] = t.number in front
+        row["over_budget_front"] = t.number in over
         row.update({f"param:{k}": v for k, v in t.params.items()})
         for key, value in t.user_attrs.items():
             if key != OWNER_ATTR:
@@ -115,41 +135,234 @@ def latency_targets(frame: pd.DataFrame) -> list[str]:
 
 
 # -- plots ------------------------------------------------------------------------------------------
-def _scatter(frame: pd.DataFrame, x: str, y: str, path: Path, title: str, xlabel: str, ylabel: str,
-             front_by: tuple[bool, bool] | None = None) -> Path | None:
-    """Scatter of COMPLETE trials; presets labelled; the 2-D front of (x, y) drawn when asked."""
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _flag(series: pd.Series) -> pd.Series:
+    """A boolean column that may hold None/NaN or strings (from CSV): True only where True."""
+    return series.map(lambda v: v is True or v == 1 or str(v).lower() == "true")
+
+
+def _zoom(values: Sequence[float], keep: Sequence[float], *, margin: float = 0.12,
+          floor: float = 0.01) -> tuple[float, float] | None:
+    """Axis limits around ``keep`` (the front and the presets) when ``values`` reach far below them.
+
+    ``None`` when nothing lies further than the margin below (no zoom needed).
+    """
+    if not keep:
+        return None
+    lo, hi = min(keep), max(max(values), max(keep))
+    pad = max((hi - lo) * margin, floor)
+    if min(values) >= lo - 2 * pad:
+        return None
+    return lo - pad, hi + pad
+
+
+def _label_presets(ax: Any, rows: Sequence[tuple[float, float, str]], points: Sequence[tuple[float, float]],
+                   fontsize: float = 8) -> None:
+    """Label each preset next to its marker, on the side where the label box covers the fewest points."""
+    fig = ax.figure
+    fig.canvas.draw()  # final limits and layout, so data -> pixel is exact
+    to_px = ax.transData.transform
+    px_per_pt = fig.dpi / 72.0
+    drawn = [to_px(p) for p in points]
+    placed: list[tuple[float, float, float, float]] = []
+    bbox = ax.get_window_extent()
+    offsets = [(7, 5, "left"), (7, -13, "left"), (-7, 5, "right"), (-7, -13, "right"), (0, 12, "center"),
+               (0, -20, "center"), (14, 14, "left"), (-14, -24, "right"), (14, -26, "left"), (-14, 16, "right")]
+    for x, y, text in rows:
+        anchor = to_px((x, y))
+        w = len(text) * fontsize * 0.62 * px_per_pt
+        h = fontsize * 1.25 * px_per_pt
+        best = None
+        for dx, dy, ha in offsets:
+            left = anchor[0] + dx * px_per_pt - (w if ha == "right" else w / 2 if ha == "center" else 0)
+            bottom = anchor[1] + dy * px_per_pt
+            box = (left - 3, bottom - 3, left + w + 3, bottom + h + 3)
+            cost = sum(box[0] <= px <= box[2] and box[1] <= py <= box[3] for px, py in drawn) * 10
+            cost += sum(not (box[2] < b[0] or b[2] < box[0] or box[3] < b[1] or b[3] < box[1]) for b in placed) * 20
+            cost += 30 * (box[0] < bbox.x0 or box[2] > bbox.x1 or box[1] < bbox.y0 or box[3] > bbox.y1)
+            if best is None or cost < best[0]:
+                best = (cost, dx, dy, ha, box)
+        assert best is not None
+        _, dx, dy, ha, box = best
+        placed.append(box)
+        far = abs(dx) > 7 or dy < -13 or dy > 5
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), ha=ha, fontsize=fontsize,
+                    zorder=6, arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.4"} if far else None)
+
+
+def _scatter(frame: pd.DataFrame, x: str, y: str, path: Path, title: str, xlabel: str, ylabel: str,
+             front_by: tuple[bool, bool] | None = None) -> Path | None:
+    """:func:`scatter_figure` written to ``path`` (None when there is nothing to draw)."""
+    fig = scatter_figure(frame, x, y, title, xlabel, ylabel, front_by)
+    if fig is None:
+        return None
+    fig.savefig(path, dpi=fig.dpi)
+    _pyplot().close(fig)
+    return path
+
+
+def scatter_figure(frame: pd.DataFrame, x: str, y: str, title: str, xlabel: str, ylabel: str,
+                   front_by: tuple[bool, bool] | None = None) -> Any:
+    """Scatter of COMPLETE trials; presets labelled; infeasible trials hollow; the 2-D front of (x, y)
+    among feasible trials drawn when asked, and a maximised y axis zoomed to the front and the presets
+    (points far below stay visible as markers on the bottom edge, counted in a corner note)."""
     if x not in frame.columns or y not in frame.columns:
         return None
-    done = frame[(frame["state"] == "COMPLETE")].dropna(subset=[x, y])
+    import pandas as pd
+
+    done = frame[(frame["state"] == "COMPLETE")].dropna(subset=[x, y]).copy()
     if done.empty:
         return None
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    plain = done[done["preset"].isna()]
-    ax.scatter(plain[x], plain[y], s=22, alpha=0.6, color="tab:blue", label="searched")
+    plt = _pyplot()
+    done[x], done[y] = done[x].astype(float), done[y].astype(float)
+    feasible = _flag(done["feasible"]) if "feasible" in done.columns else pd.Series(True, index=done.index)
+    is_preset = done["preset"].notna() if "preset" in done.columns else pd.Series(False, index=done.index)
+    fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=110)
+    front_pts: list[list[float]] = []
     if front_by is not None:
-        points = done[[x, y]].astype(float).values.tolist()
-        idx = non_dominated(points, list(front_by))
-        pts = sorted((points[i] for i in idx), key=lambda p: p[0])
-        if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", color="tab:red", ms=5, lw=1.2,
-                    label="front (this plot's two axes)")
-    presets = done[done["preset"].notna()]
-    if not presets.empty:
-        ax.scatter(presets[x], presets[y], s=70, marker="*", color="tab:orange", zorder=5, label="paper presets")
-        for _, row in presets.iterrows():
-            ax.annotate(str(row["preset"]), (row[x], row[y]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        ok = done[feasible]
+        points = ok[[x, y]].values.tolist()
+        front_pts = sorted((points[i] for i in non_dominated(points, list(front_by))), key=lambda p: p[0])
+    limits = None
+    if front_by is not None and front_by[1]:  # y maximised (accuracy): zoom onto the front and the presets
+        limits = _zoom(done[y].tolist(), [p[1] for p in front_pts] + done.loc[is_preset, y].tolist())
+    shown_y = done[y].clip(lower=limits[0]) if limits else done[y]
+    below = done[y] < limits[0] if limits else pd.Series(False, index=done.index)
+    for mask, kwargs in (
+        (~is_preset & feasible & ~below, {"s": 22, "alpha": 0.6, "color": "tab:blue", "label": "searched"}),
+        (~is_preset & ~feasible & ~below, {"s": 24, "facecolors": "none", "edgecolors": "tab:blue", "alpha": 0.8,
+                                           "label": "over budget (infeasible)"}),
+    ):
+        if mask.any():
+            ax.scatter(done.loc[mask, x], shown_y[mask], **kwargs)
+    if below.any():
+        low = done.loc[below, y]
+        ax.scatter(done.loc[below, x], shown_y[below], marker="v", s=30, color="0.45", clip_on=False, zorder=4,
+                   label=f"below the axis ({int(below.sum())})")
+        ax.annotate(f"{int(below.sum())} trial(s) below {limits[0]:.3g}, lowest {low.min():.3g}",
+                    xy=(0.01, 0.015), xycoords="axes fraction", fontsize=7, color="0.3")
+    if front_pts:
+        ax.plot([p[0] for p in front_pts], [p[1] for p in front_pts], "-", color="tab:red", lw=1.2, zorder=3,
+                label="front (feasible; this plot's two axes)")
+        ax.scatter([p[0] for p in front_pts], [p[1] for p in front_pts], s=26, color="tab:red", zorder=3)
+    if is_preset.any():
+        for mask, kwargs in ((is_preset & feasible, {"color": "tab:orange", "label": "paper presets"}),
+                             (is_preset & ~feasible, {"facecolors": "none", "edgecolors": "tab:orange",
+                                                      "label": "paper presets, over budget"})):
+            if mask.any():
+                ax.scatter(done.loc[mask, x], shown_y[mask], s=90, marker="*", zorder=5, linewidths=1.0, **kwargs)
+    if limits:
+        ax.set_ylim(*limits)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    if is_preset.any():
+        presets = done[is_preset]
+        _label_presets(ax, [(r[x], float(shown_y[i]), str(r["preset"])) for i, r in presets.iterrows()],
+                       list(zip(done[x], shown_y)))
+    return fig
+
+
+def _curve(value: Any) -> list[float]:
+    """A stored per-epoch curve (a list, or its JSON text in a frame) as floats; [] when absent."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return []
+    if not isinstance(value, (list, tuple)):
+        return []
+    try:
+        return [float(v) for v in value]
+    except (TypeError, ValueError):
+        return []
+
+
+def _end_labels(ax: Any, labels: Sequence[tuple[int, float, str]], fontsize: float = 7) -> None:
+    """Preset names at the end of their curves, pushed apart vertically so none overlaps another."""
+    if not labels:
+        return
+    fig = ax.figure
+    fig.canvas.draw()
+    gap = fontsize * 1.3 * fig.dpi / 72.0  # pixels between label centres
+    placed = sorted(((ax.transData.transform((e, v))[1], e, v, t) for e, v, t in labels))
+    ys = [p[0] for p in placed]
+    for i in range(1, len(ys)):
+        ys[i] = max(ys[i], ys[i - 1] + gap)
+    px_per_pt = fig.dpi / 72.0
+    for y_px, (orig, epoch, value, text) in zip(ys, placed):
+        ax.annotate(text, (epoch, value), textcoords="offset points", xytext=(6, (y_px - orig) / px_per_pt),
+                    fontsize=fontsize, va="center", color="tab:orange",
+                    arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "tab:orange"} if y_px - orig > 1 else None)
+
+
+def curves_plot(frame: pd.DataFrame, path: Path) -> Path | None:
+    """Per-epoch validation accuracy (and training loss) of every COMPLETE trial; presets and the
+    front highlighted, infeasible trials dashed. None when no trial stored a curve."""
+    if "curve" not in frame.columns:
+        return None
+    done = frame[frame["state"] == "COMPLETE"]
+    series = [(row, _curve(row["curve"]), _curve(row.get("loss_curve"))) for _, row in done.iterrows()]
+    series = [s for s in series if s[1]]
+    if not series:
+        return None
+    plt = _pyplot()
+    with_loss = any(loss for _, _, loss in series)
+    fig, axes = plt.subplots(1, 2 if with_loss else 1, figsize=(11 if with_loss else 6.4, 4.4), squeeze=False,
+                             dpi=110)
+    seen: dict[str, dict[str, Any]] = {}
+    labels = []
+    for row, acc, loss in sorted(series, key=lambda s: (s[0].get("preset") is not None, bool(s[0].get("on_front")))):
+        preset = row.get("preset")
+        preset = None if preset is None or (isinstance(preset, float) and math.isnan(preset)) else str(preset)
+        feasible = row.get("feasible") is not False and str(row.get("feasible")).lower() != "false"
+        if preset is not None:
+            style, kind = {"color": "tab:orange", "lw": 2.0, "alpha": 0.95, "marker": "*", "ms": 7,
+                           "zorder": 5}, "paper preset"
+        elif row.get("on_front") is True:
+            style, kind = {"color": "tab:red", "lw": 1.5, "alpha": 0.9, "marker": "o", "ms": 3, "zorder": 4}, "on the front"
+        else:
+            style, kind = {"color": "tab:blue", "lw": 0.9, "alpha": 0.35, "zorder": 2}, "searched"
+        if not feasible:
+            style["ls"] = "--"
+        seen.setdefault(kind, {k: v for k, v in style.items() if k not in ("ls", "zorder")})
+        for ax, values in ((axes[0][0], acc), *(((axes[0][1], loss),) if with_loss else ())):
+            if values:
+                ax.plot(range(1, len(values) + 1), values, **style)
+        if preset is not None:
+            labels.append((len(acc), acc[-1], preset))
+    epochs = max(len(acc) for _, acc, _ in series)
+    axes[0][0].set_ylabel("validation accuracy (proxy)")
+    axes[0][0].set_title(f"validation accuracy per epoch ({len(series)} trials)", fontsize=10)
+    if with_loss:
+        axes[0][1].set_ylabel("mean training loss")
+        axes[0][1].set_title("training loss per epoch", fontsize=10)
+    for ax in axes[0]:
+        ax.set_xlabel("epoch")
+        ax.set_xticks(range(1, epochs + 1))
+        ax.set_xlim(0.8, epochs + 0.6)
+        ax.grid(alpha=0.3)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], label=kind, **seen[kind]) for kind in ("searched", "on the front", "paper preset")
+               if kind in seen]
+    if any(str(row.get("feasible")).lower() == "false" for row, _, _ in series):
+        handles.append(Line2D([], [], color="0.4", lw=1.0, ls="--", label="over budget (dashed)"))
+    axes[0][0].legend(handles=handles, fontsize=7, loc="lower right")
+    fig.tight_layout()
+    _end_labels(axes[0][0], labels)
+    fig.savefig(path, dpi=fig.dpi)
     plt.close(fig)
     return path
 
@@ -163,7 +376,7 @@ def _source(frame: pd.DataFrame, target: str) -> str:
 
 
 def write_plots(frame: pd.DataFrame, out: Path) -> list[Path]:
-    written = []
+    written = [p for p in (curves_plot(frame, out / "curves.png"),) if p is not None]
     for target in latency_targets(frame):
         col = f"latency_ms:{target}"
         label = f"latency on {target} (ms, {_source(frame, target)})"
@@ -204,7 +417,8 @@ def study_summary(study: optuna.Study, frame: pd.DataFrame) -> dict[str, Any]:
     return {"study": study.study_name, "objectives": objective_names(study),
             "directions": [d.name.lower() for d in study.directions], "trials": int(len(frame)),
             "states": {k: int(v) for k, v in states.items()}, "targets": latency_targets(frame),
-            "budgets": study.user_attrs.get("budgets", {}), "front": front_rows(study)}
+            "budgets": study.user_attrs.get("budgets", {}), "front": front_rows(study),
+            "over_budget": [_row(t, objective_names(study)) for t in over_budget_front(study)]}
 
 
 def write_report(study: optuna.Study, out: str | Path) -> dict[str, Any]:
@@ -223,7 +437,10 @@ def write_report(study: optuna.Study, out: str | Path) -> dict[str, Any]:
         if parquet[column].dtype == object and column not in ("datetime_start", "datetime_complete"):
             parquet[column] = parquet[column].map(lambda v: None if v is None else str(v))
     parquet.to_parquet(out / "trials.parquet", index=False)
-    pareto = frame[frame["on_front"]] if "on_front" in frame.columns else frame.iloc[0:0]
+    if "on_front" in frame.columns:
+        pareto = frame[frame["on_front"] | frame["over_budget_front"]]
+    else:
+        pareto = frame.iloc[0:0]
     pareto.to_csv(out / "pareto.csv", index=False)
     plots = write_plots(frame, out)
     summary = study_summary(study, frame)
@@ -243,12 +460,18 @@ def summary_markdown(summary: dict[str, Any], frame: pd.DataFrame) -> str:
         lines += ["Budgets: " + ", ".join(f"{k} <= {v}" for k, v in summary["budgets"].items()), ""]
     for target in summary["targets"]:
         lines.append(f"- latency on `{target}`: {_source(frame, target)}")
-    lines += ["", f"## Pareto front ({len(summary['front'])} trials; presets flagged)", ""]
-    lines.append(markdown_table(summary["front"], ["trial", "preset", *names, "mac", "flops", "params", "arch"]))
+    over = summary.get("over_budget", [])
+    lines += ["", f"## Pareto front ({len(summary['front'])} feasible trials; presets flagged)", ""]
+    columns = ["trial", "preset", *names, "feasible", "mac", "flops", "params", "arch"]
+    lines.append(markdown_table(summary["front"], columns))
+    if over:
+        lines += ["", f"Over budget (infeasible) but not dominated by any trial: {len(over)} (`pareto.csv` holds "
+                  "them with `feasible = False`; hollow markers in the plots).", "",
+                  markdown_table(over, columns)]
     presets = frame[frame["preset"].notna() & (frame["state"] == "COMPLETE")] if "preset" in frame.columns else frame.iloc[0:0]
     if not presets.empty:
         lines += ["", "## Paper presets", ""]
-        cols = ["number", "preset", *[f"value:{n}" for n in names], "on_front"]
+        cols = ["number", "preset", *[f"value:{n}" for n in names], "feasible", "on_front"]
         lines.append(markdown_table(presets[[c for c in cols if c in presets.columns]].to_dict("records"),
                                     [c for c in cols if c in presets.columns]))
     failed = frame[frame["state"] == "FAIL"] if "state" in frame.columns else frame.iloc[0:0]
@@ -256,16 +479,17 @@ def summary_markdown(summary: dict[str, Any], frame: pd.DataFrame) -> str:
         lines += ["", "## Failed trials", ""]
         lines.append(markdown_table(failed[["number", FAIL_REASON_ATTR]].to_dict("records"), ["number", FAIL_REASON_ATTR]))
     if summary.get("plots"):
-        lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in summary["plots"]]
+        lines += ["", "## Plots", ""]
+        if "curves.png" in summary["plots"]:
+            lines += ["`curves.png`: validation accuracy and training loss per epoch of every trial (the `curve` and "
+                      "`loss_curve` columns of trials.csv).", ""]
+        lines += [f"![{p}]({p})" for p in summary["plots"]]
     return "\n".join(lines) + "\n"
 
 
 def compare_fronts(studies: Sequence[optuna.Study], out: str | Path) -> list[Path]:
     """One plot per shared target: each study's accuracy-vs-latency front (device-specific searches)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     out = Path(out)
     frames = {s.study_name: trials_frame(s) for s in studies}
@@ -279,6 +503,8 @@ def compare_fronts(studies: Sequence[optuna.Study], out: str | Path) -> list[Pat
             if col not in frame.columns or "accuracy" not in frame.columns:
                 continue
             done = frame[frame["state"] == "COMPLETE"].dropna(subset=[col, "accuracy"])
+            if "feasible" in done.columns:
+                done = done[_flag(done["feasible"])]  # a front within the study's budgets
             if done.empty:
                 continue
             points = done[[col, "accuracy"]].astype(float).values.tolist()

@@ -47,7 +47,7 @@ def test_write_report(study_db, tmp_path):
     study = load_study(open_storage(study_db.storage_url, create=False), study_db.study)
     summary = write_report(study, tmp_path)
     for name in ("trials.csv", "trials.parquet", "pareto.csv", "summary.md", "accuracy_vs_latency_local-cpu.png",
-                 "flops_vs_latency_local-cpu.png", "mac_vs_latency_paper-gpu-1080ti.png"):
+                 "flops_vs_latency_local-cpu.png", "mac_vs_latency_paper-gpu-1080ti.png", "curves.png"):
         assert (tmp_path / name).is_file(), name
     frame = pd.read_parquet(tmp_path / "trials.parquet")
     assert len(frame) == 4 and set(frame["state"]) == {"COMPLETE", "RUNNING"}
@@ -58,6 +58,10 @@ def test_write_report(study_db, tmp_path):
     expected = non_dominated(done[["value:accuracy", "value:latency:local-cpu"]].values.tolist(), [True, False])
     assert sorted(pareto["number"]) == sorted(done["number"].iloc[expected])
     assert "preset" in pareto.columns and "latency_source:paper-gpu-1080ti" in pareto.columns
+    assert pareto["feasible"].all()  # no budgets: every front trial is feasible
+    # the driver's per-epoch validation curve (a user attr: trial.report is single-objective only)
+    curves = pd.read_csv(tmp_path / "trials.csv").dropna(subset=["curve"])
+    assert len(curves) == 3 and all(len(json.loads(c)) == 1 for c in curves["curve"])
     assert len(summary["front"]) == len(pareto)
     text = (tmp_path / "summary.md").read_text()
     assert "## Pareto front" in text and "## Paper presets" in text and "estimate:guideline" in text
