@@ -199,9 +199,9 @@ def _label_presets(ax: Any, rows: Sequence[tuple[float, float, str]], points: Se
 
 
 def _scatter(frame: pd.DataFrame, x: str, y: str, path: Path, title: str, xlabel: str, ylabel: str,
-             front_by: tuple[bool, bool] | None = None) -> Path | None:
+             front_by: tuple[bool, bool] | None = None, x_scale: float = 1.0) -> Path | None:
     """:func:`scatter_figure` written to ``path`` (None when there is nothing to draw)."""
-    fig = scatter_figure(frame, x, y, title, xlabel, ylabel, front_by)
+    fig = scatter_figure(frame, x, y, title, xlabel, ylabel, front_by, x_scale)
     if fig is None:
         return None
     fig.savefig(path, dpi=fig.dpi)
@@ -210,10 +210,11 @@ def _scatter(frame: pd.DataFrame, x: str, y: str, path: Path, title: str, xlabel
 
 
 def scatter_figure(frame: pd.DataFrame, x: str, y: str, title: str, xlabel: str, ylabel: str,
-                   front_by: tuple[bool, bool] | None = None) -> Any:
+                   front_by: tuple[bool, bool] | None = None, x_scale: float = 1.0) -> Any:
     """Scatter of COMPLETE trials; presets labelled; infeasible trials hollow; the 2-D front of (x, y)
     among feasible trials drawn when asked, and a maximised y axis zoomed to the front and the presets
-    (points far below stay visible as markers on the bottom edge, counted in a corner note)."""
+    (points far below stay visible as markers on the bottom edge, counted in a corner note).
+    ``x_scale`` divides x (1e6: FLOPs and MAC in millions, no offset notation on the axis)."""
     if x not in frame.columns or y not in frame.columns:
         return None
     import pandas as pd
@@ -222,7 +223,7 @@ def scatter_figure(frame: pd.DataFrame, x: str, y: str, title: str, xlabel: str,
     if done.empty:
         return None
     plt = _pyplot()
-    done[x], done[y] = done[x].astype(float), done[y].astype(float)
+    done[x], done[y] = done[x].astype(float) / x_scale, done[y].astype(float)
     feasible = _flag(done["feasible"]) if "feasible" in done.columns else pd.Series(True, index=done.index)
     is_preset = done["preset"].notna() if "preset" in done.columns else pd.Series(False, index=done.index)
     fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=110)
@@ -359,8 +360,8 @@ def curves_plot(frame: pd.DataFrame, path: Path) -> Path | None:
                if kind in seen]
     if any(str(row.get("feasible")).lower() == "false" for row, _, _ in series):
         handles.append(Line2D([], [], color="0.4", lw=1.0, ls="--", label="over budget (dashed)"))
-    axes[0][0].legend(handles=handles, fontsize=7, loc="lower right")
-    fig.tight_layout()
+    fig.legend(handles=handles, fontsize=7, loc="lower center", ncol=len(handles), frameon=False)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))  # the legend sits below the panels: it covers no curve
     _end_labels(axes[0][0], labels)
     fig.savefig(path, dpi=fig.dpi)
     plt.close(fig)
@@ -385,9 +386,9 @@ def write_plots(frame: pd.DataFrame, out: Path) -> list[Path]:
             _scatter(frame, col, "accuracy", out / f"accuracy_vs_latency_{safe}.png",
                      f"proxy accuracy vs latency: {target}", label, "proxy accuracy", front_by=(False, True)),
             _scatter(frame, "flops", col, out / f"flops_vs_latency_{safe}.png",
-                     f"FLOPs vs latency: {target}", "FLOPs (multiply-adds)", label),
+                     f"FLOPs vs latency: {target}", "MFLOPs (multiply-adds)", label, x_scale=1e6),
             _scatter(frame, "mac", col, out / f"mac_vs_latency_{safe}.png",
-                     f"MAC vs latency: {target}", "MAC (memory access cost, elements)", label),
+                     f"MAC vs latency: {target}", "MAC (memory access cost, M elements)", label, x_scale=1e6),
         ):
             if path is not None:
                 written.append(path)
