@@ -184,7 +184,8 @@ def test_init_from_torchvision_weights(tmp_path, capsys):
 # -- the recipe -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("changes, message", [
     ({"epochs": 0}, "epochs"), ({"lr": 0}, "lr"), ({"lr": float("nan")}, "lr"), ({"optimizer": "rmsprop"}, "optimizer"),
-    ({"momentum": 1.0}, "momentum"), ({"label_smoothing": 1.5}, "label_smoothing"), ({"batch_size": True}, "batch_size"),
+    ({"momentum": 1.0}, "momentum"), ({"label_smoothing": 1.5}, "label_smoothing"),
+    ({"batch_size": True}, "batch_size"),
     ({"crop_padding": 20}, "crop_padding"), ({"ema": "yes"}, "ema"), ({"warmup_epochs": 50, "epochs": 2}, "warmup"),
     ({"threads": 0}, "threads"), ({"input_size": 4}, "input_size"), ({"epochz": 3}, "unknown train option"),
 ])

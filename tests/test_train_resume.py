@@ -98,8 +98,10 @@ def one_epoch(tmp_path_factory):
     return out
 
 
-def snapshot(folder) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() if p.is_file() else "dir" for p in sorted(folder.iterdir())} if folder.is_dir() else {}
+def snapshot(folder) -> dict[str, bytes | str]:
+    if not folder.is_dir():
+        return {}
+    return {p.name: p.read_bytes() if p.is_file() else "dir" for p in sorted(folder.iterdir())}
 
 
 def refused(capsys, argv: list[str], message: str) -> None:

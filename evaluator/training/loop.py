@@ -307,7 +307,8 @@ def _make_out(out: Path) -> None:
 
 
 def _run(arch: Architecture, data: DataSplit, recipe: TrainRecipe, out: Path, state: dict[str, Any] | None,
-         init_state: dict | None, identity: dict[str, Any], *, device: str, threads: int, progress: bool) -> TrainResult:
+         init_state: dict | None, identity: dict[str, Any], *, device: str, threads: int,
+         progress: bool) -> TrainResult:
     started = time.perf_counter()
     cuda = device.startswith("cuda")
     bar = _Progress(progress)
@@ -425,7 +426,8 @@ def _run(arch: Architecture, data: DataSplit, recipe: TrainRecipe, out: Path, st
         arch=arch.to_string(), arch_id=arch.arch_id, dataset=data.name, out=str(out), epochs=len(rows),
         val_top1=last.val_top1, val_top5=last.val_top5, train_loss=last.train_loss,
         model_pt=model_pt, model_onnx=model_onnx, checkpoint=str(out / CHECKPOINT_NAME),
-        metrics_csv=str(out / METRICS_NAME), curves_png=str(out / CURVES_NAME) if (out / CURVES_NAME).exists() else None,
+        metrics_csv=str(out / METRICS_NAME),
+        curves_png=str(out / CURVES_NAME) if (out / CURVES_NAME).exists() else None,
         seconds=time.perf_counter() - started,
         images_per_s=images_seen / train_seconds if train_seconds > 0 else 0.0,
         resumed_from=int(state["epoch"]) if state is not None else 0, device=device,
@@ -466,5 +468,5 @@ def _write_model(final: torch.nn.Module, arch: Architecture, data: DataSplit, re
     return str(model_pt), str(model_onnx)
 
 
-__all__ = ["MODEL_NAME", "ONNX_NAME", "RunPlan", "TrainError", "TrainResult", "dataset_identity", "evaluate_topk", "lr_at",
-           "make_optimizer", "param_groups", "plan_run", "run_plan", "train_architecture"]
+__all__ = ["MODEL_NAME", "ONNX_NAME", "RunPlan", "TrainError", "TrainResult", "dataset_identity", "evaluate_topk",
+           "lr_at", "make_optimizer", "param_groups", "plan_run", "run_plan", "train_architecture"]

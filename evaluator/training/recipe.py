@@ -65,7 +65,8 @@ class TrainRecipe:
             value = getattr(self, name)
             if optional and value is None:
                 return
-            if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low \
+                    or (high is not None and value > high):
                 bound = f"between {low} and {high}" if high is not None else f">= {low}"
                 raise RecipeError(f"train option {name} must be an integer {bound}, got {value!r}")
 

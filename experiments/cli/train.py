@@ -54,15 +54,18 @@ def _recipe(config: str | None, flags: dict[str, Any]):
 @click.option("--dataset", required=True, help="Data set: digits, fashion-mnist, cifar10, cifar100, imagefolder, ...")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Where the data set's files are.")
 @click.option("--limit", type=click.IntRange(min=4), help="Use at most N images (train + val, stratified).")
-@click.option("--out", "out", required=True, type=click.Path(), help="Output directory (resumed when it holds this run).")
+@click.option("--out", "out", required=True, type=click.Path(),
+              help="Output directory (resumed when it holds this run).")
 @click.option("--config", type=click.Path(dir_okay=False), help="A TOML file with a [train] table (flags override it).")
-@click.option("--storage", help="Train a trial of a study in this Optuna storage (with --study and --trial or --front).")
+@click.option("--storage",
+              help="Train a trial of a study in this Optuna storage (with --study and --trial or --front).")
 @click.option("--study", "study_name", help="Study name (with --storage).")
 @click.option("--trial", "trial_number", type=click.IntRange(min=0), help="Trial number (with --storage).")
 @click.option("--front", is_flag=True, help="Train every trial on the study's front, into OUT/trial-<N>/.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs [default: 30, or the config's].")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Batch size [default: 128].")
-@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), help="sgd (Nesterov momentum) or adamw [default: sgd].")
+@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]),
+              help="sgd (Nesterov momentum) or adamw [default: sgd].")
 @click.option("--lr", type=float, help="Peak learning rate (after warm-up) [default: 0.2].")
 @click.option("--weight-decay", type=float, help="Weight decay of conv and linear weights [default: 5e-4].")
 @click.option("--warmup-epochs", type=float, help="Linear warm-up, in epochs [default: 1].")
