@@ -26,6 +26,7 @@ import pandas as pd
 
 from latency_models.analytic import summary
 from search_space import DEFAULT_SPACE, PAPER_PRESETS, Architecture, SearchSpace, preset_name
+from experiments.plotting import label_points
 from experiments.studies.common import StudyError, check_out_dir
 
 if TYPE_CHECKING:
@@ -218,14 +219,15 @@ def scatter_plots(table: pd.DataFrame, out_dir: Path) -> list[Path]:
             presets = group[~random_rows]
             ax.scatter(presets[metric] / 1e6, presets["latency_ms"], s=70, marker="*", color="tab:red",
                        label="paper presets", zorder=3)
-            for _, row in presets.iterrows():
-                ax.annotate(row["preset"], (row[metric] / 1e6, row["latency_ms"]), textcoords="offset points",
-                            xytext=(5, 4), fontsize=8)
             ax.set_xlabel(label)
             ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3)
+            ax.margins(0.06)
         axes[0].legend(loc="upper left", fontsize=8)
         fig.suptitle(f"{target}: latency vs FLOPs and MAC ({len(group)} architectures)")
+        for ax, metric in ((axes[0], "flops"), (axes[1], "mac")):
+            label_points(ax, [(r[metric] / 1e6, r["latency_ms"], r["preset"]) for _, r in presets.iterrows()],
+                         list(zip(group[metric] / 1e6, group["latency_ms"])))
         path = out_dir / f"scatter_{_slug(str(target))}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
