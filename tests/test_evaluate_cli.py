@@ -168,3 +168,17 @@ def test_train_with_torchvision_init(tmp_path, cli):
     result = json.loads(done.stdout)
     assert result["num_classes"] == 10 and result["input_size"] == 16 and result["dataset"] == "digits"
     assert 0.0 <= result["top1"] <= result["top5"] <= 1.0
+
+
+def test_evaluate_uses_the_training_runs_split(world, tmp_path, capfd):
+    """A run trained on a capped data set (``recipe["data"]``) is scored on that run's validation
+    split, not on a split of the whole data set (which would hold its training images)."""
+    capped = load_dataset("digits", input_size=16, seed=1, limit=200)
+    info = ModelInfo(arch=TINY.to_string(), num_classes=10, input_size=16, classes=capped.classes, dataset="digits",
+                     mean=capped.mean, std=capped.std,
+                     recipe={"seed": 1, "data": {"name": "digits", "limit": 200, "seed": 1, "val_fraction": 0.2}})
+    path = save_model(tmp_path / "capped.pt", world["model"], info)
+    assert main(["evaluate", str(path), "--json"]) == 0
+    result = json.loads(capfd.readouterr().out)
+    assert result["images"] == capped.val_size == 40
+    assert result["top1"] == pytest.approx(_accuracy(world["model"], capped.val_x, capped.val_y))
