@@ -272,3 +272,9 @@ def test_export_onnx_batch_and_refusal_write_nothing(tmp_path, digits):
     with pytest.raises(WeightsError, match="cannot write"):
         export_onnx(model, _info(digits), "/proc/nope/model.onnx")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b4.onnx", "earlier.onnx"]
+
+
+def test_export_onnx_refuses_a_module_that_is_not_its_info(tmp_path, digits):
+    with pytest.raises(WeightsError, match=r"gives \(3,\) outputs, its info says 10 classes"):
+        export_onnx(build_model(TINY, 3, 16), _info(digits), tmp_path / "model.onnx")
+    assert not list(tmp_path.iterdir())

@@ -71,6 +71,7 @@ class ModelInfo:
                 raise WeightsError(f"model info: {name} must be an integer >= {low}, got {value!r}")
             object.__setattr__(self, name, int(value))
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
+        object.__setattr__(self, "dataset", str(self.dataset or ""))
         if self.classes and len(self.classes) != self.num_classes:
             raise WeightsError(f"model info: {len(self.classes)} class names for {self.num_classes} classes")
         for name in ("mean", "std"):
@@ -312,8 +313,9 @@ def export_onnx(module: torch.nn.Module, info: ModelInfo, path: str | os.PathLik
 
     from latency_models.onnx_export import export_module_bytes
 
-    device = next(iter(module.parameters()), torch.empty(0)).device
-    work = module if device.type == "cpu" else copy.deepcopy(module).to("cpu")
+    first = next(iter(module.parameters()), torch.empty(0))
+    plain = first.device.type == "cpu" and first.dtype == torch.float32
+    work = module if plain else copy.deepcopy(module).float().to("cpu")  # (a GPU / half-precision run)
     was_training = work.training
     shape = (batch, 3, info.input_size, info.input_size)
     try:
@@ -330,6 +332,9 @@ def export_onnx(module: torch.nn.Module, info: ModelInfo, path: str | os.PathLik
             for _ in range(checks):
                 x = torch.randn(*shape, generator=generator)
                 expected = work(x).numpy()
+                if expected.shape != (batch, info.num_classes):
+                    raise WeightsError(f"cannot export {path}: the module gives {expected.shape[1:]} outputs, "
+                                       f"its info says {info.num_classes} classes")
                 got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
                 worst = max(worst, float(abs(got - expected).max()))
     finally:
