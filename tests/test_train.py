@@ -78,6 +78,12 @@ def test_cli_trains_and_writes_every_file(cli, tmp_path):
                           for i in range(images.shape[0])])
     assert np.allclose(got, expected, atol=1e-4)
 
+    # model.pt records the run's data (the --limit cap too), so `evaluate` scores the run's own split
+    assert info.recipe["data"]["limit"] == 300
+    scored = cli("evaluate", str(out / "model.pt"), "--json", env={"SHUFFLENAS_HOME": str(tmp_path / "home")})
+    assert scored.returncode == 0, scored.stderr
+    assert json.loads(scored.stdout)["top1"] == pytest.approx(summary["val_top1"], abs=1e-6)
+
     # the same command again: already trained, nothing rewritten
     before = {name: (out / name).read_bytes() for name in FILES}
     again = cli("train", TINY, *DATA, *FAST, "--epochs", "2", "--out", str(out), "--json", "--no-progress",

@@ -236,6 +236,7 @@ class RunPlan:
     identity: dict[str, Any]
     state: dict[str, Any] | None
     init_state: dict | None
+    data_spec: DataSpec | None = None   # recorded in model.pt, so `evaluate` scores the run's own split
 
     @property
     def resumes(self) -> bool:
@@ -272,7 +273,7 @@ def plan_run(arch: Architecture, data_spec: DataSpec, recipe: TrainRecipe, out_d
         if weights is None:
             raise TrainError("--init needs model weights support (evaluator.training.weights), which this build lacks")
         init_state = weights.load_init(recipe.init, arch, data.num_classes)
-    return RunPlan(arch, data, recipe, out, identity, state, init_state)
+    return RunPlan(arch, data, recipe, out, identity, state, init_state, data_spec)
 
 
 def train_architecture(arch: Architecture, data_spec: DataSpec, recipe: TrainRecipe, out_dir: str | os.PathLike, *,
@@ -292,7 +293,7 @@ def run_plan(plan: RunPlan, *, progress: bool = True, device: str | None = None)
     _make_out(plan.out)
     with torch_threads(None if cuda else plan.recipe.threads) as threads:
         return _run(plan.arch, plan.data, plan.recipe, plan.out, plan.state, plan.init_state, plan.identity,
-                    device=device, threads=threads, progress=progress)
+                    device=device, threads=threads, progress=progress, data_spec=plan.data_spec)
 
 
 def _make_out(out: Path) -> None:
@@ -308,7 +309,7 @@ def _make_out(out: Path) -> None:
 
 def _run(arch: Architecture, data: DataSplit, recipe: TrainRecipe, out: Path, state: dict[str, Any] | None,
          init_state: dict | None, identity: dict[str, Any], *, device: str, threads: int,
-         progress: bool) -> TrainResult:
+         progress: bool, data_spec: DataSpec | None = None) -> TrainResult:
     started = time.perf_counter()
     cuda = device.startswith("cuda")
     bar = _Progress(progress)
@@ -420,7 +421,7 @@ def _run(arch: Architecture, data: DataSplit, recipe: TrainRecipe, out: Path, st
         bar.close()
 
     final = ema.module if ema is not None else model
-    model_pt, model_onnx = _write_model(final, arch, data, recipe, rows, out)
+    model_pt, model_onnx = _write_model(final, arch, data, recipe, rows, out, data_spec)
     last = rows[-1]
     return TrainResult(
         arch=arch.to_string(), arch_id=arch.arch_id, dataset=data.name, out=str(out), epochs=len(rows),
@@ -444,7 +445,7 @@ def _versions() -> dict[str, str]:
 
 
 def _write_model(final: torch.nn.Module, arch: Architecture, data: DataSplit, recipe: TrainRecipe,
-                 rows: list[EpochMetrics], out: Path) -> tuple[str | None, str | None]:
+                 rows: list[EpochMetrics], out: Path, data_spec: DataSpec | None = None) -> tuple[str | None, str | None]:
     """``model.pt`` and ``model.onnx`` of the trained weights; files already there are kept as they are."""
     if weights is None:
         return None, None
@@ -457,7 +458,8 @@ def _write_model(final: torch.nn.Module, arch: Architecture, data: DataSplit, re
     last = rows[-1]
     info = weights.ModelInfo(
         arch=arch.to_string(), num_classes=data.num_classes, input_size=data.input_size, classes=tuple(data.classes),
-        mean=tuple(data.mean), std=tuple(data.std), dataset=data.name, recipe=recipe.to_dict(),
+        mean=tuple(data.mean), std=tuple(data.std), dataset=data.name,
+        recipe={**recipe.to_dict(), **({"data": data_spec.to_dict()} if data_spec is not None else {})},
         metrics={"val_top1": last.val_top1, "val_top5": last.val_top5, "train_loss": last.train_loss,
                  "epochs": last.epoch},
         versions=_versions())
