@@ -84,3 +84,9 @@ def test_two_jobs_into_one_folder_are_refused(tmp_path):
     with pytest.raises(ParallelTrainError, match="both write to"):
         train_many([job(TINY, tmp_path / "x", 1), job(SMALL, tmp_path / "sub" / ".." / "x", 2)], workers=2)
     assert not (tmp_path / "x").exists()
+
+
+def test_a_job_the_cluster_cannot_place_is_refused(ray_session, tmp_path):
+    with pytest.raises(ParallelTrainError, match="each job asks for 1 GPU; the Ray cluster has 0"):
+        train_many([job(TINY, tmp_path / "x")], workers=2, num_gpus=1)
+    assert not (tmp_path / "x").exists()

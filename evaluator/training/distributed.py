@@ -33,8 +33,22 @@ import torch.nn.functional as F
 from evaluator.training.augment import random_crop_flip
 from evaluator.training.checkpoint import CHECKPOINT_NAME, capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from evaluator.training.ema import ModelEMA
-from evaluator.training.loop import (TrainError, TrainResult, _make_out, _title, _versions, _write_model, evaluate_topk,
-                                     lr_at, make_optimizer, plan_run, torch_threads)
+from evaluator.training.loop import (
+    MODEL_NAME,
+    ONNX_NAME,
+    RunPlan,
+    TrainError,
+    TrainResult,
+    _make_out,
+    _title,
+    _versions,
+    _write_model,
+    evaluate_topk,
+    lr_at,
+    make_optimizer,
+    plan_run,
+    torch_threads,
+)
 from evaluator.training.outputs import CURVES_NAME, METRICS_NAME, EpochMetrics, write_curves, write_metrics
 from evaluator.training.recipe import DataSpec, TrainRecipe
 from search_space import Architecture, build_model
@@ -119,7 +133,7 @@ def _train_rank(arch: Architecture, data: Any, recipe: TrainRecipe, out: Path, i
     model = model.to(device)
     if cuda:
         model = model.to(memory_format=torch.channels_last)
-    ddp = ray.train.torch.prepare_model(model, move_to_device=False) if world > 1 else model
+    ddp = ray.train.torch.prepare_model(model, move_to_device=False)  # DDP when world > 1
     optimizer = make_optimizer(model, recipe)
     ema = ModelEMA(model, recipe.ema_decay) if recipe.ema else None
     scaler = torch.amp.GradScaler("cuda", enabled=cuda)
@@ -128,7 +142,7 @@ def _train_rank(arch: Architecture, data: Any, recipe: TrainRecipe, out: Path, i
     n, bs = data.train_size, recipe.batch_size
     steps = recipe.steps_per_epoch(n)
     total_steps = steps * recipe.epochs
-    warmup_steps = int(round(recipe.warmup_epochs * steps))
+    warmup_steps = round(recipe.warmup_epochs * steps)
     start_epoch, rows = 0, []
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
@@ -324,7 +338,7 @@ def train_ddp(arch: Architecture, data_spec: DataSpec, recipe: TrainRecipe, out_
     return _result(arch, plan, settings, start_epoch, started)
 
 
-def _result(arch: Architecture, plan: Any, settings: DDPSettings, start_epoch: int, started: float) -> TrainResult:
+def _result(arch: Architecture, plan: RunPlan, settings: DDPSettings, start_epoch: int, started: float) -> TrainResult:
     """The run's :class:`TrainResult`, read back from what rank 0 wrote."""
     out = plan.out
     state = load_checkpoint(out / CHECKPOINT_NAME)
@@ -333,17 +347,18 @@ def _result(arch: Architecture, plan: Any, settings: DDPSettings, start_epoch: i
         raise TrainError(f"distributed training wrote no epoch into {out / CHECKPOINT_NAME}")
     trained_now = rows[start_epoch:]
     final = rows[-1]
-    model_pt, model_onnx = out / "model.pt", out / "model.onnx"
+    model_pt, model_onnx = out / MODEL_NAME, out / ONNX_NAME
     return TrainResult(
         arch=arch.to_string(), arch_id=arch.arch_id, dataset=plan.data.name, out=str(out), epochs=len(rows),
         val_top1=final.val_top1, val_top5=final.val_top5, train_loss=final.train_loss,
         model_pt=str(model_pt) if model_pt.exists() else None,
         model_onnx=str(model_onnx) if model_onnx.exists() else None, checkpoint=str(out / CHECKPOINT_NAME),
-        metrics_csv=str(out / METRICS_NAME), curves_png=str(out / CURVES_NAME) if (out / CURVES_NAME).exists() else None,
+        metrics_csv=str(out / METRICS_NAME),
+        curves_png=str(out / CURVES_NAME) if (out / CURVES_NAME).exists() else None,
         seconds=time.perf_counter() - started,
         images_per_s=sum(r.images_per_s for r in trained_now) / len(trained_now) if trained_now else 0.0,
         resumed_from=start_epoch, device="cuda" if settings.use_gpu else "cpu",
         threads=None if settings.use_gpu else settings.threads, metrics=rows)
 
 
-__all__ = ["DDPSettings", "MIN_PER_RANK", "train_ddp"]
+__all__ = ["MIN_PER_RANK", "DDPSettings", "train_ddp"]

@@ -106,6 +106,13 @@ def _check(jobs: Sequence[TrainJob], workers: int, num_cpus: float, num_gpus: fl
         seen[where] = job.name()
 
 
+def _check_capacity(total: dict[str, float], num_cpus: float, num_gpus: float) -> None:
+    """Refuse in one line a job no node can ever take (Ray would keep it pending for good)."""
+    for kind, need in (("CPU", num_cpus), ("GPU", num_gpus)):
+        if need > 0 and total.get(kind, 0) < need:
+            raise ParallelTrainError(f"each job asks for {need:g} {kind}; the Ray cluster has {total.get(kind, 0):g}")
+
+
 def _report(progress: bool, done: int, total: int, outcome: TrainOutcome) -> None:
     if not progress:
         return
@@ -167,6 +174,7 @@ def _train_on_ray(jobs: list[TrainJob], workers: int, address: str | None, num_c
     queue.reverse()
     flights: dict[Any, int] = {}
     try:
+        _check_capacity(ray.cluster_resources(), num_cpus, num_gpus)
         while queue or flights:
             while queue and len(flights) < workers:
                 index = queue.pop()
@@ -190,4 +198,4 @@ def _train_on_ray(jobs: list[TrainJob], workers: int, address: str | None, num_c
             ray.shutdown()
 
 
-__all__ = ["ParallelTrainError", "TrainJob", "TrainOutcome", "WORKER_RETRIES", "train_many"]
+__all__ = ["WORKER_RETRIES", "ParallelTrainError", "TrainJob", "TrainOutcome", "train_many"]
