@@ -51,13 +51,15 @@ def guidelines(target_name: str, out: str, quick: bool, repeats: int | None, bud
     kind = "measured" if result.source == "measured" else "estimate"
     repeats = max((v["repeats"] for v in checks), default=1)
     head = f"median (min-max of {repeats} rounds)" if repeats > 1 else kind
+    margins = [f"{interval(v['margin'], v['margin_lo'], v['margin_hi'], v['repeats'])}x vs {v['compared_with']}"
+               for v in checks]
+    width = max([len("margin"), *map(len, margins)])
     click.echo(f"{'guideline':9s} {'scale':5s} {'expected fastest':20s} {'fastest here':20s} {'verdict':13s} "
-               f"{'margin':32s} spread, {head}")
-    for v in checks:
-        margin = f"{interval(v['margin'], v['margin_lo'], v['margin_hi'], v['repeats'])}x vs {v['compared_with']}"
+               f"{'margin':{width}s} spread, {head}")
+    for v, margin in zip(checks, margins):
         spread = interval(v["spread_here"], v["spread_lo"], v["spread_hi"], v["repeats"])
         click.echo(f"{v['guideline']:9s} {v['scale']:5s} {v['expected_fastest']:20s} {v['fastest_here']:20s} "
-                   f"{v['verdict']:13s} {margin:32s} {spread}x")
+                   f"{v['verdict']:13s} {margin:{width}s} {spread}x")
     click.echo(f"wrote {len(result.files)} files to {result.out_dir}")
 
 
