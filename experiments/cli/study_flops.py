@@ -116,7 +116,10 @@ def flops_vs_speed(config_path: str | None, samples: int | None, target_names: t
 def _print_table(result: Any) -> None:
     """Spearman per measured target; estimate-only targets say they have no measured ranking."""
     corr = result.correlations
+    from experiments.studies.flops_vs_speed import CORRELATED
+
     measured = corr[corr["source"] == "measured"].pivot(index="target", columns="metric", values="spearman")
+    measured = measured.reindex(columns=[m for m in CORRELATED if m in measured.columns])
     estimated = list(dict.fromkeys(corr.loc[corr["source"] != "measured", "target"]))
     names = [*measured.index, *estimated]
     width = max(len("target"), *(len(str(t)) for t in names))

@@ -239,7 +239,7 @@ def _md_table(frame: pd.DataFrame, floats: str = "{:.3f}") -> str:
     header = "| " + " | ".join(frame.columns) + " |"
     lines = [header, "|" + "---|" * len(frame.columns)]
     for _, row in frame.iterrows():
-        cells = [floats.format(v) if isinstance(v, float) else str(v) for v in row]
+        cells = [("-" if np.isnan(v) else floats.format(v)) if isinstance(v, float) else str(v) for v in row]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
