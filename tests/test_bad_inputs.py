@@ -347,6 +347,18 @@ def cases() -> list[dict]:
                           ("imagefolder", "in/corrupt-images"), ("cifar10", "in/cifar-corrupt")):
         add(*checked, "--dataset", dataset, *(("--data-root", root) if root else ()))
     # -- reports, storages and studies
+    fvs = '[flops_vs_speed]\nsamples = 1\ntargets = ["local-cpu"]\nout = "fvs-bad"\n'
+    for name, text in (("fvs-unknown-key.toml", fvs + "sample = 2\n"),
+                       ("fvs-zero-samples.toml", fvs.replace("samples = 1", "samples = 0")),
+                       ("fvs-targets-number.toml", fvs.replace('["local-cpu"]', "3")),
+                       ("fvs-bad-target.toml", fvs.replace('["local-cpu"]', '["nope"]')),
+                       ("fvs-no-table.toml", "[search]\ntrials = 1\n"), ("fvs-malformed.toml", "[flops_vs_speed\n")):
+        add("study", "flops-vs-speed", "--config", f"in/{name}", files={f"in/{name}": text})
+    add("study", "flops-vs-speed", "--config", "in/missing.toml")
+    add("study", "flops-vs-speed", "--config", "in/empty-dir")
+    for repeats in ("0", "-1", "x"):
+        add("study", "guidelines", "--target", "local-cpu", "--repeats", repeats, "--out", "guide-bad")
+    add("report", "--storage", "journal:///tmp/shufflenas-no-such/study.log", "--study", "good", "--out", "report")
     # -- training
     # trained weights: evaluate and export --weights (a model.pt of another architecture or with other
     # classes needs a binary file: tests/test_evaluate_cli.py covers those, with the same checks)
