@@ -58,7 +58,8 @@ def _recipe(config: str | None, flags: dict[str, Any]):
               help="Output directory (resumed when it holds this run).")
 @click.option("--config", type=click.Path(dir_okay=False), help="A TOML file with a [train] table (flags override it).")
 @click.option("--storage",
-              help="Train a trial of a study in this Optuna storage (with --study and --trial or --front).")
+              help="Train a trial of a study in this Optuna storage (with --study and --trial or --front): "
+                   "sqlite:///rel.db or journal:///rel.log relative, four slashes absolute.")
 @click.option("--study", "study_name", help="Study name (with --storage).")
 @click.option("--trial", "trial_number", type=click.IntRange(min=0), help="Trial number (with --storage).")
 @click.option("--front", is_flag=True, help="Train every trial on the study's front, into OUT/trial-<N>/.")
