@@ -251,7 +251,8 @@ def cases() -> list[dict]:
                           ("cifar100", "in/missing-dir"), ("imagenet", None)):
         name = f"in/data-{dataset}-{Path(root or 'none').name}.toml"
         add(*search, "--storage", "sqlite:///study.db", "--study", "good", "--trials", "3", "--config", name,
-            files={name: _dataset_config(dataset, root and str(Path(root)))})
+            # (data_root in a config file is relative to the file's folder, in/)
+            files={name: _dataset_config(dataset, root and str(Path(root).relative_to("in")))})
     # report
     for storage in BAD_STORAGES + ["sqlite:///missing.db", "journal:///missing.log"]:
         add("report", "--storage", storage, "--study", "good", "--out", "report")
