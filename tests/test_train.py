@@ -156,6 +156,28 @@ def test_front_trains_each_trial_into_its_folder(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["trial"] == 2
 
 
+def test_a_trial_trains_on_the_studys_proxy_data_by_default(tmp_path, capsys):
+    """Without --dataset, a study's trial is trained on the data set, cap and input size its search used."""
+    import optuna
+
+    url = _study(tmp_path)
+    study = optuna.load_study(study_name="s", storage=url)
+    study.set_user_attr("config", {"proxy": {"dataset": "digits", "data_root": None, "input_size": 16,
+                                             "limit": 300, "epochs": 2, "extra": {}}})
+    out = tmp_path / "proxy-data"
+    code = main(["train", "--storage", url, "--study", "s", "--trial", "0", *FAST, "--epochs", "1",
+                 "--out", str(out), "--no-progress", "--json"])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["dataset"] == "digits"
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert ckpt["dataset"]["input_size"] == 16 and ckpt["dataset"]["train"] + ckpt["dataset"]["val"] == 300
+
+    code = main(["train", TINY, "--epochs", "1", "--out", str(tmp_path / "no-data"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "missing --dataset" in err[0], err
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--storage", "STUDY", "--study", "s", "--trial", "9"], "no trial 9"),
     (["--storage", "STUDY", "--study", "nope", "--front"], "no study 'nope'"),

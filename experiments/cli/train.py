@@ -17,8 +17,10 @@ _RECIPE_FLAGS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "war
                  "ema", "augment", "seed", "threads", "input_size", "init")
 
 
-def _study_trials(storage: str, study_name: str, number: int | None, front: bool) -> list[tuple[int, Architecture]]:
-    """(trial number, architecture) of one trial or of the study's front (read-only)."""
+def _study_trials(storage: str, study_name: str, number: int | None,
+                  front: bool) -> tuple[list[tuple[int, Architecture]], dict[str, Any]]:
+    """(trial number, architecture) of one trial or of the study's front (read-only), and the study's
+    ``[proxy]`` settings (so the trained model sees the data the search scored it on, by default)."""
     from experiments.report import front_trials
     from experiments.storage import load_study, open_storage
 
@@ -39,7 +41,8 @@ def _study_trials(storage: str, study_name: str, number: int | None, front: bool
             raise ShufflenasError(f"trial {t.number} of study {study_name!r} has no architecture recorded "
                                   f"(state {t.state.name})")
         found.append((t.number, Architecture.from_string(text)))
-    return found
+    proxy = (study.user_attrs.get("config") or {}).get("proxy") or {}
+    return found, proxy if isinstance(proxy, dict) else {}
 
 
 def _recipe(config: str | None, flags: dict[str, Any]):
@@ -51,7 +54,8 @@ def _recipe(config: str | None, flags: dict[str, Any]):
 
 @click.command()
 @click.argument("architecture", type=ARCH, required=False)
-@click.option("--dataset", required=True, help="Data set: digits, fashion-mnist, cifar10, cifar100, imagefolder, ...")
+@click.option("--dataset", help="Data set: digits, fashion-mnist, mnist, cifar10, imagefolder, ... "
+                                "[default with --storage: the study's proxy data set, root and input size].")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Where the data set's files are.")
 @click.option("--limit", type=click.IntRange(min=4), help="Use at most N images (train + val, stratified).")
 @click.option("--out", "out", required=True, type=click.Path(),
@@ -79,7 +83,7 @@ def _recipe(config: str | None, flags: dict[str, Any]):
 @click.option("--init", help="Start from given weights: torchvision:FILE.")
 @click.option("--no-progress", is_flag=True, help="No progress bar or per-epoch lines on stderr.")
 @json_option
-def train(architecture: Architecture | None, dataset: str, data_root: str | None, limit: int | None, out: str,
+def train(architecture: Architecture | None, dataset: str | None, data_root: str | None, limit: int | None, out: str,
           config: str | None, storage: str | None, study_name: str | None, trial_number: int | None, front: bool,
           no_progress: bool, as_json: bool, **flags: Any) -> None:
     """Train ARCHITECTURE on a data set into OUT: checkpoint.pt (every epoch), metrics.csv, curves.png,
@@ -93,7 +97,6 @@ def train(architecture: Architecture | None, dataset: str, data_root: str | None
     from evaluator.training.recipe import DataSpec
 
     recipe = _recipe(config, {k: flags[k] for k in _RECIPE_FLAGS})
-    spec = DataSpec(dataset, data_root, limit, seed=recipe.seed)
     from_study = storage is not None or study_name is not None or trial_number is not None or front
     out_dir = Path(out)
     if from_study:
@@ -106,12 +109,20 @@ def train(architecture: Architecture | None, dataset: str, data_root: str | None
             missing.append("--trial (or --front)")
         if missing:
             raise click.UsageError(f"training a study's trial needs {', '.join(missing)}")
-        trials = _study_trials(storage, study_name, trial_number, front)
+        trials, proxy = _study_trials(storage, study_name, trial_number, front)
+        if dataset is None:  # the data the search scored these architectures on
+            dataset, data_root = proxy.get("dataset") or "digits", data_root or proxy.get("data_root")
+            limit = limit or proxy.get("limit")
+            if recipe.input_size is None and isinstance(proxy.get("input_size"), int):
+                recipe = recipe.replace(input_size=proxy["input_size"])
         runs = [(number, arch, out_dir / f"trial-{number}" if front else out_dir) for number, arch in trials]
     elif architecture is None:
         raise click.UsageError("missing ARCHITECTURE (or --storage/--study with --trial or --front)")
     else:
         runs = [(None, architecture, out_dir)]
+    if dataset is None:
+        raise click.UsageError("missing --dataset (it defaults to the study's only with --storage)")
+    spec = DataSpec(dataset, data_root, limit, seed=recipe.seed)
 
     plans = [(number, plan_run(arch, spec, recipe, run_out)) for number, arch, run_out in runs]  # all checked first
     summaries = []
