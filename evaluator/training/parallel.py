@@ -74,14 +74,15 @@ def _error_line(exc: BaseException) -> str:
     return describe_exception(exc)
 
 
-def _run_job(job: TrainJob, threads: int | None, progress: bool) -> dict[str, Any]:
+def _run_job(job: TrainJob, threads: int | None, progress: bool, device: str | None = None) -> dict[str, Any]:
     """Body of one job (in a Ray worker or in-process); exceptions come back as data with the PID."""
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)  # Ray workers start with OMP_NUM_THREADS=1
     try:
-        result = train_architecture(job.arch, job.data_spec, job.recipe, job.out_dir, progress=progress)
+        result = train_architecture(job.arch, job.data_spec, job.recipe, job.out_dir, progress=progress,
+                                    device=device)
     except Exception as exc:  # noqa: BLE001 - reported as a failed job, the others go on
         return {"pid": os.getpid(), "result": None, "error": _error_line(exc)}
     return {"pid": os.getpid(), "result": result, "error": None}
@@ -167,7 +168,8 @@ def _train_on_ray(jobs: list[TrainJob], workers: int, address: str | None, num_c
     owns_ray = ensure_ray(address)
     import ray
 
-    threads = max(1, int(num_cpus)) if num_gpus == 0 else None
+    # a job without a GPU share trains on the CPU even on a GPU node: no one reserved that GPU for it
+    threads, device = (max(1, int(num_cpus)), "cpu") if num_gpus == 0 else (None, None)
     remote = ray.remote(_run_job).options(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=WORKER_RETRIES,
                                           retry_exceptions=False)
     queue = list(range(len(jobs)))
@@ -178,7 +180,7 @@ def _train_on_ray(jobs: list[TrainJob], workers: int, address: str | None, num_c
         while queue or flights:
             while queue and len(flights) < workers:
                 index = queue.pop()
-                flights[remote.remote(jobs[index], threads, False)] = index
+                flights[remote.remote(jobs[index], threads, False, device)] = index
             done, _ = ray.wait(list(flights), num_returns=1)
             for ref in done:
                 index = flights.pop(ref)
