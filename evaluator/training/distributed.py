@@ -30,6 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from evaluator.datasets import DataSplit
 from evaluator.training.augment import random_crop_flip
 from evaluator.training.checkpoint import CHECKPOINT_NAME, capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from evaluator.training.ema import ModelEMA
@@ -115,7 +116,7 @@ def _worker(config: dict[str, Any]) -> None:
                     config["identity"], state, init_state, rank=rank, world=world, device=device)
 
 
-def _train_rank(arch: Architecture, data: Any, recipe: TrainRecipe, out: Path, identity: dict[str, Any],
+def _train_rank(arch: Architecture, data: DataSplit, recipe: TrainRecipe, out: Path, identity: dict[str, Any],
                 state: dict[str, Any] | None, init_state: dict | None, *, rank: int, world: int,
                 device: torch.device) -> None:
     import ray.train
