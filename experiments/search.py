@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
 import json
 import math
 import os
@@ -42,6 +41,7 @@ from experiments.storage import (FAIL_REASON_ATTR, OWNER_ATTR, REQUEUED_ATTR, St
                                  owner_token, recover_stale_trials, writer_lock)
 from search_space import DEFAULT_SPACE, Architecture, SearchSpace, get_preset, preset_name
 from search_space.errors import ShufflenasError
+from search_space.sizes import available_memory, format_bytes
 
 if TYPE_CHECKING:
     import optuna
@@ -214,27 +214,15 @@ def _dataset_key(name: str) -> str:
 
 
 #: Images per data set before ``limit`` (for the memory check made before loading).
-DATASET_IMAGES = {"digits": 1797, "cifar10": 60000, "cifar100": 60000, "fashionmnist": 70000}
-
-
-def _available_memory() -> int | None:
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+DATASET_IMAGES = {"digits": 1797, "cifar10": 60000, "cifar100": 60000, "fashionmnist": 70000, "mnist": 70000,
+                  "kmnist": 70000}
 
 
 def _estimate(arch: Architecture, target: Target, model: str) -> Any:
     """An estimate that never measures (when the estimators support saying so)."""
     from latency_models import estimators
 
-    if "allow_measure" in inspect.signature(estimators.estimate).parameters:
-        return estimators.estimate(arch, target, model, allow_measure=False)
-    return estimators.estimate(arch, target, model)
+    return estimators.estimate(arch, target, model, allow_measure=False)
 
 
 def _set_metric_names(study: optuna.Study, names: list[str]) -> None:
@@ -376,14 +364,14 @@ class SearchDriver:
         p = self.config.proxy
         key = _dataset_key(p.dataset)
         images = p.limit or DATASET_IMAGES.get(key)
-        available = _available_memory()
+        available = available_memory()
         if images is None or available is None:
             return
         need = images * 3 * p.input_size ** 2 * 4 * 2  # float32 tensors, plus the resize copy
         if need > available:
-            raise SearchError(f"proxy.input_size = {p.input_size} needs about {need / 1e9:.1f} GB of memory for the "
+            raise SearchError(f"proxy.input_size = {p.input_size} needs about {format_bytes(need)} of memory for the "
                               f"{p.dataset} images ({images} at {p.input_size}x{p.input_size}), more than the "
-                              f"{available / 1e9:.1f} GB available; lower proxy.input_size or set proxy.limit")
+                              f"{format_bytes(available)} available; lower proxy.input_size or set proxy.limit")
 
     def _check_training_fits(self, data: Any) -> None:
         """One training step of the space's largest candidate must fit into memory."""

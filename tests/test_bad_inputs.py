@@ -386,6 +386,11 @@ def cases() -> list[dict]:
                         ("--config", "in/unknown-key.toml"), ("--config", "in/missing.toml"),
                         ("--config", "in/empty-dir")):
         add(*train, "--dataset", "digits", "--out", "train-bad", flag, value)
+    # on Ray: several trainings at once, or one over DDP workers
+    for extra in (("--ddp-workers", "0"), ("--use-gpu",), ("--workers", "2", "--ddp-workers", "2"),
+                  ("--gpus-per-job", "-1"), ("--ddp-workers", "2", "--gpus-per-job", "0.5"),
+                  ("--ray-address", "127.0.0.1:1"), ("--ddp-workers", "200"), ("--workers", "0")):
+        add(*train, "--dataset", "digits", "--out", "train-bad", *extra)
     for name, text in (("in/train-bad-lr.toml", "[train]\nlr = -1.0\n"),
                        ("in/train-bad-type.toml", '[train]\nepochs = "ten"\n'),
                        ("in/train-stray.toml", "epochs = 2\n[train]\nlr = 0.1\n")):

@@ -39,7 +39,8 @@ def _front_table(result: Any) -> str:
 @click.option("--study", help="Study name [default: shufflenas].")
 @click.option("--out", help="Output directory [default: runs/search].")
 @click.option("--epochs", type=int, help="Proxy-training epochs per candidate.")
-@click.option("--dataset", help="Proxy data set: digits, cifar10, cifar100, imagefolder, ... (overrides [proxy] dataset).")
+@click.option("--dataset", help="Proxy data set: digits, fashion-mnist, mnist, kmnist, cifar10, cifar100, imagefolder, ... "
+                                "(overrides [proxy] dataset).")
 @click.option("--data-root", help="Folder of the data set (overrides [proxy] data_root; relative to the working directory).")
 @click.option("--workers", type=int, help="Parallel proxy trainings (1 = in-process, sequential).")
 @click.option("--evaluator", type=click.Choice(["auto", "sequential", "ray"]), help="Training back-end [default: auto].")

@@ -81,11 +81,22 @@ def _recipe(config: str | None, flags: dict[str, Any]):
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads [default: torch's].")
 @click.option("--input-size", type=click.IntRange(min=8, max=1024), help="Input resolution [default: the data set's].")
 @click.option("--init", help="Start from given weights: torchvision:FILE.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Train up to N runs of --front at once as Ray tasks (1: one after the other, no Ray).")
+@click.option("--ray-address", help="Run on this Ray cluster (HOST:PORT or auto) instead of a local Ray.")
+@click.option("--cpus-per-job", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="CPUs Ray reserves per training (and torch threads, unless --threads) or per DDP worker.")
+@click.option("--gpus-per-job", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="GPU share per training with --workers; fractions pack runs on one GPU (0.25: four per GPU).")
+@click.option("--ddp-workers", type=click.IntRange(min=1),
+              help="Train one run over N Ray Train workers with DDP (gloo on CPUs, nccl with --use-gpu).")
+@click.option("--use-gpu", is_flag=True, help="With --ddp-workers: one GPU per worker.")
 @click.option("--no-progress", is_flag=True, help="No progress bar or per-epoch lines on stderr.")
 @json_option
 def train(architecture: Architecture | None, dataset: str | None, data_root: str | None, limit: int | None, out: str,
           config: str | None, storage: str | None, study_name: str | None, trial_number: int | None, front: bool,
-          no_progress: bool, as_json: bool, **flags: Any) -> None:
+          workers: int, ray_address: str | None, cpus_per_job: float, gpus_per_job: float, ddp_workers: int | None,
+          use_gpu: bool, no_progress: bool, as_json: bool, **flags: Any) -> None:
     """Train ARCHITECTURE on a data set into OUT: checkpoint.pt (every epoch), metrics.csv, curves.png,
     and at the end model.pt and model.onnx.
 
@@ -124,10 +135,33 @@ def train(architecture: Architecture | None, dataset: str | None, data_root: str
         raise click.UsageError("missing --dataset (it defaults to the study's only with --storage)")
     spec = DataSpec(dataset, data_root, limit, seed=recipe.seed)
 
+    if ddp_workers is not None and (len(runs) > 1 or workers > 1):
+        raise click.UsageError("--ddp-workers trains one run: give ARCHITECTURE or --trial, not --front or --workers")
+    if use_gpu and ddp_workers is None:
+        raise click.UsageError("--use-gpu goes with --ddp-workers (for --workers, give --gpus-per-job)")
+    if ddp_workers is not None and gpus_per_job:
+        raise click.UsageError("--gpus-per-job goes with --workers; DDP workers take one GPU each with --use-gpu")
     plans = [(number, plan_run(arch, spec, recipe, run_out)) for number, arch, run_out in runs]  # all checked first
-    summaries = []
-    for number, plan in plans:
-        result = run_plan(plan, progress=not no_progress)
+    summaries, failures = [], []
+    if ddp_workers is not None:
+        from evaluator.training.distributed import train_ddp
+
+        number, arch, run_out = runs[0]
+        results = [(number, train_ddp(arch, spec, recipe, run_out, num_workers=ddp_workers, use_gpu=use_gpu,
+                                      address=ray_address, cpus_per_worker=cpus_per_job,
+                                      progress=not no_progress))]
+    elif workers > 1 or ray_address is not None:
+        from evaluator.training.parallel import TrainJob, train_many
+
+        jobs = [TrainJob(arch, spec, recipe, str(run_out), None if number is None else f"trial {number}")
+                for number, arch, run_out in runs]
+        outcomes = train_many(jobs, workers=workers, address=ray_address, num_cpus=cpus_per_job,
+                              num_gpus=gpus_per_job, progress=not no_progress)  # in the order of runs
+        results = [(number, o.result) for (number, _, _), o in zip(runs, outcomes) if o.ok]
+        failures = [(number, o) for (number, _, _), o in zip(runs, outcomes) if not o.ok]
+    else:
+        results = ((number, run_plan(plan, progress=not no_progress)) for number, plan in plans)
+    for number, result in results:
         summary = result.summary()
         if number is not None:
             summary = {"study": study_name, "trial": number, **summary}
@@ -138,4 +172,14 @@ def train(architecture: Architecture | None, dataset: str | None, data_root: str
                        f"{result.dataset}: val top-1 {result.val_top1:.4f}, top-5 {result.val_top5:.4f} after "
                        f"{result.epochs} epochs ({result.seconds:.1f} s); wrote {where} in {result.out}")
     if as_json:
-        emit_json({"study": study_name, "out": str(out_dir), "trials": summaries} if front else summaries[0])
+        failed = [{"trial": number, "arch": o.job.arch.to_string(), "out": o.job.out_dir, "error": o.error}
+                  for number, o in failures]
+        if front:
+            emit_json({"study": study_name, "out": str(out_dir), "trials": summaries,
+                       **({"failed": failed} if failed else {})})
+        else:
+            emit_json(summaries[0] if summaries else {"failed": failed})
+    if failures:
+        _, first = failures[0]
+        raise ShufflenasError(f"{len(failures)} of {len(runs)} trainings failed; "
+                              f"{first.job.name()}: {first.error}")
