@@ -4,7 +4,9 @@
 
 Runs tests/test_crash_recovery.py (SIGKILL of the search CLI in known phases, SQLite and journal),
 tests/test_bad_inputs.py (malformed inputs over every command), tests/test_worker_faults.py,
-tests/test_storage_concurrency.py and tests/test_network_surface.py with pytest, then prints how
+tests/test_storage_concurrency.py, tests/test_network_surface.py, the checks made before a search
+starts, untrusted files, size bounds, training resume after SIGKILL and disturbed measurements with
+pytest, then prints how
 many kills, bad inputs and faults were exercised and whether every check held. The tests assert
 "no trial lost, none duplicated", so a passing battery means 0 lost and 0 duplicated.
 """
@@ -28,6 +30,11 @@ FILES = {
     "storage concurrency": "tests/test_storage_concurrency.py",
     "network surface": "tests/test_network_surface.py",
     "parser fuzzing": "tests/test_fuzz_parsers.py",
+    "checks before start": "tests/test_search_validation.py",
+    "untrusted files": "tests/test_security.py",
+    "size bounds": "tests/test_memory_bounds.py",
+    "training resume": "tests/test_train_resume.py",
+    "disturbed measurements": "tests/test_measure_stability.py",
 }
 
 
