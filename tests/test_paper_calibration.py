@@ -60,10 +60,16 @@ def test_missing_calibration_and_estimate_only_calibrate_are_one_line_errors(cli
 
 @pytest.mark.parametrize("device", ["gpu", "arm"])
 def test_shipped_files_match_the_code(device):
+    """The shipped file predicts what a fresh fit predicts. Parameters are not compared one by one: on
+    the ARM data the depthwise throughput never binds (those layers are memory-bound), so scipy
+    releases land it at different values that change no prediction."""
+    from search_space import DEFAULT_SPACE
+
     shipped = load_file(SHIPPED_CALIBRATIONS / f"{PAPER_TARGETS[device]}.json")
     fresh = fit_paper_calibration(device)
-    for name, value in fresh.params.to_dict().items():
-        assert getattr(shipped.params, name) == pytest.approx(value, rel=1e-3), name
+    archs = [get_preset(p) for p in (*PRESETS, "2.0x-se")] + DEFAULT_SPACE.sample_many(30, seed=3)
+    for arch in archs:
+        assert shipped.predict(arch) == pytest.approx(fresh.predict(arch), rel=1e-3), arch.to_string()
     assert shipped.quality["heldout"]["mape"] < 25
     assert shipped.batch == paper_data.NETWORK_BATCH[device]
 
