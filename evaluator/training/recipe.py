@@ -44,7 +44,7 @@ class TrainRecipe:
     epochs: int = 30
     batch_size: int = 128
     optimizer: str = "sgd"
-    lr: float = 0.2
+    lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
     warmup_epochs: float = 1.0

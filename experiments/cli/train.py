@@ -71,7 +71,7 @@ def _recipe(config: str | None, flags: dict[str, Any]):
 @click.option("--batch-size", type=click.IntRange(min=1), help="Batch size [default: 128].")
 @click.option("--optimizer", type=click.Choice(["sgd", "adamw"]),
               help="sgd (Nesterov momentum) or adamw [default: sgd].")
-@click.option("--lr", type=float, help="Peak learning rate (after warm-up) [default: 0.2].")
+@click.option("--lr", type=float, help="Peak learning rate (after warm-up) [default: 0.1].")
 @click.option("--weight-decay", type=float, help="Weight decay of conv and linear weights [default: 5e-4].")
 @click.option("--warmup-epochs", type=float, help="Linear warm-up, in epochs [default: 1].")
 @click.option("--label-smoothing", type=float, help="Label smoothing [default: 0.1].")
