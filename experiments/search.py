@@ -37,8 +37,8 @@ from experiments.config import DEFAULT_TARGETS, SEED_LIMIT, ConfigError, SearchC
 from experiments.failures import ENVIRONMENT_FAILURE_LIMIT, FAILURE_KIND_ATTR, failure_kind
 from experiments.objectives import Budget, Objective, latency_key, parse_budgets, parse_objectives
 from experiments.progress import SearchProgress
-from experiments.storage import (FAIL_REASON_ATTR, OWNER_ATTR, REQUEUED_ATTR, StorageError, open_storage, owner_alive,
-                                 owner_token, recover_stale_trials, writer_lock)
+from experiments.storage import (FAIL_REASON_ATTR, OWNER_ATTR, REQUEUED_ATTR, StorageError, check_writer_free,
+                                 open_storage, owner_alive, owner_token, recover_stale_trials, writer_lock)
 from search_space import DEFAULT_SPACE, Architecture, SearchSpace, get_preset, preset_name
 from search_space.errors import ShufflenasError
 from search_space.sizes import available_memory, format_bytes
@@ -305,6 +305,7 @@ class SearchDriver:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         c = self.config
+        check_writer_free(c.storage_url)  # a second writer is told now, before the slow checks
         self.space = SearchSpace.from_dict(c.space) if c.space else DEFAULT_SPACE
         self._check_estimate_model()
         self.targets = resolve_targets(c, self.notes)

@@ -144,6 +144,37 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.BaseStorag
         raise StorageError(f"cannot open storage {_redact(url)}: {text}") from None
 
 
+def _busy_message(path: Path) -> str:
+    return (f"another search is writing to {path}; SQLite takes one writer process at a time. To run "
+            f"several searches on one study use journal:///{path.with_suffix('.log')} or a server database "
+            "(postgresql://...)")
+
+
+def check_writer_free(url: str) -> None:
+    """Refuse at once when another search holds a SQLite storage's lock (creates nothing).
+
+    A search checks this before its slower checks (loading the data set), so a second writer is
+    told in a second, not after the first search may have finished; :func:`writer_lock` still
+    takes the lock for real before anything is written.
+    """
+    spec = parse_storage_url(url)
+    if spec.kind != "sqlite" or spec.path is None:
+        return
+    import fcntl
+
+    lock_path = spec.path.with_name(spec.path.name + ".lock")
+    try:
+        handle = open(lock_path, "rb")  # noqa: SIM115 - only probed, never created here
+    except OSError:
+        return  # no lock file (or unreadable): nobody holds it, writer_lock decides
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise StorageError(_busy_message(spec.path)) from None
+        fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @contextlib.contextmanager
 def writer_lock(url: str) -> Iterator[None]:
     """Hold the single-writer lock of a SQLite storage (a no-op for journal and server storages).
@@ -168,10 +199,7 @@ def writer_lock(url: str) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise StorageError(
-                f"another search is writing to {spec.path}; SQLite takes one writer process at a time. To run "
-                f"several searches on one study use journal:///{spec.path.with_suffix('.log')} or a server database "
-                "(postgresql://...)") from None
+            raise StorageError(_busy_message(spec.path)) from None
         yield
     finally:
         handle.close()
