@@ -47,6 +47,10 @@ MAX_STABLE_CV = 0.4
 #: ...or when its median exceeds this multiple of its 10th percentile (runs that were fast at
 #: times and slow at others: the machine was shared for part of the run).
 MAX_MEDIAN_OVER_P10 = 2.0
+#: ...unless the spread itself (median - p10, and the IQR) stays under this many milliseconds:
+#: timer and scheduler jitter of a few microseconds makes a 0.02 ms block look "unsteady" in
+#: relative terms on any machine, without the device having been disturbed.
+JITTER_FLOOR_MS = 0.05
 #: How many runs :func:`measure_onnx_stable` makes at most before it returns an unstable one.
 STABLE_ATTEMPTS = 3
 NICED_POLICIES = ("warn", "refuse")
@@ -91,9 +95,13 @@ def check_niceness(niced: str = "warn") -> dict[str, Any]:
 def unstable_reason(stats: dict[str, Any]) -> str | None:
     """Why a run's spread says the device was disturbed, or ``None`` when it looks steady.
 
-    The rule: robust cv > :data:`MAX_STABLE_CV`, or median > :data:`MAX_MEDIAN_OVER_P10` x p10.
+    The rule: robust cv > :data:`MAX_STABLE_CV`, or median > :data:`MAX_MEDIAN_OVER_P10` x p10, and
+    in either case a spread (median - p10, IQR) of at least :data:`JITTER_FLOOR_MS`.
     """
     cv, median, p10 = float(stats["cv"]), float(stats["median_ms"]), float(stats["p10_ms"])
+    spread = max(median - p10, float(stats.get("iqr_ms") or 0.0))
+    if spread < JITTER_FLOOR_MS:
+        return None
     if cv > MAX_STABLE_CV:
         return f"robust cv {cv:.2f} > {MAX_STABLE_CV:g}"
     if p10 > 0 and median > MAX_MEDIAN_OVER_P10 * p10:

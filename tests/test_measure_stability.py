@@ -36,6 +36,10 @@ def test_the_stability_rule_on_real_timing_lists():
     assert busy is not None and busy.startswith("robust cv")
     shifted = device_runtime.unstable_reason(device_runtime.robust_stats(SOMETIMES_FAST))
     assert shifted is not None and "x p10" in shifted
+    # a 20-microsecond block whose runs jitter by a few microseconds: large relative spread, no disturbance
+    jitter = [0.014, 0.015, 0.013, 0.030, 0.014, 0.026, 0.013, 0.031, 0.014, 0.028, 0.013, 0.029]
+    assert device_runtime.robust_stats(jitter)["cv"] > device_runtime.MAX_STABLE_CV
+    assert device_runtime.unstable_reason(device_runtime.robust_stats(jitter)) is None
 
 
 _NICED = """
@@ -129,6 +133,7 @@ def test_an_unstable_result_is_returned_but_never_cached(home, tiny_targets, mon
     cache = MeasurementCache()
     # a rule no real run passes: every attempt is "disturbed"
     monkeypatch.setattr(device_runtime, "MAX_STABLE_CV", -1.0)
+    monkeypatch.setattr(device_runtime, "JITTER_FLOOR_MS", -1.0)
     m = measure(TINY, target, cache=cache, budget_s=0.02)
     assert not m.stable and m.unstable.startswith("robust cv") and m.attempts == device_runtime.STABLE_ATTEMPTS
     assert len(cache) == 0 and not measure(TINY, target, cache=cache, budget_s=0.02).cached
@@ -173,6 +178,7 @@ def test_a_measured_candidate_leaves_no_export_but_the_reference_keeps_its_own(h
 def test_measure_onnx_stable_repeats_a_disturbed_run(monkeypatch):
     model = export_bytes(TINY, 16)
     monkeypatch.setattr(device_runtime, "MAX_STABLE_CV", -1.0)
+    monkeypatch.setattr(device_runtime, "JITTER_FLOOR_MS", -1.0)
     r = device_runtime.measure_onnx_stable(model, (1, 3, 16, 16), attempts=2, budget_s=0.02)
     assert r["attempts"] == 2 and r["stable"] is False and "unstable" in r
     monkeypatch.setattr(device_runtime, "MAX_STABLE_CV", 1e9)
