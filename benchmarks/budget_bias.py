@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import statistics
 import sys
 import time
@@ -133,10 +134,11 @@ def table(rows: list[dict[str, str]], candidates: list[Candidate], budgets: list
             if len(group) < 3:
                 cells.append("-")
                 continue
-            rho = stats.spearmanr([float(r["mflops"]) for r in group], [float(r["accuracy"]) for r in group]).statistic
+            flops, accs = [float(r["mflops"]) for r in group], [float(r["accuracy"]) for r in group]
+            rho = stats.spearmanr(flops, accs).statistic if len(set(flops)) > 1 and len(set(accs)) > 1 else math.nan
             acc = statistics.fmean(float(r["accuracy"]) for r in group)
             sec = statistics.fmean(float(r["train_seconds"]) for r in group)
-            cells.append(f"{rho:+.2f} / {100 * acc:.1f} / {sec:.1f}")
+            cells.append(f"{'-' if math.isnan(rho) else f'{rho:+.2f}'} / {100 * acc:.1f} / {sec:.1f}")
         lines.append(f"| {cand.key} ({sizes or '?'}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -124,12 +124,15 @@ def markdown(rows: list[Row], seeds: int) -> str:
                      f"{statistics.fmean(r.result.seconds for r in group):.0f} |")
     lines.append("")
     if len(means) >= 3:
-        rho = stats.spearmanr([m[0] for m in means], [m[1] for m in means]).statistic
-        lines.append(f"Spearman(FLOPs, mean top-1) over {len(means)} architectures: {rho:.3f}")
+        flops, top1 = [m[0] for m in means], [m[1] for m in means]
+        rho = stats.spearmanr(flops, top1).statistic if len(set(flops)) > 1 and len(set(top1)) > 1 else None
+        lines.append(f"Spearman(FLOPs, mean top-1) over {len(means)} architectures: "
+                     f"{'-' if rho is None else f'{rho:.3f}'}")
     if seeds >= 2:
         pairs = [(g[0].result.val_top1, g[1].result.val_top1) for g in by_label.values() if len(g) >= 2]
-        if len(pairs) >= 3:
-            tau = stats.kendalltau([p[0] for p in pairs], [p[1] for p in pairs]).statistic
+        first, second = [p[0] for p in pairs], [p[1] for p in pairs]
+        if len(pairs) >= 3 and len(set(first)) > 1 and len(set(second)) > 1:
+            tau = stats.kendalltau(first, second).statistic
             lines.append(f"Kendall tau between seed 0 and seed 1 over {len(pairs)} architectures: {tau:.3f}")
     return "\n".join(lines)
 
