@@ -66,7 +66,8 @@ class Row:
                 "mflops": round(self.mflops, 3), "seed": self.seed, "epochs": r.epochs,
                 "train_images": self.train_images, "val_images": self.val_images, "input_size": self.input_size,
                 "dataset": r.dataset, "val_top1": round(r.val_top1, 4), "val_top5": round(r.val_top5, 4),
-                "seconds": round(r.seconds, 1), "images_per_s": round(r.images_per_s, 1)}
+                "seconds": round(sum(m.seconds for m in r.metrics), 1),
+                "images_per_s": round(statistics.median(m.images_per_s for m in r.metrics), 1)}
 
 
 def entries(k: int, sample_seed: int, presets: Sequence[str] = PRESETS) -> list[Entry]:
@@ -106,7 +107,11 @@ def train_all(jobs: list[tuple[Entry, int, TrainRecipe, Path]], spec: DataSpec, 
 
 
 def markdown(rows: list[Row], seeds: int) -> str:
-    """One line per architecture: mean top-1, the per-seed values, FLOPs and params."""
+    """One line per architecture: mean top-1, the per-seed values, FLOPs and params.
+
+    Seconds are the sum of the epochs' own times (``metrics.csv``), so a resumed run reports its
+    whole training, not only the part this invocation did.
+    """
     by_label: dict[str, list[Row]] = {}
     for row in rows:
         by_label.setdefault(row.entry.label, []).append(row)
@@ -121,7 +126,7 @@ def markdown(rows: list[Row], seeds: int) -> str:
         lines.append(f"| {label} | {group[0].entry.preset or '-'} | {group[0].mflops:.1f} | {group[0].params:,} | "
                      f"{100 * mean:.1f} | {' / '.join(f'{100 * v:.1f}' for v in top1)} | "
                      f"{100 * statistics.fmean(r.result.val_top5 for r in group):.1f} | "
-                     f"{statistics.fmean(r.result.seconds for r in group):.0f} |")
+                     f"{statistics.fmean(sum(m.seconds for m in r.result.metrics) for r in group):.0f} |")
     lines.append("")
     if len(means) >= 3:
         flops, top1 = [m[0] for m in means], [m[1] for m in means]
@@ -167,6 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         input_size = spec.input_size(base)
         presets = [p.strip() for p in args.presets.split(",") if p.strip()]
         todo = entries(args.k, args.sample_seed, presets)
+        from evaluator.training.loop import _load  # the split every run trains on (cached, checked here)
+
+        data = _load(spec, input_size)
         folder = run_folder(Path(args.out), spec, base, input_size)
         jobs = [(e, s, base.replace(seed=s), folder / f"{e.label}-seed{s}") for e in todo for s in range(args.seeds)]
         torch.set_num_threads(args.threads)
@@ -176,10 +184,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
     wall = time.perf_counter() - started
-
-    from evaluator.training.loop import _load  # the split the runs trained on (cached)
-
-    data = _load(spec, input_size)
     rows, failed = [], []
     for entry, seed, _, _ in jobs:
         result = results.get((entry.label, seed))
@@ -199,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{base.epochs} epochs, recipe {args.recipe} (lr {base.lr:g}, batch {base.batch_size}, "
           f"{base.optimizer}), {args.seeds} seed(s), {args.threads} thread(s), {args.workers} worker(s)")
     print(f"MFLOPs at {input_size}x{input_size}, {data.num_classes} classes; wall {wall:.0f} s "
-          f"(resumed runs count only their remaining epochs)\n")
+          f"(a resumed run's wall counts only its remaining epochs; 's per run' is the sum of its epochs)\n")
     print(markdown(rows, args.seeds))
     print(f"\nCSV: {csv_path}")
     for line in failed:
