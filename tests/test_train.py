@@ -324,3 +324,23 @@ def test_train_architecture_runs_as_a_ray_task(ray_session, tmp_path):
                                            str(tmp_path / "r"), progress=False), timeout=600)
     assert result.epochs == 1 and result.arch == TINY and len(result.metrics) == 1
     assert (tmp_path / "r" / "model.onnx").is_file() and (tmp_path / "r" / "checkpoint.pt").is_file()
+
+
+def test_batchnorm_statistics_are_re_estimated_before_validation(tmp_path):
+    """The saved model's BatchNorm statistics are those of its final weights on the first training
+    images, not running averages that lag behind a high learning rate."""
+    from evaluator.datasets import load_dataset
+    from evaluator.proxy import recalibrate_bn
+    from evaluator.training.loop import BN_RECALIBRATION_IMAGES
+    from evaluator.training.weights import load_model
+
+    recipe = TrainRecipe(epochs=1, batch_size=32, lr=0.4, warmup_epochs=0.0, threads=1, input_size=16)
+    result = train_architecture(Architecture.from_string(TINY), DataSpec("digits", limit=300), recipe,
+                                tmp_path / "run", progress=False)
+    module, _ = load_model(result.model_pt)
+    saved = {k: v.clone() for k, v in module.state_dict().items() if "running_" in k}
+    data = load_dataset("digits", input_size=16, limit=300)
+    with torch.no_grad():
+        recalibrate_bn(module, data.train_x[:BN_RECALIBRATION_IMAGES], 32)
+    again = {k: v for k, v in module.state_dict().items() if "running_" in k}
+    assert saved and all(torch.allclose(saved[k], again[k], rtol=1e-4, atol=1e-5) for k in saved)

@@ -48,6 +48,7 @@ from evaluator.training.loop import (
     lr_at,
     make_optimizer,
     plan_run,
+    recalibrate_for_eval,
     torch_threads,
 )
 from evaluator.training.outputs import CURVES_NAME, METRICS_NAME, EpochMetrics, write_curves, write_metrics
@@ -196,8 +197,11 @@ def _train_rank(arch: Architecture, data: DataSplit, recipe: TrainRecipe, out: P
                              f"epoch {epoch} is kept; lower lr")
         accuracy = torch.zeros(2, dtype=torch.float64)
         if rank == 0:  # rank 0's BatchNorm buffers are the model's (DDP broadcasts them)
-            accuracy[:] = torch.tensor(evaluate_topk(ema.module if ema is not None else model, val_x, val_y,
-                                                     amp=cuda, channels_last=cuda), dtype=torch.float64)
+            scored = ema.module if ema is not None else model
+            # re-estimated on the unwrapped module: a DDP forward in train mode would wait for the other ranks
+            recalibrate_for_eval(getattr(scored, "module", scored), train_x, recipe.batch_size, channels_last=cuda)
+            accuracy[:] = torch.tensor(evaluate_topk(scored, val_x, val_y, amp=cuda, channels_last=cuda),
+                                       dtype=torch.float64)
         if distributed:
             accuracy = accuracy.to(device)
             dist.broadcast(accuracy, src=0)
