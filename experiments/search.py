@@ -27,7 +27,6 @@ import hashlib
 import json
 import math
 import os
-import socket
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -170,27 +169,10 @@ def _estimator_missing(target: Target, model: str) -> str | None:
     return None
 
 
-def _own_check_ray_address(address: str, timeout: float = 3.0) -> None:
-    """Fail in seconds, with one line, when a Ray address does not answer."""
-    if address in ("auto", "local"):
-        return
-    text = address.split("://", 1)[-1]
-    host, _, port_text = text.rpartition(":")
-    if not host or not port_text.isdigit():
-        raise SearchError(f"bad Ray address {address!r}: use HOST:PORT, ray://HOST:PORT or auto")
-    try:
-        with socket.create_connection((host, int(port_text)), timeout=timeout):
-            pass
-    except OSError as exc:
-        raise SearchError(f"Ray cluster at {address} does not answer: {exc.strerror or type(exc).__name__}") from None
-
-
 def check_ray_address(address: str, timeout: float = 3.0) -> None:
-    """The evaluator's Ray probe when it has one (one probe for the whole project), else ours."""
-    try:
-        from evaluator.ray_evaluator import check_ray_address as probe
-    except ImportError:
-        probe = _own_check_ray_address
+    """The project's one Ray probe (``evaluator.ray_evaluator``): fails in seconds, in one line."""
+    from evaluator.ray_evaluator import check_ray_address as probe
+
     probe(address, timeout=timeout)
 
 
