@@ -49,6 +49,7 @@ from evaluator.training.loop import (
     make_optimizer,
     plan_run,
     recalibrate_for_eval,
+    schedule_steps,
     torch_threads,
 )
 from evaluator.training.outputs import CURVES_NAME, METRICS_NAME, EpochMetrics, write_curves, write_metrics
@@ -142,9 +143,7 @@ def _train_rank(arch: Architecture, data: DataSplit, recipe: TrainRecipe, out: P
     generator = torch.Generator().manual_seed(recipe.seed)
 
     n, bs = data.train_size, recipe.batch_size
-    steps = recipe.steps_per_epoch(n)
-    total_steps = steps * recipe.epochs
-    warmup_steps = round(recipe.warmup_epochs * steps)
+    steps, total_steps, warmup_steps = schedule_steps(recipe, n)
     start_epoch, rows = 0, []
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])

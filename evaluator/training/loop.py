@@ -109,6 +109,12 @@ def lr_at(recipe: TrainRecipe, step: int, total_steps: int, warmup_steps: int) -
     return recipe.min_lr + 0.5 * (recipe.lr - recipe.min_lr) * (1.0 + math.cos(math.pi * progress))
 
 
+def schedule_steps(recipe: TrainRecipe, train_size: int) -> tuple[int, int, int]:
+    """(steps per epoch, total steps, warm-up steps) of a run: one home for the single-process and DDP loops."""
+    steps = recipe.steps_per_epoch(train_size)
+    return steps, steps * recipe.epochs, int(round(recipe.warmup_epochs * steps))
+
+
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Weight decay on convolution and linear weights only, not on BatchNorm parameters or biases."""
     decay, no_decay = [], []
@@ -356,9 +362,7 @@ def _run(arch: Architecture, data: DataSplit, recipe: TrainRecipe, out: Path, st
     generator = torch.Generator().manual_seed(recipe.seed)
 
     n, bs = data.train_size, recipe.batch_size
-    steps = recipe.steps_per_epoch(n)
-    total_steps = steps * recipe.epochs
-    warmup_steps = int(round(recipe.warmup_epochs * steps))
+    steps, total_steps, warmup_steps = schedule_steps(recipe, n)
     start_epoch, rows = 0, []
     if state is not None:
         try:
@@ -493,4 +497,4 @@ def _write_model(final: torch.nn.Module, arch: Architecture, data: DataSplit, re
 
 __all__ = ["BN_RECALIBRATION_IMAGES", "MODEL_NAME", "ONNX_NAME", "RunPlan", "TrainError", "TrainResult",
            "dataset_identity", "evaluate_topk", "lr_at", "make_optimizer", "param_groups", "plan_run",
-           "recalibrate_for_eval", "run_plan", "train_architecture"]
+           "recalibrate_for_eval", "run_plan", "schedule_steps", "train_architecture"]
