@@ -31,7 +31,7 @@ from scipy import stats
 
 from evaluator.datasets import DataSplit, load_dataset
 from evaluator.proxy import ProxyConfig, train_proxy
-from latency_models.analytic import summary
+from latency_models.costs.analytic import summary
 from search_space import DEFAULT_SPACE, Architecture, get_preset
 from search_space.errors import ShufflenasError
 

@@ -27,14 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
-from latency_models import guideline as guideline_model
-from latency_models.analytic import architecture_layers, summary
-from latency_models.lut import LookupTable
-from latency_models.lut import BLOCK_PASSES, fit_terms
-from latency_models.measure import measure, onnx_bytes, reference_anchor, software_versions
+from latency_models.estimation import guideline as guideline_model
+from latency_models.costs.analytic import architecture_layers, summary
+from latency_models.estimation.lut import LookupTable
+from latency_models.estimation.lut import BLOCK_PASSES, fit_terms
+from latency_models.measurement.measure import measure, onnx_bytes, reference_anchor, software_versions
 from latency_models.paths import cache_dir
-from latency_models.predictor import LatencyPredictor, accuracy
-from latency_models.targets import get_target
+from latency_models.estimation.predictor import LatencyPredictor, accuracy
+from latency_models.measurement.targets import get_target
 from search_space import DEFAULT_SPACE
 
 
@@ -60,7 +60,7 @@ class CpuClock:
         done = record.get("p10_passes", [record["p10_ms"]]) if record else []
         if len(done) >= self.passes:
             return {**record, "cached": True}
-        from latency_models.device_runtime import example_input, make_session
+        from latency_models.measurement.device_runtime import example_input, make_session
 
         session = make_session(make_bytes(), threads=1, providers=self.target.providers)
         feed = {session.get_inputs()[0].name: example_input(shape)}
@@ -85,7 +85,7 @@ class CpuClock:
         return _Timed(r["p10_ms"], r["p10_ms"], r["cv"], r["cached"])
 
     def block(self, module, shape, key):
-        from latency_models.onnx_export import export_module_bytes
+        from latency_models.measurement.onnx_export import export_module_bytes
 
         r = self.time(key, lambda: export_module_bytes(module, shape), shape)
         return _Timed(r["p10_ms"], r["p10_ms"], r["cv"], r["cached"], r["runs"])

@@ -29,8 +29,8 @@ sys.path.insert(0, str(REPO))
 
 
 def exporters(lines: list[str]) -> None:
-    from latency_models import device_runtime
-    from latency_models.onnx_export import export_module_bytes
+    from latency_models.measurement import device_runtime
+    from latency_models.measurement.onnx_export import export_module_bytes
     from search_space import build_model, get_preset
 
     shape = (1, 3, 224, 224)
@@ -55,7 +55,7 @@ def exporters(lines: list[str]) -> None:
 
 
 def new_candidates(lines: list[str], count: int) -> None:
-    from latency_models import measure as measure_mod
+    from latency_models.measurement import measure as measure_mod
     from search_space import DEFAULT_SPACE
 
     lines += ["## One new candidate on local-cpu (export + measure, 1 s timed-runs budget)", "",
@@ -87,8 +87,8 @@ def drift(lines: list[str], repeats: int, neighbour: bool) -> None:
     """Uncached measurements of networks other than the reference, interleaved over time."""
     import subprocess
 
-    from latency_models.measure import measure, reference_anchor
-    from latency_models.targets import get_target
+    from latency_models.measurement.measure import measure, reference_anchor
+    from latency_models.measurement.targets import get_target
     from search_space import DEFAULT_SPACE, get_preset, preset_name, resolve_arch
 
     target = get_target("local-cpu")
@@ -143,7 +143,7 @@ def main() -> None:
     import onnxruntime
     import torch
 
-    from latency_models.device_runtime import cpu_model
+    from latency_models.measurement.device_runtime import cpu_model
 
     lines = ["# Measurement speed and stability (local-cpu)", "",
              f"Command: `.venv/bin/python benchmarks/measure_speed.py --repeats {args.repeats} "
@@ -152,7 +152,7 @@ def main() -> None:
              f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}; "
              f"load average at start {os.getloadavg()[0]:.1f}.", ""]
     exporters(lines)
-    from latency_models.measure import reference_anchor
+    from latency_models.measurement.measure import reference_anchor
 
     reference_anchor("local-cpu")  # drawn once per cache; not part of a candidate's cost
     new_candidates(lines, args.candidates)

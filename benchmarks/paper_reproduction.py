@@ -21,9 +21,9 @@ from scipy.stats import spearmanr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from latency_models import paper_data  # noqa: E402
-from latency_models.analytic import architecture_layers, summary  # noqa: E402
-from latency_models.calibrate import PAPER_TARGETS, fit_paper_calibration, network_quality  # noqa: E402
-from latency_models.guideline import load_file  # noqa: E402
+from latency_models.costs.analytic import architecture_layers, summary  # noqa: E402
+from latency_models.estimation.calibrate import PAPER_TARGETS, fit_paper_calibration, network_quality  # noqa: E402
+from latency_models.estimation.guideline import load_file  # noqa: E402
 from latency_models.paths import SHIPPED_CALIBRATIONS  # noqa: E402
 from search_space import get_preset  # noqa: E402
 
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     lines = ["# Paper reproduction: guideline model fitted on Tables 1-4, Table 8 predicted out of sample", "",
              f"Command: `{COMMAND}` (deterministic: no measurement, only the paper's figures). Machine: 2-core x86 VM, shared.",
-             "", "Tables 1-4 are read at batch 1 on both devices (see latency_models/paper_data.py), Table 8 at "
+             "", "Tables 1-4 are read at batch 1 on both devices (see latency_models/paper/paper_data.py), Table 8 at "
              "batch 8 (GPU) and 1 (ARM). MobileNetV2, ShuffleNetV1 and Xception are not built by this project, so "
              "only the ShuffleNetV2 rows (and 2.0x+SE = preset `2.0x-se`) are predicted.", ""]
     for device in paper_data.DEVICES:

@@ -25,8 +25,8 @@ import optuna
 from evaluator.datasets import load_dataset
 from evaluator.zero_cost import naswot
 from experiments.search import make_sampler
-from latency_models.estimators import estimate
-from latency_models.targets import get_target
+from latency_models.estimation.estimators import estimate
+from latency_models.measurement.targets import get_target
 from search_space import DEFAULT_SPACE, Architecture
 
 

@@ -28,7 +28,7 @@ from scipy import stats
 
 from evaluator.training.loop import TrainResult, train_architecture
 from evaluator.training.recipe import DataSpec, TrainRecipe
-from latency_models.analytic import summary
+from latency_models.costs.analytic import summary
 from search_space import DEFAULT_SPACE, Architecture, get_preset
 from search_space.errors import ShufflenasError
 

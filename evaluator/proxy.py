@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from evaluator.datasets import DataSplit, DatasetError
-from latency_models.memory import require_fits
+from latency_models.costs.memory import require_fits
 from search_space import Architecture, build_model
 from search_space.errors import ShufflenasError
 

@@ -1,7 +1,7 @@
 """Measure latency on remote devices through Ray, placed by the target's resource label.
 
 The driver (the search process, which has torch) exports the ONNX bytes and ships them; the task
-runs :func:`latency_models.device_runtime.measure_onnx` on a node that advertises the target's
+runs :func:`latency_models.measurement.device_runtime.measure_onnx` on a node that advertises the target's
 custom resource (e.g. a Raspberry Pi started with ``ray start --resources='{"device:rpi4": 1}'``).
 ``device_runtime`` is pickled by value, so a board needs only ``onnxruntime numpy ray`` - neither
 shufflenas nor torch. ORT threads are set explicitly inside the task (Ray sets OMP_NUM_THREADS).
@@ -26,10 +26,10 @@ from typing import Any
 
 import ray
 
-from latency_models import device_runtime
-from latency_models.measure import Measurement, MeasurementError, from_device_result, lookup, onnx_bytes
-from latency_models.measure_cache import MeasurementCache
-from latency_models.targets import Target, get_target
+from latency_models.measurement import device_runtime
+from latency_models.measurement.measure import Measurement, MeasurementError, from_device_result, lookup, onnx_bytes
+from latency_models.measurement.measure_cache import MeasurementCache
+from latency_models.measurement.targets import Target, get_target
 from search_space import Architecture
 
 # Ship the device code itself, not a reference to a module the board would have to import.

@@ -45,7 +45,7 @@ from search_space.sizes import available_memory, format_bytes
 if TYPE_CHECKING:
     import optuna
 
-    from latency_models.targets import Target
+    from latency_models.measurement.targets import Target
 
 STUDY_FORMAT = 1
 EVAL_POLL_S = 0.5
@@ -137,7 +137,7 @@ def _cuda_available() -> bool:
 
 def resolve_targets(config: SearchConfig, notes: list[str]) -> dict[str, Target]:
     """The targets to record, with the deploy input applied; explicit names must be usable."""
-    from latency_models.targets import get_target, load_targets
+    from latency_models.measurement.targets import get_target, load_targets
 
     known = load_targets(config.targets_file)
     explicit = config.targets is not None
@@ -160,7 +160,7 @@ def resolve_targets(config: SearchConfig, notes: list[str]) -> dict[str, Target]
 
 
 def _estimator_missing(target: Target, model: str) -> str | None:
-    from latency_models.estimators import get_estimator
+    from latency_models.estimation.estimators import get_estimator
 
     try:
         get_estimator(target, model)
@@ -202,7 +202,7 @@ DATASET_IMAGES = {"digits": 1797, "cifar10": 60000, "cifar100": 60000, "fashionm
 
 def _estimate(arch: Architecture, target: Target, model: str) -> Any:
     """An estimate that never measures (when the estimators support saying so)."""
-    from latency_models import estimators
+    from latency_models.estimation import estimators
 
     return estimators.estimate(arch, target, model, allow_measure=False)
 
@@ -306,7 +306,7 @@ class SearchDriver:
         self._other_results = self._results_of_other_studies()
 
     def _check_estimate_model(self) -> None:
-        from latency_models.estimators import ESTIMATORS
+        from latency_models.estimation.estimators import ESTIMATORS
 
         model = self.config.latency.estimate_model
         if model != "auto" and model not in ESTIMATORS:
@@ -359,7 +359,7 @@ class SearchDriver:
     def _check_training_fits(self, data: Any) -> None:
         """One training step of the space's largest candidate must fit into memory."""
         try:
-            from latency_models.memory import require_fits
+            from latency_models.costs.memory import require_fits
         except ImportError:  # pragma: no cover - older latency_models
             return
         arch = largest_candidate(self.space)
@@ -499,7 +499,7 @@ class SearchDriver:
 
     # -- one trial ----------------------------------------------------------------------------
     def _ask(self) -> tuple[optuna.trial.Trial, Architecture | None, dict[str, Any]]:
-        from latency_models.analytic import summary
+        from latency_models.costs.analytic import summary
 
         trial = self.study.ask()
         attrs: dict[str, Any] = {OWNER_ATTR: self.owner, "proxy_key": self.proxy_key}
@@ -574,14 +574,14 @@ class SearchDriver:
             self._record_measurement(name, self._measure(arch, target), attrs)
 
     def _measure(self, arch: Architecture, target: Target) -> Any:
-        from latency_models.measure import measure
+        from latency_models.measurement.measure import measure
 
         return measure(arch, target, budget_s=self.config.latency.measure_budget_s,
                        num_classes=self.config.deploy_classes)
 
     def _all_cached(self, batch: list[_Pending]) -> bool:
         """Whether every local measurement of ``batch`` is already in the measurement cache."""
-        from latency_models.measure import lookup
+        from latency_models.measurement.measure import lookup
 
         local = [t for t in self.targets.values() if not t.is_estimate and not t.is_remote]
         if self.config.deploy_classes != 1000:

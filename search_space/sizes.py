@@ -4,8 +4,8 @@ An architecture at the top of the string form's ranges (8192-wide, 64-deep stage
 one with a billion classes or a 100000-px input, needs terabytes; torch would only find out inside
 its allocator, with a traceback. These formulas count what ``build_model`` would allocate in O(1)
 per stage (no layer list, no torch), so they can run before anything is built. They are the one
-home of the size formulas: ``latency_models.memory`` turns them into bytes for export, measurement
-and training; tests check them against ``latency_models.analytic`` and against torch.
+home of the size formulas: ``latency_models.costs.memory`` turns them into bytes for export, measurement
+and training; tests check them against ``latency_models.costs.analytic`` and against torch.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def _down(size: int, k: int, stride: int) -> int:
 
 def _unit(t: _Tally, c_in: int, c_out: int, hw: int, hw_out: int, stride: int, ratio: float, k: int,
           se: bool, extra_dw: bool, times: int) -> None:
-    """One ShuffleNetV2 unit, op for op as ``latency_models.analytic._unit`` lists it."""
+    """One ShuffleNetV2 unit, op for op as ``latency_models.costs.analytic._unit`` lists it."""
     branch = branch_channels(c_out, ratio)
     if stride == 1:
         t.op(c_in * hw, c_in * hw, times)                     # split

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from latency_models.analytic import (
+from latency_models.costs.analytic import (
     COST_COLUMNS,
     Layer,
     architecture_layers,

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from experiments.cli.main import main
-from latency_models.cache_admin import parse_size
-from latency_models.measure_cache import MeasurementCache
+from latency_models.measurement.cache_admin import parse_size
+from latency_models.measurement.measure_cache import MeasurementCache
 
 DAY = 86400.0
 

@@ -184,8 +184,8 @@ def test_sigkill_in_every_phase_loses_nothing(kind, tmp_path, monkeypatch):
 def _check_cached_latency(study: optuna.Study, home: Path) -> None:
     import onnx
 
-    from latency_models.measure import MeasurementCache, measure
-    from latency_models.targets import get_target
+    from latency_models.measurement.measure import MeasurementCache, measure
+    from latency_models.measurement.targets import get_target
     from search_space import Architecture
 
     target = dataclasses.replace(get_target("local-cpu"), input_size=32)

@@ -8,14 +8,14 @@ import sys
 
 import pytest
 
-from latency_models.onnx_export import export_module_bytes
+from latency_models.measurement.onnx_export import export_module_bytes
 from search_space import Architecture, build_model
 
 TINY = Architecture(widths=(8, 16, 32), depths=(1, 1, 1), stem=8, conv5=32)
 
 
 def test_device_runtime_imports_no_torch_or_optuna():
-    code = ("import latency_models.device_runtime, sys; "
+    code = ("import latency_models.measurement.device_runtime, sys; "
             "bad = [m for m in ('torch', 'optuna', 'ray', 'search_space', 'pandas') if m in sys.modules]; "
             "assert not bad, bad")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -27,7 +27,7 @@ def test_shipped_task_runs_where_shufflenas_cannot_be_imported(tmp_path):
     search_space or torch (like a bare board) still runs it."""
     ray = pytest.importorskip("ray")
     import evaluator.remote_latency  # noqa: F401  (registers device_runtime for pickling by value)
-    from latency_models import device_runtime
+    from latency_models.measurement import device_runtime
 
     payload = tmp_path / "task.pkl"
     model = export_module_bytes(build_model(TINY, 10, 16), (1, 3, 16, 16))

@@ -9,7 +9,7 @@ import pytest
 
 from experiments.studies.flops_vs_speed import (StudyError, check_out_dir, correlations, run_study,
                                                 same_flops_pairs, study_architectures)
-from latency_models.targets import get_target
+from latency_models.measurement.targets import get_target
 from experiments.cli.main import main
 from search_space import PAPER_PRESETS
 

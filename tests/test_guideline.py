@@ -8,10 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from latency_models import guideline, microbench
-from latency_models.analytic import architecture_layers
-from latency_models.guideline import CalibrationError, FitSample, GuidelineModel, GuidelineParams, fit
-from latency_models.targets import get_target
+from latency_models.estimation import guideline
+
+from latency_models.paper import microbench
+from latency_models.costs.analytic import architecture_layers
+from latency_models.estimation.guideline import CalibrationError, FitSample, GuidelineModel, GuidelineParams, fit
+from latency_models.measurement.targets import get_target
 from search_space import DEFAULT_SPACE, PRESETS
 from search_space.errors import ShufflenasError
 
@@ -107,7 +109,7 @@ def test_fit_recovers_a_known_misalignment_slowdown():
 
 
 def test_misaligned_convs_and_old_calibration_files():
-    from latency_models.analytic import Layer, is_misaligned
+    from latency_models.costs.analytic import Layer, is_misaligned
 
     assert not is_misaligned(Layer("a", "conv", 32, 64, 8, 8, 8, 8))
     assert is_misaligned(Layer("b", "conv", 22, 44, 8, 8, 8, 8))

@@ -8,10 +8,10 @@ import os
 import pytest
 import torch
 
-from latency_models import lut
-from latency_models.analytic import architecture_layers
-from latency_models.estimators import estimate
-from latency_models.targets import get_target
+from latency_models.estimation import lut
+from latency_models.costs.analytic import architecture_layers
+from latency_models.estimation.estimators import estimate
+from latency_models.measurement.targets import get_target
 from search_space import PRESETS, Architecture, build_model
 from search_space.errors import ShufflenasError
 
@@ -131,7 +131,7 @@ def test_cli_build_lut_bad_input(cli, tmp_path):
 
 def test_blocks_on_a_normalised_target_are_timed_against_the_reference(tiny_targets):
     """On a target with a reference, block timings go through the same normalisation as networks."""
-    from latency_models.measure import MeasurementCache, reference_anchor
+    from latency_models.measurement.measure import MeasurementCache, reference_anchor
 
     target = get_target("tiny-ref")
     table = lut.open_table(target)
@@ -145,7 +145,7 @@ def test_blocks_on_a_normalised_target_are_timed_against_the_reference(tiny_targ
 
 def test_a_block_entry_is_the_geometric_mean_of_its_sweeps_each_cached(tiny):
     """Two sweeps, each cached under its own key: a rebuilt table measures nothing and agrees."""
-    from latency_models.measure import MeasurementCache
+    from latency_models.measurement.measure import MeasurementCache
 
     table = lut.LookupTable(tiny, auto_extend=False)
     progress = []
@@ -187,7 +187,7 @@ def test_weight_term_is_saved_and_loaded(tiny):
     table.auto_extend = False
     table.extend([A, B], budget_s=0.02)
     table.scale, table.offset, table.ms_per_mparam = 1.1, 0.05, 0.5
-    from latency_models.analytic import parameter_count, summary
+    from latency_models.costs.analytic import parameter_count, summary
 
     assert lut.weights_m(A, tiny.input_size) == pytest.approx(summary(A, tiny.input_size)["params"] / 1e6)
     assert all(parameter_count(arch) == summary(arch)["params"] for arch in (A, B, C))
@@ -214,8 +214,8 @@ def _tiny_with_guideline(tmp_path):
 
 
 def test_recording_an_estimate_never_measures(tiny_targets, tmp_path):
-    from latency_models.estimators import NoEstimatorError
-    from latency_models.measure_cache import MeasurementCache
+    from latency_models.estimation.estimators import NoEstimatorError
+    from latency_models.measurement.measure_cache import MeasurementCache
 
     table = lut.build(get_target("tiny-cpu"), [A], budget_s=0.02, block_budget_s=0.02, passes=1)
     path, cache = lut.lut_path("tiny-cpu"), MeasurementCache()

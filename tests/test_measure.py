@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from latency_models import device_runtime
-from latency_models.measure import Measurement, MeasurementError, lookup, measure, measure_module, onnx_path
-from latency_models.measure_cache import MeasurementCache, MeasurementCacheWarning
-from latency_models.onnx_export import export_module_bytes
-from latency_models.targets import Target, get_target
+from latency_models.measurement import device_runtime
+from latency_models.measurement.measure import Measurement, MeasurementError, lookup, measure, measure_module, onnx_path
+from latency_models.measurement.measure_cache import MeasurementCache, MeasurementCacheWarning
+from latency_models.measurement.onnx_export import export_module_bytes
+from latency_models.measurement.targets import Target, get_target
 from search_space import Architecture, build_model
 
 TINY = Architecture(widths=(8, 16, 32), depths=(1, 1, 1), stem=8, conv5=32)
@@ -115,7 +115,7 @@ def test_measure_refuses_what_it_cannot_time():
 
 WRITER = """
 import sys
-from latency_models.measure_cache import MeasurementCache
+from latency_models.measurement.measure_cache import MeasurementCache
 cache, worker = MeasurementCache(sys.argv[1]), int(sys.argv[2])
 for i in range(20):
     cache.put({"key": f"{worker}-{i}"}, {"median_ms": float(i), "worker": worker})
@@ -217,7 +217,7 @@ def test_measure_onnx_with_a_reference_reports_the_ratio():
 
 
 def test_reference_target_reports_medians_at_the_anchor_speed():
-    from latency_models.measure import reference_anchor
+    from latency_models.measurement.measure import reference_anchor
 
     target = ref_target()
     cache = MeasurementCache()
@@ -236,8 +236,8 @@ def test_reference_target_reports_medians_at_the_anchor_speed():
 
 
 def test_a_redrawn_anchor_rescales_cached_measurements():
-    from latency_models import reference
-    from latency_models.measure import reference_anchor
+    from latency_models.measurement import reference
+    from latency_models.measurement.measure import reference_anchor
 
     target = ref_target()
     stored = measure(TINY, target, budget_s=FAST)
@@ -254,7 +254,7 @@ def test_a_redrawn_anchor_rescales_cached_measurements():
 
 
 def test_heavily_disturbed_runs_are_repeated():
-    from latency_models import reference
+    from latency_models.measurement import reference
 
     anchor = reference.Anchor(1.0, "0.5x", (1.0,), 0.0)
     slowdowns = iter([2.0, 1.5, 1.3])

@@ -13,11 +13,11 @@ import sys
 
 import pytest
 
-from latency_models import device_runtime
-from latency_models.measure import Measurement, cache_fields, from_device_result, measure, onnx_path
-from latency_models.measure_cache import MeasurementCache
-from latency_models.onnx_export import export_bytes
-from latency_models.targets import TargetError, get_target, load_targets
+from latency_models.measurement import device_runtime
+from latency_models.measurement.measure import Measurement, cache_fields, from_device_result, measure, onnx_path
+from latency_models.measurement.measure_cache import MeasurementCache
+from latency_models.measurement.onnx_export import export_bytes
+from latency_models.measurement.targets import TargetError, get_target, load_targets
 from search_space import Architecture, get_preset
 
 TINY = Architecture(widths=(8, 16, 32), depths=(1, 1, 1), stem=8, conv5=32)
@@ -44,7 +44,7 @@ def test_the_stability_rule_on_real_timing_lists():
 
 _NICED = """
 import json, os, sys, warnings
-from latency_models import device_runtime
+from latency_models.measurement import device_runtime
 os.nice({nice})
 model = open({model!r}, "rb").read()
 with warnings.catch_warnings(record=True) as caught:
@@ -150,7 +150,7 @@ def test_old_cache_rows_without_the_new_fields_still_load(home, tiny_targets):
     old = {"arch": TINY.to_string(), "arch_id": TINY.arch_id, "target": target.name, "backend": "onnxruntime",
            "device": "cpu", "input_size": 16, "batch": 1, "median_ms": 0.5, "mean_ms": 0.5, "p10_ms": 0.45,
            "p90_ms": 0.55, "iqr_ms": 0.05, "cv": 0.07, "runs": 100, "versions": {}, "cached": False}
-    from latency_models.measure import software_versions
+    from latency_models.measurement.measure import software_versions
 
     cache.put(cache_fields(TINY.arch_id, target, input_size=16, batch=1, versions=software_versions(target)), old)
     hit = measure(TINY, target, cache=cache, budget_s=FAST)

@@ -11,9 +11,9 @@ import pytest
 
 from evaluator.datasets import load_dataset
 from evaluator.proxy import ProxyConfig, train_proxy
-from latency_models.analytic import architecture_layers, parameter_count
-from latency_models.memory import MemoryBudgetError, estimate_bytes, require_fits
-from latency_models.onnx_export import ONNX_LIMIT_BYTES, OnnxSizeError, check_exportable, export_bytes
+from latency_models.costs.analytic import architecture_layers, parameter_count
+from latency_models.costs.memory import MemoryBudgetError, estimate_bytes, require_fits
+from latency_models.measurement.onnx_export import ONNX_LIMIT_BYTES, OnnxSizeError, check_exportable, export_bytes
 from search_space import PRESETS, Architecture, SearchSpace, build_model, count_parameters
 from search_space.errors import ShufflenasError
 from search_space.sizes import available_memory, format_bytes, model_size

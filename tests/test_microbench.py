@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from latency_models import microbench, paper_data
-from latency_models.analytic import layer_costs
+from latency_models.paper import microbench
+
+from latency_models.paper import paper_data
+from latency_models.costs.analytic import layer_costs
 from search_space import count_parameters
 from search_space.errors import ShufflenasError
 

@@ -13,8 +13,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from latency_models.analytic import summary
-from latency_models.onnx_export import export_bytes
+from latency_models.costs.analytic import summary
+from latency_models.measurement.onnx_export import export_bytes
 from search_space import (
     DEFAULT_SPACE,
     PAPER_PRESETS,

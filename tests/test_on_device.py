@@ -8,9 +8,9 @@ import json
 import pytest
 
 from conftest import TINY_TARGETS
-from latency_models import lut
-from latency_models.measure import MeasurementError, measure
-from latency_models.targets import get_target
+from latency_models.estimation import lut
+from latency_models.measurement.measure import MeasurementError, measure
+from latency_models.measurement.targets import get_target
 from search_space import Architecture
 
 TINY = Architecture(widths=(8, 16, 32), depths=(1, 1, 1), stem=8, conv5=32)

@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from latency_models import paper_data
-from latency_models.calibrate import PAPER_TARGETS, fit_paper_calibration
-from latency_models.estimators import estimate
-from latency_models.targets import get_target
+from latency_models.paper import paper_data
+from latency_models.estimation.calibrate import PAPER_TARGETS, fit_paper_calibration
+from latency_models.estimation.estimators import estimate
+from latency_models.measurement.targets import get_target
 from search_space import get_preset
-from latency_models.guideline import load_file
+from latency_models.estimation.guideline import load_file
 from latency_models.paths import SHIPPED_CALIBRATIONS
 
 PRESETS = ("0.5x", "1.0x", "1.5x", "2.0x")

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from latency_models import predictor
-from latency_models.estimators import estimate, get_estimator
-from latency_models.features import FEATURE_NAMES, feature_frame, features
-from latency_models.targets import get_target
+from latency_models.estimation import predictor
+from latency_models.estimation.estimators import estimate, get_estimator
+from latency_models.estimation.features import FEATURE_NAMES, feature_frame, features
+from latency_models.measurement.targets import get_target
 from search_space import DEFAULT_SPACE, PRESETS, Architecture
 from search_space.errors import ShufflenasError
 

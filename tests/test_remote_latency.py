@@ -6,9 +6,9 @@ import pytest
 
 pytest.importorskip("ray")
 
-from latency_models.measure import Measurement, MeasurementError, lookup  # noqa: E402
-from latency_models.measure_cache import MeasurementCache  # noqa: E402
-from latency_models.targets import Target  # noqa: E402
+from latency_models.measurement.measure import Measurement, MeasurementError, lookup  # noqa: E402
+from latency_models.measurement.measure_cache import MeasurementCache  # noqa: E402
+from latency_models.measurement.targets import Target  # noqa: E402
 from search_space import Architecture  # noqa: E402
 
 TINY = Architecture(widths=(8, 16, 32), depths=(1, 1, 1), stem=8, conv5=32)
@@ -88,8 +88,8 @@ def test_a_board_result_carries_its_process_state_and_leaves_no_export(ray_sessi
     import warnings
 
     from evaluator.remote_latency import collect, submit_measurement
-    from latency_models import device_runtime
-    from latency_models.measure import onnx_path
+    from latency_models.measurement import device_runtime
+    from latency_models.measurement.measure import onnx_path
 
     target = board()
     result = ray_session.get(submit_measurement(TINY, target, budget_s=0.05), timeout=120)

@@ -233,8 +233,8 @@ def test_failure_kinds():
 # -- estimates never measure ------------------------------------------------------------------------
 def test_recorded_estimates_never_measure(tmp_path, monkeypatch):
     """A lookup table lacking a candidate's blocks would measure them: the estimate is left out."""
-    from latency_models.lut import build, lut_path
-    from latency_models.targets import get_target
+    from latency_models.estimation.lut import build, lut_path
+    from latency_models.measurement.targets import get_target
     from search_space import Architecture
 
     monkeypatch.setenv("SHUFFLENAS_HOME", str(tmp_path / "home"))

@@ -19,7 +19,7 @@ import pytest
 from evaluator.datasets import DatasetError, load_dataset
 from evaluator.datasets_cifar import unpickle
 from latency_models.paths import UnsafeNameError, cache_dir, check_name, safe_file
-from latency_models.targets import TargetError, load_targets
+from latency_models.measurement.targets import TargetError, load_targets
 
 
 # -- CIFAR batches: a restricted unpickler ----------------------------------------------------------

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from experiments.studies.guidelines import StudyError, run_study, verdicts
-from latency_models import microbench
-from latency_models.targets import get_target
+from latency_models.paper import microbench
+from latency_models.measurement.targets import get_target
 
 
 def test_paper_target_study_writes_tables_charts_and_summary(tmp_path, monkeypatch):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from latency_models.targets import Target, TargetError, UnknownTargetError, get_target, load_targets
+from latency_models.measurement.targets import Target, TargetError, UnknownTargetError, get_target, load_targets
 from search_space.errors import ShufflenasError
 
 

@@ -311,7 +311,7 @@ def export_onnx(module: torch.nn.Module, info: ModelInfo, path: str | os.PathLik
     import onnx
     import onnxruntime as ort
 
-    from latency_models.onnx_export import export_module_bytes
+    from latency_models.measurement.onnx_export import export_module_bytes
 
     first = next(iter(module.parameters()), torch.empty(0))
     plain = first.device.type == "cpu" and first.dtype == torch.float32

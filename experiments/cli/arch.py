@@ -33,7 +33,7 @@ classes_option = click.option("--num-classes", default=1000, show_default=True,
 def cost(architecture: Architecture, input_size: int, num_classes: int, batch: int, layers_csv: str | None,
          as_json: bool) -> None:
     """Analytic costs of ARCHITECTURE: params, FLOPs (multiply-adds), MAC, kernels, element-wise volume."""
-    from latency_models.analytic import costs, totals
+    from latency_models.costs.analytic import costs, totals
 
     table = costs(architecture, input_size, num_classes, batch)
     if layers_csv:
@@ -60,7 +60,7 @@ def cost(architecture: Architecture, input_size: int, num_classes: int, batch: i
 @json_option
 def show(architecture: Architecture, input_size: int, num_classes: int, as_json: bool) -> None:
     """A per-stage table of ARCHITECTURE: widths, depths, split ratios and costs."""
-    from latency_models.analytic import costs, per_stage
+    from latency_models.costs.analytic import costs, per_stage
 
     table = per_stage(costs(architecture, input_size, num_classes))
     shapes = {"stem": (architecture.stem, 1, "-", 3), "head": (architecture.conv5, 1, "-", 1)}

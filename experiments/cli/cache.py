@@ -20,7 +20,7 @@ def cache() -> None:
 @json_option
 def info(as_json: bool) -> None:
     """Files, bytes and oldest/newest modification per kind."""
-    from latency_models import cache_admin
+    from latency_models.measurement import cache_admin
     from latency_models.paths import data_home
 
     kinds = cache_admin.info()
@@ -40,7 +40,7 @@ def info(as_json: bool) -> None:
 
 
 def _size(ctx: click.Context, param: click.Parameter, value: Any) -> int | None:
-    from latency_models.cache_admin import CacheAdminError, parse_size
+    from latency_models.measurement.cache_admin import CacheAdminError, parse_size
 
     if value is None:
         return None
@@ -69,7 +69,7 @@ def prune(older_than: float | None, max_size: int | None, kinds: tuple[str, ...]
           as_json: bool) -> None:
     """Delete cached files, oldest first. Only ONNX exports unless --kind names others: calibrations
     and the measurement cache are never deleted unless asked for."""
-    from latency_models import cache_admin
+    from latency_models.measurement import cache_admin
 
     if older_than is None and max_size is None:
         raise click.UsageError("say what to prune: --older-than DAYS and/or --max-size SIZE")

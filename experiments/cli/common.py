@@ -11,7 +11,7 @@ import click
 from search_space import Architecture, resolve_arch
 
 if TYPE_CHECKING:
-    from latency_models.targets import Target
+    from latency_models.measurement.targets import Target
 
 
 class ArchType(click.ParamType):
@@ -45,7 +45,7 @@ on_device_option = click.option(
 
 def resolve_target(name: str, targets_file: str | None, on_device: bool = False) -> Target:
     """The target called ``name``; with ``on_device`` a remote target is measured by this process."""
-    from latency_models.targets import get_target
+    from latency_models.measurement.targets import get_target
 
     target = get_target(name, targets_file)
     if on_device:

@@ -66,7 +66,7 @@ def export(architecture: Architecture | None, out: str, storage: str | None, stu
         extra = {"study": study_name, "trial": trial_number}
     elif architecture is None:
         raise click.UsageError("missing ARCHITECTURE (or --storage/--study/--trial)")
-    from latency_models.onnx_export import export_file
+    from latency_models.measurement.onnx_export import export_file
 
     input_size = input_size or 224
     num_classes = num_classes or 1000

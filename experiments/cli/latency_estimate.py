@@ -13,8 +13,8 @@ from search_space import Architecture, preset_name
 
 def _paper_ms(arch: Architecture, target_name: str) -> float | None:
     """The paper's Table 8 figure in ms per batch, for a preset on a paper target."""
-    from latency_models import paper_data
-    from latency_models.calibrate import PAPER_TARGETS
+    from latency_models.paper import paper_data
+    from latency_models.estimation.calibrate import PAPER_TARGETS
 
     device = {v: k for k, v in PAPER_TARGETS.items()}.get(target_name)
     preset = preset_name(arch)
@@ -64,7 +64,7 @@ def describe_model(name: str, estimator: object) -> str:
 @json_option
 def predict(architecture: Architecture, target_name: str, model: str, targets_file: str | None, as_json: bool) -> None:
     """Estimate the latency of ARCHITECTURE on a target (ms per batch) with a calibrated model."""
-    from latency_models.estimators import estimate, get_estimator
+    from latency_models.estimation.estimators import estimate, get_estimator
 
     target = resolve_target(target_name, targets_file)
     result = estimate(architecture, target, model, notify=lambda message: click.echo(message, err=True))
@@ -103,7 +103,7 @@ def calibrate(target_name: str, quick: bool, budget_s: float | None, targets_fil
               as_json: bool) -> None:
     """Measure the G1-G4 micro-benchmarks and a few whole networks on a target, fit its guideline
     model and save it as a user calibration (used by `latency predict` and the search)."""
-    from latency_models.calibrate import calibrate_target, save_user_calibration
+    from latency_models.estimation.calibrate import calibrate_target, save_user_calibration
 
     target = resolve_target(target_name, targets_file, on_device)
     started = time.perf_counter()

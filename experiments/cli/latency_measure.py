@@ -27,7 +27,7 @@ def _availability(target: Any) -> str:
 @json_option
 def targets(targets_file: str | None, as_json: bool) -> None:
     """List latency targets: what is measured where, and which are estimates only."""
-    from latency_models.targets import load_targets
+    from latency_models.measurement.targets import load_targets
 
     rows = []
     for target in load_targets(targets_file).values():
@@ -84,8 +84,8 @@ def _measure_remote(architecture: Architecture, target: Any, budget_s: float | N
 def measure(architecture: Architecture, target_name: str, targets_file: str | None, budget_s: float | None,
             no_cache: bool, ray_address: str | None, on_device: bool, as_json: bool) -> None:
     """Measure the latency of ARCHITECTURE on a target (median of many timed runs, ms per batch)."""
-    from latency_models.measure import check_measurable
-    from latency_models.measure import measure as run_measure
+    from latency_models.measurement.measure import check_measurable
+    from latency_models.measurement.measure import measure as run_measure
 
     target = resolve_target(target_name, targets_file, on_device)
     with warnings.catch_warnings(record=True) as caught:
@@ -148,7 +148,7 @@ def anchor(target_name: str, targets_file: str | None, redraw: bool, as_json: bo
     Redraw after the anchor was drawn on a busy machine (measurements then show slowdowns well
     below 1).
     """
-    from latency_models.measure import reference_anchor
+    from latency_models.measurement.measure import reference_anchor
 
     target = resolve_target(target_name, targets_file)
     drawn = reference_anchor(target, redraw=redraw)

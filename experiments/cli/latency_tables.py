@@ -43,7 +43,7 @@ def build_lut(target_name: str, samples: int, extra: tuple[Architecture, ...], n
               on_device: bool, as_json: bool) -> None:
     """Measure the per-block lookup table for the presets + SAMPLES random architectures (only missing
     blocks are measured) and calibrate it on whole networks; saved as <target>.lut.json."""
-    from latency_models import lut
+    from latency_models.estimation import lut
 
     target = resolve_target(target_name, targets_file, on_device)
     randoms = DEFAULT_SPACE.sample_many(samples, seed=seed)
@@ -95,7 +95,7 @@ def train_predictor(target_name: str, samples: int, seed: int, budget_s: float |
                     on_device: bool, as_json: bool) -> None:
     """Measure SAMPLES random architectures and train the gradient-boosting latency predictor
     (saved as <target>.predictor.json, with its held-out quality)."""
-    from latency_models import predictor
+    from latency_models.estimation import predictor
 
     target = resolve_target(target_name, targets_file, on_device)
     archs = DEFAULT_SPACE.sample_many(samples, seed=seed)

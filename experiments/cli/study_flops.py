@@ -73,7 +73,7 @@ def flops_vs_speed(config_path: str | None, samples: int | None, target_names: t
     """Why FLOPs is not speed: sample architectures, measure (or estimate) them per target and write
     flops_vs_speed.csv/.parquet, correlations.csv, same_flops_pairs.csv, scatter PNGs and summary.md."""
     from experiments.studies.flops_vs_speed import check_out_dir, run_study
-    from latency_models.targets import get_target
+    from latency_models.measurement.targets import get_target
 
     recipe = read_study_config(config_path) if config_path else {}
     samples = samples if samples is not None else recipe.get("samples")

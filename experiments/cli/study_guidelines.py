@@ -30,7 +30,7 @@ def guidelines(target_name: str, out: str, quick: bool, repeats: int | None, bud
     """Rebuild the paper's guideline benchmarks (Tables 1-4), run them on a target and write
     g1.csv..g4.csv, bar charts and summary.md next to the paper's GPU and ARM figures."""
     from experiments.studies.guidelines import check_out_dir, interval, run_study, verdicts
-    from latency_models.targets import get_target
+    from latency_models.measurement.targets import get_target
 
     target = get_target(target_name, targets_file) if targets_file else get_target(target_name)
     check_out_dir(out)

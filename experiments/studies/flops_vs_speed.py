@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from latency_models.analytic import summary
+from latency_models.costs.analytic import summary
 from search_space import DEFAULT_SPACE, PAPER_PRESETS, Architecture, SearchSpace, preset_name
 from experiments.plotting import label_points
 from experiments.studies.common import StudyError, check_out_dir
 
 if TYPE_CHECKING:
-    from latency_models.targets import Target
+    from latency_models.measurement.targets import Target
 
 COST_METRICS = ("flops", "mac", "params", "kernels")
 CORRELATED = (*COST_METRICS, "guideline_ms")
@@ -74,7 +74,7 @@ class _TargetPlan:
 
 def _plan(target: Target) -> _TargetPlan:
     """Measure where the target can be measured here; otherwise use its best calibrated estimate."""
-    from latency_models.estimators import NoEstimatorError, get_estimator
+    from latency_models.estimation.estimators import NoEstimatorError, get_estimator
 
     try:
         guideline = get_estimator(target, "guideline")
@@ -127,7 +127,7 @@ def _latency(arch: Architecture, plan: _TargetPlan, budget_s: float | None) -> d
     if plan.estimator is not None:
         return {"latency_ms": float(plan.estimator.predict(arch)), "source": plan.mode, "cv": np.nan,
                 "cached": False, "stable": True}
-    from latency_models.measure import measure
+    from latency_models.measurement.measure import measure
 
     kwargs = {"budget_s": budget_s} if budget_s is not None else {}
     m = measure(arch, plan.target, **kwargs)

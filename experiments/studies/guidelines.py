@@ -1,6 +1,6 @@
 """The paper's guideline experiments (G1-G4, Tables 1-4) on your own target.
 
-Builds the four benchmark networks (``latency_models.microbench``) at the paper's channel counts -
+Builds the four benchmark networks (``latency_models.paper.microbench``) at the paper's channel counts -
 the GPU column's on CUDA targets and the paper GPU, the ARM column's on CPU targets and the paper
 ARM - measures them on a measurable target or estimates them with the guideline model on an
 estimate-only one, and lines the result up against the paper's GPU and ARM figures. Speeds are
@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from latency_models import guideline as guideline_model
-from latency_models import microbench
-from latency_models.calibrate import MICRO_KEY
-from latency_models.analytic import layer_costs
+from latency_models.estimation import guideline as guideline_model
+from latency_models.paper import microbench
+from latency_models.estimation.calibrate import MICRO_KEY
+from latency_models.costs.analytic import layer_costs
 from experiments.studies.common import StudyError, check_out_dir
 
 if TYPE_CHECKING:
-    from latency_models.targets import Target
+    from latency_models.measurement.targets import Target
 
 #: What each guideline predicts: the row that should be fastest in every column.
 EXPECTED_FASTEST = {"G1": "1:1", "G2": "g=1", "G3": "1-fragment", "G4": "relu=no shortcut=no"}
@@ -61,7 +61,7 @@ def _plan(target: Target) -> tuple[str, guideline_model.GuidelineModel | None]:
         if model is None:
             raise StudyError(f"target {target.name!r} is estimate-only and has no guideline calibration")
         return "estimate", model
-    from latency_models.measure import check_measurable
+    from latency_models.measurement.measure import check_measurable
 
     check_measurable(target)
     return "measured", model
@@ -116,7 +116,7 @@ def run_study(target: Target, out_dir: str | Path, *, quick: bool = False, budge
         for i in (order if round_ % 2 == 0 else order[::-1]):
             bench, row = benches[i], rows[i]
             if source == "measured":
-                from latency_models.measure import measure_module
+                from latency_models.measurement.measure import measure_module
 
                 m = measure_module(bench.module(), (batch, *bench.input_shape), target,
                                    key=f"{MICRO_KEY}-{bench.key}", budget_s=budget_s, cache=False)

@@ -11,7 +11,7 @@ so one descheduled run does not inflate it. ``std_ms`` and ``mean_ms`` are repor
 
 On a shared machine the whole CPU speeds up and slows down with its neighbours. A *reference*
 model timed in alternating chunks with the candidate sees the same slowdown, so their ratio is far
-steadier than either median (:mod:`latency_models.reference` has the measured figures). Pass
+steadier than either median (:mod:`latency_models.measurement.reference` has the measured figures). Pass
 ``reference_bytes`` to get that ratio (``relative``) next to the raw statistics.
 
 Every result records the state of the process that timed it (:func:`process_state`): its
@@ -334,7 +334,7 @@ def chunk_medians(model_bytes: bytes, input_shape: Sequence[int] | None = None, 
     """Median milliseconds of ``model_bytes`` in each of ``chunks`` back-to-back timing windows.
 
     The lowest of them is the model's latency in the fastest machine state seen, which is how a
-    reference model's anchor is drawn (see :mod:`latency_models.measure`).
+    reference model's anchor is drawn (see :mod:`latency_models.measurement.measure`).
     """
     if chunks < 1 or chunk_s <= 0:
         raise DeviceRuntimeError(f"need chunks >= 1 and chunk_s > 0, got {chunks} and {chunk_s}")

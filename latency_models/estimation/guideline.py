@@ -1,6 +1,6 @@
 """The guideline latency model: the paper's "MAC, not FLOPs" as a per-layer roofline.
 
-For a batch, after BN/ReLU fusion (``latency_models.analytic``)::
+For a batch, after BN/ReLU fusion (``latency_models.costs.analytic``)::
 
     ms = sum over layers of max(FLOPs_l / peak_l, MAC_l / bandwidth_l)   # G1, G2: memory access
          + kernel_overhead * kernels                                      # G3: fragmentation
@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from latency_models.analytic import Layer, architecture_layers, is_misaligned, layer_costs
+from latency_models.costs.analytic import Layer, architecture_layers, is_misaligned, layer_costs
 from latency_models.paths import SHIPPED_CALIBRATIONS, calibration_dir, safe_file
 from search_space import Architecture
 from search_space.errors import ShufflenasError
 
 if TYPE_CHECKING:
-    from latency_models.targets import Target
+    from latency_models.measurement.targets import Target
 
 FORMAT = 1
 PARAM_NAMES: tuple[str, ...] = ("peak_gmacs", "dw_gmacs", "bandwidth_gelems", "movement_gelems", "kernel_us",

@@ -1,7 +1,7 @@
 """The estimator protocol: anything that predicts a target's latency for an architecture.
 
 A new estimator is one new module with a class satisfying :class:`LatencyEstimator` and one line in
-``latency_models.estimators.ESTIMATORS``.
+``latency_models.estimation.estimators.ESTIMATORS``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Backends:
 - ``onnxruntime``: the ONNX export (cached on disk per arch id + input size + batch) is timed by
-  :func:`latency_models.device_runtime.measure_onnx` - the same code a remote board runs.
+  :func:`latency_models.measurement.device_runtime.measure_onnx` - the same code a remote board runs.
 - ``torch``: eager PyTorch. On CPU each run is timed with ``time.perf_counter``; on CUDA with
   ``torch.cuda.Event`` pairs after ``torch.cuda.synchronize()``, cuDNN benchmark mode on (as in the
   paper's GPU setup). Warm-up runs are never timed.
@@ -12,10 +12,10 @@ model) in a :class:`MeasurementCache`, so nothing is measured twice on the same 
 Estimate-only targets are refused here: they have no hardware to time.
 
 Reference-normalised targets (``reference = "1.0x"``, the default for ``local-cpu``) report every
-measurement at the reference network's anchored speed: see :mod:`latency_models.reference`.
+measurement at the reference network's anchored speed: see :mod:`latency_models.measurement.reference`.
 
 A measurement records the niceness and load average of the process that timed it, and whether its
-spread was stable (:func:`latency_models.device_runtime.unstable_reason`); a disturbed run is
+spread was stable (:func:`latency_models.measurement.device_runtime.unstable_reason`); a disturbed run is
 repeated, and one that stays disturbed is returned with ``stable=False`` and never cached.
 
 A candidate's ONNX export is only kept on disk until its measurement is cached: nothing needs it
@@ -36,11 +36,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from latency_models import device_runtime, reference
-from latency_models.measure_cache import MeasurementCache
-from latency_models.onnx_export import OPSET, export_bytes, export_module_bytes, write_atomic
+from latency_models.measurement import device_runtime
+
+from latency_models.measurement import reference
+from latency_models.measurement.measure_cache import MeasurementCache
+from latency_models.measurement.onnx_export import OPSET, export_bytes, export_module_bytes, write_atomic
 from latency_models.paths import cache_dir
-from latency_models.targets import Target, get_target
+from latency_models.measurement.targets import Target, get_target
 from search_space import Architecture
 from search_space.errors import ShufflenasError
 
@@ -156,7 +158,7 @@ def check_measurable(target: Target) -> None:
     """Raise a one-line :class:`MeasurementError` unless this process can time ``target`` locally."""
     if target.is_estimate:
         raise MeasurementError(f"{target.name} is an estimate-only target; use `shufflenas latency predict` "
-                               f"(or latency_models.estimators.estimate) for it")
+                               f"(or latency_models.estimation.estimators.estimate) for it")
     if target.is_remote:
         raise MeasurementError(
             f"{target.name} runs on a remote device (Ray resource {', '.join(target.resources)}); measure it through "
@@ -210,7 +212,7 @@ def onnx_path(arch: Architecture, input_size: int = 224, batch: int = 1, num_cla
 
 def _reference_archs() -> set[str]:
     """The compact strings of every target's reference network (their exports are kept)."""
-    from latency_models.targets import load_targets
+    from latency_models.measurement.targets import load_targets
 
     try:
         return {t.reference for t in load_targets().values() if t.reference is not None}
@@ -312,7 +314,7 @@ def _reference_bytes(target: Target) -> bytes:
 
 def reference_anchor(target: Target | str, cache: MeasurementCache | None = None, *,
                      redraw: bool = False) -> reference.Anchor:
-    """``target``'s reference anchor (see :mod:`latency_models.reference`), drawn on first use.
+    """``target``'s reference anchor (see :mod:`latency_models.measurement.reference`), drawn on first use.
 
     ``cache`` defaults to the shared measurement cache; ``redraw`` times the reference again and
     replaces the anchor (cached measurements are rescaled to it when read).

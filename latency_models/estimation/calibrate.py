@@ -1,7 +1,7 @@
 """Calibrating the guideline model: from the paper's published speeds, or by measuring a target.
 
 ``fit_paper_calibration("gpu")`` fits the GTX 1080Ti model and ``fit_paper_calibration("arm")``
-the Snapdragon 810 one; ``python -m latency_models.calibrate`` rewrites the shipped JSON files
+the Snapdragon 810 one; ``python -m latency_models.estimation.calibrate`` rewrites the shipped JSON files
 from them (deterministic, so the files can be checked against the code). ``calibrate_target``
 measures the G1-G4 micro-benchmarks and a few whole networks on a measurable target and fits.
 """
@@ -14,15 +14,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from latency_models import microbench, paper_data
-from latency_models.analytic import architecture_layers
-from latency_models.guideline import CalibrationError, FitSample, GuidelineModel, fit, fit_quality
-from latency_models.paper_data import Device
+from latency_models.paper import microbench
+
+from latency_models.paper import paper_data
+from latency_models.costs.analytic import architecture_layers
+from latency_models.estimation.guideline import CalibrationError, FitSample, GuidelineModel, fit, fit_quality
+from latency_models.paper.paper_data import Device
 from latency_models.paths import SHIPPED_CALIBRATIONS, calibration_dir, safe_file
 from search_space import DEFAULT_SPACE, PAPER_PRESETS, Architecture, get_preset
 
 if TYPE_CHECKING:
-    from latency_models.targets import Target
+    from latency_models.measurement.targets import Target
 
 PAPER_TARGETS: dict[str, str] = {"gpu": "paper-gpu-1080ti", "arm": "paper-arm-sd810"}
 #: Table 8 rows count this many times as much as one micro-benchmark cell in the shipped fits:
@@ -143,7 +145,7 @@ def calibrate_target(target: Target, *, quick: bool = False, progress: Progress 
     on CUDA) + the 4 presets + 6 random architectures. ``quick``: x1 cells + 2 presets + 2 random.
     Held-out quality: leave-one-network-out over the whole networks (``quality["heldout"]``).
     """
-    from latency_models.measure import check_measurable, measure, measure_module
+    from latency_models.measurement.measure import check_measurable, measure, measure_module
 
     if target.is_estimate:
         raise CalibrationError(f"target {target.name!r} is estimate-only: it cannot be measured, so it cannot be "
@@ -201,7 +203,7 @@ def save_user_calibration(model: GuidelineModel) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m latency_models.calibrate``: regenerate the shipped paper calibrations."""
+    """``python -m latency_models.estimation.calibrate``: regenerate the shipped paper calibrations."""
     for path in write_paper_calibrations():
         model = GuidelineModel.from_json(path.read_text(), str(path))
         fit_q, nets = model.quality["fit"], model.quality["networks"]

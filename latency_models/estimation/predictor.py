@@ -3,7 +3,7 @@
 Model: a non-negative linear model on physical costs (pointwise/depthwise/dense FLOPs, data
 movement, kernel count, element-wise volume, and the guideline estimate when the target has one)
 gives a base latency that extrapolates sensibly; a ``GradientBoostingRegressor`` then learns the
-log of measured / base from every feature in :mod:`latency_models.features`. So the prediction is
+log of measured / base from every feature in :mod:`latency_models.estimation.features`. So the prediction is
 ``base * exp(boost)``: log latency, learned, without the trees' inability to extrapolate beyond the
 training range.
 
@@ -28,13 +28,13 @@ import numpy as np
 import pandas as pd
 
 from latency_models.artifacts import invalid_detail, read_artifact
-from latency_models.features import FEATURE_NAMES, feature_frame
+from latency_models.estimation.features import FEATURE_NAMES, feature_frame
 from latency_models.paths import calibration_dir, safe_file
 from search_space import Architecture
 from search_space.errors import ShufflenasError
 
 if TYPE_CHECKING:
-    from latency_models.targets import Target
+    from latency_models.measurement.targets import Target
 
 FORMAT = "shufflenas-latency-predictor"
 VERSION = 1
@@ -150,7 +150,7 @@ def _guideline_for(target: Target | None) -> Any:
     if target is None:
         return None
     try:
-        from latency_models import guideline
+        from latency_models.estimation import guideline
     except ModuleNotFoundError:
         return None
     try:
@@ -235,7 +235,7 @@ def train(target: Target, archs: Sequence[Architecture], *, budget_s: float | No
           on_progress: Callable[[int, int, Architecture, Any], None] | None = None, seed: int = 0,
           save: bool = True) -> LatencyPredictor:
     """Measure ``archs`` on ``target`` (cached), fit, and save the predictor next to the calibrations."""
-    from latency_models.measure import measure
+    from latency_models.measurement.measure import measure
 
     if target.kind != "measure":
         raise ShufflenasError(f"target {target.name!r} is estimate-only: a predictor needs measurements")

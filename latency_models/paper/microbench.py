@@ -3,7 +3,7 @@
 Each benchmark is a small tuple of block descriptions (:class:`Series`, :class:`Parallel`,
 :class:`Bottleneck`) stacked ``MICRO_BLOCKS`` (10) times on a 56x56 input. The same description
 builds the torch module to measure (:meth:`MicroBenchmark.module`) and the
-:class:`~latency_models.analytic.Layer` list the guideline model costs
+:class:`~latency_models.costs.analytic.Layer` list the guideline model costs
 (:meth:`MicroBenchmark.layers`), so the two cannot drift apart.
 
 Interpretations where the paper is silent (its Tables 1-4):
@@ -29,9 +29,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from latency_models import paper_data
-from latency_models.analytic import Layer
-from latency_models.paper_data import MICRO_BLOCKS, MICRO_INPUT, SCALES
+from latency_models.paper import paper_data
+from latency_models.costs.analytic import Layer
+from latency_models.paper.paper_data import MICRO_BLOCKS, MICRO_INPUT, SCALES
 from search_space.errors import ShufflenasError
 
 GUIDELINES: tuple[str, ...] = ("G1", "G2", "G3", "G4")

@@ -19,7 +19,7 @@ from typing import Literal
 
 import torch
 
-from latency_models.memory import require_fits
+from latency_models.costs.memory import require_fits
 from search_space import Architecture, build_model
 from search_space.errors import ShufflenasError
 from search_space.sizes import FLOAT_BYTES, describe, format_bytes, parameter_count

@@ -25,9 +25,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from latency_models import device_runtime
-from latency_models.measure_cache import MeasurementCache
-from latency_models.targets import Target
+from latency_models.measurement import device_runtime
+from latency_models.measurement.measure_cache import MeasurementCache
+from latency_models.measurement.targets import Target
 
 MAX_SLOWDOWN = 1.2
 MAX_ATTEMPTS = 3

@@ -4,9 +4,9 @@ An architecture decomposes into distinct blocks: the stem (conv1 + max-pool), ea
 its shape (c_in, c_out, stride, split ratio, kernel, SE, extra depthwise, input h x w) and the head
 (conv5, global pool, FC). Every stride-1 unit of a stage shares one key, so a network has at most
 eight distinct blocks. Each block is measured on the target as a standalone module
-(:func:`latency_models.measure.measure_module`), in two sweeps whose geometric mean is its entry; a whole network is then
+(:func:`latency_models.measurement.measure.measure_module`), in two sweeps whose geometric mean is its entry; a whole network is then
 ``scale * sum(blocks) + offset``, with ``scale`` and ``offset`` fitted on a few whole networks
-measured with :func:`latency_models.measure.measure` (they absorb the session overhead and the
+measured with :func:`latency_models.measurement.measure.measure` (they absorb the session overhead and the
 cache effects that a standalone block does not see). With enough calibration networks a third term,
 ``ms_per_mparam * weights``, prices the weights a whole network streams from memory: a block timed
 alone runs again and again on weights already in cache, a network of several megabytes of weights
@@ -39,7 +39,7 @@ from search_space.errors import ShufflenasError
 if TYPE_CHECKING:
     from torch import nn
 
-    from latency_models.targets import Target
+    from latency_models.measurement.targets import Target
 
 FORMAT = "shufflenas-latency-lut"
 VERSION = 1
@@ -198,7 +198,7 @@ class LookupTable:
         geometric mean of the sweeps' medians (see ``BLOCK_PASSES``). Each sweep's measurement is
         cached on its own, so an interrupted build resumes where it stopped.
         """
-        from latency_models.measure import measure_module
+        from latency_models.measurement.measure import measure_module
 
         if passes < 1:
             raise LutError(f"passes must be >= 1, got {passes}")
@@ -239,7 +239,7 @@ class LookupTable:
         self.scale, self.ms_per_mparam, self.offset = fit_terms(sums, weights, y) if len(y) else (1.0, 0.0, 0.0)
         self.networks = [{"arch": a.to_string(), "measured_ms": float(v), "block_sum_ms": float(s),
                           "weights_m": float(m)} for a, v, s, m in zip(archs, y, sums, weights)]
-        from latency_models.predictor import accuracy
+        from latency_models.estimation.predictor import accuracy
 
         fit_quality = accuracy(y, self.scale * sums + self.ms_per_mparam * weights + self.offset) if len(y) else {}
         return fit_quality
@@ -324,7 +324,7 @@ def build(target: Target, archs: Sequence[Architecture], *, calibration_archs: S
           on_network: Callable[[int, int, Architecture, Any], None] | None = None) -> LookupTable:
     """Measure the missing blocks of ``archs`` (``block_budget_s`` each, in ``passes`` sweeps), calibrate
     on ``calibration_archs`` (whole networks, ``budget_s`` each), save."""
-    from latency_models.measure import measure
+    from latency_models.measurement.measure import measure
 
     _check_measurable(target)
     table = open_table(target)
@@ -348,7 +348,7 @@ def build(target: Target, archs: Sequence[Architecture], *, calibration_archs: S
 
 def weights_m(arch: Architecture, input_size: int = 224) -> float:
     """Millions of parameters of ``arch`` with a 1000-class head (what a network streams per run)."""
-    from latency_models.analytic import parameter_count
+    from latency_models.costs.analytic import parameter_count
 
     return parameter_count(arch, input_size, NUM_CLASSES) / 1e6
 
@@ -382,7 +382,7 @@ def leave_one_out(table: LookupTable) -> dict[str, Any]:
     offset fitted on the others (its blocks are measured standalone, never as that network)."""
     if len(table.networks) < 4:
         return {}
-    from latency_models.predictor import accuracy
+    from latency_models.estimation.predictor import accuracy
 
     sums = np.array([n["block_sum_ms"] for n in table.networks], dtype=float)
     weights = np.array([n.get("weights_m", 0.0) for n in table.networks], dtype=float)
@@ -398,6 +398,6 @@ def leave_one_out(table: LookupTable) -> dict[str, Any]:
 
 
 def _versions() -> dict[str, str]:
-    from latency_models.predictor import software_versions
+    from latency_models.estimation.predictor import software_versions
 
     return software_versions()

@@ -2,7 +2,7 @@
 
 A latency model needs more than total FLOPs: the paper's guidelines say *where* the work is
 (pointwise vs depthwise convs, data movement, small fragmented kernels, element-wise volume) drives
-speed. Every feature here is computed from :mod:`latency_models.analytic`, so it is cheap, local and
+speed. Every feature here is computed from :mod:`latency_models.costs.analytic`, so it is cheap, local and
 the same on every machine. Features are plain floats keyed by name; :data:`FEATURE_NAMES` fixes the
 column order a model is trained with.
 """
@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
-from latency_models.analytic import COST_COLUMNS, Layer, architecture_layers, is_misaligned
+from latency_models.costs.analytic import COST_COLUMNS, Layer, architecture_layers, is_misaligned
 from search_space import Architecture
 
 STAGES = ("stem", "stage2", "stage3", "stage4", "head")

@@ -25,7 +25,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-BUILTIN_FILE = Path(__file__).resolve().parent / "targets.toml"
+BUILTIN_FILE = Path(__file__).resolve().parent.parent / "targets.toml"
 ENV_VAR = "SHUFFLENAS_TARGETS"
 
 Kind = Literal["measure", "estimate"]

@@ -16,17 +16,17 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any, Callable
 
-from latency_models.base import Estimate, LatencyEstimator
+from latency_models.estimation.base import Estimate, LatencyEstimator
 from search_space import Architecture
 from search_space.errors import ShufflenasError
 
 if TYPE_CHECKING:
-    from latency_models.targets import Target
+    from latency_models.measurement.targets import Target
 
 ESTIMATORS: dict[str, str] = {
-    "guideline": "latency_models.guideline:load",
-    "lut": "latency_models.lut:load",
-    "predictor": "latency_models.predictor:load",
+    "guideline": "latency_models.estimation.guideline:load",
+    "lut": "latency_models.estimation.lut:load",
+    "predictor": "latency_models.estimation.predictor:load",
 }
 
 #: When several estimators are calibrated and none reports a held-out error, prefer in this order.

@@ -1,0 +1,1 @@
+"""Costs computed from an architecture alone: params, FLOPs, MAC, kernels, memory (no measurement)."""
