@@ -1,0 +1,23 @@
+"""Unit types as specs: one file per block type, registered by its token prefix.
+
+Built-in families: ``v2`` (ShuffleNetV2), ``v1g<g>`` (ShuffleNetV1, g groups), ``mb<t>``
+(MobileNetV2 inverted residual, expansion t), ``xc`` (Xception-style, SPOS's choice block).
+Adding one: a new file with a ``@register_block`` :class:`~search_space.blocks.base.UnitSpec`
+subclass, imported below (docs/ARCHITECTURE.md walks through the MobileNetV2 block).
+"""
+
+from __future__ import annotations
+
+from search_space.blocks.base import BLOCK_FAMILIES, UnitSpec, block_choices_help, family_of, register_block, unit_spec
+from search_space.blocks.layers import COST_COLUMNS, Layer
+
+# Built-in unit types: each import registers one family.
+for _name in ("shufflenet_v2", "shufflenet_v1", "mobilenet_v2", "xception"):  # added one file at a time
+    try:
+        __import__(f"search_space.blocks.{_name}")
+    except ModuleNotFoundError as _exc:
+        if _exc.name != f"search_space.blocks.{_name}":
+            raise
+
+__all__ = ["BLOCK_FAMILIES", "COST_COLUMNS", "Layer", "UnitSpec", "block_choices_help", "family_of",
+           "register_block", "unit_spec"]

@@ -1,0 +1,111 @@
+"""`UnitSpec`, the contract every unit type meets, and the registry that maps tokens to types.
+
+A unit type is one file in ``search_space/blocks/`` with one ``@register_block`` class. An
+architecture names the unit type of each stage by a short token (``v2``, ``v1g3``, ``mb6``, ``xc``):
+the family prefix plus its option. From one spec come the three forms every part of the project
+needs: the torch module (``module``), the analytic layers the cost models read (``layers``) and the
+lookup-table key (``key``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import TYPE_CHECKING, ClassVar
+
+from search_space.blocks.layers import Layer
+from search_space.errors import ArchitectureError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+_TOKEN = re.compile(r"([a-z]+[a-z0-9]*?)([0-9]*)", re.ASCII)
+
+
+@dataclasses.dataclass(frozen=True)
+class UnitSpec:
+    """One unit of a network: its channels, stride, depthwise kernel and the SE / extra-depthwise options.
+
+    Subclasses add the family's own option (groups, expansion, split ratio) and implement the four
+    methods below; ``check`` runs on construction so an impossible unit never exists.
+    """
+
+    c_in: int
+    c_out: int
+    stride: int
+    kernel: int = 3
+    se: bool = False
+    extra_dw: bool = False
+
+    family: ClassVar[str] = ""          # token prefix: "v2", "v1g", "mb", "xc"
+    title: ClassVar[str] = ""           # a human name for docs and errors
+    activation: ClassVar[str] = "relu"  # "relu6": the stem uses blocks[0]'s, the head blocks[-1]'s
+    uses_ratio: ClassVar[bool] = False  # whether the stage's split ratio means something to this unit
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    @classmethod
+    def from_token(cls, token: str, *, c_in: int, c_out: int, stride: int, ratio: float = 0.5, kernel: int = 3,
+                   se: bool = False, extra_dw: bool = False) -> UnitSpec:
+        raise NotImplementedError
+
+    @property
+    def token(self) -> str:
+        return self.family
+
+    def check(self) -> None:
+        """Raise :class:`ArchitectureError` (one line) when this unit cannot be built."""
+        if self.stride not in (1, 2):
+            raise ArchitectureError(f"a {self.token} unit takes stride 1 or 2, got {self.stride}")
+
+    def module(self) -> nn.Module:
+        raise NotImplementedError
+
+    def layers(self, prefix: str, stage: str, h: int, w: int) -> tuple[list[Layer], int, int]:
+        raise NotImplementedError
+
+    def key(self, h: int, w: int) -> str:
+        raise NotImplementedError
+
+
+#: family prefix -> unit class, in registration order (the order docs and errors list them).
+BLOCK_FAMILIES: dict[str, type[UnitSpec]] = {}
+
+
+def register_block(cls: type[UnitSpec]) -> type[UnitSpec]:
+    """Class decorator: make a unit type known by its ``family`` prefix."""
+    if not cls.family or cls.family in BLOCK_FAMILIES:
+        raise ValueError(f"block family {cls.family!r} is empty or registered twice")
+    BLOCK_FAMILIES[cls.family] = cls
+    return cls
+
+
+def family_of(token: str) -> type[UnitSpec]:
+    """The unit class a token names (longest family prefix first); unknown -> one-line error."""
+    _load_builtin_blocks()
+    if isinstance(token, str):
+        for family in sorted(BLOCK_FAMILIES, key=len, reverse=True):
+            if token.startswith(family):
+                return BLOCK_FAMILIES[family]
+    known = ", ".join(f"{f} ({c.title})" for f, c in BLOCK_FAMILIES.items())
+    raise ArchitectureError(f"unknown block type {token!r} (known families: {known})")
+
+
+def unit_spec(token: str, *, c_in: int, c_out: int, stride: int, ratio: float = 0.5, kernel: int = 3,
+              se: bool = False, extra_dw: bool = False) -> UnitSpec:
+    """Build the spec of one unit from its stage's token and shape."""
+    cls = family_of(token)
+    return cls.from_token(token, c_in=c_in, c_out=c_out, stride=stride, ratio=ratio, kernel=kernel, se=se,
+                          extra_dw=extra_dw)
+
+
+def block_choices_help() -> str:
+    """One line per registered family, for ``--help`` and docs."""
+    _load_builtin_blocks()
+    return "; ".join(f"{family}: {cls.title}" for family, cls in BLOCK_FAMILIES.items())
+
+
+def _load_builtin_blocks() -> None:
+    """Import the shipped unit files (each registers itself); cheap after the first call."""
+    import search_space.blocks  # noqa: F401  (its __init__ imports every built-in block file)
