@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from search_space.errors import first_line
+
 
 def read_artifact(path: str | Path, *, kind: str, fmt: str, version: int, error: type[Exception],
                   rebuild: str) -> dict[str, Any]:
@@ -35,5 +37,5 @@ def read_artifact(path: str | Path, *, kind: str, fmt: str, version: int, error:
 
 
 def invalid_detail(exc: BaseException) -> str:
-    """First line of an exception's message, or its type when it has none."""
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    """First line of an exception's message, or its type when it has none (see ``first_line``)."""
+    return first_line(exc)

@@ -15,3 +15,12 @@ class ShufflenasError(Exception):
 
 class ArchitectureError(ShufflenasError, ValueError):
     """An architecture string, JSON document or field value is invalid."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its type name when it has none.
+
+    The one helper every one-line error message uses to quote a library's exception.
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

@@ -10,15 +10,15 @@ from __future__ import annotations
 import os
 import pickle
 import random
-import tempfile
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
 
+from latency_models.atomic import atomic_write, atomic_write_bytes, remove_stale_temporaries  # noqa: F401  (re-exported)
 from search_space.errors import ShufflenasError
 
 CHECKPOINT_FORMAT = "shufflenas-checkpoint"
@@ -26,73 +26,8 @@ CHECKPOINT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
-def _file_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-#: New files get the usual permissions (mkstemp alone would make them private).
-_FILE_MODE = _file_mode()
-
-
 class CheckpointError(ShufflenasError):
     """A checkpoint is missing, unreadable, not ours, or belongs to another run."""
-
-
-# -- atomic files -----------------------------------------------------------------------------------
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
-    """Write ``path`` through ``write(fh)`` into a temporary file beside it, fsync, then rename.
-
-    A kill at any moment leaves either the old file or the new one, never a torn file.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, _FILE_MODE)
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with _suppress_os_error():
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    return atomic_write(path, lambda fh: fh.write(data))
-
-
-def remove_stale_temporaries(folder: Path) -> None:
-    """Delete temporary files a killed run left behind (``.NAME.*.tmp``)."""
-    for tmp in folder.glob(".*.tmp"):
-        with _suppress_os_error():
-            tmp.unlink()
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-class _suppress_os_error:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        return exc_type is not None and issubclass(exc_type, OSError)
 
 
 # -- random generators ------------------------------------------------------------------------------

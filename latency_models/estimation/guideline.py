@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from latency_models.costs.analytic import Layer, architecture_layers, is_misaligned, layer_costs
+from latency_models.atomic import atomic_write_text
 from latency_models.paths import SHIPPED_CALIBRATIONS, calibration_dir, safe_file
 from search_space import Architecture
 from search_space.errors import ShufflenasError
@@ -194,12 +195,7 @@ class GuidelineModel:
             raise CalibrationError(f"corrupted calibration file {source}: {detail}") from None
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(self.to_json())
-        tmp.replace(path)
-        return path
+        return atomic_write_text(path, self.to_json())
 
 
 # --------------------------------------------------------------------------------------------- fitting

@@ -18,7 +18,6 @@ import dataclasses
 import datetime as _dt
 import json
 import math
-import os
 import platform
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from latency_models.atomic import atomic_write_text
 from latency_models.artifacts import invalid_detail, read_artifact
 from latency_models.estimation.features import FEATURE_NAMES, feature_frame
 from latency_models.paths import calibration_dir, safe_file
@@ -139,11 +139,7 @@ class LatencyPredictor:
     def save(self, path: str | Path | None = None) -> Path:
         """Write the JSON file (atomically); default ``calibration_dir()/<target>.predictor.json``."""
         path = Path(path) if path is not None else predictor_path(self.target)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")  # several processes may save at once
-        tmp.write_text(json.dumps(self.to_dict(), indent=1))
-        tmp.replace(path)
-        return path
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
 
 
 def _guideline_for(target: Target | None) -> Any:
