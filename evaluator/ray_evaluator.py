@@ -1,8 +1,8 @@
 """`RayEvaluator`: proxy training as Ray tasks, results streamed back as they finish.
 
-- Reuses an initialised Ray; otherwise starts a local one (all cores, no dashboard, loopback
-  only) or connects to ``address``. An address nothing answers on is a one-line
-  :class:`RayConnectionError`, found with a short socket probe before Ray's own long retry loop.
+- Reuses an initialised Ray; otherwise starts a local one or connects to ``address``, through
+  :mod:`evaluator.ray_connect` (an address nothing answers on is a one-line
+  :class:`RayConnectionError`, found before Ray's own long retry loop).
 - The data set goes into the object store once; every task gets the same reference.
 - At most ``max_in_flight`` tasks run (default: the cluster's CPUs / ``num_cpus_per_task``);
   further submits wait in a local queue, so a per-task timeout counts running time only.
@@ -14,25 +14,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
-import socket
 import time
 from collections import deque
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable
 from typing import Any
 
 from evaluator.base import EvalOutcome, EvalTask, EvaluatorBase, TrainFn, describe_exception
 from evaluator.datasets import DataSplit
+from evaluator.ray_connect import (CONNECT_TIMEOUT_S, RayConnectionError, check_ray_address, ensure_ray,
+                                   release_ray)
+from evaluator.ray_connect import _loopback_only  # noqa: F401 - tests/conftest.py starts its Ray the same way
 from search_space.errors import ShufflenasError
-
-CONNECT_TIMEOUT_S = 5.0
-
-
-class RayConnectionError(ShufflenasError):
-    """No Ray cluster answers at the given address (or Ray failed to start)."""
-
 
 def _run_task(data: DataSplit, task: EvalTask, threads: int, train_fn: TrainFn | None) -> dict[str, Any]:
     """Body of the Ray task: train one candidate with ``threads`` torch threads.
@@ -52,87 +46,6 @@ def _run_task(data: DataSplit, task: EvalTask, threads: int, train_fn: TrainFn |
     except Exception as exc:  # noqa: BLE001 - reported as a failed outcome
         return {"pid": pid, "result": None, "error": describe_exception(exc)}
     return {"pid": pid, "result": result, "error": None}
-
-
-def check_ray_address(address: str, timeout: float = 3.0) -> None:
-    """Fail in seconds, with one line, when a Ray address does not answer.
-
-    Ray's own connection loop retries for minutes before it gives up, so every command that
-    connects to a cluster (search, remote latency measurement) probes the address first.
-    ``auto`` and ``local`` are left to Ray.
-    """
-    if address in ("auto", "local"):
-        return
-    text = address.split("://", 1)[-1]
-    host, _, port_text = text.rpartition(":")
-    if not host or not port_text.isdigit():
-        raise RayConnectionError(f"bad Ray address {address!r}: use HOST:PORT, ray://HOST:PORT or auto")
-    try:
-        with socket.create_connection((host, int(port_text)), timeout=timeout):
-            pass
-    except OSError as exc:
-        raise RayConnectionError(f"no Ray cluster answers at {address!r}: "
-                                 f"{exc.strerror or type(exc).__name__}") from None
-
-
-def ensure_ray(address: str | None = None, connect_timeout: float = CONNECT_TIMEOUT_S) -> bool:
-    """Make sure Ray is initialised; True when this call started it (so its owner shuts it down)."""
-    try:
-        import ray
-    except ImportError:
-        raise RayConnectionError("the ray evaluator needs the 'ray' package (pip install ray)") from None
-    if ray.is_initialized():
-        return False
-    options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
-    try:
-        if address:
-            check_ray_address(address, connect_timeout)
-            host = address.split("://", 1)[-1].rpartition(":")[0]
-            if host in ("127.0.0.1", "localhost"):
-                options["_node_ip_address"] = "127.0.0.1"
-            ray.init(address=address, **options)
-        else:
-            with _loopback_only():
-                ray.init(num_cpus=_usable_cpus(), _node_ip_address="127.0.0.1", **options)
-    except RayConnectionError:
-        raise
-    except (ConnectionError, TimeoutError, RuntimeError, ValueError, OSError) as exc:
-        where = f"at {address!r}" if address else "locally"
-        raise RayConnectionError(f"cannot start or reach Ray {where}: {describe_exception(exc)}") from None
-    return True
-
-
-@contextlib.contextmanager
-def _loopback_only() -> Iterator[None]:
-    """Keep a local Ray instance on the loopback interface.
-
-    Ray replaces a ``127.0.0.1`` node address by the host's external address (and its servers then
-    listen on every interface) unless it believes multi-node clusters are off on this platform, so
-    that switch is turned off while the local instance starts (and restored for later connections).
-    """
-    from ray._private import ray_constants
-
-    name, flag = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
-    previous = os.environ.get(name)
-    os.environ[name] = "0"  # the processes Ray spawns read it too
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = previous
-        if flag is not None:
-            ray_constants.ENABLE_RAY_CLUSTER = flag
-
-
-def _usable_cpus() -> int:
-    """Cores this process may run on (respects taskset / container CPU sets)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 @dataclasses.dataclass
@@ -237,8 +150,7 @@ class RayEvaluator(EvaluatorBase):
                 pass
         self._flights.clear()
         self._queue.clear()
-        if self._owns_ray and self._ray.is_initialized():
-            self._ray.shutdown()
+        release_ray(self._owns_ray)
 
     # -- internals ------------------------------------------------------------------------------
     def _launch(self) -> None:
@@ -299,3 +211,6 @@ class RayEvaluator(EvaluatorBase):
 def _first_line(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[0] if lines else type(exc).__name__
+
+
+__all__ = ["CONNECT_TIMEOUT_S", "RayConnectionError", "RayEvaluator", "check_ray_address", "ensure_ray"]

@@ -163,7 +163,8 @@ def train_many(jobs: Sequence[TrainJob], *, workers: int, address: str | None = 
 def _train_on_ray(jobs: list[TrainJob], workers: int, address: str | None, num_cpus: float, num_gpus: float,
                   finish: Callable[[int, dict[str, Any] | None, str | None], None]) -> None:
     """Run the jobs as Ray tasks, ``workers`` in flight; ``finish`` gets each as it ends."""
-    from evaluator.ray_evaluator import _first_line, ensure_ray
+    from evaluator.ray_connect import ensure_ray, release_ray
+    from evaluator.ray_evaluator import _first_line
 
     owns_ray = ensure_ray(address)
     import ray
@@ -196,8 +197,7 @@ def _train_on_ray(jobs: list[TrainJob], workers: int, address: str | None, num_c
                 ray.cancel(ref, force=True)
             except Exception:  # noqa: BLE001 - best effort on the way out
                 pass
-        if owns_ray and ray.is_initialized():
-            ray.shutdown()
+        release_ray(owns_ray)
 
 
 __all__ = ["WORKER_RETRIES", "ParallelTrainError", "TrainJob", "TrainOutcome", "train_many"]
