@@ -296,7 +296,7 @@ def train_ddp(arch: Architecture, data_spec: DataSpec, recipe: TrainRecipe, out_
         from ray.train.torch import TorchConfig, TorchTrainer
     except ImportError as exc:
         raise TrainError(f"DDP training needs Ray Train (pip install 'ray[train]'): {exc}") from None
-    from evaluator.ray_evaluator import ensure_ray
+    from evaluator.ray_connect import ensure_ray, release_ray
 
     started = time.perf_counter()
     owns_ray = ensure_ray(address)
@@ -336,8 +336,7 @@ def train_ddp(arch: Architecture, data_spec: DataSpec, recipe: TrainRecipe, out_
         if watcher is not None:
             watcher.stop.set()
             watcher.join(timeout=5)
-        if owns_ray and ray.is_initialized():
-            ray.shutdown()
+        release_ray(owns_ray)
     del result  # what the run produced is in out_dir, written by rank 0
     return _result(arch, plan, settings, start_epoch, started)
 
