@@ -1,30 +1,29 @@
-"""`make_evaluator`: evaluators by name. A new evaluator is one module plus one line in EVALUATORS.
+"""`make_evaluator`: evaluators by name. A new evaluator is one module plus one ``EVALUATORS`` entry.
 
 Modules are imported on first use, so choosing ``sequential`` never imports Ray.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from evaluator.base import Evaluator
-from evaluator.datasets import DataSplit
 from search_space.errors import ShufflenasError
+from search_space.registry import Registry
 
-#: evaluator kind -> "module:class"
-EVALUATORS: dict[str, str] = {
+if TYPE_CHECKING:
+    from evaluator.base import Evaluator
+    from evaluator.datasets import DataSplit
+
+#: evaluator kind -> "module:class" (its names are the CLI's and the config's choices, with "auto")
+EVALUATORS: Registry[type[Evaluator]] = Registry("evaluator", {
     "sequential": "evaluator.sequential:SequentialEvaluator",
     "ray": "evaluator.ray_evaluator:RayEvaluator",
-}
+})
 
 
 def make_evaluator(kind: str, data: DataSplit, **options: Any) -> Evaluator:
     """Build the evaluator ``kind`` for ``data``; unknown kinds and options are one-line errors."""
-    if kind not in EVALUATORS:
-        raise ShufflenasError(f"unknown evaluator {kind!r} (known: {', '.join(EVALUATORS)})")
-    module_name, attr = EVALUATORS[kind].split(":")
-    cls = getattr(importlib.import_module(module_name), attr)
+    cls = EVALUATORS.get(kind)
     try:
         return cls(data, **options)
     except TypeError as exc:

@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from evaluator.registry import EVALUATORS as EVALUATOR_REGISTRY
+from experiments.samplers import SAMPLERS as SAMPLER_REGISTRY
 from search_space.errors import ShufflenasError
 
 if sys.version_info >= (3, 11):
@@ -32,8 +34,8 @@ class ConfigError(ShufflenasError):
     """A config file or option is missing, malformed, unknown or of the wrong type."""
 
 
-SAMPLERS = ("tpe", "nsga2", "gp", "random")
-EVALUATORS = ("auto", "sequential", "ray")
+SAMPLERS = SAMPLER_REGISTRY.names()
+EVALUATORS = ("auto", *EVALUATOR_REGISTRY.names())
 DEFAULT_PRESETS = ("0.5x", "1.0x", "1.5x", "2.0x")
 #: Seeds are numpy / Optuna seeds: 0 <= seed < 2**32.
 SEED_LIMIT = 2**32

@@ -13,41 +13,39 @@ measurement, and the returned :class:`Estimate` names the model that answered.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any, Callable
 
 from latency_models.estimation.base import Estimate, LatencyEstimator
 from search_space import Architecture
 from search_space.errors import ShufflenasError
+from search_space.registry import Registry
 
 if TYPE_CHECKING:
     from latency_models.measurement.targets import Target
-
-ESTIMATORS: dict[str, str] = {
-    "guideline": "latency_models.estimation.guideline:load",
-    "lut": "latency_models.estimation.lut:load",
-    "predictor": "latency_models.estimation.predictor:load",
-}
-
-#: When several estimators are calibrated and none reports a held-out error, prefer in this order.
-PREFERENCE = ("predictor", "lut", "guideline")
-
 
 class NoEstimatorError(ShufflenasError):
     """The target has no calibrated estimator of the requested kind."""
 
 
+#: model name -> "module:loader"; its names are the CLI's and the config's choices (with "auto").
+ESTIMATORS: Registry[Callable[[Target], LatencyEstimator | None]] = Registry("latency model", {
+    "guideline": "latency_models.estimation.guideline:load",
+    "lut": "latency_models.estimation.lut:load",
+    "predictor": "latency_models.estimation.predictor:load",
+}, error=NoEstimatorError)
+
+#: When several estimators are calibrated and none reports a held-out error, prefer in this order.
+PREFERENCE = ("predictor", "lut", "guideline")
+
+
 def _loader(name: str) -> Callable[[Target], LatencyEstimator | None]:
-    if name not in ESTIMATORS:
-        raise NoEstimatorError(f"unknown latency model {name!r} (known: {', '.join(ESTIMATORS)})")
-    module_name, attr = ESTIMATORS[name].split(":")
+    ESTIMATORS.check(name)
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
+        return ESTIMATORS.get(name)
+    except ModuleNotFoundError as exc:  # an optional estimator whose module is not installed
+        if isinstance(ESTIMATORS[name], str) and exc.name == ESTIMATORS[name].split(":")[0]:
             return lambda target: None
         raise
-    return getattr(module, attr)
 
 
 def available(target: Target) -> dict[str, LatencyEstimator]:
