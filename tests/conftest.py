@@ -1,15 +1,29 @@
 """Shared fixtures. A real local Ray instance is started once per test session (2 CPUs, no
-dashboard, loopback only) and only when a test asks for it."""
+dashboard, loopback only) and only when a test asks for it.
+
+Torch runs one intra-op thread here and in every subprocess a test starts (``OMP_NUM_THREADS=1``):
+the suite runs on a small shared machine next to its own subprocesses and Ray workers, where
+torch's default of a thread per core makes these tiny networks 5-10x slower (threads spin waiting
+for a core). Tests of thread handling set their own counts; Ray workers get one thread anyway.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import io
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from hypothesis import settings
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported, and for every subprocess
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,6 +62,50 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@dataclasses.dataclass(frozen=True)
+class CliRun:
+    """What :func:`run_main` saw: the same three fields as a finished subprocess."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_main(*args: str, cwd: Path | None = None, env: dict | None = None) -> CliRun:
+    """Run the `shufflenas` command in this process (``experiments.cli.main.main``, the entry
+    point's own code), with ``env`` set and ``cwd`` entered for the call only.
+
+    Half a second instead of a fresh interpreter importing torch (5-10 s on a shared 2-core
+    machine). Use :func:`run_cli` where the process itself is tested: exit status, signals,
+    a fresh interpreter, what a crash leaves behind.
+    """
+    from experiments.cli.main import main
+
+    saved_env = {key: os.environ.get(key) for key in (env or {})}
+    saved_cwd = os.getcwd()
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        os.environ.update(env or {})
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main([str(a) for a in args])
+    finally:
+        os.chdir(saved_cwd)
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return CliRun(code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture
+def cli_here():
+    """:func:`run_main`: the CLI in this process, same interface as the ``cli`` fixture."""
+    return run_main
 
 
 #: A search space of tiny networks (seconds to train on digits), for search configs in tests.

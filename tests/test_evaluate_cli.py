@@ -1,4 +1,5 @@
-"""`shufflenas evaluate` and `shufflenas export --weights` through the real CLI, on digits at 16 px.
+"""`shufflenas evaluate` and `shufflenas export --weights` through the CLI's own entry point, run in
+this process, on digits at 16 px.
 
 The model.pt files are written directly (a few real SGD steps, then save_model): no training
 command is needed to test the weights path. One test runs `shufflenas train --init` end to end.
@@ -60,8 +61,8 @@ def world(tmp_path_factory):
     return {"root": root, "data": data, "model": model}
 
 
-def test_evaluate_reports_the_models_accuracy(world, cli):
-    done = cli("evaluate", str(world["root"] / "model.pt"), "--dataset", "digits", "--json")
+def test_evaluate_reports_the_models_accuracy(world, cli_here):
+    done = cli_here("evaluate", str(world["root"] / "model.pt"), "--dataset", "digits", "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     data, model = world["data"], world["model"]
@@ -71,13 +72,13 @@ def test_evaluate_reports_the_models_accuracy(world, cli):
     assert result["top1"] <= result["top5"] <= 1.0
     assert result["images_per_s"] > 0 and result["arch"] == TINY.to_string()
     # the data set defaults to the model's; the plain output is two lines with the numbers
-    done = cli("evaluate", str(world["root"] / "model.pt"), "--limit", "50", "--batch-size", "16")
+    done = cli_here("evaluate", str(world["root"] / "model.pt"), "--limit", "50", "--batch-size", "16")
     assert done.returncode == 0, done.stderr
     assert "50 validation images" in done.stdout and "top-1" in done.stdout and "images/s" in done.stdout
 
 
-def test_evaluate_normalises_with_the_models_statistics(world, cli):
-    done = cli("evaluate", str(world["root"] / "other-stats.pt"), "--dataset", "digits", "--limit", "100",
+def test_evaluate_normalises_with_the_models_statistics(world, cli_here):
+    done = cli_here("evaluate", str(world["root"] / "other-stats.pt"), "--dataset", "digits", "--limit", "100",
                "--batch-size", "32", "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -87,10 +88,10 @@ def test_evaluate_normalises_with_the_models_statistics(world, cli):
     assert result["top1"] == pytest.approx(_accuracy(world["model"], x[:100], data.val_y[:100]))
 
 
-def test_export_weights_matches_torch_in_onnx_runtime(world, cli):
+def test_export_weights_matches_torch_in_onnx_runtime(world, cli_here):
     root, data, model = world["root"], world["data"], world["model"]
     out = root / "trained.onnx"
-    done = cli("export", TINY.to_string(), "--weights", str(root / "model.pt"), "--out", str(out), "--json")
+    done = cli_here("export", TINY.to_string(), "--weights", str(root / "model.pt"), "--out", str(out), "--json")
     assert done.returncode == 0, done.stderr
     info = json.loads(done.stdout)
     assert info["arch"] == TINY.to_string() and info["num_classes"] == 10 and info["input_size"] == 16
@@ -141,13 +142,13 @@ def test_bad_input_is_one_line_and_changes_nothing(world, capfd, argv, needle):
     assert {p.name: p.read_bytes() for p in root.iterdir() if p.is_file()} == before
 
 
-def test_train_with_torchvision_init(tmp_path, cli):
+def test_train_with_torchvision_init(tmp_path, cli_here):
     """`train --init torchvision:FILE`: a file of another architecture names its first bad key
     before anything is written; a fitting one fine-tunes (new classifier) into a model.pt that
     `evaluate` and `export --weights` read."""
     mismatched = tmp_path / "tv-1.0x.pth"
     torch.save(build_model(get_preset("1.0x"), 1000).state_dict(), mismatched)
-    done = cli("train", "0.5x", "--dataset", "digits", "--init", f"torchvision:{mismatched}",
+    done = cli_here("train", "0.5x", "--dataset", "digits", "--init", f"torchvision:{mismatched}",
                "--out", str(tmp_path / "refused"), "--epochs", "1", "--no-progress")
     assert done.returncode == 2, done.stderr
     assert "'stage2.0.branch1.2.weight'" in done.stderr and "(24, 24, 1, 1)" in done.stderr
@@ -158,12 +159,12 @@ def test_train_with_torchvision_init(tmp_path, cli):
     torch.manual_seed(3)
     torch.save(build_model(TINY, 1000).state_dict(), fitting)
     run = tmp_path / "run"
-    done = cli("train", TINY.to_string(), "--dataset", "digits", "--input-size", "16", "--limit", "300",
+    done = cli_here("train", TINY.to_string(), "--dataset", "digits", "--input-size", "16", "--limit", "300",
                "--epochs", "1", "--batch-size", "32", "--init", f"torchvision:{fitting}", "--out", str(run),
                "--no-progress", "--json")
     assert done.returncode == 0, done.stderr
     assert (run / "model.pt").is_file() and (run / "model.onnx").is_file()
-    done = cli("evaluate", str(run / "model.pt"), "--json")
+    done = cli_here("evaluate", str(run / "model.pt"), "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["num_classes"] == 10 and result["input_size"] == 16 and result["dataset"] == "digits"
