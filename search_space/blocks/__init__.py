@@ -8,7 +8,15 @@ subclass, imported below (docs/ARCHITECTURE.md walks through the MobileNetV2 blo
 
 from __future__ import annotations
 
-from search_space.blocks.base import BLOCK_FAMILIES, UnitSpec, block_choices_help, family_of, register_block, unit_spec
+from search_space.blocks.base import (
+    BLOCK_FAMILIES,
+    UnitError,
+    UnitSpec,
+    block_choices_help,
+    family_of,
+    register_block,
+    unit_spec,
+)
 from search_space.blocks.layers import COST_COLUMNS, Layer
 
 # Built-in unit types: each import registers one family.
@@ -19,5 +27,5 @@ for _name in ("shufflenet_v2", "shufflenet_v1", "mobilenet_v2", "xception"):  # 
         if _exc.name != f"search_space.blocks.{_name}":
             raise
 
-__all__ = ["BLOCK_FAMILIES", "COST_COLUMNS", "Layer", "UnitSpec", "block_choices_help", "family_of",
+__all__ = ["BLOCK_FAMILIES", "COST_COLUMNS", "Layer", "UnitError", "UnitSpec", "block_choices_help", "family_of",
            "register_block", "unit_spec"]

@@ -22,6 +22,23 @@ if TYPE_CHECKING:
 _TOKEN = re.compile(r"([a-z]+[a-z0-9]*?)([0-9]*)", re.ASCII)
 
 
+class UnitError(ArchitectureError):
+    """A unit that cannot be built because of one per-stage field of its architecture.
+
+    ``field`` names that field (``widths``, ``split_ratios``, ...), so an :class:`Architecture` can say
+    which stage: ``widths[0] = 115 is odd: ...``. A spec may raise a plain :class:`ArchitectureError`
+    instead; the architecture then prefixes the stage (``stage3 (v1g3): ...``).
+    """
+
+    def __init__(self, field: str, value: object, reason: str) -> None:
+        self.field, self.value, self.reason = field, value, reason
+        super().__init__(f"{field} = {value} {reason}")
+
+    def at(self, index: int) -> ArchitectureError:
+        """The same error, naming the stage's entry of the field."""
+        return ArchitectureError(f"{self.field}[{index}] = {self.value} {self.reason}")
+
+
 @dataclasses.dataclass(frozen=True)
 class UnitSpec:
     """One unit of a network: its channels, stride, depthwise kernel and the SE / extra-depthwise options.
@@ -58,6 +75,11 @@ class UnitSpec:
         """Raise :class:`ArchitectureError` (one line) when this unit cannot be built."""
         if self.stride not in (1, 2):
             raise ArchitectureError(f"a {self.token} unit takes stride 1 or 2, got {self.stride}")
+
+    def after_stem(self) -> UnitSpec:
+        """This unit as the network's first, the one that reads the stem (ShuffleNetV1 leaves its first
+        1x1 ungrouped there); most units are the same anywhere."""
+        return self
 
     def module(self) -> nn.Module:
         raise NotImplementedError
