@@ -19,12 +19,17 @@ from typing import Any
 
 from search_space.errors import ArchitectureError
 
-NUM_STAGES = 3
+NUM_STAGES = 3          # the default number of stages (ShuffleNetV2's stage 2, 3, 4)
+MAX_STAGES = 8
 KERNEL_SIZES = (3, 5, 7)
 MAX_WIDTH = 8192
 MAX_DEPTH = 64
 #: Digits an integer may have in either serialised form; every valid field has at most 4.
 MAX_DIGITS = 12
+DEFAULT_BLOCK = "v2"
+DEFAULT_RATIO = 0.5
+DEFAULT_KERNEL = 3
+DEFAULT_STRIDE = 2
 
 
 def _fmt_ratio(r: float) -> str:
@@ -37,68 +42,99 @@ def _fmt_ratio(r: float) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Architecture:
-    """A ShuffleNetV2 network: three stages of units between a stem and a 1x1 conv5 head.
+    """A network: stages of units between a stem and a head, ShuffleNetV2's three by default.
+
+    Every per-stage tuple has one entry per stage (``len(widths)``, 1..8 stages); the optional ones
+    default to ShuffleNetV2's value for every stage, so a value that leaves them out is the
+    ShuffleNetV2 network it always was (same compact string, same ``arch_id``).
 
     Attributes:
-        widths: output channels of stage 2, 3, 4 (even: a stride-2 unit concatenates two halves).
-        depths: units per stage; the first unit of every stage has stride 2.
+        widths: output channels of each stage (stage 2, 3, 4, ...).
+        depths: units per stage; the first unit of every stage has the stage's stride.
         split_ratios: per stage, the fraction of channels that goes through the conv branch (the
             paper's c'/c = 0.5). In a stride-1 unit the rest passes unchanged (G1, G4); in the
-            stride-2 unit it is the share of output channels made by the conv branch.
+            stride-2 unit it is the share of output channels made by the conv branch. Only units
+            that split (``v2``, ``xc``) use it; other stages keep 0.5.
         stem: output channels of conv1 (3x3, stride 2).
-        conv5: output channels of the final 1x1 conv.
+        conv5: output channels of the final 1x1 conv; 0: no head conv (global pool and FC straight
+            after the last stage, as ShuffleNetV1).
         kernels: per stage, the depthwise kernel size (3, 5 or 7).
         se: squeeze-and-excitation on the conv branch of every unit (SE-ShuffleNetV2).
         extra_dw: an extra 3x3 depthwise conv at the start of each branch (ShuffleNetV2*).
+        blocks: per stage, the unit type's token (``v2``, ``v1g3``, ``mb6``, ``xc``: see
+            :mod:`search_space.blocks`).
+        strides: per stage, the stride of its first unit (1 or 2).
+        stem_pool: the 3x3 max-pool after conv1 (False: none even at >= 64 px, as MobileNetV2).
     """
 
-    widths: tuple[int, int, int]
-    depths: tuple[int, int, int]
-    split_ratios: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    widths: tuple[int, ...]
+    depths: tuple[int, ...]
+    split_ratios: tuple[float, ...] | None = None
     stem: int = 24
     conv5: int = 1024
-    kernels: tuple[int, int, int] = (3, 3, 3)
+    kernels: tuple[int, ...] | None = None
     se: bool = False
     extra_dw: bool = False
+    blocks: tuple[str, ...] | None = None
+    strides: tuple[int, ...] | None = None
+    stem_pool: bool = True
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "widths", _int_tuple("widths", self.widths))
-        object.__setattr__(self, "depths", _int_tuple("depths", self.depths))
-        object.__setattr__(self, "kernels", _int_tuple("kernels", self.kernels))
-        object.__setattr__(self, "split_ratios", _ratio_tuple(self.split_ratios))
+        widths = _int_tuple("widths", self.widths)
+        depths = _int_tuple("depths", self.depths)
+        stages = max(len(widths), len(depths))
+        if not 1 <= stages <= MAX_STAGES:
+            raise ArchitectureError(f"an architecture has 1 to {MAX_STAGES} stages (entries of widths and depths), "
+                                    f"got {stages}")
+        fill = {"kernels": DEFAULT_KERNEL, "strides": DEFAULT_STRIDE}
+        values = {"widths": widths, "depths": depths}
+        for name in ("kernels", "strides"):
+            value = getattr(self, name)
+            values[name] = (fill[name],) * stages if value is None else _int_tuple(name, value)
+        values["split_ratios"] = ((DEFAULT_RATIO,) * stages if self.split_ratios is None
+                                  else _ratio_tuple(self.split_ratios))
+        values["blocks"] = (DEFAULT_BLOCK,) * stages if self.blocks is None else _token_tuple(self.blocks)
+        for name in ("widths", "depths", "split_ratios", "kernels", "blocks", "strides"):
+            _check_length(name, values[name], stages)
+            object.__setattr__(self, name, values[name])
         object.__setattr__(self, "stem", _int("stem", self.stem))
         object.__setattr__(self, "conv5", _int("conv5", self.conv5))
-        for flag in ("se", "extra_dw"):
+        for flag in ("se", "extra_dw", "stem_pool"):
             if not isinstance(getattr(self, flag), bool):
-                raise ArchitectureError(f"{flag} must be true or false, got {getattr(self, flag)!r}")
+                raise ArchitectureError(f"{flag} must be true or false, got {_show(getattr(self, flag))}")
         self._validate()
 
     def _validate(self) -> None:
-        for name in ("stem", "conv5"):
-            value = getattr(self, name)
-            if not 1 <= value <= MAX_WIDTH:
-                raise ArchitectureError(f"{name} must be in 1..{MAX_WIDTH}, got {_show(value)}")
+        if not 1 <= self.stem <= MAX_WIDTH:
+            raise ArchitectureError(f"stem must be in 1..{MAX_WIDTH}, got {_show(self.stem)}")
+        if not 0 <= self.conv5 <= MAX_WIDTH:
+            raise ArchitectureError(f"conv5 must be in 0..{MAX_WIDTH} (0: no head conv), got {_show(self.conv5)}")
         for i, width in enumerate(self.widths):
             if width <= 0 or width > MAX_WIDTH:
                 raise ArchitectureError(f"widths[{i}] must be in 2..{MAX_WIDTH}, got {_show(width)}")
-            if width % 2:
-                raise ArchitectureError(
-                    f"widths[{i}] = {width} is odd: a stride-2 unit concatenates two equal halves"
-                )
         for i, depth in enumerate(self.depths):
             if not 1 <= depth <= MAX_DEPTH:
                 raise ArchitectureError(f"depths[{i}] must be in 1..{MAX_DEPTH}, got {_show(depth)}")
         for i, kernel in enumerate(self.kernels):
             if kernel not in KERNEL_SIZES:
                 raise ArchitectureError(f"kernels[{i}] must be one of {KERNEL_SIZES}, got {_show(kernel)}")
+        for i, stride in enumerate(self.strides):
+            if stride not in (1, 2):
+                raise ArchitectureError(f"strides[{i}] must be 1 or 2, got {_show(stride)}")
+        from search_space.blocks import family_of
+        from search_space.blocks.network import stage_specs
+
         for i, ratio in enumerate(self.split_ratios):
             if not 0.0 < ratio < 1.0:
                 raise ArchitectureError(f"split_ratios[{i}] must be in (0, 1), got {ratio}")
-            if not 1 <= branch_channels(self.widths[i], ratio) < self.widths[i]:
-                raise ArchitectureError(
-                    f"split_ratios[{i}] = {ratio} leaves no channel on one side of a "
-                    f"{self.widths[i]}-channel unit"
-                )
+            try:
+                family = family_of(self.blocks[i])
+            except ArchitectureError as exc:
+                raise ArchitectureError(f"blocks[{i}]: {exc}") from None
+            if not family.uses_ratio and ratio != DEFAULT_RATIO:
+                raise ArchitectureError(f"split_ratios[{i}] = {ratio}: a {self.blocks[i]} unit does not split its "
+                                        f"input, so its stage keeps {DEFAULT_RATIO}")
+        stage_specs(self)  # every unit type checks its own shapes and options (one line naming the stage)
 
     # -- serialised forms -------------------------------------------------------------------
     def to_string(self) -> str:
@@ -111,6 +147,12 @@ class Architecture:
             "k" + "-".join(map(str, self.kernels)),
             f"c{self.conv5}",
         ]
+        if any(b != DEFAULT_BLOCK for b in self.blocks):
+            parts.append("b" + "-".join(self.blocks))
+        if any(s != DEFAULT_STRIDE for s in self.strides):
+            parts.append("s" + "-".join(map(str, self.strides)))
+        if not self.stem_pool:
+            parts.append("nopool")
         if self.se:
             parts.append("se")
         if self.extra_dw:
@@ -126,7 +168,8 @@ class Architecture:
         return hashlib.sha1(self.to_string().encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """Every field of the ShuffleNetV2 form; ``blocks``, ``strides``, ``stem_pool`` only when not default."""
+        data: dict[str, Any] = {
             "widths": list(self.widths),
             "depths": list(self.depths),
             "split_ratios": list(self.split_ratios),
@@ -136,6 +179,13 @@ class Architecture:
             "se": self.se,
             "extra_dw": self.extra_dw,
         }
+        if any(b != DEFAULT_BLOCK for b in self.blocks):
+            data["blocks"] = list(self.blocks)
+        if any(s != DEFAULT_STRIDE for s in self.strides):
+            data["strides"] = list(self.strides)
+        if not self.stem_pool:
+            data["stem_pool"] = False
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -191,20 +241,35 @@ class Architecture:
     def num_units(self) -> int:
         return sum(self.depths)
 
+    @property
+    def num_stages(self) -> int:
+        return len(self.widths)
+
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        """``("stage2", "stage3", ...)``: torchvision's names, the stem being stage 1."""
+        return tuple(f"stage{i + 2}" for i in range(len(self.widths)))
+
 
 _KEYS = {"stem": "stem", "w": "widths", "d": "depths", "r": "split_ratios", "k": "kernels", "c": "conv5",
-         "se": "se", "xdw": "extra_dw"}
-_PART = re.compile(r"(stem|xdw|se|w|d|r|k|c)(.*)")
+         "se": "se", "xdw": "extra_dw", "b": "blocks", "s": "strides", "nopool": "stem_pool"}
+_PART = re.compile(r"(stem|nopool|xdw|se|w|d|r|k|c|b|s)(.*)")
+_TOKEN = re.compile(r"[a-z][a-z0-9]{0,15}", re.ASCII)
 _INT = re.compile(r"[0-9]+", re.ASCII)
 _FLOAT = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+", re.ASCII)
 
 
 def _parse_body(key: str, body: str, text: str) -> Any:
     try:
-        if key in ("se", "xdw"):
+        if key in ("se", "xdw", "nopool"):
             if body:
                 raise ValueError
-            return True
+            return key != "nopool"
+        if key == "b":
+            items = body.split("-")
+            if not all(_TOKEN.fullmatch(x) for x in items):
+                raise ValueError(body)
+            return tuple(items)
         if key in ("stem", "c"):
             return _to_int(body)
         items = body.split("-")
@@ -270,7 +335,7 @@ def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _check_json_integers(data: Mapping[str, Any]) -> None:
     """Integer fields must be JSON integers: ``116.0`` is a float in JSON (the Python API still
     takes a whole float, e.g. a value that went through a float column)."""
-    for name in ("widths", "depths", "kernels", "stem", "conv5"):
+    for name in ("widths", "depths", "kernels", "strides", "stem", "conv5"):
         value = data.get(name)
         items = enumerate(value) if isinstance(value, list) else [(None, value)]
         for i, item in items:
@@ -287,25 +352,43 @@ def _int(name: str, value: Any) -> int:
     return value
 
 
-def _int_tuple(name: str, value: Any) -> tuple[int, ...]:
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        raise ArchitectureError(f"{name} must be a list of {NUM_STAGES} integers, got {_show(value)}")
-    items = tuple(_int(f"{name}[{i}]", v) for i, v in enumerate(value))
-    if len(items) != NUM_STAGES:
-        raise ArchitectureError(f"{name} must have {NUM_STAGES} entries (stages 2-4), got {len(items)}")
+def _check_length(name: str, items: tuple[Any, ...], stages: int) -> None:
+    if len(items) != stages:
+        raise ArchitectureError(f"{name} must have {stages} entries (one per stage, stages 2-{stages + 1}), "
+                                f"got {len(items)}")
+
+
+def _items(name: str, value: Any, what: str) -> list[Any]:
+    """The entries of a per-stage field; refuses a string and anything with more entries than a
+    network can have stages (so a huge list fails fast, before its entries are converted)."""
+    if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
+        raise ArchitectureError(f"{name} must be a list of {what}, one per stage, got {_show(value)}")
+    items = []
+    for item in value:
+        items.append(item)
+        if len(items) > 4 * MAX_STAGES:
+            raise ArchitectureError(f"{name} has more entries than a network has stages (at most {MAX_STAGES})")
     return items
 
 
+def _int_tuple(name: str, value: Any) -> tuple[int, ...]:
+    return tuple(_int(f"{name}[{i}]", v) for i, v in enumerate(_items(name, value, "integers")))
+
+
+def _token_tuple(value: Any) -> tuple[str, ...]:
+    items = _items("blocks", value, "unit tokens")
+    for i, v in enumerate(items):
+        if not isinstance(v, str) or not _TOKEN.fullmatch(v):
+            raise ArchitectureError(f"blocks[{i}] must be a unit token such as v2, v1g3, mb6 or xc, got {_show(v)}")
+    return tuple(items)
+
+
 def _ratio_tuple(value: Any) -> tuple[float, ...]:
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        raise ArchitectureError(f"split_ratios must be a list of {NUM_STAGES} numbers, got {_show(value)}")
     items = []
-    for i, v in enumerate(value):
+    for i, v in enumerate(_items("split_ratios", value, "numbers")):
         if isinstance(v, int) and not isinstance(v, bool):  # no int is in (0, 1); float() of a huge one overflows
             raise ArchitectureError(f"split_ratios[{i}] must be in (0, 1), got {_show(v)}")
         if isinstance(v, bool) or not isinstance(v, float) or not math.isfinite(v):
             raise ArchitectureError(f"split_ratios[{i}] must be a number, got {_show(v)}")
         items.append(float(v))
-    if len(items) != NUM_STAGES:
-        raise ArchitectureError(f"split_ratios must have {NUM_STAGES} entries, got {len(items)}")
     return tuple(items)
