@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Literal
 
+from experiments.trial_record import FAILURE_KIND as FAILURE_KIND_ATTR  # noqa: F401 - its name before trial_record
+
 FailureKind = Literal["candidate", "environment"]
-FAILURE_KIND_ATTR = "failure_kind"
 #: Consecutive environment failures after which the driver stops with one line.
 ENVIRONMENT_FAILURE_LIMIT = 3
 

@@ -12,10 +12,11 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Literal
 
+from experiments import trial_record
 from experiments.config import ConfigError
 
 Direction = Literal["maximize", "minimize"]
-COST_METRICS = ("mac", "flops", "params")
+COST_METRICS = (trial_record.MAC, trial_record.FLOPS, trial_record.PARAMS)  # their names are their user-attr keys
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,13 +47,14 @@ class Budget:
 
 
 def latency_key(target: str) -> str:
-    return f"latency_ms:{target}"
+    """The user-attr key of a target's latency (``latency_ms:<target>``)."""
+    return trial_record.latency_key(target)
 
 
 def parse_objective(name: str, targets: Iterable[str]) -> Objective:
     targets = list(targets)
     if name == "accuracy":
-        return Objective("accuracy", "maximize", "accuracy")
+        return Objective("accuracy", "maximize", trial_record.ACCURACY)
     if name in COST_METRICS:
         return Objective(name, "minimize", name)
     if name.startswith("latency:"):

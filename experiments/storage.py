@@ -30,14 +30,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from experiments.trial_record import FAIL_REASON as FAIL_REASON_ATTR
+from experiments.trial_record import OWNER as OWNER_ATTR
+from experiments.trial_record import REQUEUED as REQUEUED_ATTR
 from search_space.errors import ShufflenasError
 
 if TYPE_CHECKING:
     import optuna
 
-OWNER_ATTR = "owner"
-FAIL_REASON_ATTR = "fail_reason"
-REQUEUED_ATTR = "requeued"
+__all__ = ["FAIL_REASON_ATTR", "OWNER_ATTR", "REQUEUED_ATTR", "StorageError", "StorageSpec", "check_writer_free",
+           "load_study", "open_storage", "owner_alive", "owner_token", "parse_storage_url", "recover_stale_trials",
+           "study_names", "writer_lock"]
 
 
 class StorageError(ShufflenasError):

@@ -1,0 +1,189 @@
+"""Everything a search checks before its study is touched: targets and how to reach them, the
+estimator, the training device, the data set and whether the proxy options fit it.
+
+Each check fails with one line (a :class:`~search_space.errors.ShufflenasError`), so a bad config
+never leaves a database, lock file or output folder behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import TYPE_CHECKING, Any
+
+from evaluator.ray_connect import check_ray_address, ray_running
+from experiments.config import DEFAULT_TARGETS, ConfigError, SearchConfig
+from experiments.study_handling import SearchError
+from search_space import Architecture, SearchSpace
+from search_space.errors import ShufflenasError
+from search_space.sizes import available_memory, format_bytes
+
+if TYPE_CHECKING:
+    from latency_models.measurement.targets import Target
+
+#: Images per data set before ``limit`` (for the memory check made before loading).
+DATASET_IMAGES = {"digits": 1797, "cifar10": 60000, "cifar100": 60000, "fashionmnist": 70000, "mnist": 70000,
+                  "kmnist": 70000}
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:  # pragma: no cover
+        return False
+
+
+def resolve_targets(config: SearchConfig, notes: list[str]) -> dict[str, Target]:
+    """The targets to record, with the deploy input applied; explicit names must be usable."""
+    from latency_models.measurement.targets import get_target, load_targets
+
+    known = load_targets(config.targets_file)
+    explicit = config.targets is not None
+    names = list(config.targets) if explicit else list(DEFAULT_TARGETS) + (["local-cuda"] if _cuda_available() else [])
+    targets: dict[str, Target] = {}
+    for name in names:
+        target = get_target(name, config.targets_file) if name not in known else known[name]
+        reason = target.unavailable_reason()
+        if reason is None and target.is_estimate:
+            reason = _estimator_missing(target, config.latency.estimate_model)
+        if reason is not None:
+            if explicit:
+                raise SearchError(f"target {name!r} cannot be used here: {reason}")
+            notes.append(f"skipped target {name}: {reason}")
+            continue
+        targets[name] = dataclasses.replace(target, input_size=config.deploy_input)
+    if not targets:
+        raise SearchError("no usable latency target")
+    return targets
+
+
+def _estimator_missing(target: Target, model: str) -> str | None:
+    from latency_models.estimation.estimators import get_estimator
+
+    try:
+        get_estimator(target, model)
+    except ShufflenasError as exc:
+        return str(exc)
+    return None
+
+
+def check_estimate_model(config: SearchConfig) -> None:
+    from latency_models.estimation.estimators import ESTIMATORS
+
+    model = config.latency.estimate_model
+    if model != "auto" and model not in ESTIMATORS:
+        raise ConfigError(f"unknown latency.estimate_model {model!r} (known: auto, {', '.join(ESTIMATORS)})")
+
+
+def wants_ray(config: SearchConfig, targets: dict[str, Target]) -> bool:
+    return config.evaluator == "ray" or (config.evaluator == "auto" and config.workers > 1) or any(
+        t.is_remote for t in targets.values())
+
+
+def check_ray(config: SearchConfig, targets: dict[str, Target]) -> None:
+    """Remote targets need a cluster to reach; a given address must answer (a probe of seconds)."""
+    address = config.ray_address or os.environ.get("RAY_ADDRESS") or None
+    remote = {n: t for n, t in targets.items() if t.is_remote}
+    if remote and not address and not ray_running():
+        name, target = next(iter(remote.items()))
+        label = ", ".join(f"{k}: {v:g}" for k, v in target.resources.items())
+        raise SearchError(f"target {name!r} is measured on a Ray cluster node that advertises {{{label}}}: "
+                          "start the search with --ray-address HEAD:6379 (or set RAY_ADDRESS) so it can "
+                          "reach the board, or leave the target out")
+    if address and wants_ray(config, targets) and not ray_running():
+        check_ray_address(address)
+
+
+def check_device(config: SearchConfig, proxy_config: Any) -> None:
+    """A CUDA training device must exist here (a cluster's GPUs cannot be checked from here)."""
+    device = str(proxy_config.device)
+    if not device.startswith("cuda") or config.ray_address:
+        return
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device.split(":", 1)[1]) if ":" in device and device.split(":", 1)[1].isdigit() else 0
+    if count == 0:
+        raise SearchError(f"proxy.device = {device!r}, but this machine has no usable CUDA device "
+                          f"(torch {torch.__version__}); use device = \"cpu\"")
+    if index >= count:
+        raise SearchError(f"proxy.device = {device!r}, but this machine has {count} CUDA device(s) "
+                          f"(cuda:0..cuda:{count - 1})")
+
+
+def largest_candidate(space: SearchSpace) -> Architecture:
+    """The space's biggest architecture (widest, deepest): what a memory check must fit."""
+    widths = tuple(space._widths(i)[-1] for i in range(len(space.width_ranges)))
+    depths = tuple(high for _, high in space.depth_ranges)
+    ratio = min(space.split_ratios, key=lambda r: abs(r - 0.5))
+    return Architecture(widths=widths, depths=depths, split_ratios=(ratio,) * len(widths), stem=max(space.stem_choices),
+                        conv5=max(space.conv5_choices), kernels=(max(space.kernel_choices),) * len(widths),
+                        se=any(space.se_choices), extra_dw=any(space.extra_dw_choices))
+
+
+def check_fits_before_loading(config: SearchConfig) -> None:
+    """The resized data set must fit into memory (load_dataset would otherwise exhaust it)."""
+    p = config.proxy
+    key = p.dataset.lower().replace("-", "").replace("_", "")
+    images = p.limit or DATASET_IMAGES.get(key)
+    available = available_memory()
+    if images is None or available is None:
+        return
+    need = images * 3 * p.input_size ** 2 * 4 * 2  # float32 tensors, plus the resize copy
+    if need > available:
+        raise SearchError(f"proxy.input_size = {p.input_size} needs about {format_bytes(need)} of memory for the "
+                          f"{p.dataset} images ({images} at {p.input_size}x{p.input_size}), more than the "
+                          f"{format_bytes(available)} available; lower proxy.input_size or set proxy.limit")
+
+
+def check_training_fits(space: SearchSpace, data: Any, proxy_config: Any) -> None:
+    """One training step of the space's largest candidate must fit into memory."""
+    from latency_models.costs.memory import require_fits
+
+    require_fits(largest_candidate(space), input_size=data.input_size, num_classes=data.num_classes,
+                 batch=proxy_config.batch_size, training=True, what="train the space's largest candidate (proxy options)")
+
+
+def load_data(config: SearchConfig, space: SearchSpace, proxy_config: Any, evaluator: Any = None) -> Any:
+    """The proxy data set, loaded now (it is quick) so a bad one fails before the study is touched;
+    a caller's evaluator brings its own."""
+    from evaluator.datasets import load_dataset
+
+    c = config
+    if evaluator is not None:
+        data = getattr(evaluator, "data", None)
+        if data is not None:
+            proxy_config.check(data)
+        return data
+    check_fits_before_loading(c)
+    try:
+        data = load_dataset(c.proxy.dataset, c.proxy.data_root, c.proxy.input_size,
+                            c.seed if c.seed is not None else 0, limit=c.proxy.limit)
+    except MemoryError:
+        raise SearchError(f"the {c.proxy.dataset} data set at {c.proxy.input_size}x{c.proxy.input_size} "
+                          "does not fit into memory; lower proxy.input_size or set proxy.limit") from None
+    proxy_config.check(data)
+    check_training_fits(space, data, proxy_config)
+    return data
+
+
+def build_proxy_config(config: SearchConfig) -> Any:
+    """``evaluator.proxy.ProxyConfig`` built from the ``[proxy]`` table; unknown keys named."""
+    from evaluator.proxy import ProxyConfig
+
+    fields = {f.name for f in dataclasses.fields(ProxyConfig)}
+    values: dict[str, Any] = dict(config.proxy.extra)
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ConfigError(f"unknown option(s) {', '.join('proxy.' + k for k in unknown)} "
+                          f"(known: dataset, data_root, input_size, limit, {', '.join(sorted(fields))})")
+    for key, value in (("epochs", config.proxy.epochs), ("input_size", config.proxy.input_size),
+                       ("seed", config.seed if config.seed is not None else 0)):
+        if key in fields:
+            values.setdefault(key, value)
+    try:
+        return ProxyConfig(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"bad [proxy] options: {exc}") from None

@@ -1,0 +1,236 @@
+"""The study a search writes to: open or create it, check it fits the config, seed its queue,
+count its trials and find results other trials already paid for.
+
+A resumed study must be the same experiment (same objectives, same ``[space]``: Optuna cannot mix
+parameter distributions in one study), so an incompatible one is refused with one line. What a
+trial stores is :class:`experiments.trial_record.TrialRecord`'s business; this module only reads it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+import warnings
+from typing import TYPE_CHECKING, Any
+
+from experiments import trial_record as keys
+from experiments.config import SEED_LIMIT, SearchConfig
+from experiments.storage import StorageError, owner_alive, recover_stale_trials
+from experiments.trial_record import TrialRecord, plain
+from search_space import SearchSpace, get_preset
+from search_space.errors import ShufflenasError
+
+if TYPE_CHECKING:
+    import optuna
+
+    from experiments.objectives import Budget, Objective
+    from latency_models.measurement.targets import Target
+
+STUDY_FORMAT = 1
+
+
+class SearchError(ShufflenasError):
+    """The search cannot start (incompatible study, unreachable Ray cluster, unusable target)."""
+
+
+def make_sampler(name: str, seed: int | None, trials: int, n_objectives: int) -> optuna.samplers.BaseSampler:
+    """The configured sampler; small budgets get a short random start-up so the model gets used."""
+    import optuna
+
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 4)))
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=max(4, min(10, trials // 3)))
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(4, min(10, trials // 3)),
+                                      multivariate=True, constant_liar=True)
+
+
+def proxy_key(config: SearchConfig) -> str:
+    """Identifies the proxy-training setup: equal keys mean an accuracy can be reused."""
+    p = config.proxy
+    root = os.path.abspath(p.data_root) if p.data_root else p.data_root  # the same folder from any cwd
+    setup: dict[str, Any] = {"dataset": p.dataset, "root": root, "input": p.input_size, "epochs": p.epochs,
+                             "extra": dict(p.extra), "seed": config.seed}
+    if p.limit is not None:  # (absent otherwise, so earlier keys stay valid)
+        setup["limit"] = p.limit
+    text = json.dumps(setup, sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def set_metric_names(study: optuna.Study, names: list[str]) -> None:
+    with warnings.catch_warnings():  # "experimental" since Optuna 3.2; the names are what we want stored
+        warnings.simplefilter("ignore")
+        study.set_metric_names(names)
+
+
+@dataclasses.dataclass(frozen=True)
+class StudySetup:
+    """What a study is created with and checked against on resume."""
+
+    config: SearchConfig
+    objectives: list[Objective]
+    budgets: list[Budget]
+    targets: dict[str, Target]
+    proxy_key: str
+    owner: str
+
+
+def open_study(storage: optuna.storages.BaseStorage, setup: StudySetup) -> optuna.Study:
+    """Load the configured study (checked against the config) or create it with its metadata."""
+    import optuna
+
+    c = setup.config
+    names = [o.name for o in setup.objectives]
+    try:
+        existing = {s.study_name for s in storage.get_all_studies()}
+    except Exception as exc:
+        raise StorageError(f"cannot read storage {c.storage_url}: {' '.join(str(exc).split())[:200]}") from None
+    n_existing = storage.get_n_trials(storage.get_study_id_from_name(c.study)) if c.study in existing else 0
+    # a resumed run does not replay the first draws; the sum wraps so it stays a valid numpy seed
+    seed = None if c.seed is None else (c.seed + n_existing) % SEED_LIMIT
+    sampler = make_sampler(c.sampler, seed, c.trials, len(setup.objectives))
+    if c.study in existing:
+        study = optuna.load_study(study_name=c.study, storage=storage, sampler=sampler)
+        check_compatible(study, c, names)
+        if not study.metric_names:  # a study from before metric names were stored
+            set_metric_names(study, names)
+        return study
+    try:
+        study = optuna.create_study(study_name=c.study, storage=storage, sampler=sampler,
+                                    directions=[o.direction for o in setup.objectives])
+    except optuna.exceptions.DuplicatedStudyError:  # another driver created it a moment ago
+        return open_study(storage, setup)
+    set_metric_names(study, names)  # optuna-dashboard and study.metric_names show them
+    study.set_user_attr("creator", setup.owner)  # it seeds the presets (see seed_queue)
+    study.set_user_attr("format", STUDY_FORMAT)
+    study.set_user_attr("objectives", names)
+    study.set_user_attr("objective_keys", [o.key for o in setup.objectives])
+    study.set_user_attr("budgets", {b.name: b.limit for b in setup.budgets})
+    study.set_user_attr("targets", {n: t.to_dict() for n, t in setup.targets.items()})
+    study.set_user_attr("deploy_input", c.deploy_input)
+    study.set_user_attr("deploy_classes", c.deploy_classes)
+    study.set_user_attr("proxy_key", setup.proxy_key)
+    study.set_user_attr("config", plain(c.to_dict()))
+    return study
+
+
+def check_compatible(study: optuna.Study, config: SearchConfig, names: list[str]) -> None:
+    """A resumed study must have the config's objectives and search space."""
+    stored = study.user_attrs.get("objectives")
+    if stored is not None and list(stored) != names:
+        raise SearchError(f"study {config.study!r} was created with objectives {stored}, not {names}; "
+                          "use another --study name")
+    stored_space = (study.user_attrs.get("config") or {}).get("space", plain(config.space))
+    if stored_space != plain(config.space):  # Optuna cannot mix parameter distributions in one study
+        raise SearchError(f"study {config.study!r} was created with another search space ([space] table); "
+                          "use the same config to resume it, or another --study name")
+
+
+def seed_queue(study: optuna.Study, space: SearchSpace, config: SearchConfig, owner: str, notes: list[str]) -> None:
+    """Re-queue trials of dead drivers, then the paper presets (once per study)."""
+    recovered = recover_stale_trials(study, config.stale_after_s)
+    for params in recovered:
+        study.enqueue_trial(params, user_attrs=TrialRecord(requeued_from_stale=True).to_user_attrs())
+    if recovered:
+        notes.append(f"re-queued {len(recovered)} trial(s) left running by a stopped driver")
+    if study.user_attrs.get("presets_enqueued"):
+        return
+    creator = study.user_attrs.get("creator")
+    if creator not in (None, owner) and owner_alive(creator, time.time(), config.stale_after_s):
+        return  # the driver that created the study seeds them (two drivers starting together: once)
+    for name in config.presets:
+        arch = get_preset(name)
+        problems = space.violations(arch)
+        if problems:
+            notes.append(f"preset {name} lies outside the search space, skipped ({problems[0]})")
+            continue
+        study.enqueue_trial(space.params_of(arch), user_attrs=TrialRecord(preset=name).to_user_attrs())
+    study.set_user_attr("presets_enqueued", True)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialCounts:
+    """``finished`` = COMPLETE + counted failures (re-queued and environment failures do not count)."""
+
+    finished: int
+    complete: int
+    failed: int
+    running: int
+
+
+def count_trials(study: optuna.Study) -> TrialCounts:
+    """This study's trial counts, from storage."""
+    from optuna.trial import TrialState
+
+    complete = failed = running = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING)):
+        if t.state == TrialState.COMPLETE:
+            complete += 1
+        elif t.state == TrialState.RUNNING:
+            running += 1
+        elif not t.user_attrs.get(keys.REQUEUED) and t.user_attrs.get(keys.FAILURE_KIND) != "environment":
+            failed += 1
+    return TrialCounts(complete + failed, complete, failed, running)
+
+
+def target_total(config: SearchConfig, space: SearchSpace) -> int:
+    """The finished trials to reach (``presets_only``: the presets inside the space, at most)."""
+    if config.presets_only:
+        return min(config.trials, sum(space.contains(get_preset(n)) for n in config.presets))
+    return config.trials
+
+
+@dataclasses.dataclass(frozen=True)
+class Reusable:
+    """An earlier COMPLETE trial of the same architecture and proxy setup."""
+
+    study: str
+    number: int
+    record: TrialRecord
+    same_latency: bool   # its study recorded the same targets with the same deploy settings
+
+
+class ReuseIndex:
+    """Finds reusable results: this study first, then the other studies of the same storage
+    (read once, at start: their results do not change while this search runs)."""
+
+    def __init__(self, study: optuna.Study, storage: optuna.storages.BaseStorage, setup: StudySetup) -> None:
+        self.study = study
+        self.name = setup.config.study
+        self.proxy_key = setup.proxy_key
+        self.enabled = setup.config.reuse_results
+        self._others = self._other_studies(storage, setup) if self.enabled else {}
+
+    def find(self, arch_id: str) -> Reusable | None:
+        if not self.enabled:
+            return None
+        from optuna.trial import TrialState
+
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if t.user_attrs.get(keys.ARCH_ID) == arch_id and t.user_attrs.get(keys.PROXY_KEY) == self.proxy_key:
+                return Reusable(self.name, t.number, TrialRecord.from_user_attrs(t.user_attrs), True)
+        return self._others.get(arch_id)
+
+    def _other_studies(self, storage: optuna.storages.BaseStorage, setup: StudySetup) -> dict[str, Reusable]:
+        from optuna.trial import TrialState
+
+        c = setup.config
+        targets = json.loads(json.dumps({n: t.to_dict() for n, t in setup.targets.items()}))
+        found: dict[str, Reusable] = {}
+        for summary in storage.get_all_studies():
+            if summary.study_name == self.name:
+                continue
+            attrs = summary.user_attrs
+            stored_targets = attrs.get("targets") or {}
+            same = (attrs.get("deploy_input") == c.deploy_input and attrs.get("deploy_classes") == c.deploy_classes
+                    and all(stored_targets.get(n) == d for n, d in targets.items()))
+            for t in storage.get_all_trials(summary._study_id, deepcopy=False, states=(TrialState.COMPLETE,)):
+                record = TrialRecord.from_user_attrs(t.user_attrs)
+                if record.arch_id and record.proxy_key == self.proxy_key and keys.ACCURACY in record.proxy:
+                    found.setdefault(record.arch_id, Reusable(summary.study_name, t.number, record, same))
+        return found

@@ -1,0 +1,256 @@
+"""What the search stores on a trial, as one typed value: the only home of the user-attr keys.
+
+Optuna keeps a trial's record as flat user attrs. Their names are a stored format (studies made
+by earlier versions must resume and report), so they are spelled here once and nowhere else:
+the driver builds a :class:`TrialRecord` and writes ``to_user_attrs()``, the report reads
+``from_user_attrs()``. Keys this version does not know are kept in ``extra`` and written back
+unchanged, so a round trip never loses what another version stored.
+
+Per-target latency keys are ``latency_<field>:<target>`` (``latency_ms:local-cpu``,
+``latency_source:paper-arm-sd810``); see :class:`LatencyRecord`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+# -- the keys (a stored format: never rename one) -----------------------------------------------------
+OWNER = "owner"                      # host:pid:start of the driver that asked the trial
+PROXY_KEY = "proxy_key"              # the proxy-training setup (equal keys: results can be reused)
+ARCH = "arch"                        # compact architecture string
+ARCH_ID = "arch_id"
+PRESET = "preset"                    # paper preset name, when the architecture is one
+FAIL_REASON = "fail_reason"
+FAILURE_KIND = "failure_kind"        # "candidate" or "environment" (experiments.failures)
+REQUEUED = "requeued"                # failed by the driver (stopped, stale), parameters queued again
+REQUEUED_FROM = "requeued_from"      # trial number this queued trial repeats (environment failure, stop)
+REQUEUED_FROM_STALE = "requeued_from_stale"  # queued again after a dead driver's trial was recovered
+REUSED_FROM = "reused_from"          # trial number whose proxy result this trial copies
+REUSED_FROM_STUDY = "reused_from_study"
+ATTEMPTS = "attempts"
+WORKER_PID = "worker_pid"
+ACCURACY = "accuracy"
+CURVE = "curve"                      # validation accuracy per epoch
+LOSS_CURVE = "loss_curve"            # mean training loss per epoch
+#: Analytic costs of the architecture (latency_models.costs.analytic.summary), at the deploy input.
+PARAMS, FLOPS, MAC, KERNELS, ELEMENTWISE = COST_KEYS = ("params", "flops", "mac", "kernels", "elementwise")
+#: Proxy-result fields as stored (``ProxyResult`` field -> user attr); the rest keep their names.
+PROXY_RENAMES = {"val_curve": CURVE, "status": "proxy_status", "reason": "proxy_reason"}
+PROXY_KEYS = (ACCURACY, "train_time_s", "images_per_s", CURVE, "loss_curve", "epochs_run", "proxy_status",
+              "proxy_reason")
+LATENCY_FIELDS = ("ms", "source", "p90_ms", "cv", "runs", "cached", "estimate_ms", "estimate_model")
+MEASURED = "measured"                # latency_source of a measurement (else "estimate:<model>")
+
+
+def latency_key(target: str, field: str = "ms") -> str:
+    """``latency_ms:<target>`` and its siblings (``field`` from :data:`LATENCY_FIELDS`)."""
+    return f"latency_{field}:{target}"
+
+
+def parse_latency_key(key: str) -> tuple[str, str] | None:
+    """(field, target) of a per-target latency key, or None."""
+    head, sep, target = key.partition(":")
+    if not sep or not head.startswith("latency_") or head[len("latency_"):] not in LATENCY_FIELDS or not target:
+        return None
+    return head[len("latency_"):], target
+
+
+def latency_targets(keys: Iterable[str]) -> list[str]:
+    """Targets that have a latency in ``keys`` (user attrs or report columns), in order."""
+    out = []
+    for key in keys:
+        parsed = parse_latency_key(str(key))
+        if parsed and parsed[0] == "ms" and parsed[1] not in out:
+            out.append(parsed[1])
+    return out
+
+
+def plain(value: Any) -> Any:
+    """A JSON-storable version of a value (Optuna user attrs must serialise; NaN becomes None)."""
+    if hasattr(value, "item") and not isinstance(value, (list, tuple, dict)):
+        try:
+            return value.item()
+        except (ValueError, AttributeError):
+            pass
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class LatencyRecord:
+    """One target's latency: ``ms`` with its ``source`` (``measured`` or ``estimate:<model>``);
+    measurement statistics, and the calibrated estimate recorded beside a measurement."""
+
+    ms: float | None = None
+    source: str | None = None
+    p90_ms: float | None = None
+    cv: float | None = None
+    runs: int | None = None
+    cached: bool | None = None
+    estimate_ms: float | None = None
+    estimate_model: str | None = None
+
+    @classmethod
+    def measured(cls, data: Mapping[str, Any], *, estimate: LatencyRecord | None = None) -> LatencyRecord:
+        """From a measurement's ``to_dict()`` (median, p90, cv, runs, cached)."""
+        base = estimate or cls()
+        return dataclasses.replace(base, ms=float(data["median_ms"]), source=MEASURED,
+                                   **{f: plain(data[f]) for f in ("p90_ms", "cv", "runs", "cached") if f in data})
+
+    @classmethod
+    def estimated(cls, ms: float, model: str) -> LatencyRecord:
+        return cls(ms=float(ms), source=f"estimate:{model}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialRecord:
+    """Everything the search stores on one trial (see the module docstring)."""
+
+    owner: str | None = None
+    proxy_key: str | None = None
+    arch: str | None = None
+    arch_id: str | None = None
+    preset: str | None = None
+    costs: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    latency: Mapping[str, LatencyRecord] = dataclasses.field(default_factory=dict)  # target -> record
+    proxy: Mapping[str, Any] = dataclasses.field(default_factory=dict)   # PROXY_KEYS (and new result fields)
+    attempts: int | None = None
+    worker_pid: int | None = None
+    reused_from: int | None = None
+    reused_from_study: str | None = None
+    requeued: bool = False
+    requeued_from: int | None = None
+    requeued_from_stale: bool = False
+    fail_reason: str | None = None
+    failure_kind: str | None = None
+    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)   # keys this version does not know
+
+    # -- reading ------------------------------------------------------------------------------------
+    @property
+    def accuracy(self) -> Any:
+        return self.proxy.get(ACCURACY)
+
+    @property
+    def failed(self) -> bool:
+        return self.fail_reason is not None
+
+    def metric(self, key: str) -> Any:
+        """The value stored under a user-attr key (an objective's or a budget's ``key``)."""
+        return self.to_user_attrs().get(key)
+
+    def latency_ms(self, target: str) -> float | None:
+        record = self.latency.get(target)
+        return record.ms if record is not None else None
+
+    # -- building (each returns a new record) -------------------------------------------------------
+    def with_arch(self, arch: str, arch_id: str, preset: str | None, costs: Mapping[str, Any]) -> TrialRecord:
+        return dataclasses.replace(self, arch=arch, arch_id=arch_id, preset=preset or self.preset,
+                                   costs={k: int(v) for k, v in costs.items()})
+
+    def with_latency(self, target: str, record: LatencyRecord) -> TrialRecord:
+        return dataclasses.replace(self, latency={**self.latency, target: record})
+
+    def with_result(self, result: Any, attempts: int | None, worker_pid: int | None) -> TrialRecord:
+        """The evaluator's ProxyResult (accuracy, train time, images/s, curves) and who trained it."""
+        data = result.to_dict() if hasattr(result, "to_dict") else dict(result or {})
+        proxy = {PROXY_RENAMES.get(k, k): plain(v) for k, v in data.items() if k not in (ARCH, ARCH_ID)}
+        return dataclasses.replace(self, proxy={**self.proxy, **proxy}, attempts=attempts, worker_pid=worker_pid)
+
+    def failing(self, reason: str, kind: str | None = None) -> TrialRecord:
+        return dataclasses.replace(self, fail_reason=reason, failure_kind=kind or self.failure_kind)
+
+    def reusing(self, source: TrialRecord, study: str, number: int, *, same_latency: bool) -> TrialRecord:
+        """This trial with ``source``'s proxy result (and latency when measured the same way): never
+        its bookkeeping (owner, preset, queue and reuse marks, failure, proxy key)."""
+        return dataclasses.replace(
+            self, costs={**source.costs, **self.costs}, proxy={**source.proxy, **self.proxy},
+            attempts=self.attempts if self.attempts is not None else source.attempts,
+            worker_pid=self.worker_pid if self.worker_pid is not None else source.worker_pid,
+            latency={**source.latency, **self.latency} if same_latency else self.latency,
+            extra={**source.extra, **self.extra}, reused_from=number, reused_from_study=study)
+
+    # -- the stored form ----------------------------------------------------------------------------
+    def to_user_attrs(self) -> dict[str, Any]:
+        """The flat user attrs, JSON-storable; unset fields are left out (as earlier versions did)."""
+        out: dict[str, Any] = {}
+
+        def put(key: str, value: Any, keep_none: bool = False) -> None:
+            if value is not None or keep_none:
+                out[key] = plain(value)
+
+        put(OWNER, self.owner)
+        put(PROXY_KEY, self.proxy_key)
+        put(ARCH, self.arch)
+        put(ARCH_ID, self.arch_id)
+        put(PRESET, self.preset)
+        for key, value in self.costs.items():
+            put(key, value)
+        if self.requeued_from_stale:
+            out[REQUEUED_FROM_STALE] = True
+        put(REQUEUED_FROM, self.requeued_from)
+        for target, record in self.latency.items():
+            for field in LATENCY_FIELDS:
+                put(latency_key(target, "ms" if field == "ms" else field), getattr(record, field))
+        for key, value in self.proxy.items():
+            put(key, value, keep_none=True)  # proxy_reason: None is stored
+        put(ATTEMPTS, self.attempts)
+        if self.attempts is not None:
+            put(WORKER_PID, self.worker_pid, keep_none=True)
+        else:
+            put(WORKER_PID, self.worker_pid)
+        put(REUSED_FROM, self.reused_from)
+        put(REUSED_FROM_STUDY, self.reused_from_study)
+        for key, value in self.extra.items():
+            out.setdefault(key, plain(value))
+        put(FAIL_REASON, self.fail_reason)
+        put(FAILURE_KIND, self.failure_kind)
+        if self.requeued:
+            out[REQUEUED] = True
+        return out
+
+    @classmethod
+    def from_user_attrs(cls, attrs: Mapping[str, Any]) -> TrialRecord:
+        """Read the attrs of any version so far; unknown keys go to ``extra``."""
+        values: dict[str, Any] = {}
+        costs: dict[str, Any] = {}
+        proxy: dict[str, Any] = {}
+        latency: dict[str, dict[str, Any]] = {}
+        extra: dict[str, Any] = {}
+        simple = {OWNER: "owner", PROXY_KEY: "proxy_key", ARCH: "arch", ARCH_ID: "arch_id", PRESET: "preset",
+                  ATTEMPTS: "attempts", WORKER_PID: "worker_pid", REUSED_FROM: "reused_from",
+                  REUSED_FROM_STUDY: "reused_from_study", REQUEUED_FROM: "requeued_from",
+                  FAIL_REASON: "fail_reason", FAILURE_KIND: "failure_kind"}
+        for key, value in attrs.items():
+            parsed = parse_latency_key(key)
+            if key in simple:
+                values[simple[key]] = value
+            elif key in (REQUEUED, REQUEUED_FROM_STALE):
+                values[key] = bool(value)
+            elif key in COST_KEYS:
+                costs[key] = value
+            elif key in PROXY_KEYS:
+                proxy[key] = value
+            elif parsed is not None:
+                latency.setdefault(parsed[1], {})[parsed[0]] = value
+            else:
+                extra[key] = value
+        return cls(**values, costs=costs, proxy=proxy, extra=extra,
+                   latency={t: LatencyRecord(**fields) for t, fields in latency.items()})
+
+    def report_columns(self) -> dict[str, Any]:
+        """The attrs as report columns: everything but the owner token (a host and pid, not a result)."""
+        return {k: v for k, v in self.to_user_attrs().items() if k != OWNER}
