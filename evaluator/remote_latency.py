@@ -27,7 +27,9 @@ from typing import Any
 import ray
 
 from latency_models.measurement import device_runtime
-from latency_models.measurement.measure import Measurement, MeasurementError, from_device_result, lookup, onnx_bytes
+from latency_models.measurement.backends.base import capability, get_backend, niced_policy
+from latency_models.measurement.measure import (Measurement, MeasurementError, from_device_result, lookup, onnx_bytes,
+                                                resolve_cache)
 from latency_models.measurement.measure_cache import MeasurementCache
 from latency_models.measurement.targets import Target, get_target
 from search_space import Architecture
@@ -54,7 +56,7 @@ def check_placeable(target: Target) -> None:
                                "(or pass --ray-address to `shufflenas latency measure`)")
     if target.is_estimate:
         raise MeasurementError(f"{target.name} is an estimate-only target; use `shufflenas latency predict`")
-    if target.backend != "onnxruntime":
+    if not capability(get_backend(str(target.backend)), "supports_remote"):
         raise MeasurementError(f"target {target.name} uses the {target.backend} backend; remote measurement runs "
                                "ONNX Runtime only")
     available = ray.cluster_resources()
@@ -80,7 +82,7 @@ def submit_measurement(arch: Architecture, target: Target | str, *, budget_s: fl
     budget = device_runtime.DEFAULT_BUDGET_S if budget_s is None else float(budget_s)
     return _task().options(resources=dict(target.resources), num_cpus=target.threads).remote(
         data, shape, threads=target.threads, providers=tuple(target.providers), budget_s=budget,
-        niced=str(getattr(target, "niced", "warn") or "warn"))
+        niced=niced_policy(target))
 
 
 def collect(result: dict[str, Any], arch: Architecture, target: Target | str, *,
@@ -93,7 +95,7 @@ def measure_remote(arch: Architecture, target: Target | str, *, budget_s: float 
                    cache: MeasurementCache | bool | None = None, timeout_s: float | None = 600) -> Measurement:
     """Blocking convenience: cached result if any, else submit, wait and collect."""
     target = get_target(target)
-    store = MeasurementCache() if cache is None or cache is True else (cache or None)
+    store = resolve_cache(cache)
     if store is not None:
         hit = lookup(arch, target, store)
         if hit is not None:

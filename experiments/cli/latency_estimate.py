@@ -64,10 +64,12 @@ def describe_model(name: str, estimator: object) -> str:
 @json_option
 def predict(architecture: Architecture, target_name: str, model: str, targets_file: str | None, as_json: bool) -> None:
     """Estimate the latency of ARCHITECTURE on a target (ms per batch) with a calibrated model."""
-    from latency_models.estimation.estimators import estimate, get_estimator
+    from latency_models.estimation.estimators import get_estimator
+    from latency_models.latency import latency_for
 
     target = resolve_target(target_name, targets_file)
-    result = estimate(architecture, target, model, notify=lambda message: click.echo(message, err=True))
+    result = latency_for(architecture, target, mode="estimate", estimate_model=model,
+                         notify=lambda message: click.echo(message, err=True))
     estimator = get_estimator(target, result.model)
     info = {"median_ms": round(result.median_ms, 4), "model": result.model, "target": target.name,
             "estimated": True, "arch": architecture.to_string(), "arch_id": architecture.arch_id,

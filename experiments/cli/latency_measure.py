@@ -84,17 +84,16 @@ def _measure_remote(architecture: Architecture, target: Any, budget_s: float | N
 def measure(architecture: Architecture, target_name: str, targets_file: str | None, budget_s: float | None,
             no_cache: bool, ray_address: str | None, on_device: bool, as_json: bool) -> None:
     """Measure the latency of ARCHITECTURE on a target (median of many timed runs, ms per batch)."""
-    from latency_models.measurement.measure import check_measurable
-    from latency_models.measurement.measure import measure as run_measure
+    from latency_models.latency import latency_for
 
     target = resolve_target(target_name, targets_file, on_device)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        if target.is_remote and not target.is_estimate:
+        if target.is_remote and not target.is_estimate:  # the board measures it, through Ray
             result = _measure_remote(architecture, target, budget_s, not no_cache, ray_address)
         else:
-            check_measurable(target)
-            result = run_measure(architecture, target, cache=False if no_cache else None, budget_s=budget_s)
+            result = latency_for(architecture, target, mode="measure", cache=False if no_cache else None,
+                                 budget_s=budget_s)
     shown = set()
     for warning in caught:
         text = " ".join(str(warning.message).split())

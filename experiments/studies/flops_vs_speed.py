@@ -66,34 +66,28 @@ def study_architectures(samples: int, seed: int = 0, space: SearchSpace = DEFAUL
 
 @dataclasses.dataclass
 class _TargetPlan:
-    target: Target
-    mode: str                 # "measured" or "estimate:<model>"
-    estimator: Any = None     # LatencyEstimator when estimated
+    latency: Any              # latency_models.latency.LatencyPlan: measured here, or estimated
     guideline: Any = None     # guideline estimator when calibrated (a correlation column)
+
+    @property
+    def target(self) -> Target:
+        return self.latency.target
 
 
 def _plan(target: Target) -> _TargetPlan:
     """Measure where the target can be measured here; otherwise use its best calibrated estimate."""
     from latency_models.estimation.estimators import NoEstimatorError, get_estimator
+    from latency_models.latency import plan_latency
+    from search_space.errors import ShufflenasError
 
     try:
         guideline = get_estimator(target, "guideline")
     except NoEstimatorError:
         guideline = None
-    if target.kind != "measure":
-        reason = f"{target.name} is estimate-only"
-    elif target.is_remote:
-        reason = "a remote target is measured through Ray by the search, not by this study"
-    else:
-        reason = target.unavailable_reason()
-    if target.kind == "measure" and reason is None:
-        return _TargetPlan(target, "measured", guideline=guideline)
     try:
-        estimator = get_estimator(target, "auto")
-    except NoEstimatorError:
-        raise StudyError(f"target {target.name!r} cannot be measured here ({reason}) and has no calibrated "
-                         f"latency model") from None
-    return _TargetPlan(target, f"estimate:{estimator.name}", estimator=estimator, guideline=guideline)
+        return _TargetPlan(plan_latency(target, mode="fallback"), guideline=guideline)
+    except ShufflenasError as exc:
+        raise StudyError(str(exc)) from None
 
 
 # -- collection --------------------------------------------------------------------------------------
@@ -124,15 +118,12 @@ def collect(archs: Sequence[Architecture], targets: Sequence[Target], *, budget_
 
 
 def _latency(arch: Architecture, plan: _TargetPlan, budget_s: float | None) -> dict[str, Any]:
-    if plan.estimator is not None:
-        return {"latency_ms": float(plan.estimator.predict(arch)), "source": plan.mode, "cv": np.nan,
-                "cached": False, "stable": True}
-    from latency_models.measurement.measure import measure
-
-    kwargs = {"budget_s": budget_s} if budget_s is not None else {}
-    m = measure(arch, plan.target, **kwargs)
-    return {"latency_ms": float(m.median_ms), "source": "measured", "cv": float(m.cv), "cached": bool(m.cached),
-            "stable": bool(getattr(m, "stable", True))}
+    result = plan.latency.latency(arch, budget_s=budget_s)
+    if plan.latency.measured:
+        return {"latency_ms": float(result.median_ms), "source": "measured", "cv": float(result.cv),
+                "cached": bool(result.cached), "stable": bool(result.stable)}
+    return {"latency_ms": float(result.median_ms), "source": f"estimate:{result.model}", "cv": np.nan,
+            "cached": False, "stable": True}
 
 
 # -- analysis ----------------------------------------------------------------------------------------

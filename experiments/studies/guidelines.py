@@ -55,16 +55,18 @@ def channel_column(target: Target) -> str:
 
 
 def _plan(target: Target) -> tuple[str, guideline_model.GuidelineModel | None]:
-    """("measured" | "estimate", the target's guideline model or None)."""
-    model = guideline_model.load(target)
-    if target.is_estimate:
-        if model is None:
-            raise StudyError(f"target {target.name!r} is estimate-only and has no guideline calibration")
-        return "estimate", model
-    from latency_models.measurement.measure import check_measurable
+    """("measured" | "estimate", the target's guideline model or None): a measure target must be
+    measurable here; an estimate-only one needs its guideline calibration."""
+    from latency_models.estimation.estimators import NoEstimatorError
+    from latency_models.latency import plan_latency
 
-    check_measurable(target)
-    return "measured", model
+    try:
+        plan = plan_latency(target, estimate_model="guideline")
+    except NoEstimatorError:
+        raise StudyError(f"target {target.name!r} is estimate-only and has no guideline calibration") from None
+    if not plan.measured:
+        return "estimate", plan.estimator
+    return "measured", guideline_model.load(target)
 
 
 def _batch(target: Target, source: str) -> int:

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from latency_models.measurement.backends.base import BACKENDS, capability, get_backend
 from latency_models.paths import SAFE_NAME_RULE, unsafe_name_reason
 from search_space.errors import ShufflenasError
 
@@ -29,11 +30,11 @@ BUILTIN_FILE = Path(__file__).resolve().parent.parent / "targets.toml"
 ENV_VAR = "SHUFFLENAS_TARGETS"
 
 Kind = Literal["measure", "estimate"]
-Backend = Literal["onnxruntime", "torch"]
+#: A latency backend's name: a file of ``latency_models/measurement/backends`` (see :data:`BACKENDS`).
+Backend = str
 Device = Literal["cpu", "cuda"]
 
 KINDS = ("measure", "estimate")
-BACKENDS = ("onnxruntime", "torch")
 DEVICES = ("cpu", "cuda")
 
 #: Upper bounds on a target's numeric keys: far above any real device, low enough that a typo
@@ -118,27 +119,25 @@ class Target:
         """
         if self.is_estimate or self.is_remote:
             return None
-        if self.backend == "onnxruntime":
-            try:
-                import onnxruntime as ort
-            except ImportError:
-                return "onnxruntime is not installed"
-            have = set(ort.get_available_providers())
-            missing = [p for p in self.providers if p not in have]
-            if missing:
-                return f"ONNX Runtime {ort.__version__} lacks {', '.join(missing)} (has: {', '.join(sorted(have))})"
-            if self.device == "cuda" and "CUDAExecutionProvider" not in self.providers:
-                return "a cuda target needs CUDAExecutionProvider in providers"
-            return None
-        if self.backend == "torch":
-            try:
-                import torch
-            except ImportError:
-                return "torch is not installed"
-            if self.device == "cuda" and not torch.cuda.is_available():
-                return f"no CUDA device visible to torch {torch.__version__}"
-            return None
-        return f"unknown backend {self.backend!r}"  # pragma: no cover - validation rejects it
+        if self.backend not in BACKENDS:  # pragma: no cover - validation rejects it
+            return f"unknown backend {self.backend!r}"
+        return get_backend(self.backend).unavailable_reason(self)
+
+
+def _default_providers(backend: Any, device: str) -> tuple[str, ...] | None:
+    """The providers a target of ``backend`` gets without the key; ``None``: the key does not apply."""
+    method = getattr(backend, "default_providers", None)
+    return method(device) if method is not None else None
+
+
+def _capable(what: str) -> str:
+    """The backends with a capability, named for a message ("onnxruntime", or "a or b")."""
+    def has(backend: Any) -> bool:
+        if what == "providers":
+            return _default_providers(backend, "cpu") is not None
+        return bool(capability(backend, what))
+
+    return " or ".join(name for name in BACKENDS if has(BACKENDS[name])) or "no"
 
 
 _FIELDS = {f.name for f in dataclasses.fields(Target)} - {"name", "on_device"}
@@ -180,25 +179,27 @@ def _check(name: str, table: Mapping[str, Any], origin: str) -> Target:
 
     kind = choice("kind", KINDS)
     description = text("description", required=True)
-    backend = choice("backend", BACKENDS, required=kind == "measure")
+    backend = choice("backend", tuple(BACKENDS), required=kind == "measure")
     if kind == "estimate" and backend is not None:
         raise TargetError(f"{where}: an estimate-only target has no backend (got {backend!r})")
+    runtime = get_backend(backend) if backend is not None else None
     device = choice("device", DEVICES)
     providers = table.get("providers", [])
     if not isinstance(providers, (list, tuple)) or not all(isinstance(p, str) and p for p in providers):
         raise TargetError(f"{where}: providers must be a list of provider names, got {providers!r}")
-    if backend == "onnxruntime" and not providers:
-        providers = ["CUDAExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
-    if backend != "onnxruntime" and providers:
-        raise TargetError(f"{where}: providers only apply to the onnxruntime backend")
+    default_providers = _default_providers(runtime, device)
+    if default_providers is not None and not providers:
+        providers = list(default_providers)
+    if default_providers is None and providers:
+        raise TargetError(f"{where}: providers only apply to the {_capable('providers')} backend")
     resources = table.get("resources", {})
     if not isinstance(resources, Mapping) or not all(
             isinstance(k, str) and k and isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
             for k, v in resources.items()):
         raise TargetError(f"{where}: resources must be a table of positive numbers, e.g. {{\"device:rpi4\" = 1}}, "
                           f"got {resources!r}")
-    if resources and backend != "onnxruntime":
-        raise TargetError(f"{where}: remote targets (resources) run the onnxruntime backend only")
+    if resources and not capability(runtime, "supports_remote"):
+        raise TargetError(f"{where}: remote targets (resources) run the {_capable('supports_remote')} backend only")
     calibration = text("calibration")
     if calibration is not None and unsafe_name_reason(calibration) is not None:  # a file name too
         raise TargetError(f"{where}: calibration {calibration!r}: a calibration name must be {SAFE_NAME_RULE}")
@@ -206,8 +207,8 @@ def _check(name: str, table: Mapping[str, Any], origin: str) -> Target:
     if reference is not None and reference.lower() == "none":  # lets a user file switch a built-in's off
         reference = None
     if reference is not None:
-        if kind != "measure" or backend != "onnxruntime" or device != "cpu" or resources:
-            raise TargetError(f"{where}: reference applies to local onnxruntime cpu targets only")
+        if kind != "measure" or not capability(runtime, "supports_reference") or device != "cpu" or resources:
+            raise TargetError(f"{where}: reference applies to local {_capable('supports_reference')} cpu targets only")
         from search_space import resolve_arch
 
         try:
