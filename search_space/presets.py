@@ -1,7 +1,9 @@
-"""Named architectures: the paper's ShuffleNetV2 0.5x/1.0x/1.5x/2.0x (Table 5) and variants.
+"""Named architectures: the paper's ShuffleNetV2 0.5x/1.0x/1.5x/2.0x (Table 5), variants, and the
+other families the paper compares against (Table 8, Figure 1): MobileNetV2, ShuffleNetV1, Xception.
 
 A registry in the style of timm: ``PRESETS[name]`` is an :class:`Architecture`; ``resolve_arch``
 turns anything a user may type (preset name, compact string, path to a JSON file) into one.
+``FAMILIES`` labels every preset with its family, so a study can compare across families.
 """
 
 from __future__ import annotations
@@ -21,16 +23,50 @@ PAPER_PRESETS: dict[str, Architecture] = {
     "2.0x": Architecture(widths=(244, 488, 976), depths=_PAPER_DEPTHS, conv5=2048),
 }
 
+#: MobileNetV2 (torchvision's ``mobilenet_v2``): t, c, n, s = (1,16,1,1) (6,24,2,2) (6,32,3,2) (6,64,4,2)
+#: (6,96,3,1) (6,160,3,2) (6,320,1,1), stem 32 without max-pool, last conv 1280, ReLU6 throughout.
+_MOBILENET_V2 = {"depths": (1, 2, 3, 4, 3, 3, 1), "blocks": ("mb1", *("mb6",) * 6), "strides": (1, 2, 2, 2, 1, 2, 1),
+                 "stem_pool": False}
+#: ShuffleNetV1 g=3 (megvii's layout): stages of 4/8/4 units, bottleneck = width / 4, no head conv.
+_SHUFFLENET_V1 = {"depths": _PAPER_DEPTHS, "blocks": ("v1g3",) * 3, "conv5": 0}
+
+#: The other families of the paper's Table 8, as data. Measured with ``shufflenas arch cost NAME --json``
+#: (224x224, 1000 classes): params / multiply-adds
+#:   mobilenetv2-1.0       3,504,872 / 300.8M (torchvision's mobilenet_v2: 3,504,872; paper 300M)
+#:   mobilenetv2-1.4       6,108,776 / 582.2M (torchvision's width_mult=1.4: 6,108,776; paper 585M)
+#:   shufflenetv1-1.0x-g3  1,865,728 / 137.5M (ShuffleNetV1 paper 140M)
+#:   shufflenetv1-2.0x-g3  5,450,776 / 524.0M (paper 524M)
+#:   xception              5,488,728 / 490.3M (the ShuffleNetV2 layout with xc units, widths 208/416/832
+#:                         and conv5 1024 chosen for the paper's ~500 MFLOPs "Xception 2x" group)
+FAMILY_PRESETS: dict[str, Architecture] = {
+    "mobilenetv2-1.0": Architecture(widths=(16, 24, 32, 64, 96, 160, 320), stem=32, conv5=1280, **_MOBILENET_V2),
+    # _make_divisible(c * 1.4, 8) of every width; the last conv is 1280 * 1.4
+    "mobilenetv2-1.4": Architecture(widths=(24, 32, 48, 88, 136, 224, 448), stem=48, conv5=1792, **_MOBILENET_V2),
+    "shufflenetv1-1.0x-g3": Architecture(widths=(240, 480, 960), stem=24, **_SHUFFLENET_V1),
+    "shufflenetv1-2.0x-g3": Architecture(widths=(480, 960, 1920), stem=48, **_SHUFFLENET_V1),
+    "xception": Architecture(widths=(208, 416, 832), depths=_PAPER_DEPTHS, blocks=("xc",) * 3, conv5=1024),
+}
 #: Every named architecture. SE-ShuffleNetV2 2.0x is the paper's Table 8 "2.0x + SE" row;
 #: the ``*`` variants add the ShuffleNetV2* extra depthwise conv.
 PRESETS: dict[str, Architecture] = {
     **PAPER_PRESETS,
     "2.0x-se": PAPER_PRESETS["2.0x"].replace(se=True),
     **{f"{name}*": arch.replace(extra_dw=True) for name, arch in PAPER_PRESETS.items()},
+    **FAMILY_PRESETS,
+}
+
+
+#: preset name -> family label (studies group and compare by it).
+FAMILIES: dict[str, str] = {
+    **{name: "shufflenetv2" for name in PRESETS if name not in FAMILY_PRESETS},
+    "mobilenetv2-1.0": "mobilenetv2", "mobilenetv2-1.4": "mobilenetv2",
+    "shufflenetv1-1.0x-g3": "shufflenetv1", "shufflenetv1-2.0x-g3": "shufflenetv1",
+    "xception": "xception",
 }
 
 _ALIASES = {"x0_5": "0.5x", "x1_0": "1.0x", "x1_5": "1.5x", "x2_0": "2.0x", "0.5": "0.5x", "1.0": "1.0x",
-            "1.5": "1.5x", "2.0": "2.0x", "1x": "1.0x", "2x": "2.0x"}
+            "1.5": "1.5x", "2.0": "2.0x", "1x": "1.0x", "2x": "2.0x", "mobilenetv2": "mobilenetv2-1.0",
+            "mobilenet_v2": "mobilenetv2-1.0", "shufflenetv1": "shufflenetv1-1.0x-g3"}
 
 
 def get_preset(name: str) -> Architecture:

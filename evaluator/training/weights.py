@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from evaluator.training.key_map import rename_by_order
 from search_space import PRESETS, Architecture, build_model
 from search_space.errors import ArchitectureError, ShufflenasError
 
@@ -371,8 +372,10 @@ def read_init(spec: str, arch: Architecture | str, num_classes: int) -> InitWeig
 
     The file is a torchvision ShuffleNetV2 state dict (``shufflenet_v2_x0_5`` .. ``x2_0`` have the
     same key layout as ``build_model``'s presets, at every input size: the small stem has the same
-    weights). A classifier of another size is replaced by a fresh one (fine-tuning); any other key
-    that is missing, unexpected or mis-shaped is an error naming the first one.
+    weights) or a torchvision MobileNetV2 one (``mobilenet_v2``, other key names: its tensors are
+    paired with the architecture's in order, see :mod:`evaluator.training.key_map`). A classifier of
+    another size is replaced by a fresh one (fine-tuning); any other key that is missing, unexpected
+    or mis-shaped is an error naming the first one.
     """
     _, path = _parse_spec(spec)
     if not isinstance(arch, Architecture):
@@ -384,6 +387,10 @@ def read_init(spec: str, arch: Architecture | str, num_classes: int) -> InitWeig
         data = data["state_dict"]  # a training checkpoint around the weights
     state = _tensor_dict(data, path, "init")
     reference = build_model(arch, num_classes).state_dict()
+    if not any(key in state for key in reference if not key.endswith("num_batches_tracked")):
+        state, problem = rename_by_order(state, reference, CLASSIFIER_KEYS)  # another layout (MobileNetV2's)
+        if problem:
+            raise WeightsError(f"init file {path} does not fit {arch.to_string()}: {problem}")
     fixed: dict[str, torch.Tensor] = {}
     replaced: list[str] = []
     file_classes = None
