@@ -1,8 +1,11 @@
-"""`build_model`: an Architecture -> a torch ShuffleNetV2, laid out like torchvision's.
+"""`build_model`: an Architecture -> a torch network, laid out like torchvision's ShuffleNetV2.
 
-Module names follow torchvision (``conv1, maxpool, stage2..4, conv5, fc``) and the paper presets
-have exactly torchvision's parameter counts. Proxy resolutions (input < 64 px) use a small stem:
-conv1 at stride 1 and no max-pool, so a 16x16 digit still reaches stage 4 as a 2x2 map.
+Module names follow torchvision (``conv1, maxpool, stage2.., conv5, fc``) and the paper presets
+have exactly torchvision's parameter counts and state-dict keys. Every unit is its spec's module
+(:mod:`search_space.blocks`), placed by :mod:`search_space.blocks.network`, the same walk the cost
+models use. Proxy resolutions (input < 64 px) use a small stem: conv1 at stride 1 and no max-pool,
+so a 16x16 digit still reaches stage 4 as a 2x2 map. Without a head conv (``conv5 == 0``) the
+``conv5`` attribute is an ``Identity``: the state dict holds no ``conv5`` keys.
 """
 
 from __future__ import annotations
@@ -10,111 +13,40 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from search_space.architecture import Architecture, branch_channels
+from search_space.architecture import Architecture
+from search_space.blocks import network
+from search_space.blocks.modules import channel_shuffle
+from search_space.blocks.ops import SE, ConvBN
+from search_space.blocks.shufflenet_v2 import ShuffleNetV2Unit
 from search_space.errors import ArchitectureError
 from search_space.layout import SMALL_INPUT_LIMIT, stem_layout  # noqa: F401  (re-exported here too)
 from search_space.sizes import require_weights_fit
 
 
-def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """Interleave channel groups so information crosses the two branches of the next unit."""
-    batch, channels, height, width = x.shape
-    x = x.view(batch, groups, channels // groups, height, width)
-    x = torch.transpose(x, 1, 2).contiguous()
-    return x.view(batch, channels, height, width)
-
-
-def _conv_bn(c_in: int, c_out: int, kernel: int = 1, stride: int = 1, groups: int = 1, relu: bool = True) -> list[nn.Module]:
-    layers: list[nn.Module] = [
-        nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, groups=groups, bias=False),
-        nn.BatchNorm2d(c_out),
-    ]
-    if relu:
-        layers.append(nn.ReLU(inplace=True))
-    return layers
-
-
-def _depthwise(channels: int, kernel: int, stride: int) -> list[nn.Module]:
-    return _conv_bn(channels, channels, kernel, stride, groups=channels, relu=False)
-
-
-class SqueezeExcite(nn.Module):
-    """Channel attention on the conv branch (the paper's SE-ShuffleNetV2, Table 8)."""
-
-    def __init__(self, channels: int, reduction: int = 4) -> None:
-        super().__init__()
-        hidden = max(8, channels // reduction)
-        self.fc1 = nn.Conv2d(channels, hidden, 1)
-        self.fc2 = nn.Conv2d(hidden, channels, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = torch.sigmoid(self.fc2(torch.relu(self.fc1(x.mean((2, 3), keepdim=True)))))
-        return x * scale
-
-
-class InvertedResidual(nn.Module):
-    """One ShuffleNetV2 unit (paper Fig. 3c for stride 1, Fig. 3d for stride 2).
-
-    Stride 1: split the input, keep ``c - b`` channels, send ``b`` through
-    1x1 conv -> kxk depthwise -> 1x1 conv, concatenate and shuffle.
-    Stride 2: both branches see the whole input and downsample; the concat widens the map.
-    """
-
-    def __init__(self, c_in: int, c_out: int, stride: int, split_ratio: float = 0.5, kernel: int = 3,
-                 se: bool = False, extra_dw: bool = False) -> None:
-        super().__init__()
-        self.stride = stride
-        branch = branch_channels(c_out, split_ratio)
-        self.kept = c_out - branch  # stride 1: channels passed through; stride 2: branch1's output
-        if stride == 1 and c_in != c_out:
-            raise ValueError("a stride-1 unit keeps its width")
-        if stride > 1:
-            pre = _depthwise(c_in, 3, 1) if extra_dw else []
-            self.branch1 = nn.Sequential(*pre, *_depthwise(c_in, kernel, stride), *_conv_bn(c_in, self.kept))
-        else:
-            self.branch1 = nn.Sequential()
-        branch_in = c_in if stride > 1 else branch
-        pre = _depthwise(branch_in, 3, 1) if extra_dw else []
-        self.branch2 = nn.Sequential(
-            *pre,
-            *_conv_bn(branch_in, branch),
-            *_depthwise(branch, kernel, stride),
-            *_conv_bn(branch, branch),
-            *([SqueezeExcite(branch)] if se else []),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.stride == 1:
-            x1, x2 = x[:, : self.kept], x[:, self.kept :]
-            out = torch.cat((x1, self.branch2(x2)), dim=1)
-        else:
-            out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
-        return channel_shuffle(out, 2)
-
-
 class ShuffleNetV2(nn.Module):
-    """The whole network; readable in one screen, like torchvision's."""
+    """The whole network: stem, ``arch.num_stages`` stages of unit modules, head."""
 
     def __init__(self, arch: Architecture, num_classes: int = 1000, input_size: int = 224) -> None:
         super().__init__()
         self.arch = arch
-        stride, use_pool = stem_layout(input_size)
-        self.conv1 = nn.Sequential(*_conv_bn(3, arch.stem, 3, stride))
-        self.maxpool = nn.MaxPool2d(3, 2, 1) if use_pool else nn.Identity()
-        c_in = arch.stem
-        stages = []
-        for width, depth, ratio, kernel in zip(arch.widths, arch.depths, arch.split_ratios, arch.kernels):
-            units = [InvertedResidual(c_in, width, 2, ratio, kernel, arch.se, arch.extra_dw)]
-            units += [InvertedResidual(width, width, 1, ratio, kernel, arch.se, arch.extra_dw) for _ in range(depth - 1)]
-            stages.append(nn.Sequential(*units))
-            c_in = width
-        self.stage2, self.stage3, self.stage4 = stages
-        self.conv5 = nn.Sequential(*_conv_bn(c_in, arch.conv5))
-        self.fc = nn.Linear(arch.conv5, num_classes)
+        stem = network.stem(arch, input_size)
+        self.conv1 = nn.Sequential(*stem.conv_modules())
+        self.maxpool = stem.pool_module()
+        stages: dict[str, list[nn.Module]] = {name: [] for name in arch.stage_names}
+        for placement in network.units(arch, input_size):
+            stages[placement.stage_name].append(placement.spec.module())
+        self.stage_names = arch.stage_names
+        for name, modules in stages.items():
+            setattr(self, name, nn.Sequential(*modules))
+        head, _, _ = network.head(arch, input_size, num_classes)
+        conv5 = head.conv_modules()
+        self.conv5 = nn.Sequential(*conv5) if conv5 else nn.Identity()
+        self.fc = head.fc_module()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.conv1(x))
-        x = self.stage4(self.stage3(self.stage2(x)))
+        for name in self.stage_names:
+            x = getattr(self, name)(x)
         x = self.conv5(x).mean((2, 3))
         return self.fc(x)
 
@@ -135,3 +67,24 @@ def build_model(arch: Architecture, num_classes: int = 1000, input_size: int = 2
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+# -- names of the code before block specs, for old callers (nothing in the package uses them) ----------
+def InvertedResidual(c_in: int, c_out: int, stride: int, split_ratio: float = 0.5, kernel: int = 3,  # noqa: N802
+                     se: bool = False, extra_dw: bool = False) -> nn.Module:
+    """One ShuffleNetV2 unit module (now :class:`~search_space.blocks.shufflenet_v2.ShuffleNetV2Unit`'s)."""
+    return ShuffleNetV2Unit(c_in, c_out, stride, kernel, se, extra_dw, ratio=split_ratio).module()
+
+
+def SqueezeExcite(channels: int, reduction: int = 4) -> nn.Module:  # noqa: N802
+    """SE with the hidden width of :class:`~search_space.blocks.ops.SE` (the one home of that rule)."""
+    return SE(channels, reduction).modules()[0]
+
+
+def _conv_bn(c_in: int, c_out: int, kernel: int = 1, stride: int = 1, groups: int = 1,
+             relu: bool = True) -> list[nn.Module]:
+    """Conv + BN (+ ReLU) modules (now :class:`~search_space.blocks.ops.ConvBN`)."""
+    return ConvBN(c_in, c_out, kernel, stride, groups, "relu" if relu else None).modules()
+
+
+__all__ = ["InvertedResidual", "ShuffleNetV2", "SqueezeExcite", "build_model", "channel_shuffle", "count_parameters"]

@@ -2,9 +2,9 @@
 
 An architecture at the top of the string form's ranges (8192-wide, 64-deep stages), or a modest
 one with a billion classes or a 100000-px input, needs terabytes; torch would only find out inside
-its allocator, with a traceback. These formulas count what ``build_model`` would allocate in O(1)
-per stage (no layer list, no torch), so they can run before anything is built. They are the one
-home of the size formulas: ``latency_models.costs.memory`` turns them into bytes for export, measurement
+its allocator, with a traceback. These formulas count what ``build_model`` would allocate with
+O(1) work per stage (one unit's layers, times its repeats; no torch), so they can run before
+anything is built. They are the one home of the size formulas: ``latency_models.costs.memory`` turns them into bytes for export, measurement
 and training; tests check them against ``latency_models.costs.analytic`` and against torch.
 """
 
@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
-from search_space.architecture import Architecture, branch_channels
+from search_space.architecture import Architecture
+from search_space.blocks import network
+from search_space.blocks.layers import Layer
 from search_space.errors import ShufflenasError
-from search_space.layout import stem_layout
 
 #: Bytes per element: every weight and activation is float32.
 FLOAT_BYTES = 4
@@ -50,76 +52,36 @@ class ModelSize:
 
 
 class _Tally:
-    """Accumulates one op at a time, ``times`` identical copies at once (stride-1 units repeat)."""
+    """Accumulates the layers of one op list, ``times`` identical copies at once (stride-1 units repeat)."""
 
     def __init__(self) -> None:
         self.params = self.buffers = self.outputs = self.conv_outputs = self.peak = 0
 
-    def conv(self, c_in: int, c_out: int, hw_in: int, hw_out: int, k: int = 1, groups: int = 1, *,
-             bn: bool = True, bias: bool = False, times: int = 1) -> None:
-        self.params += times * (k * k * c_in * c_out // groups + (2 * c_out if bn else 0) + (c_out if bias else 0))
-        self.buffers += times * (2 * c_out if bn else 0)
-        self.op(c_in * hw_in, c_out * hw_out, times)
-        if bn:
-            self.conv_outputs += times * c_out * hw_out
-
-    def op(self, in_elems: int, out_elems: int, times: int = 1) -> None:
-        if times > 0:
-            self.outputs += times * out_elems
-            self.peak = max(self.peak, in_elems + out_elems)
-
-
-def _down(size: int, k: int, stride: int) -> int:
-    return (size + 2 * (k // 2) - k) // stride + 1
-
-
-def _unit(t: _Tally, c_in: int, c_out: int, hw: int, hw_out: int, stride: int, ratio: float, k: int,
-          se: bool, extra_dw: bool, times: int) -> None:
-    """One ShuffleNetV2 unit, op for op as ``latency_models.costs.analytic._unit`` lists it."""
-    branch = branch_channels(c_out, ratio)
-    if stride == 1:
-        t.op(c_in * hw, c_in * hw, times)                     # split
-        b_in = branch
-    else:
-        if extra_dw:
-            t.conv(c_in, c_in, hw, hw, 3, c_in, times=times)
-        t.conv(c_in, c_in, hw, hw_out, k, c_in, times=times)
-        t.conv(c_in, c_out - branch, hw_out, hw_out, times=times)
-        b_in = c_in
-    if extra_dw:
-        t.conv(b_in, b_in, hw, hw, 3, b_in, times=times)
-    t.conv(b_in, branch, hw, hw, times=times)
-    t.conv(branch, branch, hw, hw_out, k, branch, times=times)
-    t.conv(branch, branch, hw_out, hw_out, times=times)
-    if se:
-        hidden = max(8, branch // 4)
-        t.op(branch * hw_out, branch, times)                  # global pool
-        t.conv(branch, hidden, 1, 1, bn=False, bias=True, times=times)
-        t.conv(hidden, branch, 1, 1, bn=False, bias=True, times=times)
-        t.op(branch * hw_out, branch * hw_out, times)           # scale
-    t.op(c_out * hw_out, c_out * hw_out, times)               # concat
-    t.op(c_out * hw_out, c_out * hw_out, times)               # shuffle
+    def add(self, layers: Iterable[Layer], times: int = 1) -> None:
+        for layer in layers:
+            out = layer.out_elems
+            if layer.kind in ("conv", "fc"):
+                self.params += times * layer.params
+                if layer.bn:
+                    self.buffers += times * 2 * layer.c_out
+                    self.conv_outputs += times * out
+            self.outputs += times * out
+            self.peak = max(self.peak, layer.in_elems + out)
 
 
 def model_size(arch: Architecture, input_size: int = 224, num_classes: int = 1000) -> ModelSize:
-    """Element counts of the network in closed form: O(stages) work for any depth or width."""
+    """Element counts of the network in closed form: O(stages) work for any depth or width.
+
+    The layers are the specs' own (:mod:`search_space.blocks`): one unit's layers per run of
+    identical units, counted ``count`` times.
+    """
     t = _Tally()
-    stride, use_pool = stem_layout(input_size)
-    side = _down(input_size, 3, stride)
-    t.conv(3, arch.stem, input_size * input_size, side * side, 3)
-    if use_pool:
-        pooled = _down(side, 3, 2)
-        t.op(arch.stem * side * side, arch.stem * pooled * pooled)
-        side = pooled
-    c = arch.stem
-    for width, depth, ratio, k in zip(arch.widths, arch.depths, arch.split_ratios, arch.kernels):
-        out = _down(side, k, 2)
-        _unit(t, c, width, side * side, out * out, 2, ratio, k, arch.se, arch.extra_dw, 1)
-        _unit(t, width, width, out * out, out * out, 1, ratio, k, arch.se, arch.extra_dw, depth - 1)
-        c, side = width, out
-    t.conv(c, arch.conv5, side * side, side * side)
-    t.op(arch.conv5 * side * side, arch.conv5)                # global pool
-    t.conv(arch.conv5, num_classes, 1, 1, bn=False, bias=True)
+    layers, h, w = network.stem(arch, input_size).layers(input_size, input_size)
+    t.add(layers)
+    for run in network.runs(arch, input_size):
+        t.add(run.spec.layers(run.prefix, run.stage_name, run.h, run.w)[0], run.count)
+    head, h, w = network.head(arch, input_size, num_classes)
+    t.add(head.layers(h, w)[0])
     return ModelSize(params=t.params, buffers=t.buffers, input=3 * input_size * input_size, outputs=t.outputs,
                      saved=t.outputs + t.conv_outputs, peak=t.peak)
 

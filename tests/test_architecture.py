@@ -41,7 +41,9 @@ PINNED = {
 # -- presets, serialised forms, ids ----------------------------------------------------------
 
 def test_every_preset_is_pinned():
-    assert set(PINNED) == set(PRESETS)
+    """Every ShuffleNetV2 preset is pinned here; the other families' presets came later (their tests pin them)."""
+    assert set(PINNED) <= set(PRESETS)
+    assert {n for n, a in PRESETS.items() if set(a.blocks) == {"v2"}} == set(PINNED)
     assert list(PAPER_PRESETS) == ["0.5x", "1.0x", "1.5x", "2.0x"]
 
 

@@ -4,7 +4,14 @@ A latency model needs more than total FLOPs: the paper's guidelines say *where* 
 (pointwise vs depthwise convs, data movement, small fragmented kernels, element-wise volume) drives
 speed. Every feature here is computed from :mod:`latency_models.costs.analytic`, so it is cheap, local and
 the same on every machine. Features are plain floats keyed by name; :data:`FEATURE_NAMES` fixes the
-column order a model is trained with.
+column order a model is trained with (stored predictor files name it, so it never changes).
+
+The per-stage features (``stage2_flops`` ... ``stage4_*``, ``w2..w4``, ``d2..d4``, ``r2..r4``,
+``k2..k4``) are three slots: early, middle and late stages. A three-stage network fills them one
+stage each, as always. With L stages, stage j (0-based) goes to slot ``j * 3 // L`` (seven
+MobileNetV2 stages: 3 + 2 + 2): a slot sums its stages' costs and depths, takes its last stage's
+width, its largest kernel and its stages' mean split ratio. With fewer than three stages the
+late slots stay 0.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import pandas as pd
 
 from latency_models.costs.analytic import COST_COLUMNS, Layer, architecture_layers, is_misaligned
 from search_space import Architecture
+from search_space.architecture import NUM_STAGES
 
 STAGES = ("stem", "stage2", "stage3", "stage4", "head")
 STAGE_COSTS = ("flops", "mac", "kernels", "elementwise")
@@ -45,16 +53,25 @@ def _op_class(layer: Layer) -> str:
     return "movement"  # split, concat, shuffle, add, mul, relu
 
 
+def stage_slots(arch: Architecture) -> list[int]:
+    """The feature slot (0, 1, 2: early, middle, late) of each stage of ``arch`` (see the module doc)."""
+    stages = arch.num_stages
+    return [j * NUM_STAGES // stages for j in range(stages)]
+
+
 def features_from_layers(arch: Architecture, layers: Sequence[Layer], input_size: int, batch: int) -> dict[str, float]:
     """Feature dict from the fused layer list of ``arch`` (plain loops: this runs per trial)."""
     out: dict[str, float] = dict.fromkeys(FEATURE_NAMES, 0.0)
+    slots = stage_slots(arch)
+    group = {"stem": "stem", "head": "head", **{name: f"stage{slot + 2}" for name, slot in zip(arch.stage_names, slots)}}
     for layer in layers:
         cost = layer.costs(batch)
         for column in COST_COLUMNS:
             out[column] += cost[column]
-        if layer.stage in STAGES:
+        stage = group.get(layer.stage)
+        if stage is not None:
             for column in STAGE_COSTS:
-                out[f"{layer.stage}_{column}"] += cost[column]
+                out[f"{stage}_{column}"] += cost[column]
         op = _op_class(layer)
         for column in ("flops", "mac", "kernels"):
             out[f"{op}_{column}"] += cost[column]
@@ -67,11 +84,14 @@ def features_from_layers(arch: Architecture, layers: Sequence[Layer], input_size
             elif op == "pointwise":
                 out["misaligned_pointwise_flops"] += cost["flops"]
     out["intensity"] = out["flops"] / max(out["mac"], 1.0)
-    for i in range(3):
-        out[f"w{i + 2}"] = float(arch.widths[i])
-        out[f"d{i + 2}"] = float(arch.depths[i])
-        out[f"r{i + 2}"] = float(arch.split_ratios[i])
-        out[f"k{i + 2}"] = float(arch.kernels[i])
+    for slot in range(NUM_STAGES):
+        members = [j for j, s in enumerate(slots) if s == slot]
+        if not members:
+            continue
+        out[f"w{slot + 2}"] = float(arch.widths[members[-1]])
+        out[f"d{slot + 2}"] = float(sum(arch.depths[j] for j in members))
+        out[f"r{slot + 2}"] = float(sum(arch.split_ratios[j] for j in members) / len(members))
+        out[f"k{slot + 2}"] = float(max(arch.kernels[j] for j in members))
     out.update(stem=float(arch.stem), conv5=float(arch.conv5), se=float(arch.se), extra_dw=float(arch.extra_dw),
                num_units=float(arch.num_units), input_size=float(input_size), batch=float(batch))
     return {name: float(out[name]) for name in FEATURE_NAMES}

@@ -1,9 +1,9 @@
 """Per-block lookup table (FBNet / OFA style): network latency = sum of measured block latencies.
 
 An architecture decomposes into distinct blocks: the stem (conv1 + max-pool), each unit keyed by
-its shape (c_in, c_out, stride, split ratio, kernel, SE, extra depthwise, input h x w) and the head
-(conv5, global pool, FC). Every stride-1 unit of a stage shares one key, so a network has at most
-eight distinct blocks. Each block is measured on the target as a standalone module
+its spec's shape and options (for ShuffleNetV2 units: c_in, c_out, stride, split ratio, kernel, SE,
+extra depthwise, input h x w) and the head (conv5, global pool, FC). Every stride-1 unit of a stage
+shares one key, so a three-stage network has at most eight distinct blocks. Each block is measured on the target as a standalone module
 (:func:`latency_models.measurement.measure.measure_module`), in two sweeps whose geometric mean is its entry; a whole network is then
 ``scale * sum(blocks) + offset``, with ``scale`` and ``offset`` fitted on a few whole networks
 measured with :func:`latency_models.measurement.measure.measure` (they absorb the session overhead and the
@@ -33,7 +33,9 @@ import numpy as np
 
 from latency_models.artifacts import invalid_detail, read_artifact
 from latency_models.paths import calibration_dir, safe_file
-from search_space import Architecture, stem_layout
+from search_space import Architecture
+from search_space.blocks import UnitSpec, network
+from search_space.blocks.stem_head import HeadSpec, StemSpec
 from search_space.errors import ShufflenasError
 
 if TYPE_CHECKING:
@@ -64,78 +66,49 @@ def lut_path(target_name: str) -> Path:
     return safe_file(calibration_dir(), target_name, ".lut.json", "target")
 
 
-def _conv_out(size: int, kernel: int, stride: int) -> int:
-    return (size + 2 * (kernel // 2) - kernel) // stride + 1
-
-
 @dataclasses.dataclass(frozen=True)
 class Block:
-    """One distinct block of a network; ``key`` is its table entry (batch excluded)."""
+    """One distinct block of a network at its input size; ``key`` is its table entry (batch excluded).
+
+    ``spec`` is the stem's, a unit's or the head's spec (:mod:`search_space.blocks`): the key and
+    the standalone module both come from it, so a table entry always times the module that
+    ``build_model`` places there.
+    """
 
     kind: str              # "stem", "unit" or "head"
-    c_in: int
-    c_out: int
+    spec: StemSpec | UnitSpec | HeadSpec
     h: int                 # input height and width
     w: int
-    stride: int = 1
-    ratio: float = 0.5
-    kernel: int = 3
-    se: bool = False
-    extra_dw: bool = False
 
     @property
     def key(self) -> str:
-        shape = f"{self.c_in}-{self.c_out}:h{self.h}x{self.w}"
-        if self.kind == "unit":
-            return (f"unit:{shape}:s{self.stride}:r{self.ratio:g}:k{self.kernel}"
-                    f":se{int(self.se)}:xdw{int(self.extra_dw)}")
-        if self.kind == "stem":
-            return f"stem:{shape}:s{self.stride}:pool{int(self.extra_dw)}"  # extra_dw doubles as "has max-pool"
-        return f"head:{shape}:fc{NUM_CLASSES}"
+        return self.spec.key(self.h, self.w)
+
+    @property
+    def c_in(self) -> int:
+        return self.spec.c_in
+
+    @property
+    def c_out(self) -> int:
+        return self.spec.c_out
 
     def input_shape(self, batch: int) -> tuple[int, int, int, int]:
         return (batch, self.c_in, self.h, self.w)
 
     def module(self) -> nn.Module:
-        """The standalone torch module, built with the same code as ``build_model``."""
-        import torch
-        from torch import nn
-
-        from search_space.model import InvertedResidual, _conv_bn
-
-        if self.kind == "unit":
-            return InvertedResidual(self.c_in, self.c_out, self.stride, self.ratio, self.kernel, self.se, self.extra_dw)
-        if self.kind == "stem":
-            pool: nn.Module = nn.MaxPool2d(3, 2, 1) if self.extra_dw else nn.Identity()
-            return nn.Sequential(*_conv_bn(3, self.c_out, 3, self.stride), pool)
-
-        class Head(nn.Module):
-            def __init__(self, c_in: int, c_out: int) -> None:
-                super().__init__()
-                self.conv5 = nn.Sequential(*_conv_bn(c_in, c_out))
-                self.fc = nn.Linear(c_out, NUM_CLASSES)
-
-            def forward(self, x: torch.Tensor) -> torch.Tensor:
-                return self.fc(self.conv5(x).mean((2, 3)))
-
-        return Head(self.c_in, self.c_out)
+        """The standalone torch module, the spec's own (the one ``build_model`` uses)."""
+        return self.spec.module()
 
 
 def decompose(arch: Architecture, input_size: int = 224) -> list[tuple[Block, int]]:
-    """The distinct blocks of ``arch`` at ``input_size`` with how often each occurs, in network order."""
-    stride, pool = stem_layout(input_size)
-    blocks: list[tuple[Block, int]] = [(Block("stem", 3, arch.stem, input_size, input_size, stride, extra_dw=pool), 1)]
-    h = _conv_out(input_size, 3, stride)
-    if pool:
-        h = _conv_out(h, 3, 2)
-    c = arch.stem
-    for width, depth, ratio, kernel in zip(arch.widths, arch.depths, arch.split_ratios, arch.kernels):
-        blocks.append((Block("unit", c, width, h, h, 2, ratio, kernel, arch.se, arch.extra_dw), 1))
-        h = _conv_out(h, kernel, 2)
-        if depth > 1:
-            blocks.append((Block("unit", width, width, h, h, 1, ratio, kernel, arch.se, arch.extra_dw), depth - 1))
-        c = width
-    blocks.append((Block("head", c, arch.conv5, h, h), 1))
+    """The distinct blocks of ``arch`` at ``input_size`` with how often each occurs, in network order.
+
+    A stage's repeated stride-1 units are one block with their count (:func:`network.runs`).
+    """
+    blocks = [(Block("stem", network.stem(arch, input_size), input_size, input_size), 1)]
+    blocks += [(Block("unit", run.spec, run.h, run.w), run.count) for run in network.runs(arch, input_size)]
+    head, h, w = network.head(arch, input_size, NUM_CLASSES)
+    blocks.append((Block("head", head, h, w), 1))
     return blocks
 
 

@@ -13,19 +13,16 @@ from search_space.blocks.base import (
     UnitError,
     UnitSpec,
     block_choices_help,
+    check_token,
     family_of,
     register_block,
     unit_spec,
 )
 from search_space.blocks.layers import COST_COLUMNS, Layer
 
-# Built-in unit types: each import registers one family.
-for _name in ("shufflenet_v2", "shufflenet_v1", "mobilenet_v2", "xception"):  # added one file at a time
-    try:
-        __import__(f"search_space.blocks.{_name}")
-    except ModuleNotFoundError as _exc:
-        if _exc.name != f"search_space.blocks.{_name}":
-            raise
+# Built-in unit types: each import registers one family, in the order docs and errors list them.
+for _name in ("shufflenet_v2", "shufflenet_v1", "mobilenet_v2", "xception"):
+    __import__(f"search_space.blocks.{_name}")
 
-__all__ = ["BLOCK_FAMILIES", "COST_COLUMNS", "Layer", "UnitError", "UnitSpec", "block_choices_help", "family_of",
+__all__ = ["BLOCK_FAMILIES", "COST_COLUMNS", "Layer", "UnitError", "UnitSpec", "block_choices_help", "check_token", "family_of",
            "register_block", "unit_spec"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, ClassVar
 
 from search_space.blocks.layers import Layer
@@ -60,7 +61,8 @@ class UnitSpec:
     uses_ratio: ClassVar[bool] = False  # whether the stage's split ratio means something to this unit
 
     def __post_init__(self) -> None:
-        self.check()
+        if not _DEFER_CHECK.get():
+            self.check()
 
     @classmethod
     def from_token(cls, token: str, *, c_in: int, c_out: int, stride: int, ratio: float = 0.5, kernel: int = 3,
@@ -114,12 +116,40 @@ def family_of(token: str) -> type[UnitSpec]:
     raise ArchitectureError(f"unknown block type {token!r} (known families: {known})")
 
 
+#: Set while a unit is built in two steps (``from_token`` then ``after_stem``): only the final form is checked.
+_DEFER_CHECK: ContextVar[bool] = ContextVar("defer_unit_check", default=False)
+
+
 def unit_spec(token: str, *, c_in: int, c_out: int, stride: int, ratio: float = 0.5, kernel: int = 3,
-              se: bool = False, extra_dw: bool = False) -> UnitSpec:
-    """Build the spec of one unit from its stage's token and shape."""
+              se: bool = False, extra_dw: bool = False, after_stem: bool = False) -> UnitSpec:
+    """Build the spec of one unit from its stage's token and shape.
+
+    ``after_stem``: the network's first unit, the one that reads the stem (:meth:`UnitSpec.after_stem`);
+    it is checked in that form only (a ShuffleNetV1 unit's ungrouped first 1x1 takes any input width).
+    """
     cls = family_of(token)
-    return cls.from_token(token, c_in=c_in, c_out=c_out, stride=stride, ratio=ratio, kernel=kernel, se=se,
-                          extra_dw=extra_dw)
+    kwargs = dict(c_in=c_in, c_out=c_out, stride=stride, ratio=ratio, kernel=kernel, se=se, extra_dw=extra_dw)
+    if not after_stem:
+        return cls.from_token(token, **kwargs)
+    deferred = _DEFER_CHECK.set(True)
+    try:
+        spec = cls.from_token(token, **kwargs).after_stem()
+    finally:
+        _DEFER_CHECK.reset(deferred)
+    spec.check()
+    return spec
+
+
+def check_token(token: str) -> type[UnitSpec]:
+    """The unit class of a well-formed token (``v1g3``: yes; ``v1g5``, ``zz``: one-line error), whatever
+    the shapes it will be used at."""
+    cls = family_of(token)
+    deferred = _DEFER_CHECK.set(True)
+    try:
+        cls.from_token(token, c_in=8, c_out=8, stride=1)
+    finally:
+        _DEFER_CHECK.reset(deferred)
+    return cls
 
 
 def block_choices_help() -> str:

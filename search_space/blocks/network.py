@@ -52,9 +52,7 @@ def stage_specs(arch: Architecture) -> list[tuple[UnitSpec, UnitSpec | None]]:
         token, width = arch.blocks[i], arch.widths[i]
         options = dict(ratio=arch.split_ratios[i], kernel=arch.kernels[i], se=arch.se, extra_dw=arch.extra_dw)
         try:
-            first = unit_spec(token, c_in=c_in, c_out=width, stride=arch.strides[i], **options)
-            if i == 0:
-                first = first.after_stem()
+            first = unit_spec(token, c_in=c_in, c_out=width, stride=arch.strides[i], after_stem=i == 0, **options)
             rest = unit_spec(token, c_in=width, c_out=width, stride=1, **options) if arch.depths[i] > 1 else None
         except UnitError as exc:
             raise exc.at(i) from None

@@ -32,7 +32,7 @@ class ShuffleNetV2Unit(UnitSpec):
     ratio: float = 0.5
 
     family: ClassVar[str] = "v2"
-    title: ClassVar[str] = "ShuffleNetV2 unit (channel split, 1x1 - depthwise - 1x1, shuffle), v2"
+    title: ClassVar[str] = "ShuffleNetV2 unit: v2"
     uses_ratio: ClassVar[bool] = True
 
     @classmethod
