@@ -59,40 +59,47 @@ def cost(architecture: Architecture, input_size: int, num_classes: int, batch: i
 @classes_option
 @json_option
 def show(architecture: Architecture, input_size: int, num_classes: int, as_json: bool) -> None:
-    """A per-stage table of ARCHITECTURE: widths, depths, split ratios and costs."""
+    """A per-stage table of ARCHITECTURE: unit type, widths, depths, strides, split ratios and costs."""
     from latency_models.costs.analytic import costs, per_stage
+    from search_space.blocks import family_of
 
     table = per_stage(costs(architecture, input_size, num_classes))
-    shapes = {"stem": (architecture.stem, 1, "-", 3), "head": (architecture.conv5, 1, "-", 1)}
-    for i, stage in enumerate(("stage2", "stage3", "stage4")):
-        shapes[stage] = (architecture.widths[i], architecture.depths[i], architecture.split_ratios[i],
-                         architecture.kernels[i])
+    a = architecture
+    shapes = {"stem": (a.stem, 1, "-", 3, "conv", "-"), "head": (a.conv5, 1, "-", 1, "conv" if a.conv5 else "fc", "-")}
+    for i, stage in enumerate(a.stage_names):
+        ratio = a.split_ratios[i] if family_of(a.blocks[i]).uses_ratio else "-"  # (V1 / MB units do not split)
+        shapes[stage] = (a.widths[i], a.depths[i], ratio, a.kernels[i], a.blocks[i], a.strides[i])
     rows = []
     for stage, row in table.iterrows():
-        width, depth, ratio, kernel = shapes[stage]
-        rows.append({"stage": stage, "width": width, "depth": depth, "split_ratio": ratio, "kernel": kernel,
+        width, depth, ratio, kernel, block, stride = shapes[stage]
+        rows.append({"stage": stage, "block": block, "width": width, "depth": depth, "stride": stride,
+                     "split_ratio": ratio, "kernel": kernel,
                      **{k: int(row[k]) for k in ("params", "flops", "mac", "kernels")}})
     if as_json:
-        emit_json({"arch": architecture.to_string(), "arch_id": architecture.arch_id, "stages": rows})
+        emit_json({"arch": a.to_string(), "arch_id": a.arch_id, "stages": rows})
         return
-    name = preset_name(architecture)
-    click.echo(f"{architecture}  (id {architecture.arch_id}{', preset ' + name if name else ''})")
+    name = preset_name(a)
+    click.echo(f"{a}  (id {a.arch_id}{', preset ' + name if name else ''})")
     click.echo(f"input {input_size}x{input_size}, {num_classes} classes, batch 1; k = depthwise kernel size, "
-               "kernels = ops after fusion")
-    flags = [f for f, on in (("SE", architecture.se), ("extra depthwise (V2*)", architecture.extra_dw)) if on]
+               "s = first unit's stride, kernels = ops after fusion")
+    flags = [f for f, on in (("SE", a.se), ("extra depthwise (V2*)", a.extra_dw), ("no stem max-pool", not a.stem_pool),
+                             ("no head conv", not a.conv5)) if on]
     if flags:
         click.echo("variants: " + ", ".join(flags))
-    header = f"{'stage':8s} {'width':>6s} {'depth':>5s} {'split':>6s} {'k':>2s} {'params':>9s} {'FLOPs':>9s} {'MAC':>9s} {'kernels':>7s}"
+    header = (f"{'stage':8s} {'unit':>5s} {'width':>6s} {'depth':>5s} {'s':>2s} {'split':>6s} {'k':>2s} {'params':>9s} "
+              f"{'FLOPs':>9s} {'MAC':>9s} {'kernels':>7s}")
     rule = "-" * len(header)
     click.echo(header)
     click.echo(rule)
     for r in rows:
-        click.echo(f"{r['stage']:8s} {r['width']:>6d} {r['depth']:>5d} {str(r['split_ratio']):>6s} {r['kernel']:>2} "
-                   f"{format_count(r['params']):>9s} {format_count(r['flops']):>9s} {format_count(r['mac']):>9s} {r['kernels']:>7d}")
+        click.echo(f"{r['stage']:8s} {r['block']:>5s} {r['width']:>6d} {r['depth']:>5d} {r['stride']!s:>2s} "
+                   f"{r['split_ratio']!s:>6s} {r['kernel']:>2} {format_count(r['params']):>9s} "
+                   f"{format_count(r['flops']):>9s} {format_count(r['mac']):>9s} {r['kernels']:>7d}")
     total = {k: sum(r[k] for r in rows) for k in ("params", "flops", "mac", "kernels")}
     click.echo(rule)
-    click.echo(f"{'total':8s} {'':>6s} {architecture.num_units:>5d} {'':>6s} {'':>2s} {format_count(total['params']):>9s} "
-               f"{format_count(total['flops']):>9s} {format_count(total['mac']):>9s} {total['kernels']:>7d}")
+    click.echo(f"{'total':8s} {'':>5s} {'':>6s} {a.num_units:>5d} {'':>2s} {'':>6s} {'':>2s} "
+               f"{format_count(total['params']):>9s} {format_count(total['flops']):>9s} "
+               f"{format_count(total['mac']):>9s} {total['kernels']:>7d}")
 
 
 @arch.command()
