@@ -4,7 +4,7 @@ Every loader returns :class:`RawImages` (uint8 or [0, 1] float images, NCHW, any
 :func:`load_dataset` then applies the shared steps: cap to ``limit`` images (stratified), split off
 a validation set where the format has none (stratified, from ``seed``), resize to ``input_size``
 (bilinear), normalise per channel with the training statistics. A new data set is one loader
-function (in a new module if it is large) plus one line in :data:`DATASETS`.
+function (in a new module if it is large) plus one line in :data:`DATASETS` and one in :data:`FLIP_OK`.
 """
 
 from __future__ import annotations
@@ -197,8 +197,34 @@ DATASETS: dict[str, Loader] = {
 }
 
 
+#: data set name -> whether a horizontally mirrored image still shows its class. It sets the default
+#: of the ``flip`` augmentation: off for digits and letters (a mirrored 2 or 7 is another glyph), on
+#: for clothes, objects and photographs.
+FLIP_OK: dict[str, bool] = {
+    "digits": False,
+    "cifar10": True,
+    "cifar100": True,
+    "imagefolder": True,
+    **{name: spec.flip_ok for name, spec in datasets_idx.IDX_DATASETS.items()},
+}
+
+
 def _lookup_key(name: str) -> str:
     return name.lower().replace("-", "").replace("_", "")
+
+
+def canonical_name(name: str) -> str:
+    """The registry's spelling of ``name`` (``fashion_mnist``, ``FashionMNIST`` -> ``fashion-mnist``)."""
+    keys = {_lookup_key(known): known for known in DATASETS}
+    key = keys.get(_lookup_key(name)) if isinstance(name, str) else None
+    if key is None:
+        raise DatasetError(f"unknown data set {name!r} (known: {', '.join(DATASETS)})")
+    return key
+
+
+def flip_ok(name: str) -> bool:
+    """Whether the data set ``name`` may be augmented with horizontal flips (see :data:`FLIP_OK`)."""
+    return FLIP_OK[canonical_name(name)]
 
 
 def load_dataset(name: str = "digits", root: str | os.PathLike | None = None, input_size: int = 16, seed: int = 0,
@@ -209,10 +235,7 @@ def load_dataset(name: str = "digits", root: str | os.PathLike | None = None, in
     on large data sets short. Formats with a fixed validation split (CIFAR's test batch) keep it;
     the others split ``val_fraction`` of every class off, from ``seed``.
     """
-    keys = {_lookup_key(known): known for known in DATASETS}  # "fashion_mnist", "FashionMNIST" work too
-    key = keys.get(_lookup_key(name)) if isinstance(name, str) else None
-    if key is None:
-        raise DatasetError(f"unknown data set {name!r} (known: {', '.join(DATASETS)})")
+    key = canonical_name(name)  # "fashion_mnist", "FashionMNIST" work too
     if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < MIN_INPUT_SIZE:
         raise DatasetError(f"input_size must be an integer >= {MIN_INPUT_SIZE}, got {input_size!r}")
     if not 0.0 < float(val_fraction) < 1.0:
@@ -266,5 +289,5 @@ def known_datasets() -> list[str]:
     return list(DATASETS)
 
 
-__all__ = ["DATASETS", "DataSplit", "DatasetError", "LoadRequest", "RawImages", "find_classes", "known_datasets",
-           "load_dataset"]
+__all__ = ["DATASETS", "FLIP_OK", "DataSplit", "DatasetError", "LoadRequest", "RawImages", "canonical_name",
+           "find_classes", "flip_ok", "known_datasets", "load_dataset"]

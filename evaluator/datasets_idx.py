@@ -46,6 +46,8 @@ class IdxSpec:
     label_offset: int = 0  # EMNIST letters number their classes from 1
     transposed: bool = False  # EMNIST stores every image transposed
     apt_package: str | None = None
+    #: a mirrored image is still an image of its class (clothes: yes; digits, letters: a flipped 2 is another glyph)
+    flip_ok: bool = False
 
     def file_names(self) -> dict[str, str]:
         """The four file names (without ``.gz``); EMNIST calls its validation files ``test``, not ``t10k``."""
@@ -63,7 +65,7 @@ def _emnist(split: str, classes: tuple[str, ...], offset: int = 0) -> IdxSpec:
 IDX_DATASETS: dict[str, IdxSpec] = {spec.name: spec for spec in (
     IdxSpec("mnist", "MNIST", DIGITS, "mnist", "MNIST"),
     IdxSpec("fashion-mnist", "Fashion-MNIST", FASHION, "fashion-mnist", "FashionMNIST",
-            apt_package="dataset-fashion-mnist"),
+            apt_package="dataset-fashion-mnist", flip_ok=True),
     IdxSpec("kmnist", "Kuzushiji-MNIST", DIGITS, "kmnist", "KMNIST"),
     _emnist("digits", DIGITS), _emnist("mnist", DIGITS), _emnist("letters", _UPPER, 1),
     _emnist("balanced", _MERGED), _emnist("bymerge", _MERGED), _emnist("byclass", DIGITS + _UPPER + _LOWER),

@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import run_main
 
 from evaluator.training.augment import random_crop_flip
 from evaluator.training.checkpoint import load_checkpoint
@@ -33,6 +34,7 @@ def read_metrics(path) -> list[dict]:
 
 # -- the command, end to end --------------------------------------------------------------------------
 def test_cli_trains_and_writes_every_file(cli, tmp_path):
+    """The real entry point in a fresh interpreter trains; the rest of the checks run in this process."""
     out = tmp_path / "run"
     done = cli("train", TINY, *DATA, *FAST, "--epochs", "2", "--out", str(out), "--json", "--no-progress",
                env={"SHUFFLENAS_HOME": str(tmp_path / "home")})
@@ -80,13 +82,13 @@ def test_cli_trains_and_writes_every_file(cli, tmp_path):
 
     # model.pt records the run's data (the --limit cap too), so `evaluate` scores the run's own split
     assert info.recipe["data"]["limit"] == 300
-    scored = cli("evaluate", str(out / "model.pt"), "--json", env={"SHUFFLENAS_HOME": str(tmp_path / "home")})
+    scored = run_main("evaluate", str(out / "model.pt"), "--json", env={"SHUFFLENAS_HOME": str(tmp_path / "home")})
     assert scored.returncode == 0, scored.stderr
     assert json.loads(scored.stdout)["top1"] == pytest.approx(summary["val_top1"], abs=1e-6)
 
-    # the same command again: already trained, nothing rewritten
+    # the same command again (in this process): already trained, nothing rewritten
     before = {name: (out / name).read_bytes() for name in FILES}
-    again = cli("train", TINY, *DATA, *FAST, "--epochs", "2", "--out", str(out), "--json", "--no-progress",
+    again = run_main("train", TINY, *DATA, *FAST, "--epochs", "2", "--out", str(out), "--json", "--no-progress",
                 env={"SHUFFLENAS_HOME": str(tmp_path / "home")})
     assert again.returncode == 0, again.stderr
     assert "already trained" in again.stderr
@@ -99,9 +101,9 @@ def test_config_file_and_flags(tmp_path, capsys):
     """A [train] table sets the recipe; flags override it; the recipe is stored in the checkpoint."""
     config = tmp_path / "recipe.toml"
     config.write_text('[train]\noptimizer = "adamw"\nlr = 0.003\nweight_decay = 0.05\nepochs = 5\n'
-                      "ema = true\nlabel_smoothing = 0.0\nwarmup_epochs = 0.5\n")
+                      "ema = true\nlabel_smoothing = 0.0\nwarmup_epochs = 0.5\nflip = true\n")
     out = tmp_path / "run"
-    code = main(["train", TINY, *DATA, *FAST, "--config", str(config), "--epochs", "1", "--out", str(out),
+    code = main(["train", TINY, *DATA, *FAST, "--config", str(config), "--epochs", "1", "--no-flip", "--out", str(out),
                  "--no-progress", "--json"])
     assert code == 0, capsys.readouterr().err
     summary = json.loads(capsys.readouterr().out)
@@ -109,6 +111,7 @@ def test_config_file_and_flags(tmp_path, capsys):
     recipe = load_checkpoint(out / "checkpoint.pt")["recipe"]
     assert recipe["optimizer"] == "adamw" and recipe["lr"] == 0.003 and recipe["epochs"] == 1 and recipe["ema"]
     assert recipe["weight_decay"] == 0.05 and recipe["warmup_epochs"] == 0.5
+    assert recipe["flip"] is False  # --no-flip over the file's flip = true
 
 
 def test_shipped_recipe_is_valid():
@@ -147,13 +150,7 @@ def test_front_trains_each_trial_into_its_folder(tmp_path, capsys):
         assert (out / f"trial-{t['trial']}" / "model.onnx").is_file() and t["study"] == "s"
     assert load_checkpoint(out / "trial-1" / "checkpoint.pt")["arch"] == \
         "stem8_w16-32-32_d1-1-1_r0.5-0.5-0.5_k3-3-3_c64"
-
-    # one trial alone, into its own folder
-    single = tmp_path / "single"
-    code = main(["train", "--storage", url, "--study", "s", "--trial", "2", *DATA, *FAST, "--epochs", "1",
-                 "--out", str(single), "--no-progress", "--json"])
-    assert code == 0, capsys.readouterr().err
-    assert json.loads(capsys.readouterr().out)["trial"] == 2
+    # (one trial alone, --trial N: test_a_trial_trains_on_the_studys_proxy_data_by_default)
 
 
 def test_a_trial_trains_on_the_studys_proxy_data_by_default(tmp_path, capsys):
@@ -169,7 +166,8 @@ def test_a_trial_trains_on_the_studys_proxy_data_by_default(tmp_path, capsys):
                  "--out", str(out), "--no-progress", "--json"])
     assert code == 0, capsys.readouterr().err
     summary = json.loads(capsys.readouterr().out)
-    assert summary["dataset"] == "digits"
+    assert summary["dataset"] == "digits" and summary["study"] == "s" and summary["trial"] == 0
+    assert (out / "model.onnx").is_file()  # a single trial trains into --out itself
     ckpt = load_checkpoint(out / "checkpoint.pt")
     assert ckpt["dataset"]["input_size"] == 16 and ckpt["dataset"]["train"] + ckpt["dataset"]["val"] == 300
 
@@ -214,7 +212,7 @@ def test_init_from_torchvision_weights(tmp_path, capsys):
     ({"epochs": 0}, "epochs"), ({"lr": 0}, "lr"), ({"lr": float("nan")}, "lr"), ({"optimizer": "rmsprop"}, "optimizer"),
     ({"momentum": 1.0}, "momentum"), ({"label_smoothing": 1.5}, "label_smoothing"),
     ({"batch_size": True}, "batch_size"),
-    ({"crop_padding": 20}, "crop_padding"), ({"ema": "yes"}, "ema"), ({"warmup_epochs": 50, "epochs": 2}, "warmup"),
+    ({"crop_padding": 20}, "crop_padding"), ({"ema": "yes"}, "ema"), ({"flip": "yes"}, "flip"), ({"flip": 1}, "flip"), ({"warmup_epochs": 50, "epochs": 2}, "warmup"),
     ({"threads": 0}, "threads"), ({"input_size": 4}, "input_size"), ({"epochz": 3}, "unknown train option"),
 ])
 def test_recipe_rejects_bad_values(changes, message):
@@ -241,6 +239,24 @@ def test_input_size_defaults_to_the_native_size():
     assert DataSpec("digits").input_size(TrainRecipe(input_size=16)) == 16
 
 
+def test_flip_defaults_to_what_the_data_set_allows():
+    """A mirrored digit or letter is another glyph: flipped by default only where the class survives it."""
+    from evaluator.datasets import DATASETS, FLIP_OK
+
+    assert set(FLIP_OK) == set(DATASETS)  # every data set says
+    flipped = {name for name in DATASETS if DataSpec(name).resolve(TrainRecipe()).flip}
+    assert flipped == {"fashion-mnist", "cifar10", "cifar100", "imagefolder"}
+    assert {"digits", "mnist", "kmnist", "emnist-digits", "emnist-letters", "emnist-byclass"} <= set(DATASETS) - flipped
+    assert DataSpec("Fashion_MNIST").resolve(TrainRecipe()).flip is True  # any spelling load_dataset accepts
+    # an explicit value wins, either way
+    assert DataSpec("digits").resolve(TrainRecipe(flip=True)).flip is True
+    assert DataSpec("cifar10").resolve(TrainRecipe(flip=False)).flip is False
+    # a resumed run keeps the flip its checkpoint recorded, unless the recipe names one
+    assert DataSpec("digits").resolve(TrainRecipe(), started={"flip": True}).flip is True
+    assert DataSpec("digits").resolve(TrainRecipe(flip=False), started={"flip": True}).flip is False
+    assert TrainRecipe().flip is None and TrainRecipe.from_dict({"flip": False}).flip is False
+
+
 def test_schedule_warms_up_then_follows_a_cosine():
     recipe = TrainRecipe(lr=0.4, min_lr=0.0, epochs=10, warmup_epochs=1)
     total, warm = 100, 10
@@ -264,8 +280,8 @@ def test_no_weight_decay_on_batchnorm_and_bias():
 # -- augmentation and EMA ---------------------------------------------------------------------------
 def test_augmentation_is_seeded_and_shifts_or_flips():
     images = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).reshape(2, 3, 6, 6)
-    a = random_crop_flip(images, torch.Generator().manual_seed(1), padding=2)
-    b = random_crop_flip(images, torch.Generator().manual_seed(1), padding=2)
+    a = random_crop_flip(images, torch.Generator().manual_seed(1), padding=2, flip=True)
+    b = random_crop_flip(images, torch.Generator().manual_seed(1), padding=2, flip=True)
     assert a.shape == images.shape and torch.equal(a, b)
     assert torch.equal(random_crop_flip(images, torch.Generator(), padding=0, flip=False), images)
     flipped = random_crop_flip(images, torch.Generator().manual_seed(0), padding=0, flip=True)
@@ -295,16 +311,28 @@ def test_ema_averages_weights_and_copies_buffers():
 
 
 def test_ema_model_is_the_one_evaluated_and_saved(tmp_path):
+    """Also: the flip the run trained with (digits: none, by default) is what it records."""
+    from evaluator.training.checkpoint import CheckpointError
+    from evaluator.training.loop import plan_run
     from evaluator.training.weights import load_model
 
+    arch, spec = Architecture.from_string(TINY), DataSpec("digits", limit=300)
     recipe = TrainRecipe(epochs=1, batch_size=32, threads=1, input_size=16, ema=True)
-    result = train_architecture(Architecture.from_string(TINY), DataSpec("digits", limit=300), recipe, tmp_path / "r",
-                                progress=False)
+    result = train_architecture(arch, spec, recipe, tmp_path / "r", progress=False)
     ckpt = load_checkpoint(tmp_path / "r" / "checkpoint.pt")
-    module, _ = load_model(result.model_pt)
+    module, info = load_model(result.model_pt)
     saved = module.state_dict()
     assert all(torch.equal(saved[k], v) for k, v in ckpt["ema"]["module"].items())
     assert not all(torch.equal(saved[k], v) for k, v in ckpt["model"].items())
+    assert ckpt["recipe"]["flip"] is False and info.recipe["flip"] is False
+
+    # a checkpoint from before the default followed the data set recorded flip = true: it still resumes,
+    # with that flip; asking for the other value is another recipe
+    ckpt["recipe"]["flip"] = True
+    torch.save(ckpt, tmp_path / "r" / "checkpoint.pt")
+    assert plan_run(arch, spec, recipe, tmp_path / "r").recipe.flip is True
+    with pytest.raises(CheckpointError, match="recipe option flip"):
+        plan_run(arch, spec, recipe.replace(flip=False), tmp_path / "r")
 
 
 def test_a_diverging_run_stops_with_one_line(tmp_path, capsys):

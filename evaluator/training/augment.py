@@ -1,6 +1,9 @@
 """Augmentation on whole batches of tensors: random crop from a zero-padded image, and a
 horizontal flip, both drawn from one seeded generator so a resumed run draws the same crops.
 
+The flip has no default here: whether a mirrored image keeps its class depends on the data set
+(a mirrored 2 is another glyph), so the caller passes the recipe's resolved ``flip``.
+
 Working on the batch in one gather keeps augmentation a small share of a step on small images.
 """
 
@@ -11,8 +14,9 @@ import torch.nn.functional as F
 
 
 def random_crop_flip(images: torch.Tensor, generator: torch.Generator, *, padding: int = 2,
-                     flip: bool = True) -> torch.Tensor:
-    """``images`` (NCHW) shifted by up to ``padding`` px each way (zero fill) and flipped with p=0.5.
+                     flip: bool) -> torch.Tensor:
+    """``images`` (NCHW) shifted by up to ``padding`` px each way (zero fill), and flipped with p=0.5
+    when ``flip``.
 
     The offsets and flips are drawn on the CPU from ``generator`` whatever the images' device,
     so the draw sequence does not depend on where the model trains.

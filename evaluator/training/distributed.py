@@ -289,6 +289,7 @@ def train_ddp(arch: Architecture, data_spec: DataSpec, recipe: TrainRecipe, out_
     """
     settings = _check_settings(recipe, num_workers, use_gpu, cpus_per_worker)
     plan = plan_run(arch, data_spec, recipe, out_dir)  # everything checked before anything starts
+    recipe = plan.recipe  # with the data set's defaults filled in
     _make_out(plan.out)
     try:
         import ray.train

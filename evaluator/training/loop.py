@@ -283,11 +283,13 @@ def plan_run(arch: Architecture, data_spec: DataSpec, recipe: TrainRecipe, out_d
         raise DatasetError(f"train option batch_size {recipe.batch_size} is larger than the {data.name} training "
                            f"split ({data.train_size} images)")
     _check_out(out)
-    identity = {"arch": arch.to_string(), "dataset": dataset_identity(data), "recipe": recipe.identity()}
     ckpt_path = out / CHECKPOINT_NAME
     state: dict[str, Any] | None = None
     if ckpt_path.exists() or ckpt_path.is_symlink():
         state = load_checkpoint(ckpt_path)
+    recipe = data_spec.resolve(recipe, started=state["recipe"] if state is not None else None)  # data-set defaults
+    identity = {"arch": arch.to_string(), "dataset": dataset_identity(data), "recipe": recipe.identity()}
+    if state is not None:
         check_identity(state, ckpt_path, **identity)
     elif out.is_dir():
         present = [name for name in OUTPUT_NAMES if (out / name).exists()]

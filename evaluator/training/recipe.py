@@ -1,7 +1,9 @@
 """How a found architecture is trained, as plain data: a ``[train]`` TOML table plus flags.
 
 A recipe and a data spec are the identity of a run: a checkpoint written under one recipe is
-never resumed under another (only ``threads`` may change between runs).
+never resumed under another (only ``threads`` may change between runs). Options whose default
+depends on the data set (``flip``) are ``None`` until :meth:`DataSpec.resolve` fills them in, so
+a run records, checks and saves the value it actually trained with.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class TrainRecipe:
     label_smoothing: float = 0.1
     augment: bool = True
     crop_padding: int = 2
-    flip: bool = True
+    flip: bool | None = None  # None: the data set's default (evaluator.datasets.FLIP_OK)
     ema: bool = False
     ema_decay: float = 0.999
     seed: int = 0
@@ -97,7 +99,7 @@ class TrainRecipe:
         number("label_smoothing", 0.0, 1.0)
         number("ema_decay", 0.0, 1.0, strict_low=True)
         for name in ("augment", "flip", "ema"):
-            if not isinstance(getattr(self, name), bool):
+            if not isinstance(getattr(self, name), bool) and not (name == "flip" and self.flip is None):
                 raise RecipeError(f"train option {name} must be true or false, got {getattr(self, name)!r}")
         if self.optimizer not in OPTIMIZERS:
             raise RecipeError(f"train option optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
@@ -191,6 +193,25 @@ class DataSpec:
         except ImportError:  # pragma: no cover - a build without IDX sets
             return DEFAULT_INPUT_SIZE
         return IDX_SIZE if key in {dataset_key(name) for name in IDX_DATASETS} else DEFAULT_INPUT_SIZE
+
+    def flip_default(self) -> bool:
+        """Whether this data set is flipped when the recipe does not say: digits and letters are not."""
+        from evaluator.datasets import flip_ok
+
+        return flip_ok(self.name)
+
+    def resolve(self, recipe: TrainRecipe, started: Mapping[str, Any] | None = None) -> TrainRecipe:
+        """``recipe`` with its data-set defaults filled in (``flip``).
+
+        ``started`` is the recipe recorded in the checkpoint being resumed: a run keeps the flip it
+        started with unless the recipe names one (checkpoints written before the default depended
+        on the data set recorded ``flip = true`` for every data set, and still resume).
+        """
+        if recipe.flip is not None:
+            return recipe
+        if started is not None and isinstance(started.get("flip"), bool):
+            return recipe.replace(flip=started["flip"])
+        return recipe.replace(flip=self.flip_default())
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

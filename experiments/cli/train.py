@@ -14,7 +14,7 @@ from search_space.errors import ShufflenasError
 
 #: recipe flags: option name -> TrainRecipe field
 _RECIPE_FLAGS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "warmup_epochs", "label_smoothing",
-                 "ema", "augment", "seed", "threads", "input_size", "init")
+                 "ema", "augment", "flip", "seed", "threads", "input_size", "init")
 
 
 def _study_trials(storage: str, study_name: str, number: int | None,
@@ -76,7 +76,11 @@ def _recipe(config: str | None, flags: dict[str, Any]):
 @click.option("--warmup-epochs", type=float, help="Linear warm-up, in epochs [default: 1].")
 @click.option("--label-smoothing", type=float, help="Label smoothing [default: 0.1].")
 @click.option("--ema/--no-ema", default=None, help="Keep (and evaluate) an EMA of the weights [default: off].")
-@click.option("--augment/--no-augment", default=None, help="Random crop and horizontal flip [default: on].")
+@click.option("--augment/--no-augment", default=None,
+              help="Random crop, and horizontal flip where --flip is on [default: on].")
+@click.option("--flip/--no-flip", default=None,
+              help="Horizontal flip in the augmentation [default: the data set's: off for digit and letter sets "
+                   "(digits, mnist, kmnist, emnist-*), on for fashion-mnist, cifar10/100, imagefolder].")
 @click.option("--seed", type=click.IntRange(min=0), help="Seed of weights, data order and augmentation [default: 0].")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads [default: torch's].")
 @click.option("--input-size", type=click.IntRange(min=8, max=1024), help="Input resolution [default: the data set's].")
