@@ -18,8 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from experiments import trial_record as keys
 from experiments.plotting import label_points
-from experiments.storage import FAIL_REASON_ATTR, OWNER_ATTR
+from experiments.trial_record import TrialRecord
 
 if TYPE_CHECKING:
     import optuna
@@ -79,11 +80,12 @@ def over_budget_front(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 def _row(trial: optuna.trial.FrozenTrial, names: Sequence[str]) -> dict[str, Any]:
-    row: dict[str, Any] = {"trial": trial.number, "preset": trial.user_attrs.get("preset")}
+    record = TrialRecord.from_user_attrs(trial.user_attrs)
+    row: dict[str, Any] = {"trial": trial.number, keys.PRESET: record.preset}
     row.update({n: v for n, v in zip(names, trial.values)})
-    row.update({k: trial.user_attrs.get(k) for k in ("mac", "flops", "params")})
+    row.update({k: record.costs.get(k) for k in (keys.MAC, keys.FLOPS, keys.PARAMS)})
     row["feasible"] = _feasible(trial)
-    row["arch"] = trial.user_attrs.get("arch")
+    row[keys.ARCH] = record.arch
     return row
 
 
@@ -119,20 +121,19 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         row["on_front"] = t.number in front
         row["over_budget_front"] = t.number in over
         row.update({f"param:{k}": v for k, v in t.params.items()})
-        for key, value in t.user_attrs.items():
-            if key != OWNER_ATTR:
-                row[key] = _cell(value)
-        row.setdefault("preset", None)
-        row.setdefault(FAIL_REASON_ATTR, None)
+        columns = TrialRecord.from_user_attrs(t.user_attrs).report_columns()
+        row.update({key: _cell(value) for key, value in sorted(columns.items())})  # sorted, as Optuna returns them
+        row.setdefault(keys.PRESET, None)
+        row.setdefault(keys.FAIL_REASON, None)
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
-        frame = pd.DataFrame(columns=["number", "state", *[f"value:{n}" for n in names], "preset", FAIL_REASON_ATTR])
+        frame = pd.DataFrame(columns=["number", "state", *[f"value:{n}" for n in names], keys.PRESET, keys.FAIL_REASON])
     return frame
 
 
 def latency_targets(frame: pd.DataFrame) -> list[str]:
-    return [c.split(":", 1)[1] for c in frame.columns if c.startswith("latency_ms:")]
+    return keys.latency_targets(frame.columns)
 
 
 # -- plots ------------------------------------------------------------------------------------------
@@ -192,7 +193,7 @@ def scatter_figure(frame: pd.DataFrame, x: str, y: str, title: str, xlabel: str,
     plt = _pyplot()
     done[x], done[y] = done[x].astype(float) / x_scale, done[y].astype(float)
     feasible = _flag(done["feasible"]) if "feasible" in done.columns else pd.Series(True, index=done.index)
-    is_preset = done["preset"].notna() if "preset" in done.columns else pd.Series(False, index=done.index)
+    is_preset = done[keys.PRESET].notna() if keys.PRESET in done.columns else pd.Series(False, index=done.index)
     fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=110)
     front_pts: list[list[float]] = []
     if front_by is not None:
@@ -237,7 +238,7 @@ def scatter_figure(frame: pd.DataFrame, x: str, y: str, title: str, xlabel: str,
     fig.tight_layout()
     if is_preset.any():
         presets = done[is_preset]
-        label_points(ax, [(r[x], float(shown_y[i]), str(r["preset"])) for i, r in presets.iterrows()],
+        label_points(ax, [(r[x], float(shown_y[i]), str(r[keys.PRESET])) for i, r in presets.iterrows()],
                        list(zip(done[x], shown_y)))
     return fig
 
@@ -278,10 +279,10 @@ def _end_labels(ax: Any, labels: Sequence[tuple[int, float, str]], fontsize: flo
 def curves_plot(frame: pd.DataFrame, path: Path) -> Path | None:
     """Per-epoch validation accuracy (and training loss) of every COMPLETE trial; presets and the
     front highlighted, infeasible trials dashed. None when no trial stored a curve."""
-    if "curve" not in frame.columns:
+    if keys.CURVE not in frame.columns:
         return None
     done = frame[frame["state"] == "COMPLETE"]
-    series = [(row, _curve(row["curve"]), _curve(row.get("loss_curve"))) for _, row in done.iterrows()]
+    series = [(row, _curve(row[keys.CURVE]), _curve(row.get(keys.LOSS_CURVE))) for _, row in done.iterrows()]
     series = [s for s in series if s[1]]
     if not series:
         return None
@@ -291,8 +292,8 @@ def curves_plot(frame: pd.DataFrame, path: Path) -> Path | None:
                              dpi=110)
     seen: dict[str, dict[str, Any]] = {}
     labels = []
-    for row, acc, loss in sorted(series, key=lambda s: (s[0].get("preset") is not None, bool(s[0].get("on_front")))):
-        preset = row.get("preset")
+    for row, acc, loss in sorted(series, key=lambda s: (s[0].get(keys.PRESET) is not None, bool(s[0].get("on_front")))):
+        preset = row.get(keys.PRESET)
         preset = None if preset is None or (isinstance(preset, float) and math.isnan(preset)) else str(preset)
         feasible = row.get("feasible") is not False and str(row.get("feasible")).lower() != "false"
         if preset is not None:
@@ -336,7 +337,7 @@ def curves_plot(frame: pd.DataFrame, path: Path) -> Path | None:
 
 
 def _source(frame: pd.DataFrame, target: str) -> str:
-    column = f"latency_source:{target}"
+    column = keys.latency_key(target, "source")
     if column not in frame.columns:
         return "?"
     values = sorted({str(v) for v in frame[column].dropna()})
@@ -346,15 +347,15 @@ def _source(frame: pd.DataFrame, target: str) -> str:
 def write_plots(frame: pd.DataFrame, out: Path) -> list[Path]:
     written = [p for p in (curves_plot(frame, out / "curves.png"),) if p is not None]
     for target in latency_targets(frame):
-        col = f"latency_ms:{target}"
+        col = keys.latency_key(target)
         label = f"latency on {target} (ms, {_source(frame, target)})"
         safe = target.replace("/", "_")
         for path in (
-            _scatter(frame, col, "accuracy", out / f"accuracy_vs_latency_{safe}.png",
+            _scatter(frame, col, keys.ACCURACY, out / f"accuracy_vs_latency_{safe}.png",
                      f"proxy accuracy vs latency: {target}", label, "proxy accuracy", front_by=(False, True)),
-            _scatter(frame, "flops", col, out / f"flops_vs_latency_{safe}.png",
+            _scatter(frame, keys.FLOPS, col, out / f"flops_vs_latency_{safe}.png",
                      f"FLOPs vs latency: {target}", "MFLOPs (multiply-adds)", label, x_scale=1e6),
-            _scatter(frame, "mac", col, out / f"mac_vs_latency_{safe}.png",
+            _scatter(frame, keys.MAC, col, out / f"mac_vs_latency_{safe}.png",
                      f"MAC vs latency: {target}", "MAC (memory access cost, M elements)", label, x_scale=1e6),
         ):
             if path is not None:
@@ -430,22 +431,23 @@ def summary_markdown(summary: dict[str, Any], frame: pd.DataFrame) -> str:
         lines.append(f"- latency on `{target}`: {_source(frame, target)}")
     over = summary.get("over_budget", [])
     lines += ["", f"## Pareto front ({len(summary['front'])} feasible trials; presets flagged)", ""]
-    columns = ["trial", "preset", *names, "feasible", "mac", "flops", "params", "arch"]
+    columns = ["trial", keys.PRESET, *names, "feasible", keys.MAC, keys.FLOPS, keys.PARAMS, keys.ARCH]
     lines.append(markdown_table(summary["front"], columns))
     if over:
         lines += ["", f"Over budget (infeasible) but not dominated by any trial: {len(over)} (`pareto.csv` holds "
                   "them with `feasible = False`; hollow markers in the plots).", "",
                   markdown_table(over, columns)]
-    presets = frame[frame["preset"].notna() & (frame["state"] == "COMPLETE")] if "preset" in frame.columns else frame.iloc[0:0]
+    presets = (frame[frame[keys.PRESET].notna() & (frame["state"] == "COMPLETE")] if keys.PRESET in frame.columns
+               else frame.iloc[0:0])
     if not presets.empty:
         lines += ["", "## Paper presets", ""]
-        cols = ["number", "preset", *[f"value:{n}" for n in names], "feasible", "on_front"]
+        cols = ["number", keys.PRESET, *[f"value:{n}" for n in names], "feasible", "on_front"]
         lines.append(markdown_table(presets[[c for c in cols if c in presets.columns]].to_dict("records"),
                                     [c for c in cols if c in presets.columns]))
     failed = frame[frame["state"] == "FAIL"] if "state" in frame.columns else frame.iloc[0:0]
     if not failed.empty:
         lines += ["", "## Failed trials", ""]
-        lines.append(markdown_table(failed[["number", FAIL_REASON_ATTR]].to_dict("records"), ["number", FAIL_REASON_ATTR]))
+        lines.append(markdown_table(failed[["number", keys.FAIL_REASON]].to_dict("records"), ["number", keys.FAIL_REASON]))
     if summary.get("plots"):
         lines += ["", "## Plots", ""]
         if "curves.png" in summary["plots"]:
@@ -464,18 +466,18 @@ def compare_fronts(studies: Sequence[optuna.Study], out: str | Path) -> list[Pat
     targets = sorted(set().union(*(latency_targets(f) for f in frames.values())))
     written = []
     for target in targets:
-        col = f"latency_ms:{target}"
+        col = keys.latency_key(target)
         fig, ax = plt.subplots(figsize=(6.4, 4.6))
         drawn = False
         for name, frame in frames.items():
-            if col not in frame.columns or "accuracy" not in frame.columns:
+            if col not in frame.columns or keys.ACCURACY not in frame.columns:
                 continue
-            done = frame[frame["state"] == "COMPLETE"].dropna(subset=[col, "accuracy"])
+            done = frame[frame["state"] == "COMPLETE"].dropna(subset=[col, keys.ACCURACY])
             if "feasible" in done.columns:
                 done = done[_flag(done["feasible"])]  # a front within the study's budgets
             if done.empty:
                 continue
-            points = done[[col, "accuracy"]].astype(float).values.tolist()
+            points = done[[col, keys.ACCURACY]].astype(float).values.tolist()
             pts = sorted((points[i] for i in non_dominated(points, [False, True])), key=lambda p: p[0])
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", ms=4, label=name)
             drawn = True
