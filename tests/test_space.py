@@ -176,3 +176,73 @@ def test_from_dict_rejects_bad_tables(table, message):
     with pytest.raises(ArchitectureError) as info:
         SearchSpace.from_dict(table)
     assert message in str(info.value)
+
+
+# -- unit types per stage -------------------------------------------------------------------------
+
+#: The shipped mixed recipe's space: ShuffleNetV2, ShuffleNetV1 (3 groups) and MobileNetV2 (t = 6) units.
+MIXED = SearchSpace(width_ranges=((48, 240), (252, 480), (492, 960)), width_divisor=12, stem_choices=(24,),
+                    conv5_choices=(0, 512, 1024), block_choices=("v2", "v1g3", "mb6"))
+
+
+def test_default_space_asks_for_no_block_and_samples_as_before():
+    assert DEFAULT_SPACE.block_choices == ("v2",) and not DEFAULT_SPACE.mixed
+    arch = DEFAULT_SPACE.sample(3)
+    assert arch.blocks == ("v2",) * 3 and "b2" not in DEFAULT_SPACE.params_of(arch)
+
+
+def test_mixed_space_suggests_a_block_per_stage_and_a_ratio_only_where_it_splits():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    blocks = set()
+    for _ in range(40):
+        trial = study.ask()
+        arch = MIXED.suggest(trial)  # every draw is a valid architecture: the space was checked when made
+        study.tell(trial, 0.0)
+        assert MIXED.contains(arch) and trial.params == MIXED.params_of(arch)
+        for i, stage in enumerate((2, 3, 4)):
+            assert trial.params[f"b{stage}"] == arch.blocks[i]
+            assert (f"r{stage}" in trial.params) == (arch.blocks[i] == "v2")
+            if arch.blocks[i] != "v2":
+                assert arch.split_ratios[i] == 0.5
+        blocks.update(arch.blocks)
+    assert blocks == {"v2", "v1g3", "mb6"}
+
+
+def test_mixed_space_samples_valid_architectures_and_enqueues_a_shufflenet_v1():
+    archs = MIXED.sample_many(100, seed=0)
+    assert len(archs) == 100 and all(MIXED.contains(a) for a in archs)
+    assert {b for a in archs for b in a.blocks} == {"v2", "v1g3", "mb6"}
+    v1 = Architecture(widths=(240, 480, 960), depths=(4, 8, 4), blocks=("v1g3",) * 3, conv5=0)
+    study = optuna.create_study()
+    study.enqueue_trial(MIXED.params_of(v1))
+    assert MIXED.suggest(study.ask()) == v1
+    assert "stage2 block mb6 not in ('v2',)" in DEFAULT_SPACE.violations(v1.replace(blocks=("mb6",) * 3, conv5=1024))
+
+
+def test_mixed_space_size_counts_ratios_only_for_splitting_units():
+    one = SearchSpace(width_ranges=((48, 48), (96, 96), (192, 192)), depth_ranges=((1, 1),) * 3, stem_choices=(24,),
+                      conv5_choices=(512,), split_ratios=(0.25, 0.5), block_choices=("v2", "mb6"))
+    assert one.size() == (2 + 1) ** 3
+    assert len(set(one.sample_many(200, seed=0))) == one.size()
+
+
+def test_mixed_space_from_a_config_table():
+    table = {"block_choices": ["v2", "v1g3", "mb6"], "width_divisor": 12, "stem_choices": [24],
+             "width_ranges": [[48, 240], [252, 480], [492, 960]], "conv5_choices": [0, 512, 1024]}
+    assert SearchSpace.from_dict(table) == MIXED
+
+
+@pytest.mark.parametrize("table, message", [
+    ({"block_choices": ["v2", "zz"]}, "block_choices: unknown block type 'zz'"),
+    ({"block_choices": ["v2", "v1g5"]}, "block_choices: block token 'v1g5'"),
+    ({"block_choices": "v2"}, "'block_choices' has the wrong type"),
+    ({"block_choices": []}, "block_choices must not be empty"),
+    ({"block_choices": ["v2", "v2"]}, "names a unit type twice"),
+    # the default widths (multiples of 4 after a 16-channel stem) do not split into 3 groups
+    ({"block_choices": ["v2", "v1g3"]}, "stage2 can draw a v1g3 unit of width 24 after 16 channels"),
+    ({"block_choices": ["v2", "mb6"], "extra_dw_choices": [False, True]}, "no extra-depthwise"),
+])
+def test_mixed_spaces_that_could_draw_an_invalid_unit_are_refused_up_front(table, message):
+    with pytest.raises(ArchitectureError) as info:
+        SearchSpace.from_dict(table)
+    assert message in str(info.value) and "\n" not in str(info.value)

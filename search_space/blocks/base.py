@@ -102,15 +102,24 @@ def register_block(cls: type[UnitSpec]) -> type[UnitSpec]:
     if not cls.family or cls.family in BLOCK_FAMILIES:
         raise ValueError(f"block family {cls.family!r} is empty or registered twice")
     BLOCK_FAMILIES[cls.family] = cls
+    _RESOLVED.clear()
     return cls
+
+
+#: token -> unit class, filled by :func:`family_of` (emptied when a family registers).
+_RESOLVED: dict[str, type[UnitSpec]] = {}
 
 
 def family_of(token: str) -> type[UnitSpec]:
     """The unit class a token names (longest family prefix first); unknown -> one-line error."""
+    found = _RESOLVED.get(token) if isinstance(token, str) else None
+    if found is not None:
+        return found
     _load_builtin_blocks()
     if isinstance(token, str):
         for family in sorted(BLOCK_FAMILIES, key=len, reverse=True):
             if token.startswith(family):
+                _RESOLVED[token] = BLOCK_FAMILIES[family]
                 return BLOCK_FAMILIES[family]
     known = ", ".join(f"{f} ({c.title})" for f, c in BLOCK_FAMILIES.items())
     raise ArchitectureError(f"unknown block type {token!r} (known families: {known})")

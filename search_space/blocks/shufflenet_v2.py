@@ -15,6 +15,7 @@ import dataclasses
 import functools
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from search_space.architecture import branch_channels  # (architecture imports the block registry lazily)
 from search_space.blocks.base import UnitError, UnitSpec, register_block
 from search_space.blocks.layers import Layer
 from search_space.blocks.ops import SE, ConvBN, Op, depthwise, path_layers, path_modules
@@ -45,8 +46,6 @@ class ShuffleNetV2Unit(UnitSpec):
     @property
     def branch(self) -> int:
         """Channels made by the conv branch (branch 2)."""
-        from search_space.architecture import branch_channels  # (architecture imports the registry lazily)
-
         return branch_channels(self.c_out, self.ratio)
 
     @property
