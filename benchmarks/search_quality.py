@@ -24,21 +24,11 @@ import optuna
 
 from evaluator.datasets import load_dataset
 from evaluator.zero_cost import naswot
+from experiments.report import hypervolume
 from experiments.search import make_sampler
 from latency_models.estimation.estimators import estimate
 from latency_models.measurement.targets import get_target
 from search_space import DEFAULT_SPACE, Architecture
-
-
-def hypervolume_2d(points: list[tuple[float, float]], ref: tuple[float, float]) -> float:
-    """Area dominated by ``points`` (both coordinates minimised) up to ``ref``."""
-    pts = sorted(p for p in points if p[0] < ref[0] and p[1] < ref[1])
-    area, best_y = 0.0, ref[1]
-    for x, y in pts:
-        if y < best_y:
-            area += (ref[0] - x) * (best_y - y)
-            best_y = y
-    return area
 
 
 def main() -> None:
@@ -82,7 +72,7 @@ def main() -> None:
         return ((-p[0] - lo[0]) / ((hi[0] - lo[0]) or 1.0), (p[1] - lo[1]) / ((hi[1] - lo[1]) or 1.0))
 
     ref = (1.1, 1.1)
-    hv = {key: hypervolume_2d([norm(p) for p in pts], ref) for key, pts in runs.items()}
+    hv = {key: hypervolume([norm(p) for p in pts], [False, False], ref) for key, pts in runs.items()}
     base = sum(hv[("random", s)] for s in args.seeds) / len(args.seeds)
     print(f"objectives: max NASWOT score (16x16 digits, batch 32) vs min guideline latency on paper-arm-sd810 (224)")
     print(f"budget: {args.trials} trials per run, seeds {args.seeds}, {len(cache)} distinct architectures scored")

@@ -47,6 +47,26 @@ def non_dominated(points: Sequence[Sequence[float]], maximize: Sequence[bool]) -
     return front
 
 
+def hypervolume(points: Sequence[Sequence[float | None]], maximize: Sequence[bool], ref: Sequence[float]) -> float:
+    """Area the points dominate up to ``ref`` (two objectives; arguments as :func:`non_dominated`).
+
+    The project's one front-quality measure. A point with a missing or non-finite value is left out
+    (it is on no front), and so is one that does not improve on ``ref`` in both objectives.
+    """
+    if len(maximize) != 2 or len(ref) != 2:
+        raise ValueError("hypervolume is defined here for two objectives")
+    sign = [-1.0 if up else 1.0 for up in maximize]
+    r = (sign[0] * ref[0], sign[1] * ref[1])
+    pts = sorted((sign[0] * p[0], sign[1] * p[1]) for p in points
+                 if all(v is not None and math.isfinite(v) for v in p))
+    area, best_y = 0.0, r[1]
+    for x, y in pts:
+        if x < r[0] and y < best_y:
+            area += (r[0] - x) * (best_y - y)
+            best_y = y
+    return area
+
+
 def front_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """Non-dominated feasible COMPLETE trials, by trial number."""
     from optuna.study import StudyDirection

@@ -112,27 +112,27 @@ class OverheadClock:
 
 
 def local_latency(arch: Architecture, target: Target, config: SearchConfig) -> LatencyRecord:
-    """One target's latency as far as it is taken here: the one place the search decides measure vs
-    estimate. Estimate-only targets get their estimate (never a measurement); measured targets are
-    measured (remote ones later, on their board) with the calibrated estimate beside it when asked."""
-    from latency_models.estimation.estimators import estimate
+    """One target's latency as far as it is taken here, through ``latency_models.latency.latency_for``
+    (the project's one measure-or-estimate rule). Estimate-only targets get their estimate (never a
+    measurement); measured targets are measured (remote ones later, on their board) with the
+    calibrated estimate beside it when asked."""
+    from latency_models.latency import latency_for
 
     model = config.latency.estimate_model
     if target.is_estimate:
-        est = estimate(arch, target, model, allow_measure=False)
+        est = latency_for(arch, target, allow_measure=False, estimate_model=model)
         return LatencyRecord.estimated(est.median_ms, est.model)
     record = LatencyRecord()
     if config.latency.record_estimates and target.calibration:
         try:  # never measures: an estimate that would need a measurement is not recorded
-            est = estimate(arch, target, model, allow_measure=False)
+            est = latency_for(arch, target, mode="estimate", allow_measure=False, estimate_model=model)
             record = LatencyRecord(estimate_ms=float(est.median_ms), estimate_model=est.model)
         except ShufflenasError:
             pass  # no calibration for this target yet: the measurement is what counts
     if target.is_remote:
         return record
-    from latency_models.measurement.measure import measure
-
-    m = measure(arch, target, budget_s=config.latency.measure_budget_s, num_classes=config.deploy_classes)
+    m = latency_for(arch, target, budget_s=config.latency.measure_budget_s, num_classes=config.deploy_classes,
+                    estimate_model=model)
     return LatencyRecord.measured(m.to_dict(), estimate=record)
 
 
