@@ -31,6 +31,7 @@ from torch import nn
 
 from latency_models.paper import paper_data
 from latency_models.costs.analytic import Layer
+from search_space.blocks.ops import ConvBN
 from latency_models.paper.paper_data import MICRO_BLOCKS, MICRO_INPUT, SCALES
 from search_space.errors import ShufflenasError
 
@@ -38,43 +39,26 @@ GUIDELINES: tuple[str, ...] = ("G1", "G2", "G3", "G4")
 _FACTORS = {"x1": 1, "x2": 2, "x4": 4}
 
 
-@dataclasses.dataclass(frozen=True)
-class Conv:
-    """A k x k conv (no bias) + BN (+ ReLU), stride 1, 'same' padding."""
-
-    c_in: int
-    c_out: int
-    k: int = 1
-    groups: int = 1
-    relu: bool = True
-
-    def layer(self, name: str, h: int, w: int) -> Layer:
-        return Layer(name, "conv", self.c_in, self.c_out, h, w, h, w, self.k, 1, self.groups, bn=True,
-                     relu=self.relu, stage="bench")
-
-    def module(self) -> nn.Module:
-        parts: list[nn.Module] = [nn.Conv2d(self.c_in, self.c_out, self.k, 1, self.k // 2, groups=self.groups,
-                                            bias=False), nn.BatchNorm2d(self.c_out)]
-        if self.relu:
-            parts.append(nn.ReLU())
-        return nn.Sequential(*parts)
+def Conv(c_in: int, c_out: int, k: int = 1, groups: int = 1, relu: bool = True) -> ConvBN:  # noqa: N802
+    """A k x k conv (no bias) + BN (+ ReLU), stride 1, 'same' padding: the units' own primitive."""
+    return ConvBN(c_in, c_out, k, 1, groups, "relu" if relu else None)
 
 
 @dataclasses.dataclass(frozen=True)
 class Series:
     """Convs one after another."""
 
-    convs: tuple[Conv, ...]
+    convs: tuple[ConvBN, ...]
 
     @property
     def c_in(self) -> int:
         return self.convs[0].c_in
 
     def layers(self, prefix: str, h: int, w: int) -> list[Layer]:
-        return [conv.layer(f"{prefix}.conv{i}", h, w) for i, conv in enumerate(self.convs)]
+        return [conv.layer(f"{prefix}.conv{i}", "bench", h, w)[0] for i, conv in enumerate(self.convs)]
 
     def module(self) -> nn.Module:
-        return nn.Sequential(*(conv.module() for conv in self.convs))
+        return nn.Sequential(*(nn.Sequential(*conv.modules()) for conv in self.convs))
 
 
 class _Concat(nn.Module):
@@ -90,21 +74,21 @@ class _Concat(nn.Module):
 class Parallel:
     """Convs reading the same input, outputs concatenated along channels."""
 
-    convs: tuple[Conv, ...]
+    convs: tuple[ConvBN, ...]
 
     @property
     def c_in(self) -> int:
         return self.convs[0].c_in
 
     def layers(self, prefix: str, h: int, w: int) -> list[Layer]:
-        layers = [conv.layer(f"{prefix}.branch{i}", h, w) for i, conv in enumerate(self.convs)]
+        layers = [conv.layer(f"{prefix}.branch{i}", "bench", h, w)[0] for i, conv in enumerate(self.convs)]
         total = sum(conv.c_out for conv in self.convs)
         layers.append(Layer(f"{prefix}.concat", "concat", total, total, h, w, h, w, inputs=len(self.convs),
                             stage="bench"))
         return layers
 
     def module(self) -> nn.Module:
-        return _Concat([conv.module() for conv in self.convs])
+        return _Concat([nn.Sequential(*conv.modules()) for conv in self.convs])
 
 
 class _Bottleneck(nn.Module):
@@ -135,7 +119,7 @@ class Bottleneck:
     def c_in(self) -> int:
         return self.c
 
-    def _convs(self) -> tuple[Conv, ...]:
+    def _convs(self) -> tuple[ConvBN, ...]:
         mid = max(1, self.c // 4)
         last_relu = self.relu and not self.shortcut
         return (Conv(self.c, mid, relu=self.relu), Conv(mid, mid, k=3, relu=self.relu),
