@@ -230,3 +230,35 @@ def test_importing_latency_models_stays_cheap():
             "assert 'latency_for' in dir(latency_models)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+# -- docs/backends.md's worked example is the code it shows -------------------------------------------
+def _doc_backend_code() -> str:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "backends.md").read_text(encoding="utf-8")
+    part = text.split("## Worked example 2", 1)[1]
+    return part.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_documented_tflite_backend_is_one_registrable_file(tmp_path):
+    namespace: dict[str, Any] = {"__name__": "tflite_example"}
+    exec(compile(_doc_backend_code(), "docs/backends.md", "exec"), namespace)
+    backend = namespace["BACKEND"]
+    assert isinstance(backend, LatencyBackend) and backend.name == "tflite"
+    register_backend(backend)
+    try:
+        target = tiny(tmp_path, "tflite", name="local-cpu-tflite")
+        assert target.backend == "tflite" and target.providers == ()
+        reason = target.unavailable_reason()
+        try:
+            import ai_edge_litert  # noqa: F401
+        except ImportError:
+            assert reason is not None and "ai-edge-litert is not installed" in reason
+            with pytest.raises(MeasurementError, match="unavailable here: ai-edge-litert is not installed"):
+                latency_for(TINY, target)
+        with pytest.raises(TargetError, match="reference applies to local onnxruntime cpu targets only"):
+            load_targets(target_file(tmp_path, '[targets.t]\ndescription = "d"\nkind = "measure"\n'
+                                               'backend = "tflite"\ndevice = "cpu"\nreference = "1.0x"\n'))
+    finally:
+        REGISTRY.unregister("tflite")
