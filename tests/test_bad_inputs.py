@@ -329,6 +329,10 @@ def cases() -> list[dict]:
     add("latency", "measure", "0.5x", "--target", "rpi4", "--ray-address", "no-port-here")
     add("latency", "measure", "0.5x", "--target", "local-cpu", "--targets-file", "in/niced.toml",
         files={"in/niced.toml": '[targets.local-cpu]\nniced = "sometimes"\n'})
+    for command in (("latency", "targets"), ("latency", "measure", "0.5x", "--target", "phone")):
+        add(*command, "--targets-file", "in/unknown-backend.toml",
+            files={"in/unknown-backend.toml": '[targets.phone]\ndescription = "d"\nkind = "measure"\n'
+                                              'backend = "tflite"\ndevice = "cpu"\n'})
     add("latency", "predict", "0.5x", "--target", "local-cpu", "--model", "lut")  # no table was built
     for flags in (("--max-size", "1x"), ("--max-size", "-5M"), ("--older-than", "-1"), ("--older-than", "nan"),
                   ("--older-than", "soon"), ("--older-than", "1", "--kind", "nope"), ()):
