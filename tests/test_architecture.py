@@ -380,3 +380,80 @@ def test_fuzzed_text_gives_architecture_or_architecture_error(text):
         else:
             assert isinstance(result, Architecture)
             assert Architecture.from_string(result.to_string()) == result
+
+
+# -- stages, unit types, strides, stem pool, no head conv ------------------------------------------
+
+MBV2 = Architecture(widths=(16, 24, 32, 64, 96, 160, 320), depths=(1, 2, 3, 4, 3, 3, 1),
+                    blocks=("mb1",) + ("mb6",) * 6, strides=(1, 2, 2, 2, 1, 2, 1), stem=32, conv5=1280,
+                    stem_pool=False)
+
+
+def test_new_parts_appear_only_when_not_default():
+    assert MBV2.to_string() == ("stem32_w16-24-32-64-96-160-320_d1-2-3-4-3-3-1_r0.5-0.5-0.5-0.5-0.5-0.5-0.5"
+                                "_k3-3-3-3-3-3-3_c1280_bmb1-mb6-mb6-mb6-mb6-mb6-mb6_s1-2-2-2-1-2-1_nopool")
+    assert MBV2.num_stages == 7 and MBV2.stage_names[-1] == "stage8"
+    data = json.loads(MBV2.to_json())
+    assert data["blocks"][0] == "mb1" and data["strides"][0] == 1 and data["stem_pool"] is False
+    one = PRESETS["1.0x"]
+    assert one.blocks == ("v2",) * 3 and one.strides == (2,) * 3 and one.stem_pool and one.num_stages == 3
+    # spelling the defaults out gives the very same value, string and id
+    spelled = Architecture(widths=(116, 232, 464), depths=(4, 8, 4), blocks=("v2",) * 3, strides=(2, 2, 2),
+                           stem_pool=True)
+    assert spelled == one and spelled.arch_id == "7e67833bedee"
+    assert Architecture.from_string(ONE_X + "_bv2-v2-v2_s2-2-2") == one
+    assert Architecture.from_dict({**json.loads(one.to_json()), "blocks": ["v2"] * 3, "strides": [2] * 3}) == one
+
+
+@pytest.mark.parametrize("arch", [
+    MBV2,
+    Architecture(widths=(240, 480, 960), depths=(4, 8, 4), blocks=("v1g3",) * 3, conv5=0),
+    Architecture(widths=(64,), depths=(3,)),
+    Architecture(widths=(48, 96, 192, 384), depths=(1, 2, 2, 1), blocks=("v2", "xc", "mb3", "v2"),
+                 split_ratios=(0.25, 0.75, 0.5, 0.5), kernels=(3, 5, 7, 3), se=True),
+    Architecture(widths=(24, 48, 96), depths=(2, 2, 2), strides=(1, 2, 2), stem=24),
+], ids=str)
+def test_generalised_forms_round_trip(arch):
+    assert Architecture.from_string(arch.to_string()) == arch
+    assert Architecture.from_json(arch.to_json()) == arch
+    assert Architecture.from_dict(arch.to_dict()) == arch
+    assert len({arch.arch_id, PRESETS["1.0x"].arch_id}) == 2
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"widths": (8,) * 9, "depths": (1,) * 9}, "an architecture has 1 to 8 stages"),
+    ({"widths": (), "depths": ()}, "an architecture has 1 to 8 stages"),
+    ({"blocks": ("v2", "v2")}, "blocks must have 3 entries"),
+    ({"strides": (2, 2, 2, 2)}, "strides must have 3 entries"),
+    ({"kernels": (3, 3)}, "kernels must have 3 entries"),
+    ({"strides": (2, 3, 2)}, "strides[1] must be 1 or 2"),
+    ({"blocks": ("v2", 3, "v2")}, "blocks[1] must be a unit token"),
+    ({"blocks": "v2"}, "blocks must be a list"),
+    ({"blocks": ("v2", "q9", "v2")}, "blocks[1]: unknown block type 'q9'"),
+    ({"stem_pool": "no"}, "stem_pool must be true or false"),
+    ({"conv5": 9000}, "conv5 must be in 0..8192"),
+    ({"widths": list(range(2, 100002, 2)), "depths": (4, 8, 4)}, "more entries than a network has stages"),
+])
+def test_generalised_fields_are_validated_in_one_line(changes, message):
+    with pytest.raises(ArchitectureError) as info:
+        Architecture(**{**BASE, **changes})
+    assert message in str(info.value) and "\n" not in str(info.value) and len(str(info.value)) < 300
+
+
+@pytest.mark.parametrize("text, message", [
+    (ONE_X + "_b", "bad value '' for field 'b'"),
+    (ONE_X + "_bV2-v2-v2", "bad value"),
+    (ONE_X + "_bv2-v2", "blocks must have 3 entries"),
+    (ONE_X + "_s2-x-2", "bad value"),
+    (ONE_X + "_nopoolyes", "bad value 'yes' for field 'nopool'"),
+    (ONE_X + "_nopool_nopool", "field 'nopool' given twice"),
+])
+def test_generalised_string_parts_are_parsed_strictly(text, message):
+    with pytest.raises(ArchitectureError) as info:
+        Architecture.from_string(text)
+    assert message in str(info.value)
+
+
+def test_strides_in_json_must_be_integers():
+    with pytest.raises(ArchitectureError, match=r"strides\[0\] must be a JSON integer"):
+        Architecture.from_json('{"widths": [116, 232, 464], "depths": [4, 8, 4], "strides": [2.0, 2, 2]}')
