@@ -315,6 +315,9 @@ def cases() -> list[dict]:
             add(*command, name, files={name: strict_json[name]})
         add("export", name, "--out", "existing.onnx", files={name: strict_json[name]})
     add("arch", "cost", f"stem24_w{huge_int}-232-464_d4-8-4", "--json")
+    # unit types per stage: an unknown token, and a unit its stage's shapes cannot build
+    add("arch", "show", "stem24_w116-232-464_d4-8-4_bzz-v2-v2")
+    add("arch", "cost", "stem24_w116-232-464_d4-8-4_bv1g3-v1g3-v1g3", "--json")
     for flag, value in (("--input-size", "100000"), ("--num-classes", str(2**40)), ("--batch", str(2**40))):
         add("arch", "cost", "1.0x", flag, value, "--json")
         if flag != "--batch":
@@ -346,7 +349,9 @@ def cases() -> list[dict]:
                        ("batch-huge", "[proxy]\nbatch_size = 100000\n"), ("input-huge", "[proxy]\ninput_size = 100000\n"),
                        ("limit-tiny", "[proxy]\nlimit = 2\n"), ("limit-type", '[proxy]\nlimit = "all"\n'),
                        ("estimator-magic", '[latency]\nestimate_model = "magic"\n'),
-                       ("remote-no-cluster", 'targets = ["local-cpu", "rpi4"]\nworkers = 2\n')):
+                       ("remote-no-cluster", 'targets = ["local-cpu", "rpi4"]\nworkers = 2\n'),
+                       ("blocks-invalid", '[space]\nblock_choices = ["v2", "v1g3"]\n'),
+                       ("blocks-unknown", '[space]\nblock_choices = ["v2", "zz"]\n')):
         add(*checked, "--config", f"in/search-{name}.toml", files={f"in/search-{name}.toml": text})
     for dataset, root in (("nope", None), ("imagefolder", "in/missing-dir"), ("imagefolder", "in/no-images"),
                           ("imagefolder", "in/corrupt-images"), ("cifar10", "in/cifar-corrupt")):
