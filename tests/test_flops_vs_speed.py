@@ -228,3 +228,51 @@ def test_bad_config_is_one_line(capsys, tmp_path, tiny_env, body, message):
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
     assert not (tmp_path / "from-config").exists()
+
+
+# -- across families (--family) ------------------------------------------------------------------------
+def test_family_architectures_add_every_table8_network_once():
+    from search_space import PRESETS
+    from search_space.presets import FAMILY_PRESETS
+
+    archs = study_architectures(2, seed=0, families=True)
+    assert len(archs) == len(set(archs)) == 4 + 1 + len(FAMILY_PRESETS) + 2  # ShuffleNetV2, 2.0x-se, others, samples
+    assert {PRESETS[name] for name in FAMILY_PRESETS} <= set(archs)
+    assert study_architectures(2, seed=0) == [a for a in archs if a in set(study_architectures(2, seed=0))]
+
+
+def test_family_run_on_estimate_only_targets_compares_families_and_table8(cli_here, tmp_path):
+    out = tmp_path / "fam"
+    result = cli_here("study", "flops-vs-speed", "--samples", "1", "--target", "paper-gpu-1080ti", "--family",
+                      "--out", str(out), "--json", env={"SHUFFLENAS_HOME": str(tmp_path / "home")})
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout.strip().splitlines()[-1])
+    table = pd.read_csv(out / "flops_vs_speed.csv", keep_default_na=False)
+    assert set(table["family"]) == {"shufflenetv2", "mobilenetv2", "shufflenetv1", "xception", "sampled"}
+    assert set(table["source"]) == {"estimate:guideline"}
+    pairs = pd.read_csv(out / "family_pairs.csv")
+    assert len(pairs) and (pairs["fast_family"] != pairs["slow_family"]).all()
+    assert (pairs["flops_diff_pct"] <= 5.0 + 1e-9).all() and (pairs["latency_ratio"] >= 1.0).all()
+    # MobileNetV2 1.0 and ShuffleNetV2 1.5x: 1.7% apart in FLOPs, a cross-family pair
+    assert {"mobilenetv2-1.0", "1.5x"} in [{r.fast_preset, r.slow_preset} for r in pairs.itertuples()]
+    t8 = pd.read_csv(out / "table8.csv")
+    assert list(t8["preset"][-4:]) == ["mobilenetv2-1.0", "mobilenetv2-1.4", "shufflenetv1-2.0x-g3", "xception"]
+    assert (t8["paper-gpu-1080ti ms"] > 0).all() and t8.loc[t8["preset"] == "mobilenetv2-1.0", "mflops"].item() == \
+        pytest.approx(300.0, rel=0.02)
+    assert list(t8["in_calibration"]) == [True] * 5 + [False] * 4
+    assert len(info["table8"]) == 9 and info["family_pairs"]
+    summary = (out / "summary.md").read_text()
+    assert "different families" in summary and "Table 8 networks" in summary and "MobileNetV2 1.4" in summary
+
+
+def test_family_key_in_the_recipe(tmp_path):
+    from experiments.cli.study_flops import read_study_config
+    from experiments.config import ConfigError
+
+    good = tmp_path / "good.toml"
+    good.write_text("[flops_vs_speed]\nfamily = true\n")
+    assert read_study_config(str(good))["family"] is True
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[flops_vs_speed]\nfamily = 1\n")
+    with pytest.raises(ConfigError, match="flops_vs_speed.family .* must be true or false"):
+        read_study_config(str(bad))

@@ -17,6 +17,7 @@ CONFIG_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "samples": ((int,), "an integer > 0"), "targets": ((list, str), "a list of target names"),
     "seed": ((int,), "an integer"), "out": ((str,), "a directory path"),
     "budget_s": ((int, float), "a number of seconds > 0"), "targets_file": ((str,), "a TOML file path"),
+    "family": ((bool,), "true or false"),
 }
 
 
@@ -36,7 +37,7 @@ def read_study_config(path: str) -> dict[str, Any]:
                           f"(known: {', '.join(CONFIG_KEYS)})")
     for key, value in section.items():
         types, meaning = CONFIG_KEYS[key]
-        ok = isinstance(value, types) and not isinstance(value, bool)
+        ok = isinstance(value, types) and (bool in types or not isinstance(value, bool))
         if ok and key == "targets":
             ok = isinstance(value, str) or (bool(value) and all(isinstance(t, str) and t for t in value))
         if ok and key in ("samples", "budget_s"):
@@ -67,9 +68,14 @@ def read_study_config(path: str) -> dict[str, Any]:
               help="Seconds of timed runs per measurement (default: the measurement module's).")
 @click.option("--targets-file", type=click.Path(dir_okay=False), default=None,
               help="Extra targets TOML (added to the built-in targets).")
+@click.option("--family/--no-family", "family", default=None,
+              help="Also the paper's Table 8 networks of other families (MobileNetV2 1.0/1.4, ShuffleNetV1 "
+                   "1.0x/2.0x g3, Xception, SE-ShuffleNetV2): writes family_pairs.csv (same FLOPs, different "
+                   "family) and table8.csv (the paper's figures beside this study's) [default: off].")
 @json_option
 def flops_vs_speed(config_path: str | None, samples: int | None, target_names: tuple[str, ...], out: str | None,
-                   seed: int | None, budget_s: float | None, targets_file: str | None, as_json: bool) -> None:
+                   seed: int | None, budget_s: float | None, targets_file: str | None, family: bool | None,
+                   as_json: bool) -> None:
     """Why FLOPs is not speed: sample architectures, measure (or estimate) them per target and write
     flops_vs_speed.csv/.parquet, correlations.csv, same_flops_pairs.csv, scatter PNGs and summary.md."""
     from experiments.studies.flops_vs_speed import check_out_dir, run_study
@@ -82,6 +88,7 @@ def flops_vs_speed(config_path: str | None, samples: int | None, target_names: t
     seed = seed if seed is not None else recipe.get("seed", 0)
     budget_s = budget_s if budget_s is not None else recipe.get("budget_s")
     targets_file = targets_file if targets_file is not None else recipe.get("targets_file")
+    family = family if family is not None else recipe.get("family", False)
     where = " (or in the --config file's [flops_vs_speed])"
     for value, flag in ((samples, "--samples"), (target_names, "--target"), (out, "--out")):
         if not value:
@@ -100,17 +107,44 @@ def flops_vs_speed(config_path: str | None, samples: int | None, target_names: t
                    f"{row['flops'] / 1e6:8.1f} MFLOPs {row['latency_ms']:9.3f} ms  ({note})", err=True)
 
     command = "shufflenas " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
-    result = run_study(targets, samples, out, seed=seed, budget_s=budget_s, command=command, on_progress=progress)
+    result = run_study(targets, samples, out, seed=seed, budget_s=budget_s, command=command, on_progress=progress,
+                       families=family)
     if as_json:
         emit_json({
             "out": str(result.out_dir), "files": [str(p) for p in result.files], "rows": len(result.table),
             "samples": samples, "seed": seed, "targets": [t.name for t in targets],
             "correlations": result.correlations.to_dict(orient="records"),
             "same_flops_pairs": result.pairs[result.pairs["rank"] == 1].to_dict(orient="records"),
+            **(_family_json(result.table) if family else {}),
         })
         return
     _print_table(result)
+    if family:
+        _print_families(result.table)
     click.echo(f"wrote {len(result.files)} files to {Path(result.out_dir)}")
+
+
+def _family_json(table: Any) -> dict[str, Any]:
+    from experiments.studies.families import cross_family_pairs, table8_comparison
+    from experiments.studies.flops_vs_speed import FLOPS_TOLERANCE
+
+    t8 = table8_comparison(table)
+    return {"family_pairs": cross_family_pairs(table, FLOPS_TOLERANCE).to_dict(orient="records"),
+            "table8": t8.astype(object).where(t8.notna(), None).to_dict(orient="records")}
+
+
+def _print_families(table: Any) -> None:
+    """The widest same-FLOPs, different-family pair per target (the paper's point across families)."""
+    from experiments.studies.families import cross_family_pairs
+    from experiments.studies.flops_vs_speed import FLOPS_TOLERANCE
+
+    pairs = cross_family_pairs(table, FLOPS_TOLERANCE)
+    for target, group in pairs.groupby("target", sort=False):
+        top = group.iloc[0]
+        kind = "" if top["source"] == "measured" else f" ({top['source']})"
+        click.echo(f"{target}{kind}: {top['slow_preset']} is {top['latency_ratio']:.2f}x slower than "
+                   f"{top['fast_preset']} at {top['flops_diff_pct']:.1f}% FLOPs difference "
+                   f"({top['slow_ms']:.2f} vs {top['fast_ms']:.2f} ms); see table8.csv")
 
 
 def _print_table(result: Any) -> None:

@@ -8,6 +8,8 @@ architectures whose FLOPs agree within +-5%.
 
 Outputs (all under ``out_dir``): ``flops_vs_speed.csv`` / ``.parquet`` (one row per architecture and
 target), ``correlations.csv``, ``same_flops_pairs.csv``, ``scatter_<target>.png`` and ``summary.md``.
+With ``families`` the Table 8 networks of the other families join (:mod:`experiments.studies.families`),
+and ``family_pairs.csv`` / ``table8.csv`` say how they compare.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import pandas as pd
 from latency_models.costs.analytic import summary
 from search_space import DEFAULT_SPACE, PAPER_PRESETS, Architecture, SearchSpace, preset_name
 from experiments.plotting import label_points
+from experiments.studies import families as fam
 from experiments.studies.common import StudyError, check_out_dir
 
 if TYPE_CHECKING:
@@ -53,11 +56,14 @@ class StudyResult:
 
 # -- inputs ------------------------------------------------------------------------------------------
 def study_architectures(samples: int, seed: int = 0, space: SearchSpace = DEFAULT_SPACE,
-                        presets: bool = True) -> list[Architecture]:
-    """``samples`` random architectures from ``space`` plus the paper presets (no duplicates)."""
+                        presets: bool = True, families: bool = False) -> list[Architecture]:
+    """``samples`` random architectures from ``space`` plus the paper presets (no duplicates); with
+    ``families`` every Table 8 network (MobileNetV2, ShuffleNetV1, Xception, SE-ShuffleNetV2) too."""
     if samples <= 0:
         raise StudyError(f"--samples must be > 0, got {samples}")
     archs = list(PAPER_PRESETS.values()) if presets else []
+    if families:
+        archs += [a for a in fam.family_architectures() if a not in archs]
     for arch in space.sample_many(samples, seed=seed):
         if arch not in archs:
             archs.append(arch)
@@ -106,7 +112,8 @@ def collect(archs: Sequence[Architecture], targets: Sequence[Target], *, budget_
                 cost_cache[key] = summary(arch, target.input_size)
             row: dict[str, Any] = {
                 "target": target.name, "arch": arch.to_string(), "arch_id": arch.arch_id,
-                "preset": preset_name(arch) or "", "input_size": target.input_size, "batch": target.batch,
+                "preset": preset_name(arch) or "", "family": fam.family_label(preset_name(arch) or ""),
+                "input_size": target.input_size, "batch": target.batch,
                 **{m: cost_cache[key][m] for m in COST_METRICS},
             }
             row.update(_latency(arch, plan, budget_s))
@@ -272,6 +279,7 @@ def summary_markdown(table: pd.DataFrame, corr: pd.DataFrame, pairs: pd.DataFram
         presets["mac"] = presets["mac"] / 1e6
         presets = presets.rename(columns={"flops": "MFLOPs", "mac": "MAC (M)", "latency_ms": "ms"})
         lines += ["## Paper presets", "", _md_table(presets, "{:.2f}"), ""]
+    lines += fam.families_markdown(table, FLOPS_TOLERANCE, _md_table)
     return "\n".join(lines)
 
 
@@ -287,12 +295,12 @@ def _pair_sentence(row: pd.Series) -> str:
 
 def run_study(targets: Sequence[Target], samples: int, out_dir: str | Path, *, seed: int = 0,
               budget_s: float | None = None, space: SearchSpace = DEFAULT_SPACE, command: str = "",
-              on_progress: Progress | None = None) -> StudyResult:
+              on_progress: Progress | None = None, families: bool = False) -> StudyResult:
     """Sample, measure or estimate, analyse and write every output; returns the tables."""
     if not targets:
         raise StudyError("give at least one --target")
     out = check_out_dir(out_dir)
-    archs = study_architectures(samples, seed, space)
+    archs = study_architectures(samples, seed, space, families=families)
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     table = collect(archs, targets, budget_s=budget_s, on_progress=on_progress)
     load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -306,5 +314,9 @@ def run_study(targets: Sequence[Target], samples: int, out_dir: str | Path, *, s
     pairs.to_csv(files[3], index=False)
     load = (load_before, load_after) if load_before is not None else None
     files[4].write_text(summary_markdown(table, corr, pairs, command=command, load=load))
+    if families:
+        files += [out / "family_pairs.csv", out / "table8.csv"]
+        fam.cross_family_pairs(table, FLOPS_TOLERANCE).to_csv(files[-2], index=False)
+        fam.table8_comparison(table).to_csv(files[-1], index=False)
     files += scatter_plots(table, out)
     return StudyResult(table, corr, pairs, out, tuple(files))
