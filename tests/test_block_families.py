@@ -223,6 +223,14 @@ def test_impossible_units_are_refused_in_one_line(token, kwargs, words):
     assert words in message and "\n" not in message and len(message) < 400
 
 
+@pytest.mark.parametrize("token", ["mb0", "mb9", "v1g5", "v1g", "xc2", "mbx"])
+def test_bad_tokens_are_refused_before_any_shape_is_known(token):
+    from search_space.blocks import check_token
+
+    with pytest.raises(ArchitectureError, match=f"block token '{token}'"):
+        check_token(token)
+
+
 def test_modules_pickle_and_the_files_import_without_torch():
     module = unit_spec("v1g3", c_in=240, c_out=240, stride=1).module()
     assert type(pickle.loads(pickle.dumps(module))).__name__ == "ShuffleV1Block"

@@ -40,7 +40,10 @@ class MobileNetV2Unit(UnitSpec):
     @classmethod
     def from_token(cls, token: str, *, c_in: int, c_out: int, stride: int, ratio: float = 0.5, kernel: int = 3,
                    se: bool = False, extra_dw: bool = False) -> MobileNetV2Unit:
-        return cls(c_in, c_out, stride, kernel, se, extra_dw, expansion=_option(token, cls.family, "expansion"))
+        expansion = _option(token, cls.family, "expansion")
+        if expansion not in EXPANSIONS:  # a token-level fact: checked even where shapes are not known yet
+            raise ArchitectureError(f"block token {token!r}: mb takes an expansion t in 1..8 (mb1 .. mb8)")
+        return cls(c_in, c_out, stride, kernel, se, extra_dw, expansion=expansion)
 
     @property
     def token(self) -> str:
