@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Callable, Hashable
 from typing import Any, Protocol, runtime_checkable
 
+from search_space.errors import first_line
 from evaluator.datasets import DataSplit
 from evaluator.proxy import ProxyConfig, ProxyResult
 from search_space import Architecture
@@ -112,5 +113,5 @@ class EvaluatorBase:
 
 def describe_exception(exc: BaseException) -> str:
     """``Type: message`` on one line (the first line of the message)."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    text = first_line(exc)
+    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text

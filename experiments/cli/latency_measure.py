@@ -54,21 +54,14 @@ def _measure_remote(architecture: Architecture, target: Any, budget_s: float | N
     if not address:
         raise ShufflenasError(f"{target.name} is a remote target ({', '.join(target.resources)}): pass "
                               "--ray-address HEAD:6379 (or set RAY_ADDRESS) to reach the cluster its board joined")
-    from evaluator.ray_evaluator import check_ray_address
-
-    check_ray_address(address)  # seconds, where Ray's own connection loop would retry for minutes
-    import ray
-
+    from evaluator.ray_connect import ensure_ray, release_ray
     from evaluator.remote_latency import measure_remote
 
-    try:
-        ray.init(address=address, log_to_driver=False, configure_logging=False)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise ShufflenasError(f"cannot connect to the Ray cluster at {address}: {str(exc).splitlines()[0]}") from None
+    owned = ensure_ray(address)  # probes the address first: seconds, where Ray's own loop retries for minutes
     try:
         return measure_remote(architecture, target, budget_s=budget_s, cache=use_cache)
     finally:
-        ray.shutdown()
+        release_ray(owned)
 
 
 @click.command()

@@ -29,7 +29,7 @@ from latency_models.costs.analytic import Layer, architecture_layers, is_misalig
 from latency_models.atomic import atomic_write_text
 from latency_models.paths import SHIPPED_CALIBRATIONS, calibration_dir, safe_file
 from search_space import Architecture
-from search_space.errors import ShufflenasError
+from search_space.errors import ShufflenasError, first_line
 
 if TYPE_CHECKING:
     from latency_models.measurement.targets import Target
@@ -191,7 +191,7 @@ class GuidelineModel:
                        dict(data.get("quality") or {}), str(data.get("provenance", "")))
         except (ValueError, KeyError, TypeError) as exc:
             reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-            detail = f"missing key {reason!r}" if isinstance(exc, KeyError) else str(reason).splitlines()[0]
+            detail = f"missing key {reason!r}" if isinstance(exc, KeyError) else first_line(reason)
             raise CalibrationError(f"corrupted calibration file {source}: {detail}") from None
 
     def save(self, path: str | Path) -> Path:

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from search_space.errors import first_line
 from latency_models.paths import cache_dir
 
 FILENAME = "measurements.sqlite"
@@ -58,7 +59,7 @@ class MeasurementCache:
             return None
 
     def _disable(self, exc: Exception) -> None:
-        self._broken = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        self._broken = first_line(exc)
         warnings.warn(f"measurement cache {self.path} is unusable ({self._broken}); measuring without it "
                       "(delete the file to start a fresh cache)", MeasurementCacheWarning, stacklevel=3)
 

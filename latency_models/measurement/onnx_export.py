@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Literal
 
 import torch
 
+from latency_models.atomic import atomic_write_bytes
 from latency_models.costs.memory import require_fits
 from search_space import Architecture, build_model
 from search_space.errors import ShufflenasError
@@ -95,11 +95,7 @@ def export_bytes(arch: Architecture, input_size: int = 224, num_classes: int = 1
 
 def write_atomic(path: Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a unique temporary file and a rename (safe for concurrent writers)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(data):x}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return path
+    return atomic_write_bytes(path, data)
 
 
 def export_file(arch: Architecture, path: str | Path, input_size: int = 224, num_classes: int = 1000,
