@@ -11,8 +11,9 @@ and do not count.
 Everything that can be checked without the study is checked first (``experiments.search_checks``):
 a failing check is one line, and no storage, lock file or output folder has been created. Ray and
 the evaluator start only after that, when the first training is submitted. The study itself
-(open, validate, seed, count, reuse) is ``experiments.study_handling``; what a trial stores is an
-``experiments.trial_record.TrialRecord``.
+(open, validate, seed, count, reuse) is ``experiments.study_handling``; the work on one trial
+(ask, latency, settle) is ``experiments.trial_steps``; what a trial stores is an
+``experiments.trial_record.TrialRecord``. This module is the scheduling loop.
 
 Latency measurement and training share this machine's cores, so with ``latency.isolate`` (the
 default) local measurements run only while no local training is in flight: the driver works in
@@ -24,24 +25,24 @@ targets (a Ray resource label) are measured on their board while the training ru
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from evaluator.ray_connect import check_ray_address
 from experiments import search_checks as checks
+from experiments import trial_steps as steps
 from experiments.config import SearchConfig
-from experiments.failures import ENVIRONMENT_FAILURE_LIMIT, failure_kind
+from experiments.failures import ENVIRONMENT_FAILURE_LIMIT
 from experiments.objectives import Budget, Objective, parse_budgets, parse_objectives
 from experiments.progress import SearchProgress
 from experiments.search_checks import largest_candidate, resolve_targets
 from experiments.storage import check_writer_free, open_storage, owner_token, writer_lock
 from experiments.study_handling import (STUDY_FORMAT, ReuseIndex, SearchError, StudySetup, TrialCounts, count_trials,
                                         make_sampler, open_study, proxy_key, seed_queue, target_total)
-from experiments.trial_record import MAC, OWNER, LatencyRecord, TrialRecord, finite, plain
-from search_space import DEFAULT_SPACE, Architecture, SearchSpace, preset_name
-from search_space.errors import ShufflenasError
+from experiments.trial_record import OWNER, PRESET, TrialRecord
+from experiments.trial_steps import OverheadClock, PendingTrial, local_latency
+from search_space import DEFAULT_SPACE, SearchSpace
 
 if TYPE_CHECKING:
     import optuna
@@ -50,18 +51,11 @@ if TYPE_CHECKING:
 
 EVAL_POLL_S = 0.5
 __all__ = ["STUDY_FORMAT", "EnvironmentStopError", "SearchDriver", "SearchError", "SearchResult", "check_ray_address",
-           "largest_candidate", "make_sampler", "proxy_key", "resolve_targets", "run_search"]
+           "largest_candidate", "local_latency", "make_sampler", "proxy_key", "resolve_targets", "run_search"]
 
 
 class EnvironmentStopError(SearchError):
     """Trials keep failing for a reason outside the candidates: the search stops (resumable)."""
-
-
-def _trace(event: str, number: int) -> None:
-    """``trace: EVENT TRIAL`` on stderr when ``SHUFFLENAS_TRACE`` is set, so crash tests can kill the
-    driver in a known phase (measure, train, told)."""
-    if os.environ.get("SHUFFLENAS_TRACE"):
-        os.write(2, f"trace: {event} {number}\n".encode())
 
 
 @dataclasses.dataclass
@@ -94,58 +88,6 @@ class SearchResult:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-class OverheadClock:
-    """Sums the driver's own time (ask, tell, bookkeeping, storage writes): ``with clock: ...``."""
-
-    def __init__(self) -> None:
-        self.total = 0.0
-        self._started = 0.0
-
-    def __enter__(self) -> OverheadClock:
-        self._started = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.total += time.perf_counter() - self._started
-
-
-def local_latency(arch: Architecture, target: Target, config: SearchConfig) -> LatencyRecord:
-    """One target's latency as far as it is taken here, through ``latency_models.latency.latency_for``
-    (the project's one measure-or-estimate rule). Estimate-only targets get their estimate (never a
-    measurement); measured targets are measured (remote ones later, on their board) with the
-    calibrated estimate beside it when asked."""
-    from latency_models.latency import latency_for
-
-    model = config.latency.estimate_model
-    if target.is_estimate:
-        est = latency_for(arch, target, allow_measure=False, estimate_model=model)
-        return LatencyRecord.estimated(est.median_ms, est.model)
-    record = LatencyRecord()
-    if config.latency.record_estimates and target.calibration:
-        try:  # never measures: an estimate that would need a measurement is not recorded
-            est = latency_for(arch, target, mode="estimate", allow_measure=False, estimate_model=model)
-            record = LatencyRecord(estimate_ms=float(est.median_ms), estimate_model=est.model)
-        except ShufflenasError:
-            pass  # no calibration for this target yet: the measurement is what counts
-    if target.is_remote:
-        return record
-    m = latency_for(arch, target, budget_s=config.latency.measure_budget_s, num_classes=config.deploy_classes,
-                    estimate_model=model)
-    return LatencyRecord.measured(m.to_dict(), estimate=record)
-
-
-@dataclasses.dataclass
-class _Pending:
-    """A trial between ask and tell; ``record`` grows as results arrive."""
-
-    trial: optuna.trial.Trial
-    arch: Architecture | None
-    record: TrialRecord
-    remote: dict[str, Any] = dataclasses.field(default_factory=dict)   # target name -> ray ObjectRef
-    reused: bool = False            # the proxy result comes from an earlier trial (no training)
-    failure_kind: str | None = None  # set when the failure was classified from its exception
 
 
 class SearchDriver:
@@ -225,7 +167,7 @@ class SearchDriver:
         total = target_total(self.config, self.space)
         finished = self._counts().finished
         new_trials = 0
-        pending: dict[str, _Pending] = {}
+        pending: dict[str, PendingTrial] = {}
         self._progress = SearchProgress(total, min(finished, total), title=self.config.study,
                                         enabled=self.config.progress)
         for note in self.notes:
@@ -259,12 +201,12 @@ class SearchDriver:
                     pass
         return self._result(total, new_trials, time.perf_counter() - start)
 
-    def _start_round(self, n: int, pending: dict[str, _Pending]) -> int:
+    def _start_round(self, n: int, pending: dict[str, PendingTrial]) -> int:
         """Ask ``n`` trials; measure them (after draining local trainings when isolating); submit them."""
-        batch: list[_Pending] = []
+        batch: list[PendingTrial] = []
         for _ in range(n):
             with self.clock:
-                item = self._ask()
+                item = steps.ask(self.study, self.space, self.config, self.owner, self.proxy_key)
             if item.arch is None:
                 self._finish(item, None)
                 continue
@@ -281,11 +223,11 @@ class SearchDriver:
             batch.append(item)
         if not batch:
             return n
-        if self.config.latency.isolate and pending and not self._all_cached(batch):
+        if self.config.latency.isolate and pending and not steps.all_cached(batch, self.targets, self.config):
             while pending:  # trainings would share the cores with the measurement
                 self._collect(pending)
         for item in batch:
-            self._take_latency(item)
+            steps.take_latency(item, self.targets, self.config)
             if item.record.failed or item.reused:
                 self._finish(item, None)
                 self._progress_update()
@@ -293,17 +235,17 @@ class SearchDriver:
             self._submit(item, pending)
         return n
 
-    def _submit(self, item: _Pending, pending: dict[str, _Pending]) -> None:
+    def _submit(self, item: PendingTrial, pending: dict[str, PendingTrial]) -> None:
         from evaluator.base import EvalTask
 
         evaluator = self._get_evaluator()
         key = f"{self.config.study}:{item.trial.number}"
         with self.clock:
             evaluator.submit(EvalTask(key, item.arch, self.proxy_config))
-            _trace("train", item.trial.number)
+            steps.trace("train", item.trial.number)
         pending[key] = item
 
-    def _collect(self, pending: dict[str, _Pending]) -> None:
+    def _collect(self, pending: dict[str, PendingTrial]) -> None:
         outcomes = self._get_evaluator().poll(EVAL_POLL_S)
         for outcome in outcomes:
             item = pending.pop(outcome.key, None)
@@ -312,7 +254,7 @@ class SearchDriver:
         if outcomes:
             self._progress_update()
 
-    def _requeue_pending(self, pending: dict[str, _Pending]) -> None:
+    def _requeue_pending(self, pending: dict[str, PendingTrial]) -> None:
         """Fail and re-queue the trials still in flight when the search stops on its own."""
         from optuna.trial import TrialState
 
@@ -326,115 +268,35 @@ class SearchDriver:
                                          user_attrs=TrialRecord(requeued_from=item.trial.number).to_user_attrs())
         pending.clear()
 
-    # -- one trial ----------------------------------------------------------------------------
-    def _ask(self) -> _Pending:
-        from latency_models.costs.analytic import summary
-
-        trial = self.study.ask()
-        trial.set_user_attr(OWNER, self.owner)
-        record = TrialRecord(owner=self.owner, proxy_key=self.proxy_key)
-        try:
-            arch = self.space.suggest(trial)
-        except ShufflenasError as exc:
-            return _Pending(trial, None, record.failing(f"invalid architecture: {exc}"))
-        costs = summary(arch, self.config.deploy_input, self.config.deploy_classes)
-        return _Pending(trial, arch, record.with_arch(arch.to_string(), arch.arch_id, preset_name(arch), costs))
-
-    def _take_latency(self, item: _Pending) -> None:
-        """Every target's latency taken here (remote ones submitted); a failure fails the trial."""
-        try:
-            item.remote = self._submit_remote(item.arch)
-            _trace("measure", item.trial.number)
-            for name, target in self.targets.items():
-                item.record = item.record.with_latency(name, local_latency(item.arch, target, self.config))
-        except ShufflenasError as exc:
-            item.record, item.failure_kind = item.record.failing(f"latency: {exc}"), failure_kind(exc)
-        except Exception as exc:  # export / runtime failure of this candidate
-            reason = f"latency: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
-            item.record, item.failure_kind = item.record.failing(reason), failure_kind(exc)
-
-    def _submit_remote(self, arch: Architecture) -> dict[str, Any]:
-        remote = {name: t for name, t in self.targets.items() if t.is_remote}
-        if not remote:
-            return {}
-        from evaluator.remote_latency import submit_measurement
-
-        budget = self.config.latency.measure_budget_s
-        return {name: submit_measurement(arch, t, budget_s=budget) for name, t in remote.items()}
-
-    def _collect_remote(self, item: _Pending) -> str | None:
-        """The remote measurements into the record; the failure reason, if one failed."""
-        import ray
-
-        from evaluator.remote_latency import collect
-
-        for name, ref in item.remote.items():
-            try:
-                m = collect(ray.get(ref), item.arch, self.targets[name])
-            except Exception as exc:  # the board died or the measurement raised
-                return f"latency on {name} failed: {' '.join(str(exc).split())[:300]}"
-            data = m.to_dict() if hasattr(m, "to_dict") else dict(m)
-            item.record = item.record.with_latency(name, LatencyRecord.measured(data, estimate=item.record.latency.get(name)))
-        return None
-
-    def _all_cached(self, batch: list[_Pending]) -> bool:
-        """Whether every local measurement of ``batch`` is already in the measurement cache."""
-        from latency_models.measurement.measure import lookup
-
-        local = [t for t in self.targets.values() if not t.is_estimate and not t.is_remote]
-        if self.config.deploy_classes != 1000:
-            return not local
-        return all(lookup(item.arch, t) is not None for item in batch for t in local)
-
-    def _finish(self, item: _Pending, outcome: Any) -> bool:
+    def _finish(self, item: PendingTrial, outcome: Any) -> bool:
         """Tell one trial; returns True when it completed (False: failed with a reason)."""
         from optuna.trial import TrialState
 
-        reason = item.record.fail_reason
-        if reason is None and outcome is not None:
-            if not outcome.ok:
-                reason = f"training failed: {outcome.error or 'unknown error'}"
-            else:
-                item.record = item.record.with_result(outcome.result, getattr(outcome, "attempts", 1),
-                                                      getattr(outcome, "worker_pid", None))
-                if not finite(item.record.accuracy):
-                    reason = f"training gave no finite accuracy ({item.record.accuracy!r})"
-        if reason is None and item.remote:
-            reason = self._collect_remote(item)
-        attrs = item.record.to_user_attrs()
-        values = None
-        if reason is None:
-            values = [attrs.get(o.key) for o in self.objectives]
-            missing = [o.name for o, v in zip(self.objectives, values) if not finite(v)]
-            if missing:
-                reason = f"no finite value for objective(s) {', '.join(missing)}"
+        told = steps.settle(item, outcome, self.targets, self.objectives)
         trial = item.trial
         with self.clock:
-            if reason is not None:
-                kind = item.failure_kind or failure_kind(reason)
-                attrs = dataclasses.replace(item.record, fail_reason=None).failing(reason[:1000], kind).to_user_attrs()
-            for key, value in attrs.items():
+            for key, value in told.attrs.items():
                 if key != OWNER:
-                    trial.set_user_attr(key, plain(value))
-            if reason is not None:
+                    trial.set_user_attr(key, value)
+            if told.values is None:
                 self.study.tell(trial, state=TrialState.FAIL)
             else:
                 for budget in self.budgets:
-                    trial.set_constraint(budget.constraint_key, budget.violation(attrs[budget.key]))
-                self.study.tell(trial, values)
-            _trace("told", trial.number)
-        if reason is None:
+                    trial.set_constraint(budget.constraint_key, budget.violation(told.attrs[budget.key]))
+                self.study.tell(trial, told.values)
+            steps.trace("told", trial.number)
+        if told.reason is None:
             self._environment_failures = 0
-            self._log(self._describe(trial.number, attrs))
+            self._log(steps.describe(trial.number, told.attrs, list(self.targets), self.budgets, self.config.study))
             return True
-        if kind == "environment":
-            self._environment_failure(item, reason)
+        if told.kind == "environment":
+            self._environment_failure(item, told.reason)
         else:
             self._environment_failures = 0
-            self._log(f"trial {trial.number} failed: {reason[:200]}")
+            self._log(f"trial {trial.number} failed: {told.reason[:200]}")
         return False
 
-    def _environment_failure(self, item: _Pending, reason: str) -> None:
+    def _environment_failure(self, item: PendingTrial, reason: str) -> None:
         """Queue the parameters again (a preset keeps its place); stop when it keeps happening."""
         trial = item.trial
         if trial.params:
@@ -446,39 +308,6 @@ class SearchDriver:
             raise EnvironmentStopError(f"stopped: {self._environment_failures} trials in a row failed for a reason outside "
                                        f"the candidate (last: {' '.join(reason.split())[:300]}); their parameters are "
                                        "queued again: fix the cause and run the same command to resume")
-
-    # -- reporting ----------------------------------------------------------------------------
-    def _describe(self, number: int, attrs: dict[str, Any]) -> str:
-        record = TrialRecord.from_user_attrs(attrs)
-        parts = [f"trial {number}"]
-        if record.preset:
-            parts.append(f"[{record.preset}]")
-        if finite(record.accuracy):
-            parts.append(f"acc {record.accuracy:.3f}")
-        for name in self.targets:
-            value = record.latency_ms(name)
-            if finite(value):
-                parts.append(f"{name} {value:.2f} ms")
-        if MAC in record.costs:
-            parts.append(f"MAC {record.costs[MAC] / 1e6:.1f}M")
-        if record.reused_from is not None:
-            where = record.reused_from_study
-            other = f" of study {where}" if where and where != self.config.study else ""
-            parts.append(f"(reused trial {record.reused_from}{other})")
-        parts += [f"INFEASIBLE {text}" for text in self._violations(attrs)]
-        return " ".join(parts)
-
-    def _violations(self, attrs: dict[str, Any]) -> list[str]:
-        """``latency:local-cpu 15.27 > 3.0 ms`` for every budget the trial exceeds."""
-        out = []
-        for budget in self.budgets:
-            value = attrs.get(budget.key)
-            if finite(value) and budget.violation(value) > 0:
-                if budget.name.startswith("latency:"):
-                    out.append(f"{budget.name} {value:.2f} > {budget.limit:g} ms")
-                else:
-                    out.append(f"{budget.name} {value:.4g} > {budget.limit:g}")
-        return out
 
     def _log(self, message: str) -> None:
         if self._progress is not None:
@@ -525,9 +354,9 @@ class SearchDriver:
         counts = self._counts()
         infeasible = []
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            violations = self._violations(t.user_attrs)
+            violations = steps.violations(t.user_attrs, self.budgets)
             if violations:
-                infeasible.append({"trial": t.number, "preset": TrialRecord.from_user_attrs(t.user_attrs).preset,
+                infeasible.append({"trial": t.number, PRESET: TrialRecord.from_user_attrs(t.user_attrs).preset,
                                    "violations": violations})
         return SearchResult(
             study=self.config.study, storage=self.config.storage_url, trials=total, finished=counts.finished,

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from experiments import trial_record as keys
 from experiments.cli.common import emit_json, json_option
 
 
@@ -15,12 +16,12 @@ def _front_table(result: Any) -> str:
     header = ["trial", "preset", *names, "MAC", "FLOPs", "arch"]
     rows = []
     for row in result.front:
-        cells = [str(row["trial"]), row.get("preset") or "-"]
+        cells = [str(row["trial"]), row.get(keys.PRESET) or "-"]
         for name in names:
             value = row.get(name)
             cells.append("-" if value is None else (f"{value:.4f}" if name == "accuracy" else f"{value:.4g}"))
-        cells += [f"{row['mac'] / 1e6:.1f}M" if row.get("mac") else "-",
-                  f"{row['flops'] / 1e6:.1f}M" if row.get("flops") else "-", row.get("arch") or "-"]
+        cells += [f"{row[keys.MAC] / 1e6:.1f}M" if row.get(keys.MAC) else "-",
+                  f"{row[keys.FLOPS] / 1e6:.1f}M" if row.get(keys.FLOPS) else "-", row.get(keys.ARCH) or "-"]
         rows.append(cells)
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
@@ -87,7 +88,7 @@ def search(config_path: str | None, run_name: str | None, trials: int | None, st
             if result.infeasible:
                 click.echo(f"INFEASIBLE (over a budget, kept off the front): {len(result.infeasible)} trial(s)")
                 for row in result.infeasible:
-                    preset = f" [{row['preset']}]" if row.get("preset") else ""
+                    preset = f" [{row[keys.PRESET]}]" if row.get(keys.PRESET) else ""
                     click.echo(f"  trial {row['trial']}{preset}: {'; '.join(row['violations'])}")
             click.echo(f"report: shufflenas report --storage {result.storage} --study {result.study} "
                        f"--out {config.out}/report")
