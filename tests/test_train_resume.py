@@ -68,12 +68,12 @@ def assert_same_as_reference(out, reference) -> None:
     assert (out / "model.pt").is_file() and (out / "model.onnx").is_file()
 
 
-def test_kill_after_first_checkpoint_resumes_identically(reference, tmp_path, cli):
+def test_kill_after_first_checkpoint_resumes_identically(reference, tmp_path, cli_here):
     out = tmp_path / "run"
     kill_at(out, "checkpoint 1")
     assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 1
     assert not (out / "model.pt").exists()
-    done = cli("train", TINY, *RUN, *EPOCHS, "--out", str(out))  # the same command again resumes
+    done = cli_here("train", TINY, *RUN, *EPOCHS, "--out", str(out))  # the same command again resumes
     assert done.returncode == 0, done.stderr
     assert "resuming from" in done.stderr and "after epoch 1/3" in done.stderr
     assert_same_as_reference(out, reference)
@@ -91,11 +91,10 @@ def test_kill_while_writing_a_checkpoint_resumes_identically(reference, tmp_path
 
 # -- refusals: one line, exit 2, nothing touched -------------------------------------------------------
 @pytest.fixture(scope="module")
-def one_epoch(tmp_path_factory):
-    """A finished 1-epoch run whose folder the refusal cases aim at."""
-    out = tmp_path_factory.mktemp("one") / "run"
-    assert main(["train", TINY, *RUN, "--epochs", "1", "--out", str(out)]) == 0
-    return out
+def finished(reference):
+    """A finished run whose folder the refusal cases aim at (the uninterrupted reference run: every
+    case differs from it in one thing, or damages a copy)."""
+    return reference
 
 
 def snapshot(folder) -> dict[str, bytes | str]:
@@ -113,26 +112,27 @@ def refused(capsys, argv: list[str], message: str) -> None:
 
 
 @pytest.mark.parametrize("argv, message", [
-    ([OTHER, *RUN, "--epochs", "1"], "another architecture"),
-    ([TINY, *RUN, "--epochs", "1", "--limit", "200"], "data set train"),
-    ([TINY, *RUN, "--epochs", "1", "--input-size", "20"], "data set input_size"),
+    ([OTHER, *RUN, *EPOCHS], "another architecture"),
+    ([TINY, *RUN, *EPOCHS, "--limit", "200"], "data set train"),
+    ([TINY, *RUN, *EPOCHS, "--input-size", "20"], "data set input_size"),
     ([TINY, *RUN, "--epochs", "2"], "recipe option epochs"),
-    ([TINY, *RUN, "--epochs", "1", "--lr", "0.05"], "recipe option lr"),
-    ([TINY, *RUN, "--epochs", "1", "--no-ema"], "recipe option ema"),
+    ([TINY, *RUN, *EPOCHS, "--lr", "0.05"], "recipe option lr"),
+    ([TINY, *RUN, *EPOCHS, "--no-ema"], "recipe option ema"),
+    ([TINY, *RUN, *EPOCHS, "--flip"], "recipe option flip"),  # digits trained without (the default)
 ])
-def test_checkpoint_of_another_run_is_refused(one_epoch, capsys, argv, message):
-    before = snapshot(one_epoch)
-    refused(capsys, [*argv, "--out", str(one_epoch)], message)
-    assert snapshot(one_epoch) == before
+def test_checkpoint_of_another_run_is_refused(finished, capsys, argv, message):
+    before = snapshot(finished)
+    refused(capsys, [*argv, "--out", str(finished)], message)
+    assert snapshot(finished) == before
 
 
 @pytest.mark.parametrize("damage, message", [
     ("random", "unreadable"), ("truncated", "unreadable"), ("empty", "unreadable"), ("foreign", "not a shufflenas"),
     ("directory", "not a file"),
 ])
-def test_damaged_checkpoint_is_refused_and_kept(one_epoch, tmp_path, capsys, damage, message):
+def test_damaged_checkpoint_is_refused_and_kept(finished, tmp_path, capsys, damage, message):
     out = tmp_path / "run"
-    shutil.copytree(one_epoch, out)
+    shutil.copytree(finished, out)
     ckpt = out / "checkpoint.pt"
     good = ckpt.read_bytes()
     if damage == "random":
@@ -147,15 +147,15 @@ def test_damaged_checkpoint_is_refused_and_kept(one_epoch, tmp_path, capsys, dam
         ckpt.unlink()
         ckpt.mkdir()
     before = snapshot(out)
-    refused(capsys, [TINY, *RUN, "--epochs", "1", "--out", str(out)], message)
+    refused(capsys, [TINY, *RUN, *EPOCHS, "--out", str(out)], message)
     assert snapshot(out) == before
 
 
-def test_results_without_a_checkpoint_are_not_overwritten(one_epoch, tmp_path, capsys):
+def test_results_without_a_checkpoint_are_not_overwritten(finished, tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
-    shutil.copy(one_epoch / "model.pt", out / "model.pt")
-    shutil.copy(one_epoch / "metrics.csv", out / "metrics.csv")
+    shutil.copy(finished / "model.pt", out / "model.pt")
+    shutil.copy(finished / "metrics.csv", out / "metrics.csv")
     before = snapshot(out)
     refused(capsys, [TINY, *RUN, "--epochs", "1", "--out", str(out)], "no checkpoint.pt")
     assert snapshot(out) == before
