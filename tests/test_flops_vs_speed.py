@@ -13,26 +13,44 @@ from latency_models.measurement.targets import get_target
 from experiments.cli.main import main
 from search_space import PAPER_PRESETS
 
+from conftest import TINY_TARGETS, run_main
+
 @pytest.fixture
 def tiny_env(tiny_targets, tmp_path):
     return {"SHUFFLENAS_HOME": str(tmp_path / "home"), "targets": str(tiny_targets)}
 
 
-def test_study_cli_writes_every_output(cli, tmp_path, tiny_env):
-    out = tmp_path / "study"
-    result = cli("study", "flops-vs-speed", "--samples", "2", "--target", "tiny-cpu", "--out", str(out),
-                 "--seed", "3", "--budget-s", "0.02", "--targets-file", tiny_env["targets"], "--json",
-                 env={"SHUFFLENAS_HOME": tiny_env["SHUFFLENAS_HOME"]})
-    assert result.returncode == 0, result.stderr
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """One study on a measured target (tiny-cpu) and an estimate-only one (paper-arm-sd810), then
+    the same command again (plain output, every measurement cached): what the CLI tests read."""
+    root = tmp_path_factory.mktemp("flops-vs-speed")
+    targets = root / "targets.toml"
+    targets.write_text(TINY_TARGETS)
+    env = {"SHUFFLENAS_HOME": str(root / "home")}
+    args = ("study", "flops-vs-speed", "--samples", "2", "--target", "tiny-cpu", "--target", "paper-arm-sd810",
+            "--out", str(root / "study"), "--seed", "3", "--budget-s", "0.02", "--targets-file", str(targets))
+    first = run_main(*args, "--json", env=env)
+    assert first.returncode == 0, first.stderr
+    again = run_main(*args, env=env)
+    assert again.returncode == 0, again.stderr
+    return {"out": root / "study", "first": first, "again": again}
+
+
+def test_study_cli_writes_every_output(study):
+    out, result = study["out"], study["first"]
     info = json.loads(result.stdout.strip().splitlines()[-1])
-    assert info["rows"] == 6  # 2 random + 4 presets
-    assert "[6/6] tiny-cpu" in result.stderr  # progress per measurement
-    table = pd.read_csv(out / "flops_vs_speed.csv")
+    assert info["rows"] == 12  # (2 random + 4 presets) x 2 targets
+    assert "[12/12] paper-arm-sd810" in result.stderr and "tiny-cpu" in result.stderr  # progress per row
+    everything = pd.read_csv(out / "flops_vs_speed.csv")
+    table = everything[everything["target"] == "tiny-cpu"]
     assert len(table) == 6 and set(table["source"]) == {"measured"}
+    assert set(everything[everything["target"] == "paper-arm-sd810"]["source"]) == {"estimate:guideline"}
     assert (table["latency_ms"] > 0).all()
     assert set(table["preset"].dropna()) >= set(PAPER_PRESETS)
-    assert len(pd.read_parquet(out / "flops_vs_speed.parquet")) == 6
+    assert len(pd.read_parquet(out / "flops_vs_speed.parquet")) == 12
     corr = pd.read_csv(out / "correlations.csv")
+    corr = corr[corr["target"] == "tiny-cpu"]
     assert set(corr["metric"]) == {"flops", "mac", "params", "kernels", "guideline_ms"}
     flops_rho = corr.loc[corr["metric"] == "flops", "spearman"].item()
     assert -1.0 <= flops_rho <= 1.0
@@ -44,13 +62,9 @@ def test_study_cli_writes_every_output(cli, tmp_path, tiny_env):
     summary = (out / "summary.md").read_text()
     assert "FLOPs vs speed" in summary and "0.5x" in summary
 
-    # a rerun reads every measurement from the cache
-    again = cli("study", "flops-vs-speed", "--samples", "2", "--target", "tiny-cpu", "--out", str(out),
-                "--seed", "3", "--budget-s", "0.02", "--targets-file", tiny_env["targets"],
-                env={"SHUFFLENAS_HOME": tiny_env["SHUFFLENAS_HOME"]})
-    assert again.returncode == 0, again.stderr
+    # the rerun read every measurement from the cache
     # (a run the machine's load disturbed is never cached, so it is measured again)
-    assert again.stderr.count("(cached)") == int(table["stable"].sum())
+    assert study["again"].stderr.count("(cached)") == int(table["stable"].sum())
 
 
 @pytest.mark.parametrize("args, message", [
@@ -148,12 +162,9 @@ def test_estimate_only_targets_are_estimated_and_labelled(tmp_path, monkeypatch)
     assert " 1.00x slower" not in summary
 
 
-def test_cli_says_estimate_only_targets_have_no_measured_ranking(cli, tmp_path, tiny_env):
+def test_cli_says_estimate_only_targets_have_no_measured_ranking(study):
     """A measured target keeps its Spearman row; an estimate-only one gets one plain line instead."""
-    result = cli("study", "flops-vs-speed", "--samples", "1", "--target", "tiny-cpu", "--target", "paper-arm-sd810",
-                 "--out", str(tmp_path / "o"), "--budget-s", "0.02", "--targets-file", tiny_env["targets"],
-                 env={"SHUFFLENAS_HOME": tiny_env["SHUFFLENAS_HOME"]})
-    assert result.returncode == 0, result.stderr
+    result = study["again"]
     lines = result.stdout.splitlines()
     assert lines[0] == "Spearman rank correlation with measured latency"
     assert any(line.startswith("tiny-cpu ") for line in lines[2:3])
@@ -186,18 +197,18 @@ targets_file = "TARGETS"
 """
 
 
-def test_config_gives_every_setting_and_flags_override_it(cli, tmp_path, tiny_env):
+def test_config_gives_every_setting_and_flags_override_it(cli_here, tmp_path, tiny_env):
     recipe = _recipe(tmp_path, tiny_env, GOOD_RECIPE)
     env = {"SHUFFLENAS_HOME": tiny_env["SHUFFLENAS_HOME"]}
-    result = cli("study", "flops-vs-speed", "--config", recipe, "--json", env=env)
+    result = cli_here("study", "flops-vs-speed", "--config", recipe, "--json", env=env)
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
     assert (info["rows"], info["samples"], info["seed"], info["targets"]) == (5, 1, 3, ["tiny-cpu"])
     assert info["out"] == str(tmp_path / "from-config")
     assert len(pd.read_csv(tmp_path / "from-config" / "flops_vs_speed.csv")) == 5
 
-    result = cli("study", "flops-vs-speed", "--config", recipe, "--samples", "2", "--seed", "4",
-                 "--out", str(tmp_path / "from-flags"), "--json", env=env)
+    result = cli_here("study", "flops-vs-speed", "--config", recipe, "--samples", "2", "--seed", "4",
+                      "--out", str(tmp_path / "from-flags"), "--json", env=env)
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
     assert (info["rows"], info["samples"], info["seed"]) == (6, 2, 4)
