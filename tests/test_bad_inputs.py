@@ -402,7 +402,8 @@ def cases() -> list[dict]:
         add(*train, "--dataset", "digits", "--out", "train-bad", *extra)
     for name, text in (("in/train-bad-lr.toml", "[train]\nlr = -1.0\n"),
                        ("in/train-bad-type.toml", '[train]\nepochs = "ten"\n'),
-                       ("in/train-stray.toml", "epochs = 2\n[train]\nlr = 0.1\n")):
+                       ("in/train-stray.toml", "epochs = 2\n[train]\nlr = 0.1\n"),
+                       ("in/train-bad-flip.toml", '[train]\nflip = "yes"\n')):
         add(*train, "--dataset", "digits", "--out", "train-bad", "--config", name, files={name: text})
     for dataset, root in (("nope", None), ("fashion-mnist", "in/empty-dir"), ("imagefolder", "in/no-images"),
                           ("cifar10", "in/cifar-corrupt")):
