@@ -194,8 +194,9 @@ def train_proxy(arch: Architecture, data: DataSplit, config: ProxyConfig | None 
 
 
 @contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Run a block with ``threads`` intra-op threads (None: unchanged), then restore the setting.
+def torch_threads(threads: int | None) -> Iterator[int]:
+    """Run a block with ``threads`` intra-op threads (None: unchanged), then restore the setting;
+    yields the thread count in effect.
 
     Small CPU models scale badly with threads and collapse when the machine is shared, so
     every evaluator states its thread count explicitly.
@@ -204,7 +205,7 @@ def torch_threads(threads: int | None) -> Iterator[None]:
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        yield
+        yield torch.get_num_threads()
     finally:
         torch.set_num_threads(previous)
 

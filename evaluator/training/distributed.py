@@ -28,33 +28,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from evaluator.datasets import DataSplit
 from evaluator.training.augment import random_crop_flip
-from evaluator.training.checkpoint import CHECKPOINT_NAME, capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from evaluator.training.ema import ModelEMA
+from evaluator.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from evaluator.training.loop import (
-    MODEL_NAME,
-    ONNX_NAME,
     RunPlan,
-    TrainError,
     TrainResult,
-    _make_out,
-    _title,
-    _versions,
-    _write_model,
     evaluate_topk,
-    lr_at,
-    make_optimizer,
     plan_run,
     recalibrate_for_eval,
-    schedule_steps,
     torch_threads,
 )
 from evaluator.training.outputs import CURVES_NAME, METRICS_NAME, EpochMetrics, write_curves, write_metrics
 from evaluator.training.recipe import DataSpec, TrainRecipe
-from search_space import Architecture, build_model
+from evaluator.training.run_files import MODEL_NAME, ONNX_NAME, prepare_out, run_title, software_versions, write_model_files
+from evaluator.training.session import TrainError, open_session
+from search_space import Architecture
 from search_space.errors import ShufflenasError
 
 #: Each rank needs at least this many images of a global batch (BatchNorm cannot train on one).
@@ -127,76 +117,40 @@ def _train_rank(arch: Architecture, data: DataSplit, recipe: TrainRecipe, out: P
 
     cuda = device.type == "cuda"
     distributed = world > 1 and dist.is_available() and dist.is_initialized()
-    torch.manual_seed(recipe.seed)
-    model = build_model(arch, data.num_classes, data.input_size)
-    if init_state is not None:
-        model.load_state_dict(init_state, strict=True)
-    if state is not None:
-        model.load_state_dict(state["model"])
-    model = model.to(device)
-    if cuda:
-        model = model.to(memory_format=torch.channels_last)
+    session = open_session(arch, data.num_classes, data.input_size, data.train_size, recipe, device, state=state,
+                           init_state=init_state, checkpoint_path=out / CHECKPOINT_NAME)
+    model, generator, rows = session.model, session.generator, session.rows
     ddp = ray.train.torch.prepare_model(model, move_to_device=False)  # DDP when world > 1
-    optimizer = make_optimizer(model, recipe)
-    ema = ModelEMA(model, recipe.ema_decay) if recipe.ema else None
-    scaler = torch.amp.GradScaler("cuda", enabled=cuda)
-    generator = torch.Generator().manual_seed(recipe.seed)
-
-    n, bs = data.train_size, recipe.batch_size
-    steps, total_steps, warmup_steps = schedule_steps(recipe, n)
-    start_epoch, rows = 0, []
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        if state.get("scaler") and cuda:
-            scaler.load_state_dict(state["scaler"])
-        restore_rng(state["rng"], generator)
-        rows = [EpochMetrics.from_dict(r) for r in state["metrics"]]
-        start_epoch = int(state["epoch"])
-        if rank == 0:
-            write_metrics(out, rows)
-            write_curves(out, rows, _title(arch, data))
+    n, bs, steps = data.train_size, recipe.batch_size, session.steps
+    title = run_title(arch, data)
+    if state is not None and rank == 0:
+        write_metrics(out, rows)
+        write_curves(out, rows, title)
 
     train_x, train_y = data.train_x.to(device), data.train_y.to(device)
     val_x, val_y = data.val_x.to(device), data.val_y.to(device)
-    for epoch in range(start_epoch, recipe.epochs):
+    for epoch in range(session.start_epoch, recipe.epochs):
         tick = time.perf_counter()
         ddp.train()
         order = torch.randperm(n, generator=generator)
         loss_sum = torch.zeros((), device=device)
         lr = recipe.lr
         for step in range(steps):
-            lr = lr_at(recipe, epoch * steps + step, total_steps, warmup_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            lr = session.set_lr(epoch, step)
             idx = order[step * bs:(step + 1) * bs].to(device)
             x = train_x[idx]
             if recipe.augment:  # the whole global batch, so every rank's generator stays in step
                 x = random_crop_flip(x, generator, padding=recipe.crop_padding, flip=recipe.flip)
-            x, y = x[rank::world], train_y[idx][rank::world]
-            if cuda:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", dtype=torch.float16, enabled=cuda):
-                loss = F.cross_entropy(ddp(x), y, label_smoothing=recipe.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            if ema is not None:
-                ema.update(model)
-            loss_sum += loss.detach().float()
+            loss_sum += session.train_step(ddp, x[rank::world], train_y[idx][rank::world])
         if distributed:
             dist.all_reduce(loss_sum)
             loss_sum /= world
         mean_loss = float(loss_sum) / steps
         trained = time.perf_counter() - tick
-        if not math.isfinite(mean_loss):
-            raise TrainError(f"training diverged in epoch {epoch + 1} (loss {mean_loss}); the checkpoint after "
-                             f"epoch {epoch} is kept; lower lr")
+        session.check_finite(epoch, mean_loss)
         accuracy = torch.zeros(2, dtype=torch.float64)
         if rank == 0:  # rank 0's BatchNorm buffers are the model's (DDP broadcasts them)
-            scored = ema.module if ema is not None else model
+            scored = session.scored
             # re-estimated on the unwrapped module: a DDP forward in train mode would wait for the other ranks
             recalibrate_for_eval(getattr(scored, "module", scored), train_x, recipe.batch_size, channels_last=cuda)
             accuracy[:] = torch.tensor(evaluate_topk(scored, val_x, val_y, amp=cuda, channels_last=cuda),
@@ -211,19 +165,14 @@ def _train_rank(arch: Architecture, data: DataSplit, recipe: TrainRecipe, out: P
                            seconds=time.perf_counter() - tick)
         rows.append(row)
         if rank == 0:
-            save_checkpoint(out / CHECKPOINT_NAME, {
-                **identity, "epoch": epoch + 1, "metrics": [r.to_dict() for r in rows],
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "ema": ema.state_dict() if ema is not None else None,
-                "scaler": scaler.state_dict() if cuda else None,
-                "schedule": {"step": (epoch + 1) * steps, "total_steps": total_steps, "warmup_steps": warmup_steps},
-                "rng": capture_rng(generator), "versions": _versions(), "ddp_workers": world})
+            save_checkpoint(out / CHECKPOINT_NAME, session.checkpoint(identity, epoch + 1, software_versions(),
+                                                                      ddp_workers=world))
             write_metrics(out, rows)
-            write_curves(out, rows, _title(arch, data))
+            write_curves(out, rows, title)
         ray.train.report({"epoch": epoch + 1, "train_loss": mean_loss, "val_top1": row.val_top1,
                           "images": steps * bs, "train_seconds": trained})
     if rank == 0 and rows:
-        _write_model(ema.module if ema is not None else model, arch, data, recipe, rows, out)
+        write_model_files(session.scored, arch, data, recipe, rows, out)
     if distributed:
         dist.barrier()  # no rank ends before the model files are written
 
@@ -290,7 +239,7 @@ def train_ddp(arch: Architecture, data_spec: DataSpec, recipe: TrainRecipe, out_
     settings = _check_settings(recipe, num_workers, use_gpu, cpus_per_worker)
     plan = plan_run(arch, data_spec, recipe, out_dir)  # everything checked before anything starts
     recipe = plan.recipe  # with the data set's defaults filled in
-    _make_out(plan.out)
+    prepare_out(plan.out)
     try:
         import ray.train
         from ray.train import RunConfig, ScalingConfig

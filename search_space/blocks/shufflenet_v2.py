@@ -61,9 +61,9 @@ class ShuffleNetV2Unit(UnitSpec):
             raise UnitError("split_ratios", self.ratio,
                             f"leaves no channel on one side of a {self.c_out}-channel unit")
         if self.stride == 1 and self.c_in != self.c_out:
-            raise ArchitectureError(f"a stride-1 v2 unit keeps its width: c_in {self.c_in} != c_out {self.c_out}")
+            raise ArchitectureError(f"a stride-1 {self.token} unit keeps its width: c_in {self.c_in} != c_out {self.c_out}")
         if self.kernel < 1 or self.kernel % 2 == 0:
-            raise ArchitectureError(f"v2 units take an odd depthwise kernel, got {self.kernel}")
+            raise ArchitectureError(f"{self.token} units take an odd depthwise kernel, got {self.kernel}")
 
     def branch1_ops(self) -> tuple[Op, ...]:
         """Stride 2 only: depthwise (stride) + 1x1 to ``kept`` channels."""
