@@ -241,7 +241,9 @@ def plan_run(arch: Architecture, data_spec: DataSpec, recipe: TrainRecipe, out_d
     if state is None and recipe.init is not None:
         if weights is None:
             raise TrainError("--init needs model weights support (evaluator.training.weights), which this build lacks")
-        init_state = weights.load_init(recipe.init, arch, data.num_classes)
+        from evaluator.training.init_weights import load_init
+
+        init_state = load_init(recipe.init, arch, data.num_classes)
     return RunPlan(arch, data, recipe, out, identity, state, init_state, data_spec)
 
 

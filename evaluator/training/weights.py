@@ -1,4 +1,4 @@
-"""Trained weights in and out: ``model.pt``, ONNX with trained weights, torchvision initialisation.
+"""Trained weights in and out: ``model.pt`` and ONNX with trained weights (``--init`` is in ``init_weights``).
 
 A ``model.pt`` is a plain dictionary (``format``, ``version``, ``info``, ``state_dict``) of strings,
 numbers, lists and tensors. Every file is read with ``torch.load(weights_only=True)``, which only
@@ -25,15 +25,12 @@ from typing import Any
 
 import torch
 
-from evaluator.training.key_map import rename_by_order
+from latency_models.atomic import atomic_write
 from search_space import PRESETS, Architecture, build_model
 from search_space.errors import ArchitectureError, ShufflenasError
 
 MODEL_FORMAT = "shufflenas-model"
 MODEL_VERSION = 1
-#: ``--init`` schemes: ``SCHEME:FILE``. ("supernet" will come later.)
-INIT_SCHEMES = ("torchvision",)
-CLASSIFIER_KEYS = ("fc.weight", "fc.bias")
 
 
 class WeightsError(ShufflenasError):
@@ -153,36 +150,14 @@ def current_versions() -> dict[str, str]:
 
 # -- writing files ------------------------------------------------------------------------------------
 def _write_atomic(path: Path, write) -> Path:
-    """Write through a temporary file in the same folder, fsync, then rename over ``path``.
-
-    A crash or a full disk leaves the previous file (if any) untouched; readers never see half a file.
-    """
+    """:func:`latency_models.atomic.atomic_write`, with its failures as one :class:`WeightsError` line."""
     path = Path(path)
     if path.is_dir():
         raise WeightsError(f"cannot write {path}: it is a directory")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        return atomic_write(path, write)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise WeightsError(f"cannot write {path}: {exc.strerror or exc}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
-    return path
 
 
 def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -218,7 +193,7 @@ def save_model(path: str | os.PathLike, module: torch.nn.Module, info: ModelInfo
 
 
 # -- reading files ------------------------------------------------------------------------------------
-def _torch_load(path: str | os.PathLike, kind: str) -> Any:
+def read_weights_file(path: str | os.PathLike, kind: str) -> Any:
     """``torch.load(weights_only=True)`` with every failure as one line (the file is untrusted input)."""
     path = Path(path)
     if not path.exists():
@@ -243,7 +218,7 @@ def _torch_load(path: str | os.PathLike, kind: str) -> Any:
         raise WeightsError(f"{kind} file {path} is corrupted or not a torch file ({type(exc).__name__})") from None
 
 
-def _tensor_dict(obj: Any, path: Path, kind: str) -> dict[str, torch.Tensor]:
+def tensor_dict(obj: Any, path: Path, kind: str) -> dict[str, torch.Tensor]:
     if not isinstance(obj, Mapping) or not obj:
         raise WeightsError(f"{kind} file {path} holds no state dict (a table of tensors)")
     for key, value in obj.items():
@@ -255,7 +230,7 @@ def _tensor_dict(obj: Any, path: Path, kind: str) -> dict[str, torch.Tensor]:
 def load_model(path: str | os.PathLike) -> tuple[torch.nn.Module, ModelInfo]:
     """The trained module (eval mode, CPU) and its info from a model.pt written by :func:`save_model`."""
     path = Path(path)
-    data = _torch_load(path, "model")
+    data = read_weights_file(path, "model")
     if not isinstance(data, Mapping) or data.get("format") != MODEL_FORMAT:
         if isinstance(data, Mapping) and data and all(isinstance(v, torch.Tensor) for v in data.values()):
             raise WeightsError(f"model file {path} is a bare state dict, not a shufflenas model; "
@@ -271,7 +246,7 @@ def load_model(path: str | os.PathLike) -> tuple[torch.nn.Module, ModelInfo]:
         info = ModelInfo.from_dict(data.get("info"))
     except (WeightsError, TypeError) as exc:
         raise WeightsError(f"model file {path} is invalid: {exc}") from None
-    state = _tensor_dict(data.get("state_dict"), path, "model")
+    state = tensor_dict(data.get("state_dict"), path, "model")
     module = build_model(info.architecture, info.num_classes, info.input_size)
     problem = first_mismatch(module.state_dict(), state)
     if problem:
@@ -346,79 +321,14 @@ def export_onnx(module: torch.nn.Module, info: ModelInfo, path: str | os.PathLik
     return _write_atomic(Path(path), lambda fh: fh.write(data))
 
 
-# -- initial weights from another network -------------------------------------------------------------
-@dataclass(frozen=True)
-class InitWeights:
-    """A state dict ready for ``load_state_dict(strict=True)``, and what was changed to make it fit."""
-
-    state_dict: dict[str, torch.Tensor]
-    source: str
-    reinitialised: tuple[str, ...] = ()  # keys given a fresh init (the classifier, when fine-tuning)
-    file_classes: int | None = None      # the classifier size the file was trained with
+__all__ = ["MODEL_FORMAT", "MODEL_VERSION", "ModelInfo", "WeightsError", "current_versions", "export_onnx",
+           "first_mismatch", "load_model", "onnx_metadata", "read_onnx_metadata", "save_model"]
 
 
-def _parse_spec(spec: str) -> tuple[str, Path]:
-    scheme, sep, rest = str(spec).partition(":")
-    if not sep or scheme not in INIT_SCHEMES:
-        raise WeightsError(f"unknown init {spec!r}: expected SCHEME:FILE with scheme "
-                           f"{' or '.join(INIT_SCHEMES)} ('supernet' will come later)")
-    if not rest.strip():
-        raise WeightsError(f"init {spec!r} names no file (expected {scheme}:FILE)")
-    return scheme, Path(rest).expanduser()
+def __getattr__(name: str) -> Any:
+    """The ``--init`` names, where they lived before ``init_weights`` had its own module."""
+    if name in ("CLASSIFIER_KEYS", "INIT_SCHEMES", "InitWeights", "load_init", "read_init"):
+        from evaluator.training import init_weights
 
-
-def read_init(spec: str, arch: Architecture | str, num_classes: int) -> InitWeights:
-    """Initial weights for ``arch`` with ``num_classes`` outputs from ``spec`` (``torchvision:FILE``).
-
-    The file is a torchvision ShuffleNetV2 state dict (``shufflenet_v2_x0_5`` .. ``x2_0`` have the
-    same key layout as ``build_model``'s presets, at every input size: the small stem has the same
-    weights) or a torchvision MobileNetV2 one (``mobilenet_v2``, other key names: its tensors are
-    paired with the architecture's in order, see :mod:`evaluator.training.key_map`). A classifier of
-    another size is replaced by a fresh one (fine-tuning); any other key that is missing, unexpected
-    or mis-shaped is an error naming the first one.
-    """
-    _, path = _parse_spec(spec)
-    if not isinstance(arch, Architecture):
-        arch = Architecture.from_string(str(arch))
-    data = _torch_load(path, "init")
-    if isinstance(data, Mapping) and data.get("format") == MODEL_FORMAT:
-        data = data.get("state_dict")
-    elif isinstance(data, Mapping) and isinstance(data.get("state_dict"), Mapping):
-        data = data["state_dict"]  # a training checkpoint around the weights
-    state = _tensor_dict(data, path, "init")
-    reference = build_model(arch, num_classes).state_dict()
-    if not any(key in state for key in reference if not key.endswith("num_batches_tracked")):
-        state, problem = rename_by_order(state, reference, CLASSIFIER_KEYS)  # another layout (MobileNetV2's)
-        if problem:
-            raise WeightsError(f"init file {path} does not fit {arch.to_string()}: {problem}")
-    fixed: dict[str, torch.Tensor] = {}
-    replaced: list[str] = []
-    file_classes = None
-    weight, bias = state.get("fc.weight"), state.get("fc.bias")
-    if weight is not None and bias is not None and weight.dim() == 2 and bias.dim() == 1 \
-            and weight.shape[0] == bias.shape[0] and weight.shape[1] == reference["fc.weight"].shape[1]:
-        file_classes = int(weight.shape[0])
-        if file_classes != num_classes:
-            replaced = list(CLASSIFIER_KEYS)
-    for key, ref in reference.items():
-        if key in replaced:
-            fixed[key] = ref.clone()
-        elif key not in state and key.endswith("num_batches_tracked"):
-            fixed[key] = ref.clone()  # a counter only; older torchvision files lack it
-        elif key in state:
-            fixed[key] = state[key]
-    problem = first_mismatch(reference, {**fixed, **{k: v for k, v in state.items() if k not in reference}})
-    if problem:
-        raise WeightsError(f"init file {path} does not fit {arch.to_string()}: {problem}")
-    ready = {k: v.to(reference[k].dtype).contiguous() for k, v in fixed.items()}
-    return InitWeights(ready, str(spec), tuple(replaced), file_classes)
-
-
-def load_init(spec: str, arch: Architecture | str, num_classes: int) -> dict[str, torch.Tensor]:
-    """The state dict of :func:`read_init` alone."""
-    return read_init(spec, arch, num_classes).state_dict
-
-
-__all__ = ["CLASSIFIER_KEYS", "INIT_SCHEMES", "InitWeights", "MODEL_FORMAT", "MODEL_VERSION", "ModelInfo",
-           "WeightsError", "current_versions", "export_onnx", "first_mismatch", "load_init", "load_model",
-           "onnx_metadata", "read_init", "read_onnx_metadata", "save_model"]
+        return getattr(init_weights, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
