@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from latency_models.estimation.lut_fit import MIN_NETWORKS_FOR_WEIGHTS, fit_terms, leave_one_out  # noqa: F401
 from latency_models.artifacts import invalid_detail, read_artifact
 from latency_models.paths import calibration_dir, safe_file
 from search_space import Architecture
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
 FORMAT = "shufflenas-latency-lut"
 VERSION = 1
 NUM_CLASSES = 1000
-MIN_NETWORKS_FOR_WEIGHTS = 10  # below this, a three-term fit overfits (see fit_terms)
 # Sweeps over the missing blocks; an entry is the geometric mean of its sweeps. A block timed alone
 # drifts with the machine's state more than a whole network does (its two sweeps differ by about 6%
 # std), and averaging two sweeps cut the table's held-out MAPE from 3.1-3.4% to 2.6-2.8% on two samples
@@ -312,7 +312,7 @@ def build(target: Target, archs: Sequence[Architecture], *, calibration_archs: S
             latencies.append(float(m.median_ms))
             if on_network is not None:
                 on_network(i, len(calib), arch, m)
-        table.quality = {"calibration_fit": table.calibrate(calib, latencies), **leave_one_out(table)}
+        table.quality = {"calibration_fit": table.calibrate(calib, latencies), **leave_one_out(table.networks)}
     table.provenance["software"] = _versions()
     table.save()
     table.auto_extend = True
@@ -324,50 +324,6 @@ def weights_m(arch: Architecture, input_size: int = 224) -> float:
     from latency_models.costs.analytic import parameter_count
 
     return parameter_count(arch, input_size, NUM_CLASSES) / 1e6
-
-
-def fit_terms(sums: np.ndarray, weights: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-    """``(scale, ms_per_mparam, offset)`` minimising the squared *relative* error.
-
-    Accuracy is judged relative (within +-10%), and plain least squares lets the few 20 ms networks
-    outvote the many 2 ms ones: on 200 held-out networks (seed 7) the relative fit put 96.5% within
-    +-10% where plain least squares put 92.5%. The weight term needs ``MIN_NETWORKS_FOR_WEIGHTS``
-    networks (a third term fitted on a handful of networks chases their noise) and a non-negative
-    coefficient; otherwise it is left out (benchmarks/results/latency_accuracy.md).
-    """
-    one = np.ones_like(sums)
-    designs = []
-    if len(y) >= MIN_NETWORKS_FOR_WEIGHTS and np.ptp(weights) > 0:
-        designs.append(np.c_[sums, weights, one])
-    if len(y) >= 2 and np.ptp(sums) > 0:
-        designs.append(np.c_[sums, 0 * one, one])
-    weight = 1.0 / y
-    for design in designs:
-        coef, *_ = np.linalg.lstsq(design * weight[:, None], y * weight, rcond=None)
-        scale, per_mparam, offset = (float(c) for c in coef)
-        if scale > 0 and per_mparam >= 0:
-            return scale, per_mparam, offset
-    return float(y.sum() / sums.sum()), 0.0, 0.0
-
-
-def leave_one_out(table: LookupTable) -> dict[str, Any]:
-    """Held-out quality of the calibrated table: each calibration network predicted by a scale and
-    offset fitted on the others (its blocks are measured standalone, never as that network)."""
-    if len(table.networks) < 4:
-        return {}
-    from latency_models.estimation.predictor import accuracy
-
-    sums = np.array([n["block_sum_ms"] for n in table.networks], dtype=float)
-    weights = np.array([n.get("weights_m", 0.0) for n in table.networks], dtype=float)
-    y = np.array([n["measured_ms"] for n in table.networks], dtype=float)
-    predicted = []
-    for i in range(len(y)):
-        keep = np.arange(len(y)) != i
-        scale, per_mparam, offset = fit_terms(sums[keep], weights[keep], y[keep])
-        predicted.append(scale * sums[i] + per_mparam * weights[i] + offset)
-    quality = accuracy(y, predicted)
-    quality["held_out"] = "leave-one-out over the calibration networks"
-    return quality
 
 
 def _versions() -> dict[str, str]:
