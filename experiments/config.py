@@ -1,5 +1,8 @@
 """Search configuration: embedded defaults, TOML files and command-line overrides, validated in one place.
 
+(Over 350 lines on purpose: every key, its type and its check stay in this one file, so a new key is
+added and validated in one place.)
+
 A config is a flat table of options plus a few sub-tables (``[proxy]``, ``[latency]``, ``[budgets]``,
 ``[space]``) and optional ``[[run]]`` entries (several searches from one file, each a table of
 overrides with a ``name``). Every key is checked: an unknown key or a value of the wrong type is a
