@@ -20,7 +20,8 @@ from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from latency_models import paper_data  # noqa: E402
+from latency_models.estimation.quality import fmt  # noqa: E402
+from latency_models.paper import paper_data  # noqa: E402
 from latency_models.costs.analytic import architecture_layers, summary  # noqa: E402
 from latency_models.estimation.calibrate import PAPER_TARGETS, fit_paper_calibration, network_quality  # noqa: E402
 from latency_models.estimation.guideline import load_file  # noqa: E402
@@ -38,7 +39,7 @@ def device_report(device: str) -> list[str]:
     unit = paper_data.UNITS[device]
     lines = [f"## {'GPU (GTX 1080Ti, batch 8)' if device == 'gpu' else 'ARM (Snapdragon 810, batch 1)'}", "",
              f"Micro-benchmark-only fit (Tables 1-4, n={micro.quality['fit']['n']}): in-sample MAPE "
-             f"{micro.quality['fit']['mape']}%, Spearman {micro.quality['fit']['spearman']}.", "",
+             f"{fmt(micro.quality['fit']['mape'], '.2f')}%, Spearman {fmt(micro.quality['fit']['spearman'], '.4f')}.", "",
              f"Parameters (micro only): " + ", ".join(f"{k}={v:g}" for k, v in micro.params.to_dict().items()), "",
              f"| network | paper {unit} | paper ms/batch | predicted from Tables 1-4 (ms) | error | shipped calibration, in-sample (ms) | error |",
              "|---|---|---|---|---|---|---|"]
@@ -48,14 +49,14 @@ def device_report(device: str) -> list[str]:
                      f"{out_row['predicted_ms']:.3f} | {out_row['error_pct']:+.1f}% | {in_row['predicted_ms']:.3f} | "
                      f"{in_row['error_pct']:+.1f}% |")
     lines += ["", f"| summary over the 5 networks | MAPE | max error | Spearman (ms) |", "|---|---|---|---|",
-              f"| out of sample (Tables 1-4 only) | {out_of_sample['mape']}% | {out_of_sample['max_error']}% | "
-              f"{out_of_sample['spearman']} |",
-              f"| shipped calibration, in-sample (Tables 1-4 + 8) | {in_sample['mape']}% | {in_sample['max_error']}% | "
-              f"{in_sample['spearman']} |"]
+              f"| out of sample (Tables 1-4 only) | {fmt(out_of_sample['mape'], '.2f')}% | {fmt(out_of_sample['max_error'], '.2f')}% | "
+              f"{fmt(out_of_sample['spearman'], '.4f')} |",
+              f"| shipped calibration, in-sample (Tables 1-4 + 8) | {fmt(in_sample['mape'], '.2f')}% | {fmt(in_sample['max_error'], '.2f')}% | "
+              f"{fmt(in_sample['spearman'], '.4f')} |"]
     held = shipped.quality.get("heldout")
     if held:
-        lines.append(f"| shipped recipe, leave one Table 8 network out | {held['mape']}% | {held['max_error']}% | "
-                     f"{held['spearman']} |")
+        lines.append(f"| shipped recipe, leave one Table 8 network out | {fmt(held['mape'], '.2f')}% | {fmt(held['max_error'], '.2f')}% | "
+                     f"{fmt(held['spearman'], '.4f')} |")
     # FLOPs vs the paper's speed: the 5 buildable networks (our FLOPs) and all 9 rows (paper MFLOPs)
     presets = list(speeds)
     flops = [summary(get_preset(p))["flops"] for p in presets]
@@ -67,7 +68,7 @@ def device_report(device: str) -> list[str]:
     all_ms = [paper_data.to_ms(row[column]) for row in paper_data.TABLE8.values()]
     lines += ["", "| rank correlation with the paper's ms/batch | Spearman |", "|---|---|",
               f"| FLOPs, 5 ShuffleNetV2 rows | {spearmanr(flops, ms).statistic:.3f} |",
-              f"| guideline model (micro only), 5 ShuffleNetV2 rows | {out_of_sample['spearman']} |",
+              f"| guideline model (micro only), 5 ShuffleNetV2 rows | {fmt(out_of_sample['spearman'], '.4f')} |",
               f"| guideline model (shipped), 5 ShuffleNetV2 rows | {spearmanr(guideline_ms, ms).statistic:.3f} |",
               f"| paper MFLOPs, all 9 Table 8 rows (MobileNetV2, ShuffleNetV1, Xception included) | "
               f"{spearmanr(all_flops, all_ms).statistic:.3f} |", ""]

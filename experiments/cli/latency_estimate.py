@@ -8,13 +8,15 @@ import time
 import click
 
 from experiments.cli.common import ARCH, emit_json, json_option, on_device_option, resolve_target, targets_file_option
+from latency_models.estimation.estimators import ESTIMATORS
+from latency_models.estimation.quality import fmt
 from search_space import Architecture, preset_name
 
 
 def _paper_ms(arch: Architecture, target_name: str) -> float | None:
     """The paper's Table 8 figure in ms per batch, for a preset on a paper target."""
-    from latency_models.paper import paper_data
     from latency_models.estimation.calibrate import PAPER_TARGETS
+    from latency_models.paper import paper_data
 
     device = {v: k for k, v in PAPER_TARGETS.items()}.get(target_name)
     preset = preset_name(arch)
@@ -58,7 +60,7 @@ def describe_model(name: str, estimator: object) -> str:
 @click.argument("architecture", type=ARCH)
 @click.option("--target", "target_name", required=True, help="Target name (see `shufflenas latency targets`).")
 @click.option("--model", default="auto", show_default=True,
-              type=click.Choice(["auto", "guideline", "lut", "predictor"]),
+              type=click.Choice(["auto", *ESTIMATORS.names()]),
               help="Latency model; auto picks the best calibrated one for the target.")
 @targets_file_option
 @json_option
@@ -124,12 +126,12 @@ def calibrate(target_name: str, quick: bool, budget_s: float | None, targets_fil
     fit_q = model.quality["fit"]
     click.echo(f"wrote {path}")
     click.echo("parameters: " + ", ".join(f"{k}={v:g}" for k, v in model.params.to_dict().items()))
-    click.echo(f"fit (all {fit_q['n']} samples): MAPE {fit_q['mape']}%, Spearman {fit_q['spearman']}, "
-               f"max error {fit_q['max_error']}%")
+    click.echo(f"fit (all {fit_q['n']} samples): MAPE {fmt(fit_q['mape'], '.2f')}%, "
+               f"Spearman {fmt(fit_q['spearman'], '.4f')}, max error {fmt(fit_q['max_error'], '.2f')}%")
     held = model.quality.get("heldout")
     if held:
-        click.echo(f"held out (leave one network out, {held['n']} networks): MAPE {held['mape']}%, "
-                   f"Spearman {held['spearman']}, max error {held['max_error']}%")
+        click.echo(f"held out (leave one network out, {held['n']} networks): MAPE {fmt(held['mape'], '.2f')}%, "
+                   f"Spearman {fmt(held['spearman'], '.4f')}, max error {fmt(held['max_error'], '.2f')}%")
 
 
 COMMANDS = [predict, calibrate]

@@ -6,9 +6,18 @@ from typing import Any
 
 import click
 
-from experiments.cli.common import (ARCH, emit_json, json_option, on_device_option, positive, resolve_target,
-                                    targets_file_option)
+from experiments.cli.common import (
+    ARCH,
+    emit_json,
+    json_option,
+    on_device_option,
+    positive,
+    resolve_target,
+    targets_file_option,
+)
+from latency_models.estimation.quality import fmt
 from search_space import DEFAULT_SPACE, PAPER_PRESETS, Architecture
+
 budget_option = click.option("--budget-s", "budget_s", type=click.FloatRange(min=0.0, min_open=True), default=None,
                              help="Seconds of timed runs per whole-network measurement (default 1).")
 
@@ -18,7 +27,7 @@ def _fmt_quality(quality: dict[str, Any]) -> str:
         return "held-out quality: not enough samples for a held-out split"
     return (f"held-out ({quality['n']} archs): MAPE {quality['mape']:.1f}%, within +-10% "
             f"{100 * quality['within_10']:.0f}%, within +-5% {100 * quality['within_5']:.0f}%, "
-            f"Spearman {quality['spearman']:.3f}")
+            f"Spearman {fmt(quality['spearman'])}")
 
 
 @click.command("build-lut")
@@ -76,7 +85,7 @@ def build_lut(target_name: str, samples: int, extra: tuple[Architecture, ...], n
     held = info["held_out"]
     if "mape" in held:  # the figure `latency predict --model auto` compares models by
         click.echo(f"held out, leave one network out ({held['n']} networks): MAPE {held['mape']:.1f}%, within +-10% "
-                   f"{100 * held['within_10']:.0f}%, Spearman {held['spearman']:.3f}")
+                   f"{100 * held['within_10']:.0f}%, Spearman {fmt(held['spearman'])}")
     elif fit:
         click.echo("held out: fewer than 4 calibration networks, no leave-one-out figure "
                    "(`latency predict --model auto` then prefers other models by their order)")

@@ -18,7 +18,8 @@ from latency_models.paper import microbench
 
 from latency_models.paper import paper_data
 from latency_models.costs.analytic import architecture_layers
-from latency_models.estimation.guideline import CalibrationError, FitSample, GuidelineModel, fit, fit_quality
+from latency_models.estimation.guideline import CalibrationError, FitSample, GuidelineModel, fit
+from latency_models.estimation.quality import prediction_quality
 from latency_models.paper.paper_data import Device
 from latency_models.paths import SHIPPED_CALIBRATIONS, calibration_dir, safe_file
 from search_space import DEFAULT_SPACE, PAPER_PRESETS, Architecture, get_preset
@@ -72,7 +73,7 @@ def network_quality(model: GuidelineModel, device: Device) -> dict[str, Any]:
         paper_ms = paper_data.to_ms(speed)
         rows.append({"preset": preset, "paper_ms": round(paper_ms, 4), "predicted_ms": round(predicted, 4),
                      "error_pct": round((predicted - paper_ms) / paper_ms * 100, 2)})
-    summary = fit_quality([r["predicted_ms"] for r in rows], [r["paper_ms"] for r in rows])
+    summary = prediction_quality([r["paper_ms"] for r in rows], [r["predicted_ms"] for r in rows])
     return {"networks": rows, **summary}
 
 
@@ -85,7 +86,7 @@ def _leave_one_network_out(device: Device, tables: Sequence[str], network_weight
         model = fit(micro + networks[:i] + networks[i + 1:], paper_data.NETWORK_BATCH[device])
         predicted.append(model.predict_layers(held.layers, held.batch))
         measured.append(held.ms)
-    return fit_quality(predicted, measured)
+    return prediction_quality(measured, predicted)
 
 
 def fit_paper_calibration(device: Device, tables: Sequence[str] = paper_data.TABLES,
@@ -188,10 +189,10 @@ def fit_measured(target: Target, micro: list[FitSample], networks: list[FitSampl
             refit = fit(micro + networks[:i] + networks[i + 1:], target.batch, fit_alignment=True)
             predicted.append(refit.predict_layers(held.layers, held.batch))
             measured.append(held.ms)
-        quality["heldout"] = {**fit_quality(predicted, measured), "kind": "leave one network out"}
+        quality["heldout"] = {**prediction_quality(measured, predicted), "kind": "leave one network out"}
         quality["mape"] = quality["heldout"]["mape"]
     network_pred = [model.predict_layers(s.layers, s.batch) for s in networks]
-    quality["networks"] = {**fit_quality(network_pred, [s.ms for s in networks]),
+    quality["networks"] = {**prediction_quality([s.ms for s in networks], network_pred),
                            "networks": [{"name": s.label, "measured_ms": round(s.ms, 4), "predicted_ms": round(p, 4)}
                                         for s, p in zip(networks, network_pred)]}
     return dataclasses.replace(model, quality=quality)

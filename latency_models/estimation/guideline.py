@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from latency_models.estimation.quality import prediction_quality
 from latency_models.costs.analytic import Layer, architecture_layers, is_misaligned, layer_costs
 from latency_models.atomic import atomic_write_text
 from latency_models.paths import SHIPPED_CALIBRATIONS, calibration_dir, safe_file
@@ -222,17 +223,6 @@ def _as_samples(samples: Iterable[Any]) -> list[FitSample]:
     return out
 
 
-def fit_quality(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
-    """MAPE (%), Spearman rank correlation and max absolute error (%) of predictions."""
-    from scipy.stats import spearmanr
-
-    p, m = np.asarray(predicted, float), np.asarray(measured, float)
-    err = np.abs(p - m) / m * 100
-    rho = float(spearmanr(p, m).statistic) if len(m) > 2 and np.ptp(m) > 0 else float("nan")
-    return {"mape": round(float(err.mean()), 2), "spearman": round(rho, 4) if math.isfinite(rho) else None,
-            "max_error": round(float(err.max()), 2), "n": int(len(m))}
-
-
 def _initial(features: _Features, y: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Non-negative least squares on the linear relaxation (sum instead of max), relative errors."""
     from scipy.optimize import nnls
@@ -308,7 +298,7 @@ def fit(samples: Iterable[Any], batch: int = 1, *, target_name: str = "", input_
     theta = expand(best.x)
     params = GuidelineParams.from_coefficients(theta)
     predicted = features.predict(theta)
-    quality: dict[str, Any] = {"fit": fit_quality(predicted, y), "depthwise_tied": bool(tie_depthwise),
+    quality: dict[str, Any] = {"fit": prediction_quality(y, predicted), "depthwise_tied": bool(tie_depthwise),
                                "alignment_fitted": fit_alignment}
     return GuidelineModel(params, target_name, batch, input_size, quality, provenance)
 

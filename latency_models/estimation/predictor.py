@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
-import math
 import platform
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from latency_models.estimation.quality import prediction_quality
 from latency_models.atomic import atomic_write_text
 from latency_models.artifacts import invalid_detail, read_artifact
 from latency_models.estimation.features import FEATURE_NAMES, feature_frame
@@ -54,19 +54,8 @@ def predictor_path(target_name: str) -> Path:
 
 
 # -- quality metrics (shared with the accuracy benchmark) ---------------------------------------------
-def accuracy(measured: Sequence[float], predicted: Sequence[float]) -> dict[str, float]:
-    """MAPE (%), fraction within +-10% and +-5%, Spearman and Kendall of predictions vs measurements."""
-    from scipy.stats import kendalltau, spearmanr
-
-    y = np.asarray(measured, dtype=float)
-    p = np.asarray(predicted, dtype=float)
-    err = np.abs(p - y) / y
-    out = {"n": int(len(y)), "mape": float(100 * err.mean()), "within_10": float((err <= 0.10).mean()),
-           "within_5": float((err <= 0.05).mean()), "spearman": math.nan, "kendall": math.nan}
-    if len(y) >= 3 and np.ptp(p) > 0 and np.ptp(y) > 0:
-        out["spearman"] = float(spearmanr(y, p).statistic)
-        out["kendall"] = float(kendalltau(y, p).statistic)
-    return out
+#: The project's one quality function, under the name this module has always exported.
+accuracy = prediction_quality
 
 
 # -- the model ---------------------------------------------------------------------------------------
