@@ -1,5 +1,8 @@
 """The search driver: an Optuna study over the ShuffleNetV2 space, run with ask/tell.
 
+(A little over 350 lines: the scheduling loop is one class whose methods share its state; the work on
+one trial is in ``experiments.trial_steps``, the study in ``experiments.study_handling``.)
+
 One pass of the loop asks up to ``workers`` trials, costs each architecture analytically, gets its
 latency on every target (measured where the target can be measured, else its calibrated estimate),
 submits its proxy training to the evaluator and tells every result as soon as it arrives. The

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from evaluator.ray_connect import check_ray_address, ray_running
 from experiments.config import DEFAULT_TARGETS, ConfigError, SearchConfig
 from experiments.study_handling import SearchError
+from search_space.errors import ArchitectureError
 from search_space import Architecture, SearchSpace
 from search_space.errors import ShufflenasError
 from search_space.sizes import available_memory, format_bytes
@@ -113,14 +114,33 @@ def check_device(config: SearchConfig, proxy_config: Any) -> None:
                           f"(cuda:0..cuda:{count - 1})")
 
 
-def largest_candidate(space: SearchSpace) -> Architecture:
-    """The space's biggest architecture (widest, deepest): what a memory check must fit."""
+def largest_candidate(space: SearchSpace, block: str | None = None) -> Architecture:
+    """The space's biggest architecture (widest, deepest) built of ``block`` units (default: the first
+    choice): what a memory check must fit."""
+    from search_space.blocks import family_of
+
+    token = block or space.block_choices[0]
     widths = tuple(space._widths(i)[-1] for i in range(len(space.width_ranges)))
     depths = tuple(high for _, high in space.depth_ranges)
-    ratio = min(space.split_ratios, key=lambda r: abs(r - 0.5))
-    return Architecture(widths=widths, depths=depths, split_ratios=(ratio,) * len(widths), stem=max(space.stem_choices),
-                        conv5=max(space.conv5_choices), kernels=(max(space.kernel_choices),) * len(widths),
-                        se=any(space.se_choices), extra_dw=any(space.extra_dw_choices))
+    ratio = min(space.split_ratios, key=lambda r: abs(r - 0.5)) if family_of(token).uses_ratio else 0.5
+    options = dict(widths=widths, depths=depths, split_ratios=(ratio,) * len(widths), stem=max(space.stem_choices),
+                   conv5=max(space.conv5_choices), kernels=(max(space.kernel_choices),) * len(widths),
+                   blocks=(token,) * len(widths))
+    try:
+        return Architecture(**options, se=any(space.se_choices), extra_dw=any(space.extra_dw_choices))
+    except ArchitectureError:  # a unit type without the SE / extra-depthwise options
+        return Architecture(**options)
+
+
+def largest_candidates(space: SearchSpace) -> list[Architecture]:
+    """One largest candidate per unit type the space can draw (a mixed space's memory peak may be any)."""
+    found = []
+    for token in space.block_choices:
+        try:
+            found.append(largest_candidate(space, token))
+        except ArchitectureError:  # widths this unit type cannot take at their maximum: sized by the others
+            continue
+    return found or [largest_candidate(space)]
 
 
 def check_fits_before_loading(config: SearchConfig) -> None:
@@ -142,8 +162,9 @@ def check_training_fits(space: SearchSpace, data: Any, proxy_config: Any) -> Non
     """One training step of the space's largest candidate must fit into memory."""
     from latency_models.costs.memory import require_fits
 
-    require_fits(largest_candidate(space), input_size=data.input_size, num_classes=data.num_classes,
-                 batch=proxy_config.batch_size, training=True, what="train the space's largest candidate (proxy options)")
+    for arch in largest_candidates(space):
+        require_fits(arch, input_size=data.input_size, num_classes=data.num_classes, batch=proxy_config.batch_size,
+                     training=True, what="train the space's largest candidate (proxy options)")
 
 
 def load_data(config: SearchConfig, space: SearchSpace, proxy_config: Any, evaluator: Any = None) -> Any:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from experiments import trial_record as keys
 from experiments.config import SEED_LIMIT, SearchConfig
+from experiments.samplers import make_sampler
 from experiments.storage import StorageError, owner_alive, recover_stale_trials
 from experiments.trial_record import TrialRecord, plain
 from search_space import SearchSpace, get_preset
@@ -34,20 +35,6 @@ STUDY_FORMAT = 1
 
 class SearchError(ShufflenasError):
     """The search cannot start (incompatible study, unreachable Ray cluster, unusable target)."""
-
-
-def make_sampler(name: str, seed: int | None, trials: int, n_objectives: int) -> optuna.samplers.BaseSampler:
-    """The configured sampler; small budgets get a short random start-up so the model gets used."""
-    import optuna
-
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 4)))
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=max(4, min(10, trials // 3)))
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(4, min(10, trials // 3)),
-                                      multivariate=True, constant_liar=True)
 
 
 def proxy_key(config: SearchConfig) -> str:

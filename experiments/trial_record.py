@@ -17,6 +17,9 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from search_space import Architecture
+from search_space.errors import ShufflenasError
+
 # -- the keys (a stored format: never rename one) -----------------------------------------------------
 OWNER = "owner"                      # host:pid:start of the driver that asked the trial
 PROXY_KEY = "proxy_key"              # the proxy-training setup (equal keys: results can be reused)
@@ -254,3 +257,12 @@ class TrialRecord:
     def report_columns(self) -> dict[str, Any]:
         """The attrs as report columns: everything but the owner token (a host and pid, not a result)."""
         return {k: v for k, v in self.to_user_attrs().items() if k != OWNER}
+
+
+def trial_architecture(trial: Any, study_name: str) -> Architecture:
+    """The architecture a stored trial evaluated; a trial without one is one line naming it."""
+    text = trial.user_attrs.get(ARCH)
+    if not text:
+        raise ShufflenasError(f"trial {trial.number} of study {study_name!r} has no architecture recorded "
+                              f"(state {trial.state.name})")
+    return Architecture.from_string(text)

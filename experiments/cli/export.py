@@ -19,11 +19,9 @@ def _trial_arch(storage: str, study_name: str, number: int) -> tuple[Architectur
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     if number not in trials:
         raise ShufflenasError(f"study {study_name!r} has no trial {number} (trials 0..{len(trials) - 1})")
-    text = trials[number].user_attrs.get("arch")
-    if not text:
-        raise ShufflenasError(f"trial {number} of study {study_name!r} has no architecture recorded "
-                              f"(state {trials[number].state.name})")
-    return Architecture.from_string(text), dict(study.user_attrs)
+    from experiments.trial_record import trial_architecture
+
+    return trial_architecture(trials[number], study_name), dict(study.user_attrs)
 
 
 @click.command()

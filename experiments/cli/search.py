@@ -8,6 +8,7 @@ import click
 
 from experiments import trial_record as keys
 from experiments.cli.common import emit_json, json_option
+from experiments.config import EVALUATORS, SAMPLERS
 
 
 def _front_table(result: Any) -> str:
@@ -44,9 +45,9 @@ def _front_table(result: Any) -> str:
                                 "(overrides [proxy] dataset).")
 @click.option("--data-root", help="Folder of the data set (overrides [proxy] data_root; relative to the working directory).")
 @click.option("--workers", type=int, help="Parallel proxy trainings (1 = in-process, sequential).")
-@click.option("--evaluator", type=click.Choice(["auto", "sequential", "ray"]), help="Training back-end [default: auto].")
+@click.option("--evaluator", type=click.Choice(EVALUATORS), help="Training back-end [default: auto].")
 @click.option("--ray-address", help="Connect to this Ray cluster (HOST:PORT, ray://HOST:PORT or auto).")
-@click.option("--sampler", type=click.Choice(["tpe", "nsga2", "gp", "random"]), help="Optuna sampler [default: tpe].")
+@click.option("--sampler", type=click.Choice(SAMPLERS), help="Optuna sampler [default: tpe].")
 @click.option("--seed", type=int, help="Sampler and proxy-training seed.")
 @click.option("--targets-file", type=click.Path(dir_okay=False), help="Extra/overriding latency targets (TOML).")
 @click.option("--no-progress", is_flag=True, help="No progress bar or per-trial lines on stderr.")

@@ -34,13 +34,9 @@ def _study_trials(storage: str, study_name: str, number: int | None,
         if number not in by_number:
             raise ShufflenasError(f"study {study_name!r} has no trial {number} (trials 0..{len(by_number) - 1})")
         trials = [by_number[number]]
-    found = []
-    for t in trials:
-        text = t.user_attrs.get("arch")
-        if not text:
-            raise ShufflenasError(f"trial {t.number} of study {study_name!r} has no architecture recorded "
-                                  f"(state {t.state.name})")
-        found.append((t.number, Architecture.from_string(text)))
+    from experiments.trial_record import trial_architecture
+
+    found = [(t.number, trial_architecture(t, study_name)) for t in trials]
     proxy = (study.user_attrs.get("config") or {}).get("proxy") or {}
     return found, proxy if isinstance(proxy, dict) else {}
 
