@@ -23,7 +23,6 @@ import dataclasses
 import datetime as _dt
 import json
 import math
-import os
 import platform
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from latency_models.atomic import atomic_write_text
 from latency_models.estimation.lut_fit import MIN_NETWORKS_FOR_WEIGHTS, fit_terms, leave_one_out  # noqa: F401
 from latency_models.artifacts import invalid_detail, read_artifact
 from latency_models.paths import calibration_dir, safe_file
@@ -226,14 +226,10 @@ class LookupTable:
 
     def save(self, path: str | Path | None = None) -> Path:
         path = Path(path) if path is not None else lut_path(self.target.name)
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.provenance.setdefault("created", _now())
         self.provenance["updated"] = _now()
         self.provenance.setdefault("machine", platform.node())
-        tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")  # several processes may save at once
-        tmp.write_text(json.dumps(self.to_dict(), indent=1))
-        tmp.replace(path)
-        return path
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=1))  # several processes may save at once
 
 
 def _now() -> str:
