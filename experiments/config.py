@@ -18,19 +18,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from latency_models import artifacts
 from evaluator.registry import EVALUATORS as EVALUATOR_REGISTRY
 from experiments.samplers import SAMPLERS as SAMPLER_REGISTRY
 from search_space.errors import ShufflenasError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
 
 
 class ConfigError(ShufflenasError):
@@ -192,17 +187,7 @@ def _check_table(where: str, table: Mapping[str, Any], schema: Mapping[str, tupl
 def read_toml(path: str | Path) -> dict[str, Any]:
     """Parse a TOML file; a missing or malformed file is a one-line ConfigError."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"config file {path} is not valid TOML: not UTF-8 text") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    return artifacts.read_toml(path, kind="config", error=ConfigError, missing=f"config file not found: {path}")
 
 
 def _validate_layer(where: str, table: Mapping[str, Any]) -> None:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from latency_models.artifacts import read_toml
 from search_space.errors import ShufflenasError
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -144,16 +144,7 @@ class TrainRecipe:
 def read_train_table(path: str | Path) -> dict[str, Any]:
     """The ``[train]`` table of ``path`` (or its top level when it has no such table)."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RecipeError(f"recipe file {path} does not exist") from None
-    except IsADirectoryError:
-        raise RecipeError(f"recipe file {path} is a directory") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RecipeError(f"cannot read recipe file {path}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise RecipeError(f"recipe file {path} is not valid TOML: {exc}") from None
+    data = read_toml(path, kind="recipe", error=RecipeError)
     if "train" in data:
         stray = sorted(k for k, v in data.items() if k != "train" and not isinstance(v, dict))
         if stray:

@@ -12,19 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from latency_models.artifacts import read_toml
 from latency_models.measurement.backends.base import BACKENDS, capability, get_backend
 from latency_models.paths import SAFE_NAME_RULE, unsafe_name_reason
 from search_space.errors import ShufflenasError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 BUILTIN_FILE = Path(__file__).resolve().parent.parent / "targets.toml"
 ENV_VAR = "SHUFFLENAS_TARGETS"
@@ -227,14 +222,7 @@ def _check(name: str, table: Mapping[str, Any], origin: str) -> Target:
 
 
 def _read_tables(path: Path) -> dict[str, dict[str, Any]]:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TargetError(f"targets file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TargetError(f"cannot read targets file {path}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise TargetError(f"targets file {path} is not valid TOML: {exc}") from None
+    data = read_toml(path, kind="targets", error=TargetError)
     extra = sorted(set(data) - {"targets"})
     if extra:
         raise TargetError(f"targets file {path}: unknown top-level key(s) {', '.join(extra)} "
