@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from evaluator.datasets import DataSplit, DatasetError
 from latency_models.costs.memory import require_fits
 from search_space import Architecture, build_model
-from search_space.errors import ShufflenasError
+from search_space.errors import ShufflenasError, check_known_keys
 
 SCHEDULES = ("cosine", "onecycle")
 STATUSES = ("ok", "failed", "pruned")
@@ -85,10 +85,7 @@ class ProxyConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ProxyConfig:
         """Build from a config table; unknown keys are named in the error."""
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - fields)
-        if unknown:
-            raise ProxyConfigError(f"unknown proxy option(s): {', '.join(unknown)} (known: {', '.join(sorted(fields))})")
+        check_known_keys(data, cls, "proxy option", ProxyConfigError)
         return cls(**dict(data))
 
     def to_dict(self) -> dict[str, Any]:

@@ -24,3 +24,13 @@ def first_line(exc: BaseException) -> str:
     """
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[0] if lines else type(exc).__name__
+
+
+def check_known_keys(data: object, cls: type, what: str, error: type[Exception]) -> None:
+    """A table given for dataclass ``cls`` may name only its fields: ``unknown <what>(s): ... (known: ...)``."""
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(map(str, set(data) - fields))  # type: ignore[call-overload]
+    if unknown:
+        raise error(f"unknown {what}(s): {', '.join(unknown)} (known: {', '.join(sorted(fields))})")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from latency_models.artifacts import read_toml
-from search_space.errors import ShufflenasError
+from search_space.errors import ShufflenasError, check_known_keys
 
 OPTIMIZERS = ("sgd", "adamw")
 
@@ -115,10 +115,7 @@ class TrainRecipe:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainRecipe:
         """Build from a ``[train]`` table; unknown keys are named in the error."""
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - fields)
-        if unknown:
-            raise RecipeError(f"unknown train option(s): {', '.join(unknown)} (known: {', '.join(sorted(fields))})")
+        check_known_keys(data, cls, "train option", RecipeError)
         return cls(**dict(data))
 
     @classmethod
