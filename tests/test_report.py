@@ -67,15 +67,15 @@ def test_write_report(study_db, tmp_path):
     assert "## Pareto front" in text and "## Paper presets" in text and "estimate:guideline" in text
 
 
-def test_cli_report_and_export(cli, study_db, tmp_path):
+def test_cli_report_and_export(cli_here, study_db, tmp_path):
     env = {"SHUFFLENAS_HOME": str(tmp_path / "home")}
-    proc = cli("report", "--storage", study_db.storage_url, "--study", study_db.study, "--out", str(tmp_path / "r"),
+    proc = cli_here("report", "--storage", study_db.storage_url, "--study", study_db.study, "--out", str(tmp_path / "r"),
                "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["trials"] == 4 and "pareto.csv" in data["files"]
 
-    proc = cli("export", "--storage", study_db.storage_url, "--study", study_db.study, "--trial", "1",
+    proc = cli_here("export", "--storage", study_db.storage_url, "--study", study_db.study, "--trial", "1",
                "--out", str(tmp_path / "m.onnx"), "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
@@ -90,9 +90,9 @@ def test_cli_report_and_export(cli, study_db, tmp_path):
     (["report", "--study", "nope", "--out", "OUT"], "no study 'nope' in this storage (studies: shufflenas)"),
     (["export", "--study", "shufflenas", "--trial", "99", "--out", "OUT/m.onnx"], "has no trial 99"),
 ])
-def test_cli_unknown_study_or_trial(cli, study_db, tmp_path, args, message):
+def test_cli_unknown_study_or_trial(cli_here, study_db, tmp_path, args, message):
     argv = [a.replace("OUT", str(tmp_path)) for a in args]
-    proc = cli(*argv[:1], "--storage", study_db.storage_url, *argv[1:])
+    proc = cli_here(*argv[:1], "--storage", study_db.storage_url, *argv[1:])
     assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1
 
 
