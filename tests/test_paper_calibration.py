@@ -33,9 +33,9 @@ def test_predictions_are_within_25_percent_of_the_paper(device, tmp_path, monkey
 
 
 @pytest.mark.parametrize(("device", "preset"), [("gpu", "0.5x"), ("arm", "2.0x")])
-def test_cli_predict_json(device, preset, cli, tmp_path):
+def test_cli_predict_json(device, preset, cli_here, tmp_path):
     target = PAPER_TARGETS[device]
-    result = cli("latency", "predict", preset, "--target", target, "--json", env={"SHUFFLENAS_HOME": str(tmp_path)})
+    result = cli_here("latency", "predict", preset, "--target", target, "--json", env={"SHUFFLENAS_HOME": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["estimated"] is True and data["model"] == "guideline" and data["target"] == target
@@ -44,17 +44,17 @@ def test_cli_predict_json(device, preset, cli, tmp_path):
     assert data["paper_ms"] == pytest.approx(paper_ms, rel=1e-3)
 
 
-def test_text_output_says_estimate(cli, tmp_path):
-    result = cli("latency", "predict", "1.0x", "--target", "paper-arm-sd810", env={"SHUFFLENAS_HOME": str(tmp_path)})
+def test_text_output_says_estimate(cli_here, tmp_path):
+    result = cli_here("latency", "predict", "1.0x", "--target", "paper-arm-sd810", env={"SHUFFLENAS_HOME": str(tmp_path)})
     assert result.returncode == 0 and "estimate" in result.stdout and "paper" in result.stdout
 
 
-def test_missing_calibration_and_estimate_only_calibrate_are_one_line_errors(cli, tmp_path):
+def test_missing_calibration_and_estimate_only_calibrate_are_one_line_errors(cli_here, tmp_path):
     env = {"SHUFFLENAS_HOME": str(tmp_path)}
-    result = cli("latency", "predict", "1.0x", "--target", "local-cpu", "--model", "guideline", env=env)
+    result = cli_here("latency", "predict", "1.0x", "--target", "local-cpu", "--model", "guideline", env=env)
     assert result.returncode == 2 and "shufflenas latency calibrate --target local-cpu" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    result = cli("latency", "calibrate", "--target", "paper-gpu-1080ti", env=env)
+    result = cli_here("latency", "calibrate", "--target", "paper-gpu-1080ti", env=env)
     assert result.returncode == 2 and "estimate-only" in result.stderr and "Traceback" not in result.stderr
 
 
