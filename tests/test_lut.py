@@ -122,9 +122,9 @@ def test_estimate_only_target_cannot_build(tiny):
         lut.build(get_target("paper-arm-sd810"), [A])
 
 
-def test_cli_build_lut_bad_input(cli, tmp_path):
+def test_cli_build_lut_bad_input(cli_here, tmp_path):
     env = {"SHUFFLENAS_HOME": str(tmp_path)}
-    result = cli("latency", "build-lut", "--target", "nope", env=env)
+    result = cli_here("latency", "build-lut", "--target", "nope", env=env)
     assert result.returncode == 2 and result.stderr.startswith("error:") and "nope" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
@@ -242,20 +242,20 @@ def test_recording_an_estimate_never_measures(tiny_targets, tmp_path):
     assert len(cache) > rows
 
 
-def test_cli_predict_is_readable_and_says_when_it_measures(cli, tiny_targets, tmp_path):
+def test_cli_predict_is_readable_and_says_when_it_measures(cli_here, tiny_targets, tmp_path):
     env = {"SHUFFLENAS_HOME": os.environ["SHUFFLENAS_HOME"], "SHUFFLENAS_TARGETS": str(tiny_targets)}
     lut.build(get_target("tiny-cpu"), [A], budget_s=0.02, block_budget_s=0.02, passes=1)
-    done = cli("latency", "predict", C.to_string(), "--target", "tiny-cpu", "--model", "lut", env=env)
+    done = cli_here("latency", "predict", C.to_string(), "--target", "tiny-cpu", "--model", "lut", env=env)
     assert done.returncode == 0, done.stderr
     assert "measuring" in done.stderr and "missing blocks of the lookup table" in done.stderr
     assert "{" not in done.stdout and "ms per batch" in done.stdout and "lookup table" in done.stdout
-    paper = cli("latency", "predict", "1.0x", "--target", "paper-arm-sd810", env=env)
+    paper = cli_here("latency", "predict", "1.0x", "--target", "paper-arm-sd810", env=env)
     assert paper.returncode == 0 and "{" not in paper.stdout and "model: guideline model" in paper.stdout
 
 
-def test_cli_build_lut_prints_the_held_out_figure(cli, tiny_targets):
+def test_cli_build_lut_prints_the_held_out_figure(cli_here, tiny_targets):
     env = {"SHUFFLENAS_HOME": os.environ["SHUFFLENAS_HOME"], "SHUFFLENAS_TARGETS": str(tiny_targets)}
-    done = cli("latency", "build-lut", "--target", "tiny-cpu", "--samples", "1", "--calibrate", "1",
+    done = cli_here("latency", "build-lut", "--target", "tiny-cpu", "--samples", "1", "--calibrate", "1",
                "--budget-s", "0.02", "--block-budget-s", "0.02", "--passes", "1", env=env)
     assert done.returncode == 0, done.stderr
     assert "calibration fit, in sample (5 networks)" in done.stdout
