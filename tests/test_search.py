@@ -220,10 +220,10 @@ conv5_choices = [64]
     return path
 
 
-def test_cli_search_json_then_table_in_a_new_directory(cli, tmp_path):
+def test_cli_search_json_then_table_in_a_new_directory(cli_here, tmp_path):
     config = recipe(tmp_path)
     db = tmp_path / "a" / "b" / "s.db"  # missing directories are created
-    proc = cli("search", "--config", str(config), "--storage", f"sqlite:///{db}", "--json", env=cli_env(tmp_path))
+    proc = cli_here("search", "--config", str(config), "--storage", f"sqlite:///{db}", "--json", env=cli_env(tmp_path))
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["complete"] == 2 and data["targets"] == ["local-cpu", "paper-gpu-1080ti"]
@@ -238,14 +238,16 @@ def test_cli_search_json_then_table_in_a_new_directory(cli, tmp_path):
     (["--ray-address", "127.0.0.1:1", "--workers", "2"], "127.0.0.1:1"),
     (["--config", "/nonexistent/x.toml"], "config file not found"),
 ])
-def test_cli_bad_input_one_line_exit_2(cli, tmp_path, args, message):
+def test_cli_bad_input_one_line_exit_2(cli, cli_here, tmp_path, args, message):
     argv = ["search", *args] if "--config" in args else ["search", "--config", str(recipe(tmp_path)), *args]
-    proc = cli(*argv, env=cli_env(tmp_path))
+    # a failed connection to a Ray cluster is tried in its own process: this one shares a local Ray instance
+    run = cli if "--ray-address" in args else cli_here
+    proc = run(*argv, env=cli_env(tmp_path))
     assert proc.returncode == 2
     assert message in proc.stderr
     assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
 
 
-def test_cli_unknown_config_key_named(cli, tmp_path):
-    proc = cli("search", "--config", str(recipe(tmp_path, "epochz = 3")), env=cli_env(tmp_path))
+def test_cli_unknown_config_key_named(cli_here, tmp_path):
+    proc = cli_here("search", "--config", str(recipe(tmp_path, "epochz = 3")), env=cli_env(tmp_path))
     assert proc.returncode == 2 and "'epochz'" in proc.stderr
