@@ -65,9 +65,9 @@ def test_seed_out_of_range_is_named(tmp_path, seed):
         load_configs(path)
 
 
-def test_cli_seed_flag_out_of_range(cli, tmp_path):
+def test_cli_seed_flag_out_of_range(cli_here, tmp_path):
     for seed in ("4294967296", "-1"):
-        proc = cli("search", "--seed", seed, "--out", str(tmp_path / "out"), cwd=tmp_path)
+        proc = cli_here("search", "--seed", seed, "--out", str(tmp_path / "out"), cwd=tmp_path)
         one_line_exit_2(proc)
         assert "seed must be between 0 and 4294967295" in proc.stderr and "proxy" not in proc.stderr
     assert list(tmp_path.iterdir()) == []
@@ -148,7 +148,7 @@ def test_cuda_device_without_cuda_fails_before_anything_is_written(tmp_path):
     assert not out.exists()
 
 
-def test_cli_bad_configs_leave_the_folder_empty(cli, tmp_path):
+def test_cli_bad_configs_leave_the_folder_empty(cli, cli_here, tmp_path):
     """Through the command: one line, exit 2, and the folder holds only what was there before."""
     (tmp_path / "remote.toml").write_text('targets = ["local-cpu", "rpi4"]\nworkers = 2\nout = "run"\n')
     (tmp_path / "big.toml").write_text('out = "run"\nworkers = 2\n[proxy]\nbatch_size = 100000\n')
@@ -160,7 +160,9 @@ def test_cli_bad_configs_leave_the_folder_empty(cli, tmp_path):
                           (["--config", "magic.toml"], "magic"),
                           (["--out", "run", "--dataset", "nope"], "unknown data set 'nope'"),
                           (["--out", "run", "--dataset", "imagefolder", "--data-root", "missing"], "does not exist")):
-        proc = cli("search", *argv, cwd=tmp_path, env=env)
+        # the remote target in its own process: a Ray instance of this test process would reach every target
+        run = cli if argv == ["--config", "remote.toml"] else cli_here
+        proc = run("search", *argv, cwd=tmp_path, env=env)
         one_line_exit_2(proc)
         assert message in proc.stderr
         assert sorted(p.name for p in tmp_path.iterdir()) == before, argv
@@ -314,7 +316,7 @@ def test_shipped_recipes_write_under_runs(monkeypatch):
     assert load_config("experiments/configs/default.toml").out == "runs/search"
 
 
-def test_cli_search_from_another_folder_writes_next_to_the_config(cli, tmp_path):
+def test_cli_search_from_another_folder_writes_next_to_the_config(cli_here, tmp_path):
     recipe = tmp_path / "recipes" / "tiny.toml"
     recipe.parent.mkdir()
     recipe.write_text('out = "runs/tiny"\nworkers = 1\ntrials = 1\nsampler = "random"\npresets = []\n'
@@ -323,11 +325,11 @@ def test_cli_search_from_another_folder_writes_next_to_the_config(cli, tmp_path)
                       'batch_size = 32\nlimit = 400\n[space]\n' + "".join(f"{k} = {v}\n" for k, v in TINY_SPACE.items()))
     cwd = tmp_path / "cwd"
     cwd.mkdir()
-    proc = cli("search", "--config", "../recipes/tiny.toml", cwd=cwd,
+    proc = cli_here("search", "--config", "../recipes/tiny.toml", cwd=cwd,
                env={"SHUFFLENAS_HOME": os.environ["SHUFFLENAS_HOME"]})
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "recipes" / "runs" / "tiny" / "study.db").is_file() and list(cwd.iterdir()) == []
-    again = cli("search", "--config", "../recipes/tiny.toml", "--trials", "1", cwd=cwd,
+    again = cli_here("search", "--config", "../recipes/tiny.toml", "--trials", "1", cwd=cwd,
                 env={"SHUFFLENAS_HOME": os.environ["SHUFFLENAS_HOME"]})
     assert again.returncode == 0 and "1 finished (target 1 reached; nothing to do)" in again.stdout
 
