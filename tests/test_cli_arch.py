@@ -1,5 +1,5 @@
 """`shufflenas arch` and `shufflenas export`: the real entry point in subprocesses (few, they cost
-~2 s each) plus in-process calls of the same `main()` for the cheap checks."""
+~2 s each: help, sample, export and one bad input) plus in-process calls of the same `main()`."""
 
 from __future__ import annotations
 
@@ -23,10 +23,10 @@ def _one_error_line(stderr: str) -> None:
     assert "Traceback" not in stderr
 
 
-# -- subprocess: the installed command as a user runs it ----------------------------------------
+# -- the command as a user runs it: in a subprocess where the process itself is checked ---------
 
-def test_cost_json(cli):
-    result = cli("arch", "cost", "1.0x", "--json")
+def test_cost_json(cli_here):
+    result = cli_here("arch", "cost", "1.0x", "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["params"] == 2_278_604
@@ -36,8 +36,8 @@ def test_cost_json(cli):
     assert Architecture.from_string(data["arch"]) == PRESETS["1.0x"]
 
 
-def test_show_table(cli):
-    result = cli("arch", "show", "2.0x")
+def test_show_table(cli_here):
+    result = cli_here("arch", "show", "2.0x")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert PRESETS["2.0x"].to_string() in out and "preset 2.0x" in out
@@ -93,7 +93,7 @@ def test_top_level_help(cli):
 
 @pytest.mark.parametrize("case", ["unknown-preset", "malformed-string", "malformed-json", "unknown-field",
                                   "missing-file", "negative-input-size", "n-zero", "export-to-directory"])
-def test_bad_inputs_exit_2_with_one_error_line(cli, tmp_path, case):
+def test_bad_inputs_exit_2_with_one_error_line(cli, cli_here, tmp_path, case):
     bad_json = tmp_path / "bad.json"
     bad_json.write_text("{widths: [48, 96, 192]")
     extra = tmp_path / "extra.json"
@@ -109,7 +109,8 @@ def test_bad_inputs_exit_2_with_one_error_line(cli, tmp_path, case):
         "n-zero": (["arch", "sample", "--n", "0"], "must be > 0"),
         "export-to-directory": (["export", "0.5x", "--out", str(tmp_path)], "is a directory"),
     }[case]
-    result = cli(*args)
+    # one case as the real process exits, the others through the same main() in this process
+    result = (cli if case == "unknown-preset" else cli_here)(*args)
     assert result.returncode == 2, (result.stdout, result.stderr)
     _one_error_line(result.stderr)
     assert expected in result.stderr
