@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINY_SPACE
+from conftest import TINY_SPACE, run_main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,8 +45,8 @@ def world(tmp_path_factory):
                              "progress": False, "space": TINY_SPACE,
                              "proxy": {"epochs": 1, "max_train_batches": 2, "batch_size": 32},
                              "latency": {"measure_budget_s": 0.05}}))
-    done = run_cli("search", "--config", str(config), "--storage", f"sqlite:///{root / 'study.db'}",
-                   "--study", "good", "--out", str(root / "run"), env=env)
+    done = run_main("search", "--config", str(config), "--storage", f"sqlite:///{root / 'study.db'}",
+                    "--study", "good", "--out", str(root / "run"), env=env)
     assert done.returncode == 0, done.stderr
     (root / "existing.onnx").write_bytes(b"an earlier export that must survive")
     (root / "report").mkdir()
@@ -566,14 +566,14 @@ def test_corrupt_onnx_export_cache_still_measures(tmp_path):
     targets.write_text("[targets.local-cpu]\ninput_size = 32\n")  # overrides only the input size
     args = ("latency", "measure", "0.5x", "--target", "local-cpu", "--targets-file", str(targets), "--no-cache",
             "--budget-s", "0.05")
-    first = run_cli(*args, env=env)
+    first = run_main(*args, env=env)
     assert first.returncode == 0, first.stderr
     exports = sorted((tmp_path / "home" / "onnx").glob("*.onnx"))
     assert len(exports) == 2  # the candidate and local-cpu's reference network (1.0x)
     for damage in (RANDOM, b""):
         for path in exports:
             path.write_bytes(damage)
-        done = run_cli(*args, env=env)
+        done = run_main(*args, env=env)
         assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
         for path in exports:
             onnx.checker.check_model(onnx.load(str(path)))  # replaced by a whole model
