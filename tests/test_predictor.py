@@ -98,12 +98,12 @@ def test_fit_rejects_bad_input(tiny):
         predictor.LatencyPredictor("t", 16, 1, tiny_archs(5), [1.0, 2.0, -1.0, 3.0, 4.0])
 
 
-def test_cli_train_predictor_errors(cli, tmp_path):
+def test_cli_train_predictor_errors(cli_here, tmp_path):
     env = {"SHUFFLENAS_HOME": str(tmp_path)}
-    result = cli("latency", "train-predictor", "--target", "paper-arm-sd810", "--samples", "5", env=env)
+    result = cli_here("latency", "train-predictor", "--target", "paper-arm-sd810", "--samples", "5", env=env)
     assert result.returncode == 2 and result.stderr.startswith("error:") and "estimate-only" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    result = cli("latency", "train-predictor", "--target", "local-cpu", "--samples", "0", env=env)
+    result = cli_here("latency", "train-predictor", "--target", "local-cpu", "--samples", "0", env=env)
     assert result.returncode == 2 and "samples" in result.stderr and "Traceback" not in result.stderr
 
 
