@@ -183,12 +183,12 @@ def test_unsafe_calibration_name_is_refused(tmp_path):
     ("latency", "train-predictor", "--target", EVIL, "--samples", "4"),
     ("latency", "measure", "0.5x", "--target", EVIL),
 ])
-def test_cli_refuses_unsafe_target_names_and_writes_nothing_outside(cli, tmp_path, command):
+def test_cli_refuses_unsafe_target_names_and_writes_nothing_outside(cli_here, tmp_path, command):
     home = tmp_path / "home"
     (home / "calibrations").mkdir(parents=True)
     outside = tmp_path / "outside"  # where home/calibrations/../../outside/evil.lut.json would land
     outside.mkdir()
-    result = cli(*command, "--targets-file", str(_evil_targets(tmp_path)), env={"SHUFFLENAS_HOME": str(home)})
+    result = cli_here(*command, "--targets-file", str(_evil_targets(tmp_path)), env={"SHUFFLENAS_HOME": str(home)})
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "a target name must be" in lines[0] and repr(EVIL) in lines[0]
@@ -207,9 +207,9 @@ def test_huge_numbers_are_refused_at_load(tmp_path, key, value, limit):
     assert getattr(load_targets(path)["local-cpu"], key) == limit
 
 
-def test_cli_refuses_a_huge_input_size(cli, tmp_path):
+def test_cli_refuses_a_huge_input_size(cli_here, tmp_path):
     path = tmp_path / "t.toml"
     path.write_text("[targets.local-cpu]\ninput_size = 100000\n")
-    result = cli("latency", "targets", "--targets-file", str(path), env={"SHUFFLENAS_HOME": str(tmp_path / "h")})
+    result = cli_here("latency", "targets", "--targets-file", str(path), env={"SHUFFLENAS_HOME": str(tmp_path / "h")})
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "input_size must be <= 4096, got 100000" in result.stderr
