@@ -65,9 +65,9 @@ def test_home_path_creates_nothing(monkeypatch, tmp_path):
                                      ("latency", "predict", "0.5x", "--target", "paper-arm-sd810"),
                                      ("latency", "predict", "0.5x", "--target", "local-cpu")])
 @pytest.mark.parametrize("sub", ["", "sub"])
-def test_cli_with_a_file_as_home(cli, a_file, command, sub):
+def test_cli_with_a_file_as_home(cli_here, a_file, command, sub):
     home = a_file / sub if sub else a_file
-    result = cli(*command, env={"SHUFFLENAS_HOME": str(home)})
+    result = cli_here(*command, env={"SHUFFLENAS_HOME": str(home)})
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "Traceback" not in result.stderr and str(home) in lines[0] and "not a folder" in lines[0]
