@@ -46,7 +46,7 @@ def test_four_slashes_are_absolute(tmp_path, monkeypatch, scheme, name):
     assert len(load_study(url, "s").trials) == 1
 
 
-def test_cli_report_reads_each_form_from_another_directory(cli, tmp_path):
+def test_cli_report_reads_each_form_from_another_directory(cli_here, tmp_path):
     """The real CLI, run from ``proj``: the relative URL finds proj/rel/study.log, the absolute one /.../abs.log."""
     proj = tmp_path / "proj"
     (proj / "rel").mkdir(parents=True)
@@ -54,11 +54,11 @@ def test_cli_report_reads_each_form_from_another_directory(cli, tmp_path):
     _one_trial_study(f"journal:////{(tmp_path / 'abs.log').relative_to('/')}")
     env = {"SHUFFLENAS_HOME": str(tmp_path / "home")}
     for url in ("journal:///rel/study.log", f"journal:////{(tmp_path / 'abs.log').relative_to('/')}"):
-        proc = cli("report", "--storage", url, "--study", "s", "--out", str(tmp_path / "r"), "--json", cwd=proj, env=env)
+        proc = cli_here("report", "--storage", url, "--study", "s", "--out", str(tmp_path / "r"), "--json", cwd=proj, env=env)
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout)["trials"] == 1
     # the relative form does not reach the absolute file: it names the path it looked for
-    proc = cli("report", "--storage", "journal:///abs.log", "--study", "s", "--out", str(tmp_path / "r2"),
+    proc = cli_here("report", "--storage", "journal:///abs.log", "--study", "s", "--out", str(tmp_path / "r2"),
                cwd=proj, env=env)
     assert proc.returncode == 2 and "no study storage at abs.log" in proc.stderr
     assert not (tmp_path / "r2").exists() and not (proj / "abs.log").exists()
