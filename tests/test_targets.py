@@ -93,8 +93,8 @@ def test_unavailable_reasons():
     assert get_target("paper-gpu-1080ti").unavailable_reason() is None  # nothing to measure
 
 
-def test_cli_lists_targets(cli):
-    result = cli("latency", "targets", "--json")
+def test_cli_lists_targets(cli_here):
+    result = cli_here("latency", "targets", "--json")
     assert result.returncode == 0, result.stderr
     import json
 
@@ -102,14 +102,14 @@ def test_cli_lists_targets(cli):
     assert rows["local-cpu"]["available"] == "yes"
     assert rows["paper-gpu-1080ti"]["available"] == "estimate only"
     assert rows["rpi4"]["available"].startswith("remote")
-    text = cli("latency", "targets")
+    text = cli_here("latency", "targets")
     assert text.returncode == 0 and "estimate only" in text.stdout
 
 
-def test_cli_bad_targets_file(cli, tmp_path):
+def test_cli_bad_targets_file(cli_here, tmp_path):
     bad = tmp_path / "t.toml"
     bad.write_text("[targets.x]\nkind = 3\n")
-    result = cli("latency", "targets", "--targets-file", str(bad))
+    result = cli_here("latency", "targets", "--targets-file", str(bad))
     assert result.returncode == 2 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
 
 
