@@ -155,22 +155,22 @@ def _tiny_targets_file(tmp_path):
     return path
 
 
-def test_cli_measure(cli, tmp_path, home):
+def test_cli_measure(cli_here, tmp_path, home):
     env = {"SHUFFLENAS_HOME": str(home)}
     targets = str(_tiny_targets_file(tmp_path))
     args = ("latency", "measure", TINY.to_string(), "--target", "tiny", "--targets-file", targets, "--budget-s", "0.05")
-    first = cli(*args, "--json", env=env)
+    first = cli_here(*args, "--json", env=env)
     assert first.returncode == 0, first.stderr
     data = json.loads(first.stdout)
     assert data["target"] == "tiny" and data["median_ms"] > 0 and not data["cached"]
-    second = cli(*args, env=env)
+    second = cli_here(*args, env=env)
     assert second.returncode == 0 and "(cached)" in second.stdout and "median" in second.stdout
 
 
 @pytest.mark.parametrize("target, needle", [
     ("paper-arm-sd810", "estimate-only"), ("rpi4", "--ray-address")])
-def test_cli_measure_errors(cli, target, needle, home):
-    result = cli("latency", "measure", "0.5x", "--target", target, env={"SHUFFLENAS_HOME": str(home), "RAY_ADDRESS": ""})
+def test_cli_measure_errors(cli_here, target, needle, home):
+    result = cli_here("latency", "measure", "0.5x", "--target", target, env={"SHUFFLENAS_HOME": str(home), "RAY_ADDRESS": ""})
     assert result.returncode == 2 and needle in result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
 
@@ -274,16 +274,16 @@ def test_heavily_disturbed_runs_are_repeated():
     assert calm["attempts"] == 1 and calm["slowdown"] == pytest.approx(1.1)
 
 
-def test_cli_anchor(cli, tiny_targets):
+def test_cli_anchor(cli_here, tiny_targets):
     env = {"SHUFFLENAS_HOME": os.environ["SHUFFLENAS_HOME"], "SHUFFLENAS_TARGETS": str(tiny_targets)}
-    shown = cli("latency", "anchor", "--target", "tiny-ref", "--json", env=env)
+    shown = cli_here("latency", "anchor", "--target", "tiny-ref", "--json", env=env)
     assert shown.returncode == 0, shown.stderr
     data = json.loads(shown.stdout)
     assert data["target"] == "tiny-ref" and data["anchor_ms"] == min(data["chunk_medians_ms"])
-    again = cli("latency", "anchor", "--target", "tiny-ref", env=env)
+    again = cli_here("latency", "anchor", "--target", "tiny-ref", env=env)
     assert again.returncode == 0 and f"{data['anchor_ms']:.3f} ms" in again.stdout and "reference 0.5x" in again.stdout
-    measured = cli("latency", "measure", "0.5x", "--target", "tiny-ref", "--budget-s", "0.05", env=env)
+    measured = cli_here("latency", "measure", "0.5x", "--target", "tiny-ref", "--budget-s", "0.05", env=env)
     assert measured.returncode == 0 and "at the anchor of reference 0.5x" in measured.stdout
     for target in ("tiny-cpu", "no-such-target"):
-        bad = cli("latency", "anchor", "--target", target, env=env)
+        bad = cli_here("latency", "anchor", "--target", target, env=env)
         assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
