@@ -78,9 +78,9 @@ def test_verdict_reads_the_interval_of_the_rounds(rounds, verdict, margin):
     assert check["repeats"] == 3 and check["spread_lo"] <= check["spread_here"] <= check["spread_hi"]
 
 
-def test_cli_table_prints_verdict_and_intervals(cli, tmp_path):
+def test_cli_table_prints_verdict_and_intervals(cli_here, tmp_path):
     """Estimate-only targets run once: the verdict column is there, without a (min-max) interval."""
-    result = cli("study", "guidelines", "--target", "paper-arm-sd810", "--out", str(tmp_path / "o"), "--quick",
+    result = cli_here("study", "guidelines", "--target", "paper-arm-sd810", "--out", str(tmp_path / "o"), "--quick",
                  env={"SHUFFLENAS_HOME": str(tmp_path / "home")})
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -89,18 +89,18 @@ def test_cli_table_prints_verdict_and_intervals(cli, tmp_path):
     assert "(" not in "".join(lines[1:5])
 
 
-def test_cli_bad_input_is_one_line_exit_2(cli, tmp_path):
+def test_cli_bad_input_is_one_line_exit_2(cli_here, tmp_path):
     afile = tmp_path / "file.txt"
     afile.write_text("x")
     env = {"SHUFFLENAS_HOME": str(tmp_path / "home")}
     for args in (["--target", "nope", "--out", str(tmp_path / "o")], ["--target", "paper-gpu-1080ti", "--out", str(afile)]):
-        result = cli("study", "guidelines", *args, env=env)
+        result = cli_here("study", "guidelines", *args, env=env)
         assert result.returncode == 2, result.stderr
         assert result.stderr.startswith("error:") and len(result.stderr.strip().splitlines()) == 1
 
 
-def test_cli_json_on_the_paper_gpu(cli, tmp_path):
-    result = cli("study", "guidelines", "--target", "paper-gpu-1080ti", "--out", str(tmp_path / "o"), "--quick", "--json",
+def test_cli_json_on_the_paper_gpu(cli_here, tmp_path):
+    result = cli_here("study", "guidelines", "--target", "paper-gpu-1080ti", "--out", str(tmp_path / "o"), "--quick", "--json",
                  env={"SHUFFLENAS_HOME": str(tmp_path / "home")})
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
