@@ -43,8 +43,12 @@ def test_deterministic_for_a_seed(data):
 
 def test_threads_restored(data):
     before = torch.get_num_threads()
-    train_proxy(TINY, data, ProxyConfig(epochs=1, batch_size=32, max_train_batches=1, threads=1))
-    assert torch.get_num_threads() == before
+    torch.set_num_threads(2)  # the suite runs with 1 thread: a caller's other setting must come back
+    try:
+        train_proxy(TINY, data, ProxyConfig(epochs=1, batch_size=32, max_train_batches=1, threads=1))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_onecycle_and_label_smoothing(data):
