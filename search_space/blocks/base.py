@@ -93,6 +93,14 @@ class UnitSpec:
         raise NotImplementedError
 
 
+def token_option(token: str, family: str, what: str) -> int:
+    """The integer after the family prefix of a token (``mb6`` -> 6, ``v1g3`` -> 3); anything else is one line."""
+    body = token[len(family):]
+    if not body.isascii() or not body.isdigit() or len(body) > 3:
+        raise ArchitectureError(f"block token {token!r}: {family} needs its {what} as digits, e.g. {family}3")
+    return int(body)
+
+
 #: family prefix -> unit class, in registration order (the order docs and errors list them).
 BLOCK_FAMILIES: dict[str, type[UnitSpec]] = {}
 

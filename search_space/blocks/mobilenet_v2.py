@@ -15,7 +15,7 @@ import dataclasses
 import functools
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from search_space.blocks.base import UnitSpec, register_block
+from search_space.blocks.base import UnitSpec, register_block, token_option
 from search_space.blocks.layers import Layer
 from search_space.blocks.ops import SE, ConvBN, Op, depthwise, path_layers, path_modules
 from search_space.errors import ArchitectureError
@@ -40,7 +40,7 @@ class MobileNetV2Unit(UnitSpec):
     @classmethod
     def from_token(cls, token: str, *, c_in: int, c_out: int, stride: int, ratio: float = 0.5, kernel: int = 3,
                    se: bool = False, extra_dw: bool = False) -> MobileNetV2Unit:
-        expansion = _option(token, cls.family, "expansion")
+        expansion = token_option(token, cls.family, "expansion")
         if expansion not in EXPANSIONS:  # a token-level fact: checked even where shapes are not known yet
             raise ArchitectureError(f"block token {token!r}: mb takes an expansion t in 1..8 (mb1 .. mb8)")
         return cls(c_in, c_out, stride, kernel, se, extra_dw, expansion=expansion)
@@ -90,14 +90,6 @@ class MobileNetV2Unit(UnitSpec):
     def key(self, h: int, w: int) -> str:
         return (f"unit:{self.token}:{self.c_in}-{self.c_out}:h{h}x{w}:s{self.stride}:k{self.kernel}"
                 f":se{int(self.se)}")
-
-
-def _option(token: str, family: str, what: str) -> int:
-    """The integer after the family prefix of a token (``mb6`` -> 6); anything else is one line."""
-    body = token[len(family):]
-    if not body.isascii() or not body.isdigit() or len(body) > 3:
-        raise ArchitectureError(f"block token {token!r}: {family} needs its {what} as digits, e.g. {family}6")
-    return int(body)
 
 
 @functools.cache

@@ -13,7 +13,7 @@ import dataclasses
 import functools
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from search_space.blocks.base import UnitSpec, register_block
+from search_space.blocks.base import UnitSpec, register_block, token_option
 from search_space.blocks.layers import Layer
 from search_space.blocks.ops import ConvBN, Op, Shuffle, depthwise, path_layers, path_modules
 from search_space.errors import ArchitectureError
@@ -38,11 +38,11 @@ class ShuffleNetV1Unit(UnitSpec):
     @classmethod
     def from_token(cls, token: str, *, c_in: int, c_out: int, stride: int, ratio: float = 0.5, kernel: int = 3,
                    se: bool = False, extra_dw: bool = False) -> ShuffleNetV1Unit:
-        body = token[len(cls.family):]
-        if not body.isascii() or not body.isdigit() or int(body) not in GROUPS:
+        groups = token_option(token, cls.family, "groups")
+        if groups not in GROUPS:
             raise ArchitectureError(f"block token {token!r}: v1g takes its groups as one of "
                                     f"{', '.join(f'v1g{g}' for g in GROUPS)}")
-        return cls(c_in, c_out, stride, kernel, se, extra_dw, groups=int(body))
+        return cls(c_in, c_out, stride, kernel, se, extra_dw, groups=groups)
 
     def after_stem(self) -> ShuffleNetV1Unit:
         """The same unit as the first one after the stem: its first 1x1 is not grouped."""
