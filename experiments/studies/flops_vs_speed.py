@@ -28,6 +28,7 @@ import pandas as pd
 
 from latency_models.costs.analytic import summary
 from search_space import DEFAULT_SPACE, PAPER_PRESETS, Architecture, SearchSpace, preset_name
+from search_space.presets import FAMILIES
 from experiments.plotting import label_points
 from experiments.studies import families as fam
 from experiments.studies.common import StudyError, check_out_dir
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
     from latency_models.measurement.targets import Target
 
 COST_METRICS = ("flops", "mac", "params", "kernels")
+#: marker and colour per preset family on the scatter plots (ShuffleNetV2 keeps the paper presets' star)
+_FAMILY_STYLE = (("shufflenetv2", "*", "tab:red"), ("mobilenetv2", "D", "tab:green"),
+                 ("shufflenetv1", "s", "tab:purple"), ("xception", "^", "tab:brown"))
 CORRELATED = (*COST_METRICS, "guideline_ms")
 FLOPS_TOLERANCE = 0.05
 PAIRS_PER_TARGET = 5
@@ -215,8 +219,13 @@ def scatter_plots(table: pd.DataFrame, out_dir: Path) -> list[Path]:
             random_rows = group["preset"] == ""
             ax.scatter(x[random_rows], group.loc[random_rows, "latency_ms"], s=18, alpha=0.7, label="random")
             presets = group[~random_rows]
-            ax.scatter(presets[metric] / 1e6, presets["latency_ms"], s=70, marker="*", color="tab:red",
-                       label="paper presets", zorder=3)
+            family = presets["preset"].map(lambda name: FAMILIES.get(name, "shufflenetv2"))
+            for fam_name, marker, color in _FAMILY_STYLE:
+                rows = presets[family == fam_name]
+                if len(rows):
+                    ax.scatter(rows[metric] / 1e6, rows["latency_ms"], s=70, marker=marker, color=color,
+                               label="paper presets" if fam_name == "shufflenetv2" else f"{fam_name} presets",
+                               zorder=3)
             ax.set_xlabel(label)
             ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3)
