@@ -138,16 +138,33 @@ class Supernet(nn.Module):
     """The shared weights of a search space; ``forward(x, arch)`` runs one candidate on them."""
 
     def __init__(self, space: SearchSpace, num_classes: int, input_size: int, *, kernel_transform: bool = False,
-                 shape_samples: int = SHAPE_SAMPLES) -> None:
+                 shape_samples: int = SHAPE_SAMPLES, shapes: dict[str, tuple[int, ...]] | None = None) -> None:
+        """``shapes`` (slot -> shape, from a stored state) skips probing the space and leaves the bank
+        uninitialised, for a load that overwrites it."""
         super().__init__()
         self.spec = SupernetSpec(space, num_classes, input_size, kernel_transform)
         self._skeletons: OrderedDict[Architecture, nn.Module] = OrderedDict()
-        shapes: dict[str, list[int]] = {}
-        kinds: dict[str, str] = {}
         self.largest = max(extremes(space) or [space.sample(0)], key=self._flops)
         self.smallest = min(self._smallest_candidates(), key=self._flops)
-        probes = [*extremes(space), self.smallest, *space.sample_many(shape_samples, seed=0)]
-        for arch in probes:
+        if shapes is not None:
+            self.bank = nn.ParameterDict({_key(s): nn.Parameter(torch.empty(shape)) for s, shape in shapes.items()})
+        else:
+            found, kinds = self._probe(space, shape_samples)
+            self.bank = nn.ParameterDict({_key(s): nn.Parameter(_init(kinds[s], shape)) for s, shape in found.items()})
+        shapes = {s: tuple(p.shape) for s, p in self.bank.items()}
+        self.transforms = nn.ParameterDict()
+        if kernel_transform:
+            for key, shape in shapes.items():
+                if len(shape) == 4 and shape[1] == 1 and shape[2] > 1:  # depthwise kernels
+                    for k in space.kernel_choices:
+                        if k < shape[2]:
+                            self.transforms[f"{key}@{k}"] = nn.Parameter(torch.eye(k * k))
+
+    def _probe(self, space: SearchSpace, samples: int) -> tuple[dict[str, list[int]], dict[str, str]]:
+        """Every slot's shape: the element-wise maximum over the extremes and a seeded sample."""
+        shapes: dict[str, list[int]] = {}
+        kinds: dict[str, str] = {}
+        for arch in [*extremes(space), self.smallest, *space.sample_many(samples, seed=0)]:
             for name, tensor, kind in _named_tensors(self._skeleton(arch)):
                 if kind == "buffer":
                     continue
@@ -157,14 +174,7 @@ class Supernet(nn.Module):
                     raise SupernetError(f"slot {s} has tensors of rank {len(old)} and {tensor.ndim}")
                 shapes[s] = [max(a, b) for a, b in zip(old, tensor.shape)]
                 kinds[s] = kind
-        self.bank = nn.ParameterDict({_key(s): nn.Parameter(_init(kinds[s], shape)) for s, shape in shapes.items()})
-        self.transforms = nn.ParameterDict()
-        if kernel_transform:
-            for s, shape in shapes.items():
-                if len(shape) == 4 and shape[1] == 1 and shape[2] > 1:  # depthwise kernels
-                    for k in space.kernel_choices:
-                        if k < shape[2]:
-                            self.transforms[f"{_key(s)}@{k}"] = nn.Parameter(torch.eye(k * k))
+        return shapes, kinds
 
     # -- the space ------------------------------------------------------------------------------
     @property
