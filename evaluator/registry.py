@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 EVALUATORS: Registry[type[Evaluator]] = Registry("evaluator", {
     "sequential": "evaluator.sequential:SequentialEvaluator",
     "ray": "evaluator.ray_evaluator:RayEvaluator",
+    "supernet": "evaluator.supernet.evaluator:SupernetEvaluator",   # scores with a trained supernet
 })
 
 

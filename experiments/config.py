@@ -4,11 +4,12 @@
 added and validated in one place.)
 
 A config is a flat table of options plus a few sub-tables (``[proxy]``, ``[latency]``, ``[budgets]``,
-``[space]``) and optional ``[[run]]`` entries (several searches from one file, each a table of
+``[space]``, ``[supernet]``) and optional ``[[run]]`` entries (several searches from one file, each a table of
 overrides with a ``name``). Every key is checked: an unknown key or a value of the wrong type is a
 one-line :class:`ConfigError` that names it, so a typo never silently falls back to a default.
 
-Relative paths written in a config file (``out``, ``targets_file``, ``proxy.data_root``) are relative
+Relative paths written in a config file (``out``, ``targets_file``, ``proxy.data_root``,
+``supernet.checkpoint``) are relative
 to the file's folder, so a recipe means the same wherever it is run from; command-line values (and
 the embedded defaults) are relative to the working directory.
 """
@@ -40,6 +41,7 @@ SEED_LIMIT = 2**32
 #: Keys holding a file or folder path; relative values in a config file resolve against its folder.
 PATH_KEYS = ("out", "targets_file")
 PROXY_PATH_KEYS = ("data_root",)
+SUPERNET_PATH_KEYS = ("checkpoint",)
 #: Targets searched when the config names none; ``local-cuda`` joins when CUDA is present.
 DEFAULT_TARGETS = ("local-cpu", "paper-gpu-1080ti", "paper-arm-sd810")
 #: Sections owned by other commands: accepted (and ignored) by the search so one recipe can hold both.
@@ -58,6 +60,20 @@ class ProxyOptions:
     limit: int | None = None
     #: Extra keyword arguments for ``evaluator.proxy.ProxyConfig`` (checked against its fields).
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class SupernetOptions:
+    """How a trained supernet scores candidates (``evaluator = "supernet"``): inherited weights,
+    BatchNorm recalibrated on ``bn_batches`` training batches, top-1 on the validation split."""
+
+    #: The folder ``shufflenas supernet train --out`` wrote (or its supernet.pt).
+    checkpoint: str | None = None
+    bn_batches: int = 8
+    #: Validation images scored per candidate; None = the whole validation split.
+    val_size: int | None = None
+    #: Torch threads per scoring worker.
+    threads: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +101,7 @@ class SearchConfig:
     sampler: str = "tpe"
     seed: int | None = 0
     workers: int = 2
-    evaluator: str = "auto"             # auto: ray when workers > 1, else sequential
+    evaluator: str = "auto"             # auto: ray when workers > 1, else sequential; "supernet": [supernet]
     ray_address: str | None = None      # None: start a local Ray instance when the ray evaluator is used
     targets: tuple[str, ...] | None = None   # None: DEFAULT_TARGETS (+ local-cuda when present)
     targets_file: str | None = None
@@ -101,6 +117,7 @@ class SearchConfig:
     progress: bool = True
     proxy: ProxyOptions = dataclasses.field(default_factory=ProxyOptions)
     latency: LatencyOptions = dataclasses.field(default_factory=LatencyOptions)
+    supernet: SupernetOptions = dataclasses.field(default_factory=SupernetOptions)
     space: Mapping[str, Any] | None = None
     name: str | None = None             # the [[run]] entry this config came from
 
@@ -146,6 +163,7 @@ _TOP: dict[str, tuple[str, Any]] = {
     "progress": ("boolean", bool),
     "proxy": ("table", dict),
     "latency": ("table", dict),
+    "supernet": ("table", dict),
     "space": ("table", dict),
     "name": ("string", str),
 }
@@ -155,6 +173,12 @@ _PROXY: dict[str, tuple[str, Any]] = {
     "input_size": ("integer", int),
     "epochs": ("integer", int),
     "limit": ("integer", int),
+}
+_SUPERNET: dict[str, tuple[str, Any]] = {
+    "checkpoint": ("string", str),
+    "bn_batches": ("integer", int),
+    "val_size": ("integer", int),
+    "threads": ("integer", int),
 }
 _LATENCY: dict[str, tuple[str, Any]] = {
     "measure_budget_s": ("number", (int, float)),
@@ -197,6 +221,8 @@ def _validate_layer(where: str, table: Mapping[str, Any]) -> None:
         _check_table(f"{where}proxy.", table["proxy"], _PROXY, allow_extra=True)
     if "latency" in table:
         _check_table(f"{where}latency.", table["latency"], _LATENCY)
+    if "supernet" in table:
+        _check_table(f"{where}supernet.", table["supernet"], _SUPERNET)
     for key, value in table.get("budgets", {}).items():
         _check_type(f"{where}budgets.{key}", value, "number", (int, float))
 
@@ -204,7 +230,7 @@ def _validate_layer(where: str, table: Mapping[str, Any]) -> None:
 def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in override.items():
-        if key in ("proxy", "latency", "budgets") and isinstance(value, Mapping):
+        if key in ("proxy", "latency", "budgets", "supernet") and isinstance(value, Mapping):
             merged[key] = {**merged.get(key, {}), **value}
         else:
             merged[key] = value
@@ -217,6 +243,7 @@ def _build(table: Mapping[str, Any]) -> SearchConfig:
     proxy_known = {k: proxy_table.pop(k) for k in list(proxy_table) if k in _PROXY}
     proxy = ProxyOptions(**proxy_known, extra=proxy_table)
     latency = LatencyOptions(**values.pop("latency", {}))
+    supernet = SupernetOptions(**values.pop("supernet", {}))
     for key in ("targets", "objectives", "presets"):
         if key in values:
             values[key] = tuple(values[key])
@@ -225,7 +252,7 @@ def _build(table: Mapping[str, Any]) -> SearchConfig:
     for key in ("trial_timeout_s", "stale_after_s"):
         if key in values:
             values[key] = float(values[key])
-    config = SearchConfig(**values, proxy=proxy, latency=latency)
+    config = SearchConfig(**values, proxy=proxy, latency=latency, supernet=supernet)
     _check_values(config)
     return config
 
@@ -244,6 +271,15 @@ def _check_values(config: SearchConfig) -> None:
         raise ConfigError(f"unknown sampler {config.sampler!r} (known: {', '.join(SAMPLERS)})")
     if config.evaluator not in EVALUATORS:
         raise ConfigError(f"unknown evaluator {config.evaluator!r} (known: {', '.join(EVALUATORS)})")
+    s = config.supernet
+    if config.evaluator == "supernet" and not (s.checkpoint and s.checkpoint.strip()):
+        raise ConfigError('evaluator = "supernet" needs [supernet] checkpoint = the folder `shufflenas supernet '
+                          'train --out DIR` wrote (or --supernet DIR)')
+    for name, value in (("supernet.bn_batches", s.bn_batches), ("supernet.threads", s.threads),
+                        ("supernet.val_size", s.val_size)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{name} must be >= 1{' (or unset: the whole validation split)' if 'val' in name else ''}, "
+                              f"got {value}")
     if not config.study.strip():
         raise ConfigError("study name must not be empty")
     if config.storage is not None and not config.storage.strip():
@@ -332,11 +368,12 @@ def _resolve_paths(table: dict[str, Any], base: Path) -> None:
     for key in PATH_KEYS:
         if key in table:
             table[key] = resolve(table[key])
-    proxy = table.get("proxy")
-    if isinstance(proxy, dict):
-        for key in PROXY_PATH_KEYS:
-            if key in proxy:
-                proxy[key] = resolve(proxy[key])
+    for section, keys in (("proxy", PROXY_PATH_KEYS), ("supernet", SUPERNET_PATH_KEYS)):
+        sub = table.get(section)
+        if isinstance(sub, dict):
+            for key in keys:
+                if key in sub:
+                    sub[key] = resolve(sub[key])
 
 
 def _foreign_command(table: Mapping[str, Any]) -> str:

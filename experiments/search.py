@@ -1,7 +1,8 @@
 """The search driver: an Optuna study over the ShuffleNetV2 space, run with ask/tell.
 
-(A little over 350 lines: the scheduling loop is one class whose methods share its state; the work on
-one trial is in ``experiments.trial_steps``, the study in ``experiments.study_handling``.)
+(About 400 lines: the scheduling loop is one class whose methods share its state; the work on
+one trial is in ``experiments.trial_steps``, the study in ``experiments.study_handling``, the checks in
+``experiments.search_checks``.)
 
 One pass of the loop asks up to ``workers`` trials, costs each architecture analytically, gets its
 latency on every target (measured where the target can be measured, else its calibrated estimate),
@@ -42,8 +43,8 @@ from experiments.progress import SearchProgress
 from experiments.search_checks import largest_candidate, resolve_targets
 from experiments.storage import check_writer_free, open_storage, owner_token, writer_lock
 from experiments.study_handling import (STUDY_FORMAT, ReuseIndex, SearchError, StudySetup, TrialCounts, count_trials,
-                                        make_sampler, open_study, proxy_key, seed_queue, target_total)
-from experiments.trial_record import OWNER, PRESET, TrialRecord
+                                        make_sampler, open_study, proxy_key, scorer_for, seed_queue, target_total)
+from experiments.trial_record import OWNER, PRESET, Scorer, TrialRecord, finite
 from experiments.trial_steps import OverheadClock, PendingTrial, local_latency
 from search_space import DEFAULT_SPACE, SearchSpace
 
@@ -80,6 +81,9 @@ class SearchResult:
     overhead_s: float = 0.0   # ask + tell + bookkeeping + storage writes of this run (no training, no latency)
     #: COMPLETE trials over a budget (kept off the front): {"trial", "preset", "violations": [text]}
     infeasible: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    accuracy_source: str = "proxy"              # or "supernet" (then ``supernet`` names it)
+    supernet: dict[str, Any] | None = None      # path, checksum, method, epochs of the scoring supernet
+    seconds_per_candidate: float | None = None  # mean training / scoring time of this run's candidates
 
     def headline(self) -> str:
         """``N/T finished``, or what happened when the study already held the target."""
@@ -114,6 +118,9 @@ class SearchDriver:
         self.objectives: list[Objective] = []
         self.budgets: list[Budget] = []
         self.proxy_key = ""
+        self.scorer = Scorer()
+        self.supernet_info: Any = None
+        self._eval_seconds: list[float] = []
         self.proxy_config: Any = None
         self._data: Any = None
         self.storage: Any = None
@@ -145,10 +152,22 @@ class SearchDriver:
         checks.check_ray(c, self.targets)
         checks.check_device(c, self.proxy_config)
         self._data = checks.load_data(c, self.space, self.proxy_config, None if self._own_evaluator else self._evaluator)
+        self.supernet_info = checks.check_supernet(c, self.space, self._data)  # before any trial
+        self.scorer = scorer_for(c, self.supernet_info)
+        self.proxy_key = self.scorer.key
+        given = getattr(self._evaluator, "info", None) if not self._own_evaluator else None
+        if getattr(given, "checksum", self.scorer.checksum) != self.scorer.checksum:
+            raise SearchError(f"the evaluator given scores with supernet {given.checksum}, but the config's scorer is "
+                              f"{self.scorer.describe()}")
+        if self.supernet_info is not None:
+            info = self.supernet_info
+            self.notes.append(f"accuracy: supernet {info.checksum} ({info.method}, {info.epochs} epochs, {info.path}), "
+                              f"BN recalibrated on {c.supernet.bn_batches} batches")
 
     def _setup(self) -> None:
         """Open (or create) the storage and the study: only after :meth:`prepare` passed."""
-        setup = StudySetup(self.config, self.objectives, self.budgets, self.targets, self.proxy_key, self.owner)
+        setup = StudySetup(self.config, self.objectives, self.budgets, self.targets, self.proxy_key, self.owner,
+                           self.scorer)
         self.storage = open_storage(self.config.storage_url, create=True)
         self.study = open_study(self.storage, setup)
         self._reuse = ReuseIndex(self.study, self.storage, setup)
@@ -209,7 +228,7 @@ class SearchDriver:
         batch: list[PendingTrial] = []
         for _ in range(n):
             with self.clock:
-                item = steps.ask(self.study, self.space, self.config, self.owner, self.proxy_key)
+                item = steps.ask(self.study, self.space, self.config, self.owner, self.scorer)
             if item.arch is None:
                 self._finish(item, None)
                 continue
@@ -276,6 +295,9 @@ class SearchDriver:
         from optuna.trial import TrialState
 
         told = steps.settle(item, outcome, self.targets, self.objectives)
+        seconds = outcome.result.train_time_s if outcome is not None and outcome.result is not None else None
+        if finite(seconds):
+            self._eval_seconds.append(float(seconds))
         trial = item.trial
         with self.clock:
             for key, value in told.attrs.items():
@@ -336,7 +358,12 @@ class SearchDriver:
             c = self.config
             kind = c.evaluator if c.evaluator != "auto" else ("ray" if c.workers > 1 else "sequential")
             options: dict[str, Any] = {}
-            if kind == "ray":
+            if kind == "supernet":
+                s = c.supernet
+                options = {"checkpoint": s.checkpoint, "bn_batches": s.bn_batches, "val_size": s.val_size,
+                           "threads": s.threads, "workers": c.workers, "ray_address": c.ray_address,
+                           "checksum": self.scorer.checksum}
+            elif kind == "ray":
                 options["max_in_flight"] = c.workers
                 if c.ray_address:
                     options["address"] = c.ray_address
@@ -366,8 +393,18 @@ class SearchDriver:
             complete=counts.complete, failed=counts.failed, new_trials=new_trials, wall_s=round(wall_s, 2),
             objectives=[o.name for o in self.objectives], targets=list(self.targets),
             front=front_rows(self.study), notes=list(self.notes), overhead_s=round(self.overhead_s, 4),
-            infeasible=infeasible,
+            infeasible=infeasible, accuracy_source=self.scorer.source,
+            supernet=_supernet_summary(self.supernet_info),
+            seconds_per_candidate=(round(sum(self._eval_seconds) / len(self._eval_seconds), 4)
+                                   if self._eval_seconds else None),
         )
+
+
+def _supernet_summary(info: Any) -> dict[str, Any] | None:
+    if info is None:
+        return None
+    return {"path": str(info.path), "checksum": info.checksum, "method": info.method, "epochs": info.epochs,
+            "dataset": info.dataset_name}
 
 
 def run_search(config: SearchConfig, *, evaluator: Any = None, echo: Callable[[str], None] | None = None) -> SearchResult:

@@ -1,5 +1,6 @@
 """Everything a search checks before its study is touched: targets and how to reach them, the
-estimator, the training device, the data set and whether the proxy options fit it.
+estimator, the training device, the data set and whether the proxy options fit it, and, with
+``evaluator = "supernet"``, that the supernet exists, was trained on this data and covers the space.
 
 Each check fails with one line (a :class:`~search_space.errors.ShufflenasError`), so a bad config
 never leaves a database, lock file or output folder behind.
@@ -79,7 +80,7 @@ def check_estimate_model(config: SearchConfig) -> None:
 
 
 def wants_ray(config: SearchConfig, targets: dict[str, Target]) -> bool:
-    return config.evaluator == "ray" or (config.evaluator == "auto" and config.workers > 1) or any(
+    return config.evaluator == "ray" or (config.evaluator in ("auto", "supernet") and config.workers > 1) or any(
         t.is_remote for t in targets.values())
 
 
@@ -208,3 +209,23 @@ def build_proxy_config(config: SearchConfig) -> Any:
         return ProxyConfig(**values)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"bad [proxy] options: {exc}") from None
+
+
+def check_supernet(config: SearchConfig, space: SearchSpace, data: Any) -> Any:
+    """With ``evaluator = "supernet"``: the supernet's identity (a SupernetInfo), after checking that
+    it is readable, was trained on this data set at this input size and class count, and that the
+    search space's largest candidates lie inside its space. None for the other evaluators."""
+    if config.evaluator != "supernet":
+        return None
+    from evaluator.supernet.store import read_info
+
+    info = read_info(config.supernet.checkpoint)
+    if data is not None:
+        info.check_data(data)
+    for arch in largest_candidates(space):
+        problems = info.spec.space.violations(arch)
+        if problems:
+            raise SearchError(f"the search space reaches outside supernet {info.path}'s space "
+                              f"({arch.to_string()}: {problems[0]}); search its space or train one for this "
+                              "[space]")
+    return info

@@ -2,7 +2,8 @@
 count its trials and find results other trials already paid for.
 
 A resumed study must be the same experiment (same objectives, same ``[space]``: Optuna cannot mix
-parameter distributions in one study), so an incompatible one is refused with one line. What a
+parameter distributions in one study; accuracies from one scorer: the proxy training, or one
+supernet), so an incompatible one is refused with one line. What a
 trial stores is :class:`experiments.trial_record.TrialRecord`'s business; this module only reads it.
 """
 
@@ -20,7 +21,7 @@ from experiments import trial_record as keys
 from experiments.config import SEED_LIMIT, SearchConfig
 from experiments.samplers import make_sampler
 from experiments.storage import StorageError, owner_alive, recover_stale_trials
-from experiments.trial_record import TrialRecord, plain
+from experiments.trial_record import Scorer, TrialRecord, plain
 from search_space import SearchSpace, get_preset
 from search_space.errors import ShufflenasError
 
@@ -49,6 +50,23 @@ def proxy_key(config: SearchConfig) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
+def supernet_key(config: SearchConfig, checksum: str) -> str:
+    """Identifies supernet scoring: the supernet (its checksum), the BN batches, the validation size
+    and the data it scores on. Never equal to a proxy key (the setups differ in kind)."""
+    p, s = config.proxy, config.supernet
+    root = os.path.abspath(p.data_root) if p.data_root else p.data_root
+    setup = {"evaluator": "supernet", "checksum": checksum, "bn_batches": s.bn_batches, "val_size": s.val_size,
+             "dataset": p.dataset, "root": root, "input": p.input_size, "limit": p.limit, "seed": config.seed}
+    return hashlib.sha1(json.dumps(setup, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def scorer_for(config: SearchConfig, supernet: Any = None) -> Scorer:
+    """The trial's scorer: the proxy training, or the supernet ``supernet`` (a SupernetInfo)."""
+    if supernet is None:
+        return Scorer("proxy", proxy_key(config))
+    return Scorer("supernet", supernet_key(config, supernet.checksum), supernet.checksum, supernet.method)
+
+
 def set_metric_names(study: optuna.Study, names: list[str]) -> None:
     with warnings.catch_warnings():  # "experimental" since Optuna 3.2; the names are what we want stored
         warnings.simplefilter("ignore")
@@ -65,6 +83,11 @@ class StudySetup:
     targets: dict[str, Target]
     proxy_key: str
     owner: str
+    scorer: Scorer | None = None   # None: the proxy training with ``proxy_key``
+
+    @property
+    def accuracy_scorer(self) -> Scorer:
+        return self.scorer or Scorer("proxy", self.proxy_key)
 
 
 def open_study(storage: optuna.storages.BaseStorage, setup: StudySetup) -> optuna.Study:
@@ -83,7 +106,7 @@ def open_study(storage: optuna.storages.BaseStorage, setup: StudySetup) -> optun
     sampler = make_sampler(c.sampler, seed, c.trials, len(setup.objectives))
     if c.study in existing:
         study = optuna.load_study(study_name=c.study, storage=storage, sampler=sampler)
-        check_compatible(study, c, names)
+        check_compatible(study, c, names, setup.accuracy_scorer)
         if not study.metric_names:  # a study from before metric names were stored
             set_metric_names(study, names)
         return study
@@ -101,13 +124,17 @@ def open_study(storage: optuna.storages.BaseStorage, setup: StudySetup) -> optun
     study.set_user_attr("targets", {n: t.to_dict() for n, t in setup.targets.items()})
     study.set_user_attr("deploy_input", c.deploy_input)
     study.set_user_attr("deploy_classes", c.deploy_classes)
-    study.set_user_attr("proxy_key", setup.proxy_key)
+    study.set_user_attr("proxy_key", setup.accuracy_scorer.key)
+    study.set_user_attr(keys.ACCURACY_SOURCE, setup.accuracy_scorer.source)
+    if setup.accuracy_scorer.checksum:
+        study.set_user_attr(keys.SUPERNET_CHECKSUM, setup.accuracy_scorer.checksum)
+        study.set_user_attr(keys.SUPERNET_METHOD, setup.accuracy_scorer.method)
     study.set_user_attr("config", plain(c.to_dict()))
     return study
 
 
-def check_compatible(study: optuna.Study, config: SearchConfig, names: list[str]) -> None:
-    """A resumed study must have the config's objectives and search space."""
+def check_compatible(study: optuna.Study, config: SearchConfig, names: list[str], scorer: Scorer | None = None) -> None:
+    """A resumed study must have the config's objectives, search space and accuracy scorer."""
     stored = study.user_attrs.get("objectives")
     if stored is not None and list(stored) != names:
         raise SearchError(f"study {config.study!r} was created with objectives {stored}, not {names}; "
@@ -116,6 +143,21 @@ def check_compatible(study: optuna.Study, config: SearchConfig, names: list[str]
     if stored_space != plain(config.space):  # Optuna cannot mix parameter distributions in one study
         raise SearchError(f"study {config.study!r} was created with another search space ([space] table); "
                           "use the same config to resume it, or another --study name")
+    if scorer is not None:
+        check_same_scorer(study, config.study, scorer)
+
+
+def check_same_scorer(study: optuna.Study, name: str, scorer: Scorer) -> None:
+    """One study, one scorer: proxy accuracies and the scores of a supernet (or of two supernets)
+    are on different scales, so one front must not mix them. Studies of earlier versions hold proxy
+    accuracies."""
+    stored = Scorer(study.user_attrs.get(keys.ACCURACY_SOURCE) or "proxy",
+                    checksum=study.user_attrs.get(keys.SUPERNET_CHECKSUM),
+                    method=study.user_attrs.get(keys.SUPERNET_METHOD))
+    if (stored.source, stored.checksum) == (scorer.source, scorer.checksum):
+        return
+    raise SearchError(f"study {name!r} holds accuracies from {stored.describe()}, not from {scorer.describe()}: "
+                      "one front cannot mix them; use another --study name (results stay apart per study)")
 
 
 def seed_queue(study: optuna.Study, space: SearchSpace, config: SearchConfig, owner: str, notes: list[str]) -> None:
@@ -189,7 +231,8 @@ class ReuseIndex:
     def __init__(self, study: optuna.Study, storage: optuna.storages.BaseStorage, setup: StudySetup) -> None:
         self.study = study
         self.name = setup.config.study
-        self.proxy_key = setup.proxy_key
+        self.scorer = setup.accuracy_scorer
+        self.proxy_key = self.scorer.key
         self.enabled = setup.config.reuse_results
         self._others = self._other_studies(storage, setup) if self.enabled else {}
 
@@ -200,8 +243,14 @@ class ReuseIndex:
 
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             if t.user_attrs.get(keys.ARCH_ID) == arch_id and t.user_attrs.get(keys.PROXY_KEY) == self.proxy_key:
-                return Reusable(self.name, t.number, TrialRecord.from_user_attrs(t.user_attrs), True)
+                record = TrialRecord.from_user_attrs(t.user_attrs)
+                if self._same_scorer(record):
+                    return Reusable(self.name, t.number, record, True)
         return self._others.get(arch_id)
+
+    def _same_scorer(self, record: TrialRecord) -> bool:
+        """The key already tells scorers apart; the source and checksum are checked as well."""
+        return record.source == self.scorer.source and record.supernet_checksum == self.scorer.checksum
 
     def _other_studies(self, storage: optuna.storages.BaseStorage, setup: StudySetup) -> dict[str, Reusable]:
         from optuna.trial import TrialState
@@ -218,6 +267,7 @@ class ReuseIndex:
                     and all(stored_targets.get(n) == d for n, d in targets.items()))
             for t in storage.get_all_trials(summary._study_id, deepcopy=False, states=(TrialState.COMPLETE,)):
                 record = TrialRecord.from_user_attrs(t.user_attrs)
-                if record.arch_id and record.proxy_key == self.proxy_key and keys.ACCURACY in record.proxy:
+                if record.arch_id and record.proxy_key == self.proxy_key and keys.ACCURACY in record.proxy \
+                        and self._same_scorer(record):
                     found.setdefault(record.arch_id, Reusable(summary.study_name, t.number, record, same))
         return found

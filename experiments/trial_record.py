@@ -46,6 +46,13 @@ PROXY_KEYS = (ACCURACY, "train_time_s", "images_per_s", CURVE, "loss_curve", "ep
               "proxy_reason")
 LATENCY_FIELDS = ("ms", "source", "p90_ms", "cv", "runs", "cached", "estimate_ms", "estimate_model")
 MEASURED = "measured"                # latency_source of a measurement (else "estimate:<model>")
+#: Where ``accuracy`` came from: the proxy training, or a weight-sharing supernet (then with its
+#: checksum and training method, so scores of two supernets are never mixed). Absent on trials of
+#: earlier versions: they were all proxy-trained.
+ACCURACY_SOURCE = "accuracy_source"
+SUPERNET_CHECKSUM = "supernet_checksum"
+SUPERNET_METHOD = "supernet_method"
+ACCURACY_SOURCES = ("proxy", "supernet")
 
 
 def latency_key(target: str, field: str = "ms") -> str:
@@ -120,11 +127,32 @@ class LatencyRecord:
 
 
 @dataclasses.dataclass(frozen=True)
+class Scorer:
+    """Who gives a trial its accuracy: the evaluator's identity, as the trial stores it.
+
+    ``key`` is stored as ``proxy_key``: equal keys mean an accuracy can be reused. For the proxy it
+    hashes the training setup; for a supernet its checksum, BN batches, validation size and data,
+    so a score is never reused across supernets or between a supernet and the proxy.
+    """
+
+    source: str = "proxy"                 # one of ACCURACY_SOURCES
+    key: str | None = None
+    checksum: str | None = None           # the supernet file's checksum (source "supernet")
+    method: str | None = None             # the supernet's training method ("spos", "sandwich")
+
+    def describe(self) -> str:
+        return f"supernet {self.checksum} ({self.method})" if self.source == "supernet" else "the proxy training"
+
+
+@dataclasses.dataclass(frozen=True)
 class TrialRecord:
     """Everything the search stores on one trial (see the module docstring)."""
 
     owner: str | None = None
     proxy_key: str | None = None
+    accuracy_source: str | None = None    # None: a trial of an earlier version (proxy-trained)
+    supernet_checksum: str | None = None
+    supernet_method: str | None = None
     arch: str | None = None
     arch_id: str | None = None
     preset: str | None = None
@@ -148,6 +176,15 @@ class TrialRecord:
         return self.proxy.get(ACCURACY)
 
     @property
+    def source(self) -> str:
+        """``proxy`` or ``supernet`` (trials of earlier versions were proxy-trained)."""
+        return self.accuracy_source or "proxy"
+
+    @property
+    def scorer(self) -> Scorer:
+        return Scorer(self.source, self.proxy_key, self.supernet_checksum, self.supernet_method)
+
+    @property
     def failed(self) -> bool:
         return self.fail_reason is not None
 
@@ -160,6 +197,11 @@ class TrialRecord:
         return record.ms if record is not None else None
 
     # -- building (each returns a new record) -------------------------------------------------------
+    def scored_by(self, scorer: Scorer) -> TrialRecord:
+        """This trial's accuracy comes from ``scorer`` (its key, source and supernet identity)."""
+        return dataclasses.replace(self, proxy_key=scorer.key, accuracy_source=scorer.source,
+                                   supernet_checksum=scorer.checksum, supernet_method=scorer.method)
+
     def with_arch(self, arch: str, arch_id: str, preset: str | None, costs: Mapping[str, Any]) -> TrialRecord:
         return dataclasses.replace(self, arch=arch, arch_id=arch_id, preset=preset or self.preset,
                                    costs={k: int(v) for k, v in costs.items()})
@@ -197,6 +239,9 @@ class TrialRecord:
 
         put(OWNER, self.owner)
         put(PROXY_KEY, self.proxy_key)
+        put(ACCURACY_SOURCE, self.accuracy_source)
+        put(SUPERNET_CHECKSUM, self.supernet_checksum)
+        put(SUPERNET_METHOD, self.supernet_method)
         put(ARCH, self.arch)
         put(ARCH_ID, self.arch_id)
         put(PRESET, self.preset)
@@ -233,7 +278,8 @@ class TrialRecord:
         proxy: dict[str, Any] = {}
         latency: dict[str, dict[str, Any]] = {}
         extra: dict[str, Any] = {}
-        simple = {OWNER: "owner", PROXY_KEY: "proxy_key", ARCH: "arch", ARCH_ID: "arch_id", PRESET: "preset",
+        simple = {OWNER: "owner", PROXY_KEY: "proxy_key", ACCURACY_SOURCE: "accuracy_source",
+                  SUPERNET_CHECKSUM: "supernet_checksum", SUPERNET_METHOD: "supernet_method", ARCH: "arch", ARCH_ID: "arch_id", PRESET: "preset",
                   ATTEMPTS: "attempts", WORKER_PID: "worker_pid", REUSED_FROM: "reused_from",
                   REUSED_FROM_STUDY: "reused_from_study", REQUEUED_FROM: "requeued_from",
                   FAIL_REASON: "fail_reason", FAILURE_KIND: "failure_kind"}

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from experiments.config import SearchConfig
 from experiments.failures import failure_kind
-from experiments.trial_record import MAC, OWNER, LatencyRecord, TrialRecord, finite
+from experiments.trial_record import MAC, OWNER, LatencyRecord, Scorer, TrialRecord, finite
 from search_space import Architecture, SearchSpace, preset_name
 from search_space.errors import ShufflenasError
 
@@ -61,13 +61,15 @@ class PendingTrial:
     failure_kind: str | None = None  # set when the failure was classified from its exception
 
 
-def ask(study: optuna.Study, space: SearchSpace, config: SearchConfig, owner: str, proxy_key: str) -> PendingTrial:
-    """A new trial, its owner stored at once (stale-trial recovery reads it), costed analytically."""
+def ask(study: optuna.Study, space: SearchSpace, config: SearchConfig, owner: str,
+        scorer: Scorer | str) -> PendingTrial:
+    """A new trial, its owner stored at once (stale-trial recovery reads it), costed analytically;
+    ``scorer`` (or a proxy key) says what will give it its accuracy."""
     from latency_models.costs.analytic import summary
 
     trial = study.ask()
     trial.set_user_attr(OWNER, owner)
-    record = TrialRecord(owner=owner, proxy_key=proxy_key)
+    record = TrialRecord(owner=owner).scored_by(scorer if isinstance(scorer, Scorer) else Scorer("proxy", scorer))
     try:
         arch = space.suggest(trial)
     except ShufflenasError as exc:
@@ -213,6 +215,9 @@ def describe(number: int, attrs: Mapping[str, Any], targets: Sequence[str], budg
             parts.append(f"{name} {value:.2f} ms")
     if MAC in record.costs:
         parts.append(f"MAC {record.costs[MAC] / 1e6:.1f}M")
+    seconds = record.proxy.get("train_time_s")
+    if record.source == "supernet" and record.reused_from is None and finite(seconds):
+        parts.append(f"scored in {seconds:.2f} s")
     if record.reused_from is not None:
         where = record.reused_from_study
         other = f" of study {where}" if where and where != study else ""

@@ -1,8 +1,9 @@
-"""Initial weights from another network: ``--init torchvision:FILE``.
+"""Initial weights from another network: ``--init torchvision:FILE`` or ``--init supernet:DIR``.
 
 torchvision's ShuffleNetV2 state dicts have the presets' key layout and load as they are; a
 MobileNetV2 one has other key names and is paired with the architecture's tensors in order
-(:mod:`evaluator.training.key_map`). A classifier of another size is replaced (fine-tuning).
+(:mod:`evaluator.training.key_map`). A supernet gives the candidate's inherited weights
+(``Supernet.extract``). A classifier of another size is replaced (fine-tuning).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from evaluator.training.key_map import rename_by_order
 from evaluator.training.weights import MODEL_FORMAT, WeightsError, tensor_dict, read_weights_file, first_mismatch
 from search_space import Architecture, build_model
 
-#: ``--init`` schemes: ``SCHEME:FILE``. ("supernet" will come later.)
-INIT_SCHEMES = ("torchvision",)
+#: ``--init`` schemes: ``torchvision:FILE``, ``supernet:DIR`` (the folder ``supernet train --out`` wrote).
+INIT_SCHEMES = ("torchvision", "supernet")
 CLASSIFIER_KEYS = ("fc.weight", "fc.bias")
 
 
@@ -35,8 +36,7 @@ class InitWeights:
 def _parse_spec(spec: str) -> tuple[str, Path]:
     scheme, sep, rest = str(spec).partition(":")
     if not sep or scheme not in INIT_SCHEMES:
-        raise WeightsError(f"unknown init {spec!r}: expected SCHEME:FILE with scheme "
-                           f"{' or '.join(INIT_SCHEMES)} ('supernet' will come later)")
+        raise WeightsError(f"unknown init {spec!r}: expected torchvision:FILE or supernet:DIR")
     if not rest.strip():
         raise WeightsError(f"init {spec!r} names no file (expected {scheme}:FILE)")
     return scheme, Path(rest).expanduser()
@@ -52,9 +52,11 @@ def read_init(spec: str, arch: Architecture | str, num_classes: int) -> InitWeig
     another size is replaced by a fresh one (fine-tuning); any other key that is missing, unexpected
     or mis-shaped is an error naming the first one.
     """
-    _, path = _parse_spec(spec)
+    scheme, path = _parse_spec(spec)
     if not isinstance(arch, Architecture):
         arch = Architecture.from_string(str(arch))
+    if scheme == "supernet":
+        return _from_supernet(spec, path, arch, num_classes)
     data = read_weights_file(path, "init")
     if isinstance(data, Mapping) and data.get("format") == MODEL_FORMAT:
         data = data.get("state_dict")
@@ -87,6 +89,29 @@ def read_init(spec: str, arch: Architecture | str, num_classes: int) -> InitWeig
         raise WeightsError(f"init file {path} does not fit {arch.to_string()}: {problem}")
     ready = {k: v.to(reference[k].dtype).contiguous() for k, v in fixed.items()}
     return InitWeights(ready, str(spec), tuple(replaced), file_classes)
+
+
+def _from_supernet(spec: str, path: Path, arch: Architecture, num_classes: int) -> InitWeights:
+    """``arch``'s inherited weights from the supernet at ``path`` (BatchNorm statistics fresh: training
+    re-estimates them); a classifier for another class count is replaced by a fresh one."""
+    from evaluator.supernet.store import load_supernet
+    from evaluator.supernet.weights import SupernetError
+
+    try:
+        supernet, info = load_supernet(path)
+        model = supernet.extract(arch)
+    except SupernetError as exc:
+        hint = " (a torchvision state dict goes with torchvision:FILE)" if path.is_file() else ""
+        raise WeightsError(f"init {spec!r}: {exc}{hint}") from None
+    state = model.state_dict()
+    file_classes = info.spec.num_classes
+    replaced: tuple[str, ...] = ()
+    if file_classes != num_classes:
+        fresh = build_model(arch, num_classes).state_dict()
+        state.update({key: fresh[key] for key in CLASSIFIER_KEYS})
+        replaced = CLASSIFIER_KEYS
+    ready = {k: v.detach().clone().contiguous() for k, v in state.items()}
+    return InitWeights(ready, f"{spec} (checksum {info.checksum})", replaced, file_classes)
 
 
 def load_init(spec: str, arch: Architecture | str, num_classes: int) -> dict[str, torch.Tensor]:

@@ -47,6 +47,9 @@ def _front_table(result: Any) -> str:
 @click.option("--workers", type=int, help="Parallel proxy trainings (1 = in-process, sequential).")
 @click.option("--evaluator", type=click.Choice(EVALUATORS), help="Training back-end [default: auto].")
 @click.option("--ray-address", help="Connect to this Ray cluster (HOST:PORT, ray://HOST:PORT or auto).")
+@click.option("--supernet", "supernet_dir", type=click.Path(),
+              help="Score candidates with this trained supernet (the folder `shufflenas supernet train --out` "
+                   "wrote; relative to the working directory): sets --evaluator supernet and [supernet] checkpoint.")
 @click.option("--sampler", type=click.Choice(SAMPLERS), help="Optuna sampler [default: tpe].")
 @click.option("--seed", type=int, help="Sampler and proxy-training seed.")
 @click.option("--targets-file", type=click.Path(dir_okay=False), help="Extra/overriding latency targets (TOML).")
@@ -54,7 +57,8 @@ def _front_table(result: Any) -> str:
 @json_option
 def search(config_path: str | None, run_name: str | None, trials: int | None, storage: str | None, study: str | None,
            out: str | None, epochs: int | None, dataset: str | None, data_root: str | None, workers: int | None, evaluator: str | None, ray_address: str | None,
-           sampler: str | None, seed: int | None, targets_file: str | None, no_progress: bool, as_json: bool) -> None:
+           sampler: str | None, seed: int | None, targets_file: str | None, supernet_dir: str | None, no_progress: bool,
+           as_json: bool) -> None:
     """Search ShuffleNetV2 architectures for proxy accuracy vs latency on your targets.
 
     With no arguments: 24 trials on the digits data set (16x16 proxy, 2 epochs), latency measured on
@@ -73,6 +77,11 @@ def search(config_path: str | None, run_name: str | None, trials: int | None, st
         overrides["proxy"] = {k: v for k, v in proxy.items() if v is not None}
     if no_progress:
         overrides["progress"] = False
+    if supernet_dir is not None:
+        if evaluator not in (None, "supernet"):
+            raise click.UsageError(f"--supernet scores with the supernet evaluator, not --evaluator {evaluator}")
+        overrides["evaluator"] = "supernet"
+        overrides["supernet"] = {"checkpoint": supernet_dir}
     configs = load_configs(config_path, overrides, run=run_name)
     results = []
     for config in configs:
@@ -84,6 +93,10 @@ def search(config_path: str | None, run_name: str | None, trials: int | None, st
                        f"{result.wall_s:.0f} s")
             for note in result.notes:
                 click.echo(f"note: {note}")
+            if result.seconds_per_candidate is not None:
+                verb = "scored" if result.accuracy_source == "supernet" else "trained"
+                click.echo(f"accuracy from {result.accuracy_source}: {result.seconds_per_candidate:.2f} s per candidate "
+                           f"{verb} this run")
             click.echo(f"Pareto front ({len(result.front)} trials, objectives: {', '.join(result.objectives)}):")
             click.echo(_front_table(result))
             if result.infeasible:

@@ -80,7 +80,8 @@ def _recipe(config: str | None, flags: dict[str, Any]):
 @click.option("--seed", type=click.IntRange(min=0), help="Seed of weights, data order and augmentation [default: 0].")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads [default: torch's].")
 @click.option("--input-size", type=click.IntRange(min=8, max=1024), help="Input resolution [default: the data set's].")
-@click.option("--init", help="Start from given weights: torchvision:FILE.")
+@click.option("--init", help="Start from given weights: torchvision:FILE, or supernet:DIR (the architecture's "
+                             "inherited weights from the supernet `shufflenas supernet train --out DIR` wrote).")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Train up to N runs of --front at once as Ray tasks (1: one after the other, no Ray).")
 @click.option("--ray-address", help="Run on this Ray cluster (HOST:PORT or auto) instead of a local Ray.")

@@ -1,0 +1,298 @@
+"""The supernet in the search: ``evaluator = "supernet"`` on a real SQLite study, what its trials
+record, reuse that never crosses scorers, the one-line refusals, and ``train --init supernet:DIR``.
+
+Data: tiny Fashion-MNIST-format IDX files written here, at 16 px. Supernets are made directly
+(untrained weights: these tests are of the plumbing, not of the scores) and stored with
+``store.save_supernet``; latency is an estimate only (no measurement), so each trial takes well
+under a second.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+
+from conftest import TINY_SPACE, run_main
+from test_idx import make_set
+
+from evaluator.base import EvalTask
+from evaluator.datasets import load_dataset
+from evaluator.supernet import Supernet
+from evaluator.supernet.evaluator import SupernetEvaluator
+from evaluator.supernet.store import load_supernet, save_supernet
+from evaluator.training.init_weights import read_init
+from evaluator.training.loop import dataset_identity
+from evaluator.training.weights import WeightsError
+from experiments.config import ConfigError, load_config
+from experiments.search import SearchError, run_search
+from experiments.study_handling import check_same_scorer
+from experiments.trial_record import Scorer, TrialRecord
+from search_space import Architecture, SearchSpace
+
+SPACE = SearchSpace.from_dict(TINY_SPACE)
+#: wider than the tiny space: outside every supernet made here
+OUTSIDE = Architecture(widths=(24, 48, 96), depths=(1, 1, 1), stem=8, conv5=64)
+INSIDE = "stem8_w16-32-48_d1-1-1_r0.5-0.5-0.5_k3-3-3_c64"
+LEGACY = Path(__file__).parent / "data" / "legacy_study.db"
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("SHUFFLENAS_HOME", str(tmp_path_factory.getbasetemp() / "shufflenas-home"))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict:
+    """IDX data, two supernets of the tiny space on it (different weights), one of another data set
+    and one of another input size."""
+    root = tmp_path_factory.mktemp("supernet-search")
+    make_set(root / "fm", n_train=60, n_val=30)
+    data = load_dataset("fashion-mnist", str(root / "fm"), 16, 1)
+    digits = load_dataset("digits", None, 16, 1)
+    made = {}
+    for name, seed, split, size in (("a", 0, data, 16), ("b", 1, data, 16), ("digits", 0, digits, 16),
+                                    ("px24", 0, data, 24)):
+        torch.manual_seed(seed)
+        supernet = Supernet(SPACE, 10, size, shape_samples=4)
+        identity = {**dataset_identity(split), "input_size": size}
+        made[name] = save_supernet(root / f"sn-{name}", supernet, dataset=identity, method="spos", epochs=0)
+    return {"root": root, "data_root": str(root / "fm"), "data": data, **made}
+
+
+def config(tmp_path: Path, world: dict, sn: str | None = "a", **overrides):
+    options = {"out": str(tmp_path), "trials": 3, "workers": 1, "sampler": "random", "seed": 1, "presets": [],
+               "targets": ["paper-arm-sd810"], "objectives": ["accuracy", "latency:paper-arm-sd810"],
+               "deploy_input": 32, "deploy_classes": 10, "space": TINY_SPACE, "progress": False,
+               "proxy": {"dataset": "fashion-mnist", "data_root": world["data_root"], "epochs": 1,
+                         "max_train_batches": 2, "batch_size": 16}}
+    if sn is not None:
+        options.update(evaluator="supernet", supernet={"checkpoint": str(world[sn].path.parent), "bn_batches": 1})
+    options.update(overrides)
+    return load_config(None, options)
+
+
+def trials(cfg) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=cfg.study, storage=cfg.storage_url).trials
+
+
+def test_search_scores_with_the_supernet_and_records_which(tmp_path, world):
+    cfg = config(tmp_path, world)
+    result = run_search(cfg)
+    assert (result.complete, result.failed) == (3, 0)
+    assert result.accuracy_source == "supernet" and result.supernet["checksum"] == world["a"].checksum
+    assert result.seconds_per_candidate is not None and result.seconds_per_candidate > 0
+    assert any(n.startswith(f"accuracy: supernet {world['a'].checksum} (spos") for n in result.notes)
+    for t in trials(cfg):
+        record = TrialRecord.from_user_attrs(t.user_attrs)
+        assert (record.source, record.supernet_checksum, record.supernet_method) == ("supernet", world["a"].checksum,
+                                                                                     "spos")
+        assert t.user_attrs["epochs_run"] == 0 and t.user_attrs["curve"] == [t.user_attrs["accuracy"]]
+        assert 0 <= t.values[0] <= 1 and t.user_attrs["train_time_s"] > 0
+    study = optuna.load_study(study_name=cfg.study, storage=cfg.storage_url)
+    assert study.user_attrs["accuracy_source"] == "supernet"
+    assert study.user_attrs["supernet_checksum"] == world["a"].checksum
+
+
+def test_reuse_never_crosses_supernets_or_the_proxy(tmp_path, world):
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    first = config(tmp_path, world, storage=storage, study="sn-a", trials=2)
+    run_search(first)
+    archs = {t.user_attrs["arch_id"] for t in trials(first)}
+    # the same draws, scored by another supernet: nothing reused, every trial names supernet b
+    other = config(tmp_path, world, sn="b", storage=storage, study="sn-b", trials=2)
+    run_search(other)
+    assert {t.user_attrs["arch_id"] for t in trials(other)} == archs
+    for t in trials(other):
+        assert "reused_from" not in t.user_attrs and t.user_attrs["supernet_checksum"] == world["b"].checksum
+    # and by the proxy training: trained, recorded as proxy
+    proxy = config(tmp_path, world, sn=None, storage=storage, study="proxy", trials=2)
+    run_search(proxy)
+    for t in trials(proxy):
+        assert "reused_from" not in t.user_attrs and t.user_attrs["accuracy_source"] == "proxy"
+        assert "supernet_checksum" not in t.user_attrs and t.user_attrs["epochs_run"] == 1
+    # the same supernet again: reused from the first study, not from the others
+    again = config(tmp_path, world, storage=storage, study="sn-a-again", trials=2)
+    run_search(again)
+    for t in trials(again):
+        assert t.user_attrs["reused_from_study"] == "sn-a"
+        assert t.user_attrs["supernet_checksum"] == world["a"].checksum
+    # another BN setup with the same supernet is another score: not reused either
+    bn = config(tmp_path, world, storage=storage, study="sn-a-bn2",
+                supernet={"checkpoint": str(world["a"].path.parent), "bn_batches": 2}, trials=2)
+    run_search(bn)
+    assert all("reused_from" not in t.user_attrs for t in trials(bn))
+
+
+def test_a_study_keeps_one_scorer(tmp_path, world):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    run_search(config(tmp_path, world, sn=None, storage=storage, study="mixed", trials=1))
+    with pytest.raises(SearchError, match=r"holds accuracies from the proxy training, not from supernet "
+                                          rf"{world['a'].checksum} \(spos\).*another --study"):
+        run_search(config(tmp_path, world, storage=storage, study="mixed", trials=2))
+    run_search(config(tmp_path, world, storage=storage, study="sn", trials=1))
+    with pytest.raises(SearchError, match=rf"holds accuracies from supernet {world['a'].checksum}.*"
+                                          rf"not from supernet {world['b'].checksum}"):
+        run_search(config(tmp_path, world, sn="b", storage=storage, study="sn", trials=2))
+    with pytest.raises(SearchError, match="not from the proxy training"):
+        run_search(config(tmp_path, world, sn=None, storage=storage, study="sn", trials=2))
+    assert run_search(config(tmp_path, world, storage=storage, study="sn", trials=2)).complete == 2  # same one: resumes
+
+
+def test_studies_of_earlier_versions_hold_proxy_accuracies(tmp_path):
+    db = tmp_path / "legacy.db"
+    shutil.copy(LEGACY, db)
+    study = optuna.load_study(study_name="legacy", storage=f"sqlite:///{db}")
+    check_same_scorer(study, "legacy", Scorer("proxy", "anything"))
+    with pytest.raises(SearchError, match="holds accuracies from the proxy training"):
+        check_same_scorer(study, "legacy", Scorer("supernet", "k", "0123456789abcdef", "spos"))
+    for t in study.trials:
+        record = TrialRecord.from_user_attrs(t.user_attrs)
+        assert record.source == "proxy" and record.accuracy_source is None
+        assert record.to_user_attrs() == t.user_attrs
+
+
+def test_supernet_search_on_two_ray_workers(tmp_path, world, ray_session):
+    evaluator = SupernetEvaluator(world["data"], world["a"].path.parent, bn_batches=1, workers=2)
+    try:
+        cfg = config(tmp_path, world, workers=2, trials=4)
+        result = run_search(cfg, evaluator=evaluator)
+        outside = evaluator.run_all([EvalTask("outside", OUTSIDE)])
+    finally:
+        evaluator.close()
+    assert result.complete == 4
+    pids = {t.user_attrs["worker_pid"] for t in trials(cfg)}
+    assert len(pids) == 2 and os.getpid() not in pids  # spread over both actors, none in this process
+    assert not outside[0].ok and "outside the supernet's space" in outside[0].error
+
+
+def test_a_candidate_outside_the_space_is_a_failed_outcome(world):
+    evaluator = SupernetEvaluator(world["data"], world["a"].path, bn_batches=1, val_size=7)
+    inside = Architecture.from_string(INSIDE)
+    out = {o.key: o for o in evaluator.run_all([EvalTask("in", inside), EvalTask("out", OUTSIDE)])}
+    assert out["in"].ok and out["in"].result.status == "ok" and out["in"].result.epochs_run == 0
+    assert out["in"].accuracy in {k / 7 for k in range(8)}  # val_size caps the validation images
+    assert not out["out"].ok and out["out"].result is None
+    assert "outside the supernet's space" in out["out"].error and "\n" not in out["out"].error
+
+
+def test_a_supernet_of_other_data_is_refused_at_construction(world):
+    for name, words in (("digits", "trained on digits"), ("px24", "at 24 px")):
+        with pytest.raises(Exception, match=words):
+            SupernetEvaluator(world["data"], world[name].path.parent)
+
+
+# -- the command: one line, exit 2, nothing written ---------------------------------------------------
+def recipe(tmp_path: Path, world: dict, supernet: str, proxy: str = "") -> Path:
+    path = tmp_path / "sn.toml"
+    path.write_text(f'''out = "out"
+trials = 2
+workers = 1
+sampler = "random"
+presets = []
+progress = false
+targets = ["paper-arm-sd810"]
+objectives = ["accuracy", "latency:paper-arm-sd810"]
+deploy_input = 32
+evaluator = "supernet"
+[proxy]
+dataset = "fashion-mnist"
+data_root = "{world['data_root']}"
+batch_size = 16
+{proxy}
+[supernet]
+{supernet}
+[space]
+width_ranges = [[8, 16], [16, 32], [32, 48]]
+depth_ranges = [[1, 2], [1, 2], [1, 2]]
+stem_choices = [8]
+conv5_choices = [64, 128]
+''')
+    return path
+
+
+def test_cli_supernet_search_and_its_refusals(tmp_path, world):
+    sn_dir = tmp_path / "sn"
+    shutil.copytree(world["a"].path.parent, sn_dir)
+    good = run_main("search", "--config", str(recipe(tmp_path, world, 'checkpoint = "sn"\nbn_batches = 1')))
+    assert good.returncode == 0, good.stderr
+    assert "accuracy from supernet:" in good.stdout and "s per candidate scored this run" in good.stdout
+    assert (tmp_path / "out" / "study.db").is_file()  # checkpoint and out: relative to the config's folder
+    shutil.rmtree(tmp_path / "out")
+    bad = {
+        "": 'evaluator = "supernet" needs [supernet] checkpoint',
+        'checkpoint = "sn"\nbn_batch = 2': "unknown option(s) 'supernet.bn_batch'",
+        'checkpoint = "sn"\nval_size = 0': "supernet.val_size must be >= 1",
+        'checkpoint = "nowhere"': "no supernet at",
+        f'checkpoint = "{world["digits"].path.parent}"': "was trained on digits at 16 px",
+        f'checkpoint = "{world["px24"].path.parent}"': "at 24 px",
+    }
+    for text, message in bad.items():
+        run = run_main("search", "--config", str(recipe(tmp_path, world, text)))
+        lines = [line for line in run.stderr.splitlines() if line.strip()]
+        assert run.returncode == 2 and len(lines) == 1 and message in lines[0], (text, run.stderr)
+        assert not (tmp_path / "out").exists()  # refused before any trial: no database
+    wider = recipe(tmp_path, world, 'checkpoint = "sn"').read_text().replace("[32, 48]", "[32, 96]")
+    (tmp_path / "wide.toml").write_text(wider)
+    run = run_main("search", "--config", str(tmp_path / "wide.toml"))
+    assert run.returncode == 2 and "reaches outside supernet" in run.stderr and not (tmp_path / "out").exists()
+    # --supernet DIR: the flag form (relative to the working directory)
+    run = run_main("search", "--config", str(recipe(tmp_path, world, "")), "--supernet", str(sn_dir),
+                   "--trials", "1", "--json")
+    assert run.returncode == 0, run.stderr
+    run = run_main("search", "--config", str(recipe(tmp_path, world, "")), "--supernet", str(sn_dir),
+                   "--evaluator", "ray")
+    assert run.returncode == 2 and "--supernet" in run.stderr
+
+
+def test_config_keys(tmp_path, world):
+    cfg = config(tmp_path, world)
+    assert cfg.supernet.checkpoint == str(world["a"].path.parent) and cfg.supernet.bn_batches == 1
+    assert cfg.to_dict()["supernet"]["val_size"] is None
+    with pytest.raises(ConfigError, match="supernet.threads must be >= 1"):
+        config(tmp_path, world, supernet={"checkpoint": "x", "threads": 0})
+    assert load_config(None, {}).supernet.checkpoint is None  # the defaults need no supernet
+
+
+# -- shufflenas train --init supernet:DIR ---------------------------------------------------------------
+def test_init_from_a_supernet_is_the_inherited_weights(world):
+    arch = Architecture.from_string(INSIDE)
+    supernet, _ = load_supernet(world["a"].path.parent)
+    inherited = supernet.extract(arch).state_dict()
+    same = read_init(f"supernet:{world['a'].path.parent}", arch, 10)
+    assert same.reinitialised == () and same.file_classes == 10
+    for key, tensor in inherited.items():
+        torch.testing.assert_close(same.state_dict[key], tensor, rtol=0, atol=0)
+    other = read_init(f"supernet:{world['a'].path.parent}", arch, 5)  # another class count: a fresh classifier
+    assert other.reinitialised == ("fc.weight", "fc.bias") and other.state_dict["fc.weight"].shape[0] == 5
+    torch.testing.assert_close(other.state_dict["conv1.0.weight"], inherited["conv1.0.weight"])
+    with pytest.raises(WeightsError, match="outside the supernet's space"):
+        read_init(f"supernet:{world['a'].path.parent}", OUTSIDE, 10)
+    with pytest.raises(WeightsError, match="no supernet at"):
+        read_init(f"supernet:{world['root']}", arch, 10)
+
+
+def test_cli_train_one_epoch_from_inherited_weights(tmp_path, world):
+    sn = str(world["a"].path.parent)
+    common = ("--dataset", "fashion-mnist", "--data-root", world["data_root"], "--input-size", "16", "--epochs", "1",
+              "--batch-size", "16", "--no-progress")
+    done = run_main("train", INSIDE, *common, "--init", f"supernet:{sn}", "--out", str(tmp_path / "ft"), "--json")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "ft" / "model.pt").is_file()
+    for arch, spec, message in ((OUTSIDE.to_string(), f"supernet:{sn}", "outside the supernet's space"),
+                                (INSIDE, f"supernet:{tmp_path}", "no supernet at"),
+                                (INSIDE, "supernet:", "names no file")):
+        run = run_main("train", arch, *common, "--init", spec, "--out", str(tmp_path / "bad"))
+        lines = [line for line in run.stderr.splitlines() if line.strip()]
+        assert run.returncode == 2 and len(lines) == 1 and message in lines[0], run.stderr
+        assert not (tmp_path / "bad").exists()
+
+
+def test_the_recipe_reads():
+    cfg = load_config(Path(__file__).resolve().parents[1] / "experiments" / "configs" / "supernet.toml")
+    assert cfg.evaluator == "supernet" and cfg.proxy.dataset == "fashion-mnist" and cfg.proxy.input_size == 16
+    assert Path(cfg.supernet.checkpoint).is_absolute() and cfg.supernet.checkpoint.endswith("runs/supernet/fashion16")
