@@ -104,15 +104,19 @@ def candidates(n: int, seed: int) -> list[Candidate]:
     return out
 
 
-def write_candidates(path: Path, cands: list[Candidate], n: int, seed: int) -> None:
-    """Write the list, or check that the one already there is the same (rows would be mixed otherwise)."""
-    if path.exists():
-        with path.open(newline="", encoding="utf-8") as fh:
-            there = [(r.get("label"), r.get("arch_id")) for r in csv.DictReader(fh)]
-        if there != [(c.label, c.arch_id) for c in cands]:
-            raise BenchmarkError(f"{path} lists {len(there)} other candidates than --n {n} --sample-seed {seed} "
-                                 "gives; rerun with the flags that wrote it or use another --out")
-        return
+def check_candidates(path: Path, cands: list[Candidate], n: int, seed: int) -> bool:
+    """True when ``path`` holds this very list; refused when it holds another (rows would be mixed)."""
+    if not path.exists():
+        return False
+    with path.open(newline="", encoding="utf-8") as fh:
+        there = [(r.get("label"), r.get("arch_id")) for r in csv.DictReader(fh)]
+    if there != [(c.label, c.arch_id) for c in cands]:
+        raise BenchmarkError(f"{path} lists {len(there)} other candidates than --n {n} --sample-seed {seed} "
+                             "gives; rerun with the flags that wrote it or use another --out")
+    return True
+
+
+def write_candidates(path: Path, cands: list[Candidate]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", newline="", encoding="utf-8") as fh:
@@ -408,8 +412,6 @@ def stage_supernet(run: Run, store: RowStore, data: DataSplit, name: str, folder
     from evaluator.supernet.scoring import ScoringData, check_fits, score
     from evaluator.supernet.store import load_supernet, supernet_file
 
-    if not name or not all(ch.isalnum() or ch in "._-" for ch in name):
-        raise BenchmarkError(f"supernet name {name!r} must be letters, digits, '.', '_' or '-'")
     supernet, info = load_supernet(folder)
     info.check_data(data)
     check_fits(supernet, data)
@@ -484,6 +486,13 @@ def estimates(run: Run, store: RowStore) -> tuple[dict[int, dict[str, float]], d
     for name in ("naswot", "synflow"):
         chosen[name] = [r for r in ok if r.stage == name and r.fingerprint == run.zero_cost_fp(name)]
     notes = []
+    expected = {"reference": run.reference_fp, "proxy": run.proxy_fp, "naswot": run.zero_cost_fp("naswot"),
+                "synflow": run.zero_cost_fp("synflow")}
+    for stage, fp in expected.items():
+        other = sum(1 for r in store.rows if r.stage == stage and r.arch_id in wanted and r.fingerprint != fp)
+        if other:
+            notes.append(f"{stage}: {other} rows of another data split or recipe left out (the report takes the "
+                         "flags of the stage that wrote the rows)")
     for stage in sorted({r.stage for r in ok if r.stage.startswith("supernet:") and r.data_key == run.data_key}):
         rows = [r for r in ok if r.stage == stage and r.data_key == run.data_key]
         latest = rows[-1].fingerprint  # the supernet (checksum, BN batches) scored last
@@ -501,9 +510,9 @@ def estimates(run: Run, store: RowStore) -> tuple[dict[int, dict[str, float]], d
     return ref, scores, seconds, notes
 
 
-def fidelity(run: Run, store: RowStore) -> tuple[list[Fidelity], dict[str, float], dict[str, dict[str, float]],
-                                                 list[str]]:
-    """(one Fidelity per estimator, ceiling first; the reference mean; the scores; notes)."""
+def fidelity(run: Run, store: RowStore) -> tuple[list[Fidelity], dict[int, dict[str, float]], dict[str, float],
+                                                 dict[str, dict[str, float]], list[str]]:
+    """(one Fidelity per estimator, ceiling first; reference per seed; its mean; the scores; notes)."""
     ref, scores, seconds, notes = estimates(run, store)
     flops = {c.arch_id: c.mflops for c in run.cands}
     mean = {a: statistics.fmean(ref[s][a] for s in ref if a in ref[s]) for a in set().union(*ref.values())} \
@@ -528,7 +537,7 @@ def fidelity(run: Run, store: RowStore) -> tuple[list[Fidelity], dict[str, float
     notes.insert(0, f"reference: {len(mean)} of {len(run.cands)} candidates trained (per seed: "
                     f"{', '.join(f'seed {s} n={k}' for s, k in coverage.items()) or 'none'}); the mean is over the "
                     f"seeds each candidate has")
-    return out, mean, scores, notes
+    return out, ref, mean, scores, notes
 
 
 def _fmt(value: float, spec: str = "+.3f") -> str:
@@ -564,13 +573,14 @@ def plot(path: Path, rows: list[Fidelity], mean: dict[str, float], scores: dict[
     for i, (f, xs, ys) in enumerate(panels, 1):
         ax = fig.add_subplot(nrows, cols, i)
         common = sorted(set(xs) & set(ys))
-        x, y = [xs[a] for a in common], [100 * ys[a] for a in common]
+        x = [(100 if f.estimator == CEILING else 1) * xs[a] for a in common]
+        y = [100 * ys[a] for a in common]
         ax.scatter(x, y, s=16, c=["tab:red" if labels[a] in PRESETS else "tab:blue" for a in common])
         for a, xv, yv in zip(common, x, y):
             if labels[a] in PRESETS:
                 ax.annotate(labels[a], (xv, yv), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_title(f"{f.estimator}\ntau {_fmt(f.kendall)}, n={f.n}", fontsize=9)
-        ax.set_xlabel("reference seed 0 top-1" if f.estimator == CEILING else "estimator score", fontsize=8)
+        ax.set_xlabel("reference seed 0 top-1 %" if f.estimator == CEILING else "estimator score", fontsize=8)
         ax.set_ylabel("reference seed 1 top-1 %" if f.estimator == CEILING else "reference mean top-1 %", fontsize=8)
         ax.tick_params(labelsize=7)
     fig.tight_layout()
@@ -579,8 +589,7 @@ def plot(path: Path, rows: list[Fidelity], mean: dict[str, float], scores: dict[
 
 
 def stage_report(run: Run, store: RowStore) -> int:
-    rows, mean, scores, notes = fidelity(run, store)
-    ref, _, _, _ = estimates(run, store)
+    rows, ref, mean, scores, notes = fidelity(run, store)
     run.out.mkdir(parents=True, exist_ok=True)
     with (run.out / "fidelity.csv").open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=FIDELITY_FIELDS)
@@ -624,11 +633,17 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
+def _name(text: str) -> str:
+    if not text or len(text) > 64 or not all(ch.isalnum() or ch in "._-" for ch in text):
+        raise argparse.ArgumentTypeError(f"a supernet name is letters, digits, '.', '_' or '-', got {text!r}")
+    return text
+
+
 def _supernet_arg(text: str) -> tuple[str, str]:
     name, sep, folder = text.partition("=")
-    if not sep or not name or not folder:
+    if not sep or not folder:
         raise argparse.ArgumentTypeError(f"--supernet takes NAME=DIR, got {text!r}")
-    return name, folder
+    return _name(name), folder
 
 
 def parser() -> argparse.ArgumentParser:
@@ -656,8 +671,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("proxy", parents=[common], help="the search's 2-epoch proxy")
     sub.add_parser("zero-cost", parents=[common], help="NASWOT and synflow")
     sup = sub.add_parser("supernet", parents=[common], help="one-shot scores of a trained supernet")
-    sup.add_argument("--name", required=True)
-    sup.add_argument("--dir", required=True)
+    sup.add_argument("--name", type=_name, required=True, help="the estimator's name in the report")
+    sup.add_argument("--dir", required=True, help="the folder `shufflenas supernet train --out` wrote")
     sub.add_parser("report", parents=[common], help="fidelity.csv / .md / .png and the table")
     every = sub.add_parser("all", parents=[common], help="every stage in turn, then the report")
     every.add_argument("--supernet", type=_supernet_arg, action="append", default=[], metavar="NAME=DIR")
@@ -687,13 +702,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         run = build_run(args)
-        write_candidates(run.out / "candidates.csv", run.cands, args.n, args.sample_seed)
+        listed = check_candidates(run.out / "candidates.csv", run.cands, args.n, args.sample_seed)
         store = RowStore(run.out / "rows.csv")
         failures = 0
-        if args.stage != "candidates" and args.stage != "report":
+        data = None
+        if args.stage not in ("candidates", "report"):
             data = run.data_args.load()
             print(f"data: {data.name} at {data.input_size} px, {data.train_size} training / {data.val_size} "
                   f"validation images ({len(run.cands)} candidates)", flush=True)
+            from evaluator.supernet.store import read_info
+
+            folders = [args.dir] if args.stage == "supernet" else [f for _, f in getattr(args, "supernet", [])]
+            for folder in folders:  # refused before anything is written (and before hours of training)
+                read_info(folder).check_data(data)
+        if not listed:
+            write_candidates(run.out / "candidates.csv", run.cands)
+        if data is not None:
             if args.stage == "reference":
                 failures += stage_reference(run, store, data, args.seeds)
             elif args.stage == "proxy":
@@ -703,10 +727,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             elif args.stage == "supernet":
                 failures += stage_supernet(run, store, data, args.name, args.dir, args.bn_batches)
             else:  # all
-                for name, folder in args.supernet:  # refused up front, before hours of training
-                    from evaluator.supernet.store import read_info
-
-                    read_info(folder).check_data(data)
                 failures += stage_reference(run, store, data, [0])
                 failures += stage_proxy(run, store, data)
                 failures += stage_zero_cost(run, store, data)
