@@ -351,8 +351,13 @@ def cases() -> list[dict]:
                        ("estimator-magic", '[latency]\nestimate_model = "magic"\n'),
                        ("remote-no-cluster", 'targets = ["local-cpu", "rpi4"]\nworkers = 2\n'),
                        ("blocks-invalid", '[space]\nblock_choices = ["v2", "v1g3"]\n'),
-                       ("blocks-unknown", '[space]\nblock_choices = ["v2", "zz"]\n')):
+                       ("blocks-unknown", '[space]\nblock_choices = ["v2", "zz"]\n'),
+                       ("supernet-none", 'evaluator = "supernet"\n'),
+                       ("supernet-key", '[supernet]\ncheckpoint = "empty-dir"\nbn_batch = 3\n'),
+                       ("supernet-zero", 'evaluator = "supernet"\n[supernet]\ncheckpoint = "x"\nbn_batches = 0\n')):
         add(*checked, "--config", f"in/search-{name}.toml", files={f"in/search-{name}.toml": text})
+    for where in ("in/empty-dir", "in/random.json", "in/missing-dir"):  # not a supernet: refused before any trial
+        add(*checked, "--supernet", where)
     for dataset, root in (("nope", None), ("imagefolder", "in/missing-dir"), ("imagefolder", "in/no-images"),
                           ("imagefolder", "in/corrupt-images"), ("cifar10", "in/cifar-corrupt")):
         add(*checked, "--dataset", dataset, *(("--data-root", root) if root else ()))
@@ -391,6 +396,7 @@ def cases() -> list[dict]:
                         ("--optimizer", "rmsprop"), ("--label-smoothing", "1.5"), ("--warmup-epochs", "99"),
                         ("--batch-size", "100000"), ("--init", "torchvision:in/missing.pth"),
                         ("--init", "torchvision:in/random.json"), ("--init", "nope:in/random.json"),
+                        ("--init", "supernet:in/empty-dir"), ("--init", "supernet:in/random.json"),
                         ("--config", "in/malformed.toml"), ("--config", "in/random.toml"),
                         ("--config", "in/unknown-key.toml"), ("--config", "in/missing.toml"),
                         ("--config", "in/empty-dir")):

@@ -6,6 +6,7 @@ recalibrates its BatchNorm and validates it.
 
 from evaluator.supernet.scoring import ScoringData, SupernetScore, check_fits, score
 from evaluator.supernet.weights import Supernet, SupernetError, SupernetSpec, extremes, slot
+from evaluator.supernet.evaluator import SupernetEvaluator  # noqa: E402 - after the modules it builds on
 
-__all__ = ["ScoringData", "Supernet", "SupernetError", "SupernetScore", "SupernetSpec", "check_fits", "extremes",
-           "score", "slot"]
+__all__ = ["ScoringData", "Supernet", "SupernetError", "SupernetEvaluator", "SupernetScore", "SupernetSpec",
+           "check_fits", "extremes", "score", "slot"]
