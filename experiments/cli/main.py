@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "cache": "experiments.cli.cache:cache",
     "train": "experiments.cli.train:train",
     "evaluate": "experiments.cli.evaluate:evaluate",
+    "supernet": "experiments.cli.supernet:supernet",
 }
 
 

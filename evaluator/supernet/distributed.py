@@ -1,0 +1,206 @@
+"""One supernet training over several workers: Ray Train's ``TorchTrainer`` with DDP.
+
+As :mod:`evaluator.training.distributed` does for one architecture: ``batch_size`` is the global
+batch; every rank draws the same data order, augmentation and paths from the run's seeded
+generators (so the same candidate runs on every rank at every step), augments the whole batch and
+trains on its slice ``[rank::world]``; DDP averages the gradients. A path leaves most of the bank
+unused, so DDP runs with ``find_unused_parameters=True``. BatchNorm uses each rank's batch
+statistics (the supernet keeps no running statistics), so the numbers are close to, not bit-equal
+with, one process.
+
+Rank 0 is the only writer: ``checkpoint.pt`` every epoch (the single-process format, so a run
+resumes on one process or on several), ``metrics.csv``, ``curves.png`` and at the end
+``supernet.pt``. It alone scores the per-epoch probes and broadcasts them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from evaluator.proxy import torch_threads
+from evaluator.supernet.outputs import read_metrics, write_curves, write_metrics
+from evaluator.supernet.session import CHECKPOINT_NAME, SupernetEpoch, load_checkpoint, open_session, save_checkpoint
+from evaluator.supernet.store import SUPERNET_NAME, read_info
+from evaluator.supernet.training import (SupernetPlan, SupernetRecipe, SupernetTrainResult, plan_supernet,
+                                         probe_data, probes, result_of, run_epoch, run_title, score_probes,
+                                         write_supernet)
+from evaluator.training.distributed import DDPSettings, _check_resources, _check_settings, _failure_line
+from evaluator.training.recipe import DataSpec
+from evaluator.training.run_files import prepare_out, software_versions
+from evaluator.training.session import TrainError
+from evaluator.datasets import DataSplit
+from search_space import SearchSpace
+
+
+# -- the per-rank loop (runs in Ray Train's workers) --------------------------------------------------
+def _worker(config: dict[str, Any]) -> None:
+    """``train_loop_per_worker``: fetch the plan from the object store and train this rank's share."""
+    import ray
+    import ray.train
+    import ray.train.torch
+
+    context = ray.train.get_context()
+    device = ray.train.torch.get_device()
+    plan = ray.get(config["plan"])
+    with torch_threads(None if device.type == "cuda" else config["threads"]):
+        _train_rank(plan, rank=context.get_world_rank(), world=context.get_world_size(), device=device)
+
+
+def _train_rank(plan: SupernetPlan, *, rank: int, world: int, device: torch.device) -> None:
+    import ray.train
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    cuda = device.type == "cuda"
+    distributed = world > 1 and dist.is_available() and dist.is_initialized()
+    recipe, data, out = plan.recipe, plan.data, plan.out
+    session = open_session((plan.space, data.num_classes, data.input_size), data.train_size, recipe, device,
+                           state=plan.state, checkpoint_path=out / CHECKPOINT_NAME)
+    forward = session.forward
+    if distributed:  # every rank runs the same path, but the path leaves most of the bank unused
+        forward = DistributedDataParallel(forward, find_unused_parameters=True,
+                                          device_ids=[device.index] if cuda else None)
+    title = run_title(plan)
+    if plan.state is not None and rank == 0:
+        write_metrics(out, session.rows)
+        write_curves(out, session.rows, title)
+    scoring = probe_data(data, recipe) if rank == 0 else None
+    names = [name for name, _ in probes(session.supernet)]
+    train_x, train_y = data.train_x.to(device), data.train_y.to(device)
+    for epoch in range(session.start_epoch, recipe.epochs):
+        tick = time.perf_counter()
+        loss_sum = run_epoch(session, forward, train_x, train_y, epoch, rank=rank, world=world)
+        if distributed:
+            dist.all_reduce(loss_sum)
+            loss_sum /= world
+        mean_loss = float(loss_sum) / session.steps
+        trained = time.perf_counter() - tick
+        session.check_finite(epoch, mean_loss)
+        accuracy = torch.zeros(len(names), dtype=torch.float64)
+        if rank == 0:
+            accuracy[:] = torch.tensor([a for _, a in score_probes(session.supernet, scoring)], dtype=torch.float64)
+        if distributed:
+            accuracy = accuracy.to(device)
+            dist.broadcast(accuracy, src=0)
+            accuracy = accuracy.cpu()
+        row = SupernetEpoch(epoch + 1, mean_loss, session.optimizer.param_groups[0]["lr"],
+                            session.steps * recipe.batch_size / trained if trained > 0 else 0.0,
+                            time.perf_counter() - tick, tuple(zip(names, accuracy.tolist())))
+        session.rows.append(row)
+        if rank == 0:
+            save_checkpoint(out / CHECKPOINT_NAME, session.checkpoint(plan.identity, epoch + 1, software_versions(),
+                                                                      ddp_workers=world))
+            write_metrics(out, session.rows)
+            write_curves(out, session.rows, title)
+        ray.train.report({"epoch": epoch + 1, "train_loss": mean_loss})
+    if rank == 0 and session.rows:
+        write_supernet(session.supernet.cpu(), plan, session.rows)
+    if distributed:
+        dist.barrier()  # no rank ends before supernet.pt is written
+
+
+# -- the driver ---------------------------------------------------------------------------------------
+class _EpochLines(threading.Thread):
+    """One line per epoch as rank 0 rewrites ``metrics.csv`` (worker output stays in Ray's logs)."""
+
+    def __init__(self, out: Path, epochs: int, already: int) -> None:
+        super().__init__(daemon=True)
+        self.out, self.epochs, self.shown = out, epochs, already
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.5):
+            self.poll()
+        self.poll()
+
+    def poll(self) -> None:
+        try:
+            rows = read_metrics(self.out)
+        except (OSError, KeyError, TypeError, ValueError):
+            return
+        for row in rows[self.shown:]:
+            print(row.line(self.epochs), file=sys.stderr, flush=True)
+            self.shown += 1
+
+
+def train_supernet_ddp(space: SearchSpace, data: DataSpec | DataSplit, recipe: SupernetRecipe,
+                       out_dir: str | os.PathLike, *, num_workers: int, use_gpu: bool = False,
+                       address: str | None = None, cpus_per_worker: float = 1,
+                       progress: bool = True) -> SupernetTrainResult:
+    """Train a supernet with DDP over ``num_workers`` Ray Train workers (gloo on CPU, nccl on GPU).
+
+    Same checks, files and resumption as :func:`~evaluator.supernet.training.train_supernet`.
+    """
+    settings = _check_settings(recipe, num_workers, use_gpu, cpus_per_worker)
+    plan = plan_supernet(space, data, recipe, out_dir)  # everything checked before anything starts
+    prepare_out(plan.out)
+    try:
+        import ray.train
+        from ray.train import RunConfig, ScalingConfig
+        from ray.train.torch import TorchConfig, TorchTrainer
+    except ImportError as exc:
+        raise TrainError(f"DDP training needs Ray Train (pip install 'ray[train]'): {exc}") from None
+    from evaluator.ray_connect import ensure_ray, release_ray
+
+    started = time.perf_counter()
+    owns_ray = ensure_ray(address)
+    import ray
+
+    start_epoch = int(plan.state["epoch"]) if plan.state is not None else 0
+    epochs = plan.recipe.epochs
+    watcher = None
+    try:
+        _check_resources(ray, settings)
+        if progress:
+            print(f"training the supernet with DDP on {_where(settings)} ({settings.backend}), global batch "
+                  f"{plan.recipe.batch_size}", file=sys.stderr, flush=True)
+            if start_epoch:
+                print(f"resuming from {plan.out / CHECKPOINT_NAME} after epoch {start_epoch}/{epochs}"
+                      if start_epoch < epochs else f"{plan.out / CHECKPOINT_NAME}: all {epochs} epochs already "
+                      "trained", file=sys.stderr, flush=True)
+            watcher = _EpochLines(plan.out, epochs, start_epoch)
+            watcher.start()
+        absolute = SupernetPlan(plan.space, plan.data, plan.recipe, plan.out.absolute(), plan.identity, plan.state,
+                                plan.data_spec)
+        config = {"plan": ray.put(absolute), "threads": settings.threads}
+        resources = {"CPU": settings.cpus_per_worker, **({"GPU": 1} if settings.use_gpu else {})}
+        with tempfile.TemporaryDirectory(prefix="shufflenas-ray-train-") as storage:
+            trainer = TorchTrainer(
+                _worker, train_loop_config=config, torch_config=TorchConfig(backend=settings.backend),
+                scaling_config=ScalingConfig(num_workers=settings.num_workers, use_gpu=settings.use_gpu,
+                                             resources_per_worker=resources),
+                run_config=RunConfig(name="ddp-supernet", storage_path=storage))
+            try:
+                trainer.fit()
+            except ray.train.TrainingFailedError as exc:
+                raise TrainError(f"distributed supernet training failed on {_failure_line(exc)}") from None
+    finally:
+        if watcher is not None:
+            watcher.stop.set()
+            watcher.join(timeout=5)
+        release_ray(owns_ray)
+    state = load_checkpoint(plan.out / CHECKPOINT_NAME)  # what rank 0 wrote
+    rows = [SupernetEpoch.from_dict(r) for r in state["metrics"]]
+    if not rows or not (plan.out / SUPERNET_NAME).exists():
+        raise TrainError(f"distributed supernet training wrote no supernet into {plan.out}")
+    trained_now = rows[start_epoch:]
+    speed = sum(r.images_per_s for r in trained_now) / len(trained_now) if trained_now else 0.0
+    return result_of(plan, read_info(plan.out / SUPERNET_NAME), rows, started=started, images_per_s=speed,
+                     device="cuda" if settings.use_gpu else "cpu", threads=None if settings.use_gpu else settings.threads)
+
+
+def _where(settings: DDPSettings) -> str:
+    if settings.use_gpu:
+        return f"{settings.num_workers} GPU workers"
+    return f"{settings.num_workers} CPU workers x {settings.threads} thread{'s' if settings.threads != 1 else ''}"
+
+
+__all__ = ["train_supernet_ddp"]
