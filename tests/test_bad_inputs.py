@@ -431,6 +431,28 @@ def cases() -> list[dict]:
         "--out", "train-bad")
     add("train", "--storage", "in/corrupt.db", "--study", "good", "--front", "--dataset", "digits", "--out",
         "train-bad")
+    # supernets: train (checked before the bank is built), score and info of missing or damaged folders
+    sn = ("supernet", "train", "--dataset", "digits", "--limit", "100", "--batch-size", "16", "--no-progress")
+    for flag, value in (("--epochs", "0"), ("--batch-size", "100000"), ("--method", "nope"),
+                        ("--sandwich-paths", "-1"), ("--lr", "nan"), ("--input-size", "4"),
+                        ("--config", "in/malformed.toml"), ("--config", "in/missing.toml"),
+                        ("--config", "in/unknown-key.toml"), ("--space-config", "in/bad-space.toml"),
+                        ("--space-config", "in/malformed.toml"), ("--space-config", "in/missing.toml"),
+                        ("--ddp-workers", "0"), ("--use-gpu", "")):
+        add(*sn, "--epochs", "1", "--out", "sn-bad", flag, *((value,) if value else ()))
+    add(*sn, "--out", "sn-bad")
+    add(*sn[:3], "nope", *sn[4:], "--epochs", "1", "--out", "sn-bad")
+    for out_dir in ("existing.onnx", "existing.onnx/sub", "/proc/nope/supernet"):
+        add(*sn, "--epochs", "1", "--out", out_dir)
+    sn_files = {"in/sn-corrupt/checkpoint.pt": "not a checkpoint", "in/sn-results/supernet.pt": "a supernet, no "
+                "checkpoint", "in/sn-torn/supernet.pt": "PK\x03\x04 a torn zip"}
+    add(*sn, "--epochs", "1", "--out", "in/sn-corrupt", files=sn_files)
+    add(*sn, "--epochs", "1", "--out", "in/sn-results", files=sn_files)
+    for folder in ("in/missing", "in/sn-torn", "in/sn-results", "in/empty-dir", "in/random.json"):
+        add("supernet", "score", folder, "0.5x", files=sn_files)
+        add("supernet", "info", folder, files=sn_files)
+    add("supernet", "score", "in/sn-torn")
+    add("supernet", "score", "in/sn-torn", "not-an-arch")
     return out
 
 

@@ -25,18 +25,28 @@ from typing import Any
 
 import torch
 
+from evaluator.datasets import DataSplit
 from evaluator.proxy import torch_threads
 from evaluator.supernet.outputs import read_metrics, write_curves, write_metrics
 from evaluator.supernet.session import CHECKPOINT_NAME, SupernetEpoch, load_checkpoint, open_session, save_checkpoint
 from evaluator.supernet.store import SUPERNET_NAME, read_info
-from evaluator.supernet.training import (SupernetPlan, SupernetRecipe, SupernetTrainResult, plan_supernet,
-                                         probe_data, probes, result_of, run_epoch, run_title, score_probes,
-                                         write_supernet)
+from evaluator.supernet.training import (
+    SupernetPlan,
+    SupernetRecipe,
+    SupernetTrainResult,
+    plan_supernet,
+    probe_data,
+    probes,
+    result_of,
+    run_epoch,
+    run_title,
+    score_probes,
+    write_supernet,
+)
 from evaluator.training.distributed import DDPSettings, _check_resources, _check_settings, _failure_line
 from evaluator.training.recipe import DataSpec
 from evaluator.training.run_files import prepare_out, software_versions
 from evaluator.training.session import TrainError
-from evaluator.datasets import DataSplit
 from search_space import SearchSpace
 
 
@@ -194,7 +204,8 @@ def train_supernet_ddp(space: SearchSpace, data: DataSpec | DataSplit, recipe: S
     trained_now = rows[start_epoch:]
     speed = sum(r.images_per_s for r in trained_now) / len(trained_now) if trained_now else 0.0
     return result_of(plan, read_info(plan.out / SUPERNET_NAME), rows, started=started, images_per_s=speed,
-                     device="cuda" if settings.use_gpu else "cpu", threads=None if settings.use_gpu else settings.threads)
+                     device="cuda" if settings.use_gpu else "cpu",
+                     threads=None if settings.use_gpu else settings.threads)
 
 
 def _where(settings: DDPSettings) -> str:

@@ -171,7 +171,8 @@ class SupernetSession:
                         tensor.masked_fill_(~mask, 0)
         return loss.detach().float()
 
-    def _keep_untouched(self, archs: Sequence[Architecture]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]]:
+    def _keep_untouched(self, archs: Sequence[Architecture]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                                           dict]]:
         """For each bank tensor the paths read only partly: the mask of what they read, and copies
         of the tensor and its optimiser state, to put back outside the mask after the step."""
         regions: dict[str, list[tuple[slice, ...]]] = {}
@@ -266,7 +267,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
                               else f"checkpoint {path} is not a file")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError, TypeError, KeyError, AttributeError,
+    except (OSError, RuntimeError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
             zipfile.BadZipFile, pickle.UnpicklingError):
         raise CheckpointError(f"checkpoint {path} is unreadable (corrupt, truncated or not a shufflenas "
                               "checkpoint); remove it to start over") from None

@@ -90,7 +90,7 @@ def _read(path: str | os.PathLike) -> tuple[dict[str, Any], SupernetInfo]:
                             "writes one)")
     try:
         data = torch.load(file, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError, TypeError, KeyError, AttributeError,
+    except (OSError, RuntimeError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
             zipfile.BadZipFile, pickle.UnpicklingError):
         raise SupernetError(f"supernet {file} is unreadable (corrupt, truncated or not a supernet file)") from None
     if not isinstance(data, dict) or data.get("format") != SUPERNET_FORMAT:

@@ -19,12 +19,19 @@ from typing import Any
 
 import torch
 
-from evaluator.datasets import DataSplit, DatasetError, load_dataset
+from evaluator.datasets import DatasetError, DataSplit, load_dataset
 from evaluator.proxy import torch_threads
 from evaluator.supernet.outputs import CURVES_NAME, METRICS_NAME, write_curves, write_metrics
 from evaluator.supernet.scoring import BN_BATCHES, ScoringData, score
-from evaluator.supernet.session import (CHECKPOINT_NAME, SupernetEpoch, SupernetSession, check_identity,
-                                        load_checkpoint, open_session, save_checkpoint)
+from evaluator.supernet.session import (
+    CHECKPOINT_NAME,
+    SupernetEpoch,
+    SupernetSession,
+    check_identity,
+    load_checkpoint,
+    open_session,
+    save_checkpoint,
+)
 from evaluator.supernet.store import SUPERNET_NAME, SupernetInfo, read_info, save_supernet
 from evaluator.supernet.weights import Supernet, SupernetSpec
 from evaluator.training.augment import random_crop_flip
