@@ -363,6 +363,8 @@ class SearchDriver:
                 options = {"checkpoint": s.checkpoint, "bn_batches": s.bn_batches, "val_size": s.val_size,
                            "threads": s.threads, "workers": c.workers, "ray_address": c.ray_address,
                            "checksum": self.scorer.checksum}
+                if c.trial_timeout_s is not None:
+                    self.notes.append("trial_timeout_s applies to the ray evaluator only")
             elif kind == "ray":
                 options["max_in_flight"] = c.workers
                 if c.ray_address:
