@@ -47,6 +47,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures.process import BrokenProcessPool
 from fractions import Fraction
 from pathlib import Path
 
@@ -316,7 +317,7 @@ def _train(task: Task) -> tuple[float, str, float, int, str | None]:
     return result.accuracy, result.status, result.train_time_s, data.train_size, result.reason
 
 
-def run_trainings(run: Run, store: RowStore, tasks: list[Task], val_images: int) -> int:
+def run_trainings(run: Run, store: RowStore, tasks: list[Task], data: DataSplit) -> int:
     """Train the tasks the store does not hold yet, appending each row as it finishes; returns failures."""
     todo = [t for t in tasks if (t.stage, t.arch_id, t.seed, t.fingerprint) not in store.keys]
     print(f"{len(tasks) - len(todo)} of {len(tasks)} already in {store.path}; {len(todo)} to train", flush=True)
@@ -331,26 +332,29 @@ def run_trainings(run: Run, store: RowStore, tasks: list[Task], val_images: int)
                   flush=True)
             return
         store.append(Row(task.stage, task.label, task.arch_id, task.seed, accuracy, accuracy, round(seconds, 3),
-                         status, task.fingerprint, run.data_key, train_images, val_images))
+                         status, task.fingerprint, run.data_key, train_images, data.val_size))
         print(f"  [{task.stage}] {task.label} seed {task.seed}: acc {accuracy:.4f} in {seconds:.1f} s"
               f"{'' if status == 'ok' else f' ({status}: {reason})'} ({done}/{len(todo)})", flush=True)
 
     if run.jobs == 1 or len(todo) <= 1:
-        if todo:
-            _init_worker(run.data_args)
+        _DATA["full"] = data  # the split main() loaded: the same tensors a worker loads for itself
         for done, task in enumerate(todo, 1):
             record(task, _train(task), done)
         return failures
     os.environ["OMP_NUM_THREADS"] = "1"
     ctx = multiprocessing.get_context("spawn")
     done = 0
-    with futures.ProcessPoolExecutor(run.jobs, mp_context=ctx, initializer=_init_worker,
-                                     initargs=(run.data_args,)) as pool:
-        for seed in sorted({t.seed for t in todo}):  # every seed-0 row before any seed-1 training starts
-            pending = {pool.submit(_train, t): t for t in todo if t.seed == seed}
-            for future in futures.as_completed(pending):
-                done += 1
-                record(pending[future], future.result(), done)
+    try:
+        with futures.ProcessPoolExecutor(run.jobs, mp_context=ctx, initializer=_init_worker,
+                                         initargs=(run.data_args,)) as pool:
+            for seed in sorted({t.seed for t in todo}):  # every seed-0 row before any seed-1 training starts
+                pending = {pool.submit(_train, t): t for t in todo if t.seed == seed}
+                for future in futures.as_completed(pending):
+                    done += 1
+                    record(pending[future], future.result(), done)
+    except BrokenProcessPool:
+        raise BenchmarkError(f"a training process died (killed, or out of memory); the {done} rows finished are in "
+                             f"{store.path}: rerun the same command to go on") from None
     return failures
 
 
@@ -363,7 +367,7 @@ def stage_reference(run: Run, store: RowStore, data: DataSplit, seeds: Sequence[
     order = interleaved(run.cands)
     tasks = [Task("reference", c.label, c.arch.to_string(), c.arch_id, s, config.replace(seed=s).to_dict(), None,
                   run.reference_fp) for s in seeds for c in order]
-    return run_trainings(run, store, tasks, data.val_size)
+    return run_trainings(run, store, tasks, data)
 
 
 def stage_proxy(run: Run, store: RowStore, data: DataSplit) -> int:
@@ -374,7 +378,7 @@ def stage_proxy(run: Run, store: RowStore, data: DataSplit) -> int:
           f"{config.schedule}) on {subset.train_size} of the {data.train_size} training images", flush=True)
     tasks = [Task("proxy", c.label, c.arch.to_string(), c.arch_id, 0, config.to_dict(), run.proxy_train,
                   run.proxy_fp) for c in interleaved(run.cands)]
-    return run_trainings(run, store, tasks, data.val_size)
+    return run_trainings(run, store, tasks, data)
 
 
 # -- scoring stages (zero-cost, supernet), in-process -----------------------------------------------
@@ -497,6 +501,10 @@ def estimates(run: Run, store: RowStore) -> tuple[dict[int, dict[str, float]], d
         rows = [r for r in ok if r.stage == stage and r.data_key == run.data_key]
         latest = rows[-1].fingerprint  # the supernet (checksum, BN batches) scored last
         chosen[stage] = [r for r in rows if r.fingerprint == latest]
+        first = chosen[stage][0]
+        notes.append(f"{stage}: checksum {first.checksum}, {first.method}"
+                     + ("" if first.supernet_train_s is None else f", {first.supernet_train_s:.0f} s of supernet "
+                        "training (its metrics.csv)"))
         if len(chosen[stage]) < len(rows):
             notes.append(f"{stage}: {len(rows) - len(chosen[stage])} rows of an earlier supernet or BN setting "
                          f"left out (using checksum {chosen[stage][0].checksum})")
@@ -654,7 +662,7 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--dataset", default="fashion-mnist")
     common.add_argument("--data-root", default=None)
     common.add_argument("--input-size", type=int, default=16)
-    common.add_argument("--limit", type=int, default=7500, help="images loaded (train + val, stratified)")
+    common.add_argument("--limit", type=int, default=7500, help="images loaded (train + val, stratified; 0: all)")
     common.add_argument("--val-fraction", type=_fraction, default=1 / 3, help="e.g. 1/3 (5,000 train / 2,500 val)")
     common.add_argument("--ref-epochs", type=int, default=4)
     common.add_argument("--ref-batch", type=int, default=64)
@@ -687,7 +695,7 @@ def build_run(args: argparse.Namespace) -> Run:
     reference = ProxyConfig(epochs=args.ref_epochs, batch_size=args.ref_batch, lr=0.1, schedule="cosine",
                             label_smoothing=0.1, weight_decay=5e-4, threads=1)
     proxy = ProxyConfig(epochs=args.proxy_epochs, batch_size=args.proxy_batch, threads=1)
-    data_args = DataArgs(args.dataset, args.data_root, args.input_size, args.limit, args.val_fraction)
+    data_args = DataArgs(args.dataset, args.data_root, args.input_size, args.limit or None, args.val_fraction)
     return Run(Path(args.out), candidates(args.n, args.sample_seed), data_args, reference, proxy, args.proxy_train,
                args.jobs)
 

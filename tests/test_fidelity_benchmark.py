@@ -1,0 +1,155 @@
+"""benchmarks/accuracy_fidelity.py on a tiny IDX Fashion-MNIST: every stage's rows, resuming, the report.
+
+The script's own ``main(argv)`` runs in this process on 6 candidates (the four presets plus two
+samples) at 8 px with one-epoch trainings; ``--jobs 2`` runs as the real script in a subprocess
+(its spawned workers import the script by path). The supernet is a real, untrained one over the
+default space, saved with ``store.save_supernet``.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_idx import make_set
+
+from evaluator.datasets import load_dataset
+from evaluator.supernet.store import save_supernet
+from evaluator.supernet.weights import Supernet
+from evaluator.training.loop import dataset_identity
+from search_space import DEFAULT_SPACE
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "benchmarks" / "accuracy_fidelity.py"
+TINY = ("--n", "2", "--limit", "150", "--input-size", "8", "--ref-epochs", "1", "--proxy-train", "64")
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_accuracy_fidelity", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("fashion")
+    make_set(path, n_train=200, n_val=100, size=28)
+    return path
+
+
+@pytest.fixture(scope="module")
+def supernet_dir(root, tmp_path_factory) -> Path:
+    data = load_dataset("fashion-mnist", root=root, input_size=8, limit=150, val_fraction=1 / 3)
+    out = tmp_path_factory.mktemp("sn")
+    save_supernet(out, Supernet(DEFAULT_SPACE, 10, 8, shape_samples=4), dataset=dataset_identity(data),
+                  method="spos", epochs=0)
+    (out / "metrics.csv").write_text("epoch,train_loss,lr,images_per_s,seconds\n1,2.3,0.1,100,12.5\n2,2.2,0.05,100,7.5\n")
+    return out
+
+
+def run(bench, capsys, *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = bench.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def rows(out: Path) -> list[dict[str, str]]:
+    with (out / "rows.csv").open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_every_stage_rows_resume_and_report(bench, capsys, tmp_path, root, supernet_dir):
+    out = tmp_path / "fid"
+    args = ("all", *TINY, "--data-root", str(root), "--out", str(out), "--supernet", f"spos={supernet_dir}")
+    code, stdout, err = run(bench, capsys, *args)
+    assert code == 0, err
+    assert stdout.startswith("command: benchmarks/accuracy_fidelity.py all") and "CPUs, torch" in stdout
+    assert "data: fashion-mnist at 8 px, 100 training / 50 validation images (6 candidates)" in stdout
+    assert "[reference] 2.0x seed 1: acc" in stdout and "[proxy] 2.0x seed 0: acc" in stdout
+    with (out / "candidates.csv").open(newline="") as fh:
+        cands = list(csv.DictReader(fh))
+    assert [c["label"] for c in cands] == ["0.5x", "1.0x", "1.5x", "2.0x", "sample0", "sample1"]
+    assert cands[1]["arch_id"] == "7e67833bedee" and float(cands[0]["mflops"]) == pytest.approx(40.476, abs=0.01)
+
+    first = rows(out)
+    by_stage: dict[str, list[dict[str, str]]] = {}
+    for row in first:
+        by_stage.setdefault(row["stage"], []).append(row)
+    assert {k: len(v) for k, v in by_stage.items()} == {"reference": 12, "proxy": 6, "naswot": 6, "synflow": 6,
+                                                        "supernet:spos": 6}
+    ref = by_stage["reference"]
+    assert [r["seed"] for r in ref] == ["0"] * 6 + ["1"] * 6  # every seed 0 before any seed 1
+    assert {r["label"] for r in ref[:2]} == {"0.5x", "2.0x"}  # smallest and largest first (interleaved)
+    assert all(0 <= float(r["accuracy"]) <= 1 and r["train_images"] == "100" and r["val_images"] == "50" for r in ref)
+    assert {r["train_images"] for r in by_stage["proxy"]} == {"64"}
+    assert all(r["accuracy"] == "" and r["score"] for r in by_stage["naswot"])
+    sn = by_stage["supernet:spos"]
+    assert {r["method"] for r in sn} == {"spos"} and {r["supernet_train_s"] for r in sn} == {"20.0"}
+    assert len({r["checksum"] for r in sn}) == 1
+
+    with (out / "fidelity.csv").open(newline="") as fh:
+        table = list(csv.DictReader(fh))
+    assert tuple(table[0]) == bench.FIDELITY_FIELDS
+    assert [t["estimator"] for t in table] == [bench.CEILING, "supernet:spos", "proxy", "naswot", "synflow",
+                                               "-FLOPs", "-params"]
+    assert all(t["n"] == "6" for t in table)
+    flops = next(t for t in table if t["estimator"] == "-FLOPs")
+    assert float(flops["capacity_bias"]) == pytest.approx(-1.0) and float(flops["seconds_per_candidate"]) == 0
+    assert "| estimator | n | Spearman | Kendall tau |" in stdout and "| proxy | 6 |" in stdout
+    assert (out / "fidelity.md").read_text().startswith("# Accuracy-estimate fidelity")
+    assert (out / "fidelity.png").stat().st_size > 0
+
+    code, stdout, err = run(bench, capsys, *args)  # everything there: nothing retrained, no row added
+    assert code == 0, err
+    assert rows(out) == first and "6 of 6 already in" in stdout and "to train" in stdout
+
+    # a torn last line (a killed run) is skipped; another recipe makes new rows instead of mixing
+    with (out / "rows.csv").open("a") as fh:
+        fh.write("reference,0.5x,720b27c32ab2,0,0.5")
+    code, stdout, err = run(bench, capsys, "reference", *TINY, "--ref-epochs", "2", "--seeds", "0",
+                            "--data-root", str(root), "--out", str(out))
+    assert code == 0, err
+    after = rows(out)
+    assert len(after) == len(first) + 1 + 6  # the torn line, ended, plus 6 new rows
+    assert {r["fingerprint"] for r in after[-6:]}.isdisjoint({r["fingerprint"] for r in ref})
+    code, stdout, err = run(bench, capsys, "report", *TINY, "--data-root", str(root), "--out", str(out))
+    assert code == 0, err
+    assert "reference: 6 rows of another data split or recipe left out" in stdout
+
+
+def test_supernet_of_another_input_size_is_refused_in_one_line(bench, capsys, tmp_path, root, supernet_dir):
+    out = tmp_path / "fid16"
+    code, _, err = run(bench, capsys, "supernet", "--name", "spos", "--dir", str(supernet_dir), *TINY,
+                       "--input-size", "16", "--data-root", str(root), "--out", str(out))
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("error: supernet ") and "at 8 px" in err and "at 16 px" in err
+    assert not out.exists()  # refused before anything is written
+
+
+def test_bad_flags_and_another_candidate_list(bench, capsys, tmp_path, root):
+    code, _, err = run(bench, capsys, "candidates", "--jobs", "0", "--out", str(tmp_path))
+    assert code == 2 and err == "error: --jobs must be >= 1, got 0\n"
+    assert run(bench, capsys, "candidates", "--n", "1", "--out", str(tmp_path))[0] == 0
+    code, _, err = run(bench, capsys, "candidates", "--n", "2", "--out", str(tmp_path))
+    assert code == 2 and err.count("\n") == 1 and "other candidates than --n 2" in err
+
+
+def test_jobs_train_in_spawned_workers(tmp_path, root):
+    out = tmp_path / "jobs"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, str(SCRIPT), "reference", *TINY, "--n", "0", "--seeds", "0,1", "--jobs", "2",
+           "--data-root", str(root), "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    got = rows(out)
+    assert len(got) == 8 and [r["seed"] for r in got] == ["0"] * 4 + ["1"] * 4
+    assert "2 trainings at once" in done.stdout and "(8/8)" in done.stdout
