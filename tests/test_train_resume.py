@@ -128,7 +128,7 @@ def test_checkpoint_of_another_run_is_refused(finished, capsys, argv, message):
 
 @pytest.mark.parametrize("damage, message", [
     ("random", "unreadable"), ("truncated", "unreadable"), ("empty", "unreadable"), ("foreign", "not a shufflenas"),
-    ("directory", "not a file"),
+    ("directory", "not a file"), ("pickle-opcode", "unreadable"),
 ])
 def test_damaged_checkpoint_is_refused_and_kept(finished, tmp_path, capsys, damage, message):
     out = tmp_path / "run"
@@ -141,6 +141,8 @@ def test_damaged_checkpoint_is_refused_and_kept(finished, tmp_path, capsys, dama
         ckpt.write_bytes(good[: len(good) // 2])
     elif damage == "empty":
         ckpt.write_bytes(b"")
+    elif damage == "pickle-opcode":  # a legacy-pickle stream whose first opcode pops an empty stack
+        ckpt.write_bytes(b"a x")
     elif damage == "foreign":
         torch.save({"state_dict": {"w": torch.zeros(2)}}, ckpt)
     else:

@@ -17,9 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import pickle
 import random
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from evaluator.supernet.weights import Supernet, _key, _named_tensors, slot
-from evaluator.training.checkpoint import CheckpointError, atomic_write, capture_rng, restore_rng
+from evaluator.training.checkpoint import LOAD_ERRORS, CheckpointError, atomic_write, capture_rng, restore_rng
 from evaluator.training.session import TrainError, lr_at, make_optimizer, schedule_steps
 from search_space import Architecture
 
@@ -267,8 +265,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
                               else f"checkpoint {path} is not a file")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
-            zipfile.BadZipFile, pickle.UnpicklingError):
+    except LOAD_ERRORS:
         raise CheckpointError(f"checkpoint {path} is unreadable (corrupt, truncated or not a shufflenas "
                               "checkpoint); remove it to start over") from None
     if isinstance(data, dict) and data.get("format") == "shufflenas-checkpoint":

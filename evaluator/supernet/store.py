@@ -12,8 +12,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import pickle
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ import torch
 
 from evaluator.datasets import DataSplit
 from evaluator.supernet.weights import Supernet, SupernetError, SupernetSpec
+from evaluator.training.checkpoint import LOAD_ERRORS
 from latency_models.atomic import atomic_write
 
 SUPERNET_FORMAT = "shufflenas-supernet"
@@ -90,8 +89,7 @@ def _read(path: str | os.PathLike) -> tuple[dict[str, Any], SupernetInfo]:
                             "writes one)")
     try:
         data = torch.load(file, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
-            zipfile.BadZipFile, pickle.UnpicklingError):
+    except LOAD_ERRORS:
         raise SupernetError(f"supernet {file} is unreadable (corrupt, truncated or not a supernet file)") from None
     if not isinstance(data, dict) or data.get("format") != SUPERNET_FORMAT:
         raise SupernetError(f"{file} is not a shufflenas supernet file")

@@ -24,6 +24,10 @@ from search_space.errors import ShufflenasError
 CHECKPOINT_FORMAT = "shufflenas-checkpoint"
 CHECKPOINT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pt"
+#: What ``torch.load`` raises on a damaged, truncated or foreign file (a stream starting with ``a``
+#: gives IndexError); its own messages are advice for developers, so callers say one line instead.
+LOAD_ERRORS = (OSError, RuntimeError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
+               zipfile.BadZipFile, pickle.UnpicklingError)
 
 
 class CheckpointError(ShufflenasError):
@@ -76,8 +80,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
                               else f"checkpoint {path} is not a file")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError, TypeError, KeyError, AttributeError,
-            zipfile.BadZipFile, pickle.UnpicklingError):  # torch's own message is advice for developers
+    except LOAD_ERRORS:
         raise CheckpointError(f"checkpoint {path} is unreadable (corrupt, truncated or not a shufflenas "
                               "checkpoint); remove it to start over") from None
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
@@ -112,6 +115,6 @@ def check_identity(data: Mapping[str, Any], path: Path, *, arch: str, dataset: M
             raise differ("recipe option", key, theirs.get(key), recipe.get(key))
 
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "CHECKPOINT_VERSION", "CheckpointError", "atomic_write",
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "CHECKPOINT_VERSION", "LOAD_ERRORS", "CheckpointError", "atomic_write",
            "atomic_write_bytes", "capture_rng", "check_identity", "load_checkpoint", "remove_stale_temporaries",
            "restore_rng", "save_checkpoint"]
