@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evaluator.supernet.weights import Supernet, _key, _named_tensors, slot
+from evaluator.supernet.weights import Supernet
 from evaluator.training.checkpoint import LOAD_ERRORS, CheckpointError, atomic_write, capture_rng, restore_rng
 from evaluator.training.session import TrainError, lr_at, make_optimizer, schedule_steps
 from search_space import Architecture
@@ -94,17 +94,27 @@ def path_loss(outputs: Sequence[torch.Tensor], y: torch.Tensor, *, label_smoothi
     return first + sum(F.kl_div(F.log_softmax(o.float(), dim=1), soft, reduction="batchmean") for o in outputs[1:])
 
 
-def _regions(supernet: Supernet, arch: Architecture) -> dict[str, tuple[slice, ...]]:
-    """Bank key -> the part of it ``arch`` reads (first channels, centre of the kernel; as ``_cut``)."""
-    out = {}
-    for name, tensor, kind in _named_tensors(supernet._skeleton(arch)):
-        if kind == "buffer":
-            continue
-        key = _key(slot(name, arch))
-        big = supernet.bank[key].shape
-        out[key] = tuple(slice((m - n) // 2 if d >= 2 else 0, ((m - n) // 2 if d >= 2 else 0) + n)
-                         for d, (n, m) in enumerate(zip(tensor.shape, big)))
-    return out
+def _regions(supernet: Supernet, arch: Architecture) -> dict[str, tuple[slice | torch.Tensor, ...]]:
+    """Bank key -> the part of it ``arch`` reads, per dim a slice or (channel ids) an index set; as ``_cut``."""
+    return supernet.regions(arch)
+
+
+def _whole(region: tuple[slice | torch.Tensor, ...], shape: torch.Size) -> bool:
+    """Whether a region reads every element (an index set never repeats a column)."""
+    return all((r.stop - r.start if isinstance(r, slice) else r.numel()) == n for r, n in zip(region, shape))
+
+
+def _mark(mask: torch.Tensor, region: tuple[slice | torch.Tensor, ...]) -> None:
+    """Set ``mask`` over ``region`` (several index sets combine as their outer product)."""
+    sets = [d for d, r in enumerate(region) if not isinstance(r, slice)]
+    index = list(region)
+    for i, d in enumerate(sets):
+        if len(sets) > 1:
+            shape = [1] * len(sets)
+            shape[i] = -1
+            index[d] = region[d].view(shape)
+        index[d] = index[d].to(mask.device)
+    mask[tuple(index)] = True
 
 
 @dataclasses.dataclass(eq=False)
@@ -124,7 +134,8 @@ class SupernetSession:
     cuda: bool
     start_epoch: int = 0
     rows: list[SupernetEpoch] = dataclasses.field(default_factory=list)
-    _region_cache: dict[Architecture, dict[str, tuple[slice, ...]]] = dataclasses.field(default_factory=dict)
+    _region_cache: dict[Architecture, dict[str, tuple[slice | torch.Tensor, ...]]] = dataclasses.field(
+        default_factory=dict)
 
     def set_lr(self, epoch: int, step: int) -> float:
         lr = lr_at(self.recipe, epoch * self.steps + step, self.total_steps, self.warmup_steps)
@@ -173,7 +184,7 @@ class SupernetSession:
                                                                            dict]]:
         """For each bank tensor the paths read only partly: the mask of what they read, and copies
         of the tensor and its optimiser state, to put back outside the mask after the step."""
-        regions: dict[str, list[tuple[slice, ...]]] = {}
+        regions: dict[str, list[tuple[slice | torch.Tensor, ...]]] = {}
         for arch in archs:
             cached = self._region_cache.get(arch)
             if cached is None:
@@ -185,11 +196,11 @@ class SupernetSession:
         kept = []
         for key, parts in regions.items():
             param = self.supernet.bank[key]
-            if param.grad is None or any(all(s.stop - s.start == n for s, n in zip(r, param.shape)) for r in parts):
+            if param.grad is None or any(_whole(r, param.shape) for r in parts):
                 continue  # untouched (the optimiser skips it) or read whole
             mask = torch.zeros(param.shape, dtype=torch.bool, device=param.device)
             for region in parts:
-                mask[region] = True
+                _mark(mask, region)
             state = self.optimizer.state.get(param, {})
             old_state = {name: state[name].clone() for name in _STATE_TENSORS
                          if isinstance(state.get(name), torch.Tensor) and state[name].shape == param.shape}
@@ -204,6 +215,7 @@ class SupernetSession:
     def checkpoint(self, identity: dict[str, Any], epoch: int, versions: dict[str, str], **extra: Any) -> dict:
         """The checkpoint payload after ``epoch`` epochs (one format for both loops)."""
         version, internal, gauss = self.paths.getstate()
+        identity = {**identity, "spec": self.supernet.spec.to_dict()}  # its channel_ids, too
         return {**identity, "epoch": epoch, "metrics": [r.to_dict() for r in self.rows],
                 "supernet": self.supernet.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict() if self.cuda else None,
@@ -223,7 +235,10 @@ def open_session(supernet_args: tuple, train_size: int, recipe: Any, device: str
     cuda = device.type == "cuda"
     torch.manual_seed(recipe.seed)
     space, num_classes, input_size = supernet_args
-    supernet = Supernet(space, num_classes, input_size, kernel_transform=recipe.kernel_transform).to(device)
+    spec = state.get("spec") if state is not None else None
+    channel_ids = bool(spec.get("channel_ids", False)) if isinstance(spec, dict) else state is None
+    supernet = Supernet(space, num_classes, input_size, kernel_transform=recipe.kernel_transform,
+                        channel_ids=channel_ids).to(device)
     if cuda:
         supernet = supernet.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(supernet, recipe)
@@ -286,7 +301,8 @@ def check_identity(data: dict[str, Any], path: Path, identity: dict[str, Any]) -
     """Refuse a checkpoint written by another run; name the first thing that differs."""
     ours_spec, theirs_spec = identity["spec"], dict(data["spec"])
     pairs = [("space", k, dict(theirs_spec.get("space") or {}).get(k), v) for k, v in ours_spec["space"].items()]
-    pairs += [("supernet", k, theirs_spec.get(k), v) for k, v in ours_spec.items() if k != "space"]
+    # channel_ids is no choice of a run: a checkpoint written before channel ids (no key) resumes positional
+    pairs += [("supernet", k, theirs_spec.get(k), v) for k, v in ours_spec.items() if k not in ("space", "channel_ids")]
     for kind, name in (("data set", "dataset"), ("recipe option", "recipe")):
         theirs, ours = dict(data[name]), identity[name]
         pairs += [(kind, k, theirs.get(k), ours.get(k)) for k in sorted(set(theirs) | set(ours))]

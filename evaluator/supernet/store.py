@@ -117,6 +117,7 @@ def load_supernet(path: str | os.PathLike) -> tuple[Supernet, SupernetInfo]:
     state = data["state"]
     shapes = {key[len("bank."):].replace(":", "."): tuple(t.shape) for key, t in state.items() if key.startswith("bank.")}
     supernet = Supernet(spec.space, spec.num_classes, spec.input_size, kernel_transform=spec.kernel_transform,
+                        channel_ids=spec.channel_ids,
                         shapes=shapes)
     try:
         supernet.load_state_dict(state, strict=True)

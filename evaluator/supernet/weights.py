@@ -13,7 +13,10 @@ How a candidate maps onto the bank:
   stage's unit token and the SE / extra-depthwise toggles (``v2-se0-xdw0|stage3.2.branch2.3.weight``),
   since those change a unit's module tree. Stem and head slots are shared by all candidates (the
   classifier has its own slot when there is no head conv: it then reads the last stage directly);
-* width and split ratio: the first ``n`` output and input channels (OFA's channel slicing);
+* width and split ratio: the first ``n`` output channels (OFA's channel slicing); input channels
+  (and a depthwise conv's, a BN's, an SE's channels) by canonical channel id with ``channel_ids``
+  (the default: a column means the same feature in every path, :mod:`evaluator.supernet.channel_ids`),
+  else the first ``n`` (supernets stored before channel ids);
 * depth: a stage of depth ``d`` uses its first ``d`` units' slots (trailing units are skipped);
 * kernel: the centre ``k x k`` of the largest kernel; with ``kernel_transform`` a learnt
   ``k^2 x k^2`` matrix per slot and size maps the crop (OFA's kernel transformation);
@@ -38,6 +41,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from evaluator.supernet.channel_ids import gather_plan, universes
 from search_space import Architecture, SearchSpace, build_model
 from search_space.architecture import branch_channels
 from search_space.errors import ArchitectureError, ShufflenasError
@@ -62,16 +66,17 @@ class SupernetSpec:
     num_classes: int
     input_size: int
     kernel_transform: bool = False
+    channel_ids: bool = True   # False: positional input channels (files written before channel ids)
 
     def to_dict(self) -> dict:
         return {"space": _space_dict(self.space), "num_classes": self.num_classes, "input_size": self.input_size,
-                "kernel_transform": self.kernel_transform}
+                "kernel_transform": self.kernel_transform, "channel_ids": self.channel_ids}
 
     @classmethod
     def from_dict(cls, data: dict) -> SupernetSpec:
         try:
             return cls(SearchSpace.from_dict(data["space"]), int(data["num_classes"]), int(data["input_size"]),
-                       bool(data.get("kernel_transform", False)))
+                       bool(data.get("kernel_transform", False)), bool(data.get("channel_ids", False)))
         except (KeyError, TypeError, ValueError, ArchitectureError) as exc:
             raise SupernetError(f"not a supernet description ({exc})") from None
 
@@ -138,19 +143,25 @@ class Supernet(nn.Module):
     """The shared weights of a search space; ``forward(x, arch)`` runs one candidate on them."""
 
     def __init__(self, space: SearchSpace, num_classes: int, input_size: int, *, kernel_transform: bool = False,
-                 shape_samples: int = SHAPE_SAMPLES, shapes: dict[str, tuple[int, ...]] | None = None) -> None:
+                 channel_ids: bool = True, shape_samples: int = SHAPE_SAMPLES,
+                 shapes: dict[str, tuple[int, ...]] | None = None) -> None:
         """``shapes`` (slot -> shape, from a stored state) skips probing the space and leaves the bank
         uninitialised, for a load that overwrites it."""
         super().__init__()
-        self.spec = SupernetSpec(space, num_classes, input_size, kernel_transform)
+        self.spec = SupernetSpec(space, num_classes, input_size, kernel_transform, channel_ids)
         self._skeletons: OrderedDict[Architecture, nn.Module] = OrderedDict()
+        self._plans: OrderedDict[Architecture, dict] = OrderedDict()
+        self._universes: dict = {}
         self.largest = max(extremes(space) or [space.sample(0)], key=self._flops)
         self.smallest = min(self._smallest_candidates(), key=self._flops)
         if shapes is not None:
+            if channel_ids:
+                self._universes = universes(space, lambda p: (shapes.get(f"{p}.weight") or (None,))[0])
             self.bank = nn.ParameterDict({_key(s): nn.Parameter(torch.empty(shape)) for s, shape in shapes.items()})
         else:
-            found, kinds = self._probe(space, shape_samples)
-            self.bank = nn.ParameterDict({_key(s): nn.Parameter(_init(kinds[s], shape)) for s, shape in found.items()})
+            found, kinds, fans = self._probe(space, shape_samples)
+            self.bank = nn.ParameterDict({_key(s): nn.Parameter(_init(kinds[s], shape, fans[s]))
+                                          for s, shape in found.items()})
         shapes = {s: tuple(p.shape) for s, p in self.bank.items()}
         self.transforms = nn.ParameterDict()
         if kernel_transform:
@@ -160,11 +171,14 @@ class Supernet(nn.Module):
                         if k < shape[2]:
                             self.transforms[f"{key}@{k}"] = nn.Parameter(torch.eye(k * k))
 
-    def _probe(self, space: SearchSpace, samples: int) -> tuple[dict[str, list[int]], dict[str, str]]:
-        """Every slot's shape: the element-wise maximum over the extremes and a seeded sample."""
+    def _probe(self, space: SearchSpace, samples: int) -> tuple[dict[str, list[int]], dict[str, str],
+                                                                dict[str, tuple[int, ...]]]:
+        """Every slot's shape: the element-wise maximum over the extremes and a seeded sample; with
+        channel ids, an id dim spans its reader's universe. Also the positional shape (for the init's fan-in)."""
         shapes: dict[str, list[int]] = {}
         kinds: dict[str, str] = {}
-        for arch in [*extremes(space), self.smallest, *space.sample_many(samples, seed=0)]:
+        probes = [*extremes(space), self.smallest, *space.sample_many(samples, seed=0)]
+        for arch in probes:
             for name, tensor, kind in _named_tensors(self._skeleton(arch)):
                 if kind == "buffer":
                     continue
@@ -174,7 +188,13 @@ class Supernet(nn.Module):
                     raise SupernetError(f"slot {s} has tensors of rank {len(old)} and {tensor.ndim}")
                 shapes[s] = [max(a, b) for a, b in zip(old, tensor.shape)]
                 kinds[s] = kind
-        return shapes, kinds
+        fans = {s: tuple(shape) for s, shape in shapes.items()}
+        if self.spec.channel_ids:
+            self._universes = universes(space, lambda p: (shapes.get(f"{p}.weight") or (None,))[0])
+            for arch in probes:
+                for name, (dim, _, size) in self._plan(arch).items():
+                    shapes[slot(name, arch)][dim] = size
+        return shapes, kinds, fans
 
     # -- the space ------------------------------------------------------------------------------
     @property
@@ -224,10 +244,48 @@ class Supernet(nn.Module):
             self._skeletons.move_to_end(arch)
         return model
 
-    def tensors(self, arch: Architecture, device: torch.device | None = None) -> dict[str, torch.Tensor]:
-        """``build_model(arch)``'s state, cut from the bank (parameters stay differentiable views);
-        BatchNorm buffers are fresh (mean 0, variance 1)."""
+    def _plan(self, arch: Architecture) -> dict[str, tuple[int, torch.Tensor | slice, int]]:
+        """Parameter name -> (id dim, bank columns, universe size); empty without channel ids."""
+        if not self.spec.channel_ids:
+            return {}
+        plan = self._plans.get(arch)
+        if plan is None:
+            plan = gather_plan(self._skeleton(arch), arch, slot, self._universes, SupernetError)
+            self._plans[arch] = plan
+            if len(self._plans) > SKELETON_CACHE:
+                self._plans.popitem(last=False)
+        else:
+            self._plans.move_to_end(arch)
+        return plan
+
+    def regions(self, arch: Architecture) -> dict[str, tuple[slice | torch.Tensor, ...]]:
+        """Bank key -> the index of the part ``arch`` reads, per dim: the first channels, the centre of
+        the kernel, or (id dims) the columns of its channels' ids. ``_cut`` reads exactly this."""
         self.check(arch)
+        plan = self._plan(arch)
+        out = {}
+        for name, tensor, kind in _named_tensors(self._skeleton(arch)):
+            if kind == "buffer":
+                continue
+            key = _key(slot(name, arch))
+            if key not in self.bank:
+                raise SupernetError(f"{arch}: the supernet has no weights for {name} (another space?)")
+            big = self.bank[key].shape
+            ids = plan.get(name)
+            if any(n > m for d, (n, m) in enumerate(zip(tensor.shape, big)) if ids is None or d != ids[0]):
+                raise SupernetError(f"a candidate needs {name} of shape {list(tensor.shape)}, larger than the "
+                                    f"supernet's {list(big)}: it lies outside the supernet's space")
+            index: list[slice | torch.Tensor] = []
+            for d, (n, m) in enumerate(zip(tensor.shape, big)):
+                start = (m - n) // 2 if d >= 2 else 0  # kernels: the centre; channels: the first n
+                index.append(ids[1] if ids is not None and d == ids[0] else slice(start, start + n))
+            out[key] = tuple(index)
+        return out
+
+    def tensors(self, arch: Architecture, device: torch.device | None = None) -> dict[str, torch.Tensor]:
+        """``build_model(arch)``'s state, cut from the bank (parameters stay differentiable: views, or
+        ``index_select`` gathers on id dims); BatchNorm buffers are fresh (mean 0, variance 1)."""
+        regions = self.regions(arch)
         device = device or next(iter(self.bank.values())).device
         out: dict[str, torch.Tensor] = {}
         for name, tensor, kind in _named_tensors(self._skeleton(arch)):
@@ -235,21 +293,15 @@ class Supernet(nn.Module):
                 out[name] = _fresh_buffer(name, tensor, device)
                 continue
             key = _key(slot(name, arch))
-            if key not in self.bank:
-                raise SupernetError(f"{arch}: the supernet has no weights for {name} (another space?)")
-            out[name] = self._cut(key, tuple(tensor.shape))
+            out[name] = self._cut(key, tuple(tensor.shape), regions[key])
         return out
 
-    def _cut(self, key: str, shape: tuple[int, ...]) -> torch.Tensor:
+    def _cut(self, key: str, shape: tuple[int, ...], region: tuple[slice | torch.Tensor, ...]) -> torch.Tensor:
         big = self.bank[key]
-        if any(n > m for n, m in zip(shape, big.shape)):
-            raise SupernetError(f"a candidate needs {key.replace(':', '.')} of shape {list(shape)}, larger than "
-                                f"the supernet's {list(big.shape)}: it lies outside the supernet's space")
-        index = []
-        for dim, (n, m) in enumerate(zip(shape, big.shape)):
-            start = (m - n) // 2 if dim >= 2 else 0  # kernels: the centre; channels: the first n
-            index.append(slice(start, start + n))
-        cut = big[tuple(index)]
+        cut = big[tuple(r if isinstance(r, slice) else slice(None) for r in region)]
+        for dim, r in enumerate(region):
+            if not isinstance(r, slice):
+                cut = cut.index_select(dim, r.to(big.device))
         if len(shape) == 4 and shape[2] < big.shape[2]:
             matrix = self.transforms[f"{key}@{shape[2]}"] if f"{key}@{shape[2]}" in self.transforms else None
             if matrix is not None:
@@ -290,16 +342,18 @@ def _named_tensors(model: nn.Module) -> Iterator[tuple[str, torch.Tensor, str]]:
             yield prefix + name, b, "buffer"
 
 
-def _init(kind: str, shape: Iterable[int]) -> torch.Tensor:
-    """Fresh bank tensor: torch's default conv/linear init (on the full shape), BN weight 1, biases 0."""
+def _init(kind: str, shape: Iterable[int], fan_shape: Iterable[int] | None = None) -> torch.Tensor:
+    """Fresh bank tensor: torch's default conv/linear init (with the fan-in of the largest candidate's
+    tensor, ``fan_shape``, not of an id universe), BN weight 1, biases 0."""
     shape = tuple(shape)
     if kind == "bn-weight":
         return torch.ones(shape)
     if kind in ("bn-bias", "bias"):
         return torch.zeros(shape)
-    tensor = torch.empty(shape)
-    nn.init.kaiming_uniform_(tensor, a=math.sqrt(5))
-    return tensor
+    fan = tuple(fan_shape or shape)
+    fan_in = fan[1] * math.prod(fan[2:]) if len(fan) > 1 else fan[0]
+    bound = math.sqrt(3.0) * (nn.init.calculate_gain("leaky_relu", math.sqrt(5)) / math.sqrt(fan_in))  # kaiming_uniform_'s
+    return torch.empty(shape).uniform_(-bound, bound)
 
 
 def _fresh_buffer(name: str, meta: torch.Tensor, device: torch.device) -> torch.Tensor:
