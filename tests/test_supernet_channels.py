@@ -60,8 +60,7 @@ def test_mixed_unit_types_with_channel_ids() -> None:
 def _ids_read(supernet: Supernet, arch: Architecture, reader: str) -> list[tuple[str, int]]:
     model = supernet._skeleton(arch)
     t = trace(model, 3, INPUT, lambda name: slot(name, arch), positional_units(arch, slot))
-    keys, ks = t.reads[reader]
-    return list(zip(keys, (int(k) for k in ks)))
+    return t.channels(reader)
 
 
 def test_a_producers_channel_reads_the_same_column_in_every_path() -> None:

@@ -67,21 +67,30 @@ class _Ids:
         self.next += n
         return torch.arange(self.next - n, self.next, dtype=torch.float64).view(1, n, 1, 1)
 
-    def owners(self, ids: torch.Tensor) -> tuple[list[str], np.ndarray]:
-        """Per channel: its producer and its index there."""
+    def owners(self, ids: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Per channel: its producer (an index into ``keys``) and its index there."""
         values = ids.reshape(-1).numpy().astype(np.int64)
         where = np.searchsorted(np.asarray(self.bases), values, side="right") - 1
-        return [self.keys[i] for i in where], values - np.asarray(self.bases)[where]
+        return where, values - np.asarray(self.bases)[where]
 
 
 @dataclasses.dataclass(frozen=True)
 class Trace:
-    """What one run of a module did with ids: per reader module, its kind and the (producer, k) it read."""
+    """What one run of a module did with ids: per reader module, its kind and the (producer, k) it read
+    (producers as indices into ``keys``)."""
 
     kinds: dict[str, str]
-    reads: dict[str, tuple[list[str], np.ndarray]]
-    out: tuple[list[str], np.ndarray]
+    reads: dict[str, tuple[np.ndarray, np.ndarray]]
+    out: tuple[np.ndarray, np.ndarray]
     widths: dict[str, int]   # producer -> channels it made
+    keys: list[str]
+
+    def channels(self, reader: str) -> list[tuple[str, int]]:
+        where, ks = self.reads[reader]
+        return [(self.keys[i], int(k)) for i, k in zip(where, ks)]
+
+    def producers(self, where: np.ndarray) -> list[str]:
+        return [self.keys[i] for i in dict.fromkeys(where.tolist())]
 
 
 def trace(module: nn.Module, c_in: int, input_key: str, key_of: Callable[[str], str],
@@ -146,8 +155,9 @@ def trace(module: nn.Module, c_in: int, input_key: str, key_of: Callable[[str], 
     finally:  # the module is whole again (a cached skeleton can be traced)
         for m in patched:
             del m.forward
-    return Trace(kinds, {n: ids.owners(x) for n, x in reads.items()}, ids.owners(out) if out.ndim == 4 else ([], None),
-                 widths)
+    empty = (np.zeros(0, dtype=np.int64),) * 2
+    return Trace(kinds, {n: ids.owners(x) for n, x in reads.items()}, ids.owners(out) if out.ndim == 4 else empty,
+                 widths, ids.keys)
 
 
 # -- universes -----------------------------------------------------------------------------------
@@ -204,10 +214,10 @@ def universes(space: SearchSpace, slot_width: Callable[[str], int | None]) -> di
 
     def read(t: Trace, prefix: Callable[[str], str], inputs: dict[str, None]) -> dict[str, None]:
         """Add ``t``'s readers; return what its output can hold."""
-        for reader, (keys, _) in t.reads.items():
-            add(prefix(reader), [p for k in dict.fromkeys(keys) for p in (inputs if k in (_IN, INPUT) else [prefix(k)])])
+        for reader, (where, _) in t.reads.items():
+            add(prefix(reader), [p for k in t.producers(where) for p in (inputs if k in (_IN, INPUT) else [prefix(k)])])
         note({prefix(k): n for k, n in t.widths.items()})
-        return {p: None for k in dict.fromkeys(t.out[0]) for p in (inputs if k in (_IN, INPUT) else [prefix(k)])}
+        return {p: None for k in t.producers(t.out[0]) for p in (inputs if k in (_IN, INPUT) else [prefix(k)])}
 
     stem_c = max(space.stem_choices)
     stem = read(_stem_trace(stem_c), lambda name: f"net|conv1.{name}", {INPUT: None})
@@ -288,14 +298,17 @@ def gather_plan(model: nn.Module, arch: Architecture, slot: Callable[[str, Archi
             continue
         key = slot(reader, arch)
         space = spaces.get(key)
-        keys, ks = t.reads[reader]
-        columns = np.empty(len(keys), dtype=np.int64)
-        for c, (producer, k) in enumerate(zip(keys, ks)):
-            block = space.offsets.get(producer) if space is not None else None
-            if block is None or k >= block[1]:
-                raise error(f"{arch}: channel {k} of {producer} reaches {key}, which the supernet's universe does "
-                            "not hold: the candidate lies outside the supernet's space")
-            columns[c] = block[0] + k
+        where, ks = t.reads[reader]
+        blocks = np.full((len(t.keys), 2), (-1, 0), dtype=np.int64)
+        for i in np.unique(where).tolist():
+            blocks[i] = space.offsets.get(t.keys[i], (-1, 0)) if space is not None else (-1, 0)
+        offsets, widths = blocks[where, 0], blocks[where, 1]
+        bad = np.flatnonzero((offsets < 0) | (ks >= widths))
+        if len(bad):
+            producer, k = t.keys[where[bad[0]]], int(ks[bad[0]])
+            raise error(f"{arch}: channel {k} of {producer} reaches {key}, which the supernet's universe does "
+                        "not hold: the candidate lies outside the supernet's space")
+        columns = offsets + ks
         first = int(columns[0]) if len(columns) else 0
         index = (slice(first, first + len(columns)) if np.array_equal(columns, np.arange(first, first + len(columns)))
                  else torch.from_numpy(columns))
