@@ -25,7 +25,11 @@ How a candidate maps onto the bank:
 
 The bank's shapes are the element-wise maximum over the space's extreme candidates (every unit
 type, toggle and split ratio at the largest widths, depths, kernels, stem and head) and a seeded
-sample, so every candidate of the space fits; one that does not is refused in one line.
+sample, so every candidate of the space fits; one that does not is refused in one line. With
+channel ids an input dim spans its reader's universe instead (one block per producer that can reach it).
+
+(Somewhat over 350 lines: the bank's probe, its cut and the regions ``touched_only`` keeps must read
+one index, so they stay in one file; the channel-id tracing lives in ``channel_ids.py``.)
 """
 
 from __future__ import annotations
