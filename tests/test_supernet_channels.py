@@ -15,7 +15,7 @@ from evaluator.supernet.channel_ids import INPUT, positional_units, trace
 from evaluator.supernet.session import check_identity, open_session
 from evaluator.supernet.store import load_supernet, save_supernet
 from evaluator.supernet.training import SupernetRecipe
-from evaluator.training.session import make_optimizer
+from evaluator.training.checkpoint import CheckpointError
 from search_space import DEFAULT_SPACE, Architecture, SearchSpace
 from search_space.presets import PAPER_PRESETS
 
@@ -26,12 +26,12 @@ V2 = SearchSpace(width_ranges=((8, 24), (16, 48), (32, 64)), depth_ranges=((1, 3
 @pytest.fixture(scope="module")
 def small() -> Supernet:
     torch.manual_seed(0)
-    return Supernet(SMALL, 10, 16)
+    return Supernet(SMALL, 10, 16, channel_ids=True)
 
 
 def test_presets_and_samples_of_the_default_space_equal_their_standalone_models() -> None:
     torch.manual_seed(0)
-    supernet = Supernet(DEFAULT_SPACE, 10, 16, shape_samples=4)
+    supernet = Supernet(DEFAULT_SPACE, 10, 16, shape_samples=4, channel_ids=True)
     assert supernet.spec.channel_ids
     for arch in (PAPER_PRESETS["0.5x"], PAPER_PRESETS["2.0x"], *DEFAULT_SPACE.sample_many(3, seed=11)):
         _same_as_standalone(supernet, arch)
@@ -49,7 +49,7 @@ def test_kernels_se_and_extra_depthwise_with_channel_ids(small: Supernet) -> Non
 def test_mixed_unit_types_with_channel_ids() -> None:
     """Residual units (mb, v1g) keep positional indexing inside; the paths still equal their models."""
     torch.manual_seed(0)
-    supernet = Supernet(MIXED, 10, 16)
+    supernet = Supernet(MIXED, 10, 16, channel_ids=True)
     seen = set()
     for arch in MIXED.sample_many(10, seed=6):
         _same_as_standalone(supernet, arch)
@@ -67,7 +67,7 @@ def test_a_producers_channel_reads_the_same_column_in_every_path() -> None:
     """Two paths that differ only in stage 2's depth: stage 3's first unit gets stage 2's channels in
     other positions, yet reads the same bank column (and weights) for each channel both share."""
     torch.manual_seed(0)
-    supernet = Supernet(V2, 10, 16, shape_samples=8)
+    supernet = Supernet(V2, 10, 16, shape_samples=8, channel_ids=True)
     one = Architecture(widths=(24, 48, 64), depths=(1, 2, 1), split_ratios=(0.5, 0.5, 0.5), kernels=(3, 3, 3),
                        stem=8, conv5=32)
     two = one.replace(depths=(3, 2, 1))
@@ -92,7 +92,7 @@ def test_bank_size_and_gathers_are_differentiable() -> None:
     torch.manual_seed(0)
     positional = Supernet(V2, 10, 16, shape_samples=8, channel_ids=False)
     torch.manual_seed(0)
-    ids = Supernet(V2, 10, 16, shape_samples=8)
+    ids = Supernet(V2, 10, 16, shape_samples=8, channel_ids=True)
     assert set(ids.bank) == set(positional.bank)
     assert sum(p.numel() for p in ids.bank.values()) > sum(p.numel() for p in positional.bank.values())
     for key, p in positional.bank.items():  # only input / channel dims widen; output dims and kernels stay
@@ -141,16 +141,19 @@ def test_a_supernet_file_written_before_channel_ids_loads_positional(tmp_path: P
 
 
 def test_a_checkpoint_written_before_channel_ids_resumes_positional() -> None:
-    recipe = SupernetRecipe(epochs=2, batch_size=16, threads=1)
+    recipe = SupernetRecipe(epochs=2, batch_size=16, threads=1)  # channel ids off: the default
     fresh = open_session((V2, 10, 16), 48, recipe, "cpu", state=None, checkpoint_path=Path("unused"))
-    assert fresh.supernet.spec.channel_ids
+    assert fresh.supernet.spec.channel_ids is False
     identity = {"spec": fresh.supernet.spec.to_dict(), "dataset": {"name": "tiny"}, "recipe": recipe.identity()}
     state = fresh.checkpoint(identity, 1, {})
-    old = Supernet(V2, 10, 16, shape_samples=8, channel_ids=False)
-    state.update(spec=_strip_channel_ids(state["spec"]), supernet=old.state_dict(),
-                 optimizer=make_optimizer(old, recipe).state_dict())
-    check_identity(state, Path("checkpoint.pt"), identity)  # the same run, written before channel ids
+    old_recipe = {k: v for k, v in state["recipe"].items() if k != "channel_ids"}
+    state.update(spec=_strip_channel_ids(state["spec"]), recipe=old_recipe)  # as the code before the option wrote it
+    check_identity(state, Path("checkpoint.pt"), identity)  # the same run
     resumed = open_session((V2, 10, 16), 48, recipe, "cpu", state=state, checkpoint_path=Path("checkpoint.pt"))
     assert resumed.supernet.spec.channel_ids is False and resumed.start_epoch == 1
-    assert all(torch.equal(p, old.bank[k]) for k, p in resumed.supernet.bank.items())
-    assert resumed.checkpoint(identity, 2, {})["spec"]["channel_ids"] is False  # and says so from now on
+    assert all(torch.equal(p, fresh.supernet.bank[k]) for k, p in resumed.supernet.bank.items())
+    with_ids = SupernetRecipe(epochs=2, batch_size=16, threads=1, channel_ids=True)
+    asking = {**identity, "recipe": with_ids.identity(),
+              "spec": {**identity["spec"], "channel_ids": True}}
+    with pytest.raises(CheckpointError, match="channel_ids"):  # another run: refused, not silently positional
+        check_identity(state, Path("checkpoint.pt"), asking)

@@ -236,7 +236,7 @@ def open_session(supernet_args: tuple, train_size: int, recipe: Any, device: str
     torch.manual_seed(recipe.seed)
     space, num_classes, input_size = supernet_args
     spec = state.get("spec") if state is not None else None
-    channel_ids = bool(spec.get("channel_ids", False)) if isinstance(spec, dict) else state is None
+    channel_ids = bool(spec.get("channel_ids", False)) if isinstance(spec, dict) else bool(recipe.channel_ids)
     supernet = Supernet(space, num_classes, input_size, kernel_transform=recipe.kernel_transform,
                         channel_ids=channel_ids).to(device)
     if cuda:
@@ -301,10 +301,13 @@ def check_identity(data: dict[str, Any], path: Path, identity: dict[str, Any]) -
     """Refuse a checkpoint written by another run; name the first thing that differs."""
     ours_spec, theirs_spec = identity["spec"], dict(data["spec"])
     pairs = [("space", k, dict(theirs_spec.get("space") or {}).get(k), v) for k, v in ours_spec["space"].items()]
-    # channel_ids is no choice of a run: a checkpoint written before channel ids (no key) resumes positional
-    pairs += [("supernet", k, theirs_spec.get(k), v) for k, v in ours_spec.items() if k not in ("space", "channel_ids")]
+    # a checkpoint written before channel ids were an option has no such key: it was positional
+    pairs += [("supernet", k, theirs_spec.get(k, False if k == "channel_ids" else None), v)
+              for k, v in ours_spec.items() if k != "space"]
     for kind, name in (("data set", "dataset"), ("recipe option", "recipe")):
         theirs, ours = dict(data[name]), identity[name]
+        if name == "recipe":
+            theirs.setdefault("channel_ids", False)
         pairs += [(kind, k, theirs.get(k), ours.get(k)) for k in sorted(set(theirs) | set(ours))]
     for kind, key, theirs, ours in pairs:
         if theirs != ours:
