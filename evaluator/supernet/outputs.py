@@ -62,7 +62,7 @@ def write_curves(folder: Path, rows: Sequence[SupernetEpoch], title: str) -> Pat
         acc_ax.plot(epochs, [100 * r.probes[i][1] for r in rows], marker="o", label=name)
     acc_ax.set(xlabel="epoch", ylabel="validation top-1 (%)", title="one-shot accuracy of fixed probes")
     if names:
-        acc_ax.legend(loc="lower right", fontsize=7)
+        acc_ax.legend(loc="best", fontsize=7)  # probes near chance sit low: "lower right" hid them
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
         if epochs:
