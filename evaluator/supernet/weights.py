@@ -321,12 +321,11 @@ class Supernet(nn.Module):
     def extract(self, arch: Architecture) -> nn.Module:
         """``build_model(arch)`` carrying its inherited weights (a copy: training it leaves the bank
         alone); BatchNorm statistics are fresh, so recalibrate before validating."""
-        self.check(arch)
-        model = build_model(arch, self.spec.num_classes, self.spec.input_size)
         with torch.no_grad():
-            state = {name: t.detach().clone() for name, t in self.tensors(arch).items()}
-        model.load_state_dict(state, strict=True)
-        return model.to(next(iter(self.bank.values())).device)
+            state = {name: t.detach().clone() for name, t in self.tensors(arch).items()}  # checks arch
+        model = _skeleton(arch, self.spec.num_classes, self.spec.input_size)  # no init: every tensor is given
+        model.load_state_dict(state, strict=True, assign=True)
+        return model
 
     def arch_parameters(self, arch: Architecture) -> int:
         """Parameters of the candidate (a check that slicing gives ``build_model``'s count)."""
