@@ -77,6 +77,24 @@ class SupernetOptions:
 
 
 @dataclasses.dataclass(frozen=True)
+class FinalistOptions:
+    """The ``[finalists]`` table: after the search, the top ``k`` trials of each target's front are
+    trained stand-alone (a ``[train]`` recipe) for an accuracy of higher fidelity than the proxy's.
+    Unset data keys default to the study's ``[proxy]`` data; ``epochs`` to the recipe's."""
+
+    k: int = 5
+    epochs: int | None = None
+    #: A TOML file with a ``[train]`` table (``experiments/configs/train_fashion.toml``); None: TrainRecipe's defaults.
+    recipe: str | None = None
+    dataset: str | None = None
+    data_root: str | None = None
+    limit: int | None = None
+    input_size: int | None = None
+    #: Trainings at once (Ray tasks when > 1); None: the search's ``workers``.
+    workers: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class LatencyOptions:
     """How latency is obtained per target."""
 
@@ -120,6 +138,8 @@ class SearchConfig:
     supernet: SupernetOptions = dataclasses.field(default_factory=SupernetOptions)
     space: Mapping[str, Any] | None = None
     name: str | None = None             # the [[run]] entry this config came from
+    #: ``[finalists]``: re-score the fronts' top k by stand-alone training after the search; None: off.
+    finalists: FinalistOptions | None = None
 
     @property
     def storage_url(self) -> str:
@@ -166,6 +186,7 @@ _TOP: dict[str, tuple[str, Any]] = {
     "supernet": ("table", dict),
     "space": ("table", dict),
     "name": ("string", str),
+    "finalists": ("table", dict),
 }
 _PROXY: dict[str, tuple[str, Any]] = {
     "dataset": ("string", str),
@@ -223,8 +244,58 @@ def _validate_layer(where: str, table: Mapping[str, Any]) -> None:
         _check_table(f"{where}latency.", table["latency"], _LATENCY)
     if "supernet" in table:
         _check_table(f"{where}supernet.", table["supernet"], _SUPERNET)
+    if "finalists" in table:
+        finalist_options(table["finalists"], f"{where}finalists.")
     for key, value in table.get("budgets", {}).items():
         _check_type(f"{where}budgets.{key}", value, "number", (int, float))
+
+
+_FINALISTS: dict[str, tuple[str, Any]] = {
+    "k": ("integer", int),
+    "epochs": ("integer", int),
+    "recipe": ("string", str),
+    "dataset": ("string", str),
+    "data_root": ("string", str),
+    "limit": ("integer", int),
+    "input_size": ("integer", int),
+    "workers": ("integer", int),
+}
+FINALIST_PATH_KEYS = ("recipe", "data_root")
+
+
+def finalist_options(table: Mapping[str, Any], where: str = "finalists.") -> FinalistOptions:
+    """A checked :class:`FinalistOptions` from a ``[finalists]`` table (one-line errors naming the key)."""
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where.rstrip('.')} must be a table ([finalists]), got {table!r}")
+    _check_table(where, table, _FINALISTS)
+    options = FinalistOptions(**table)
+    for name, low, high in (("k", 1, None), ("epochs", 1, None), ("limit", 4, None), ("input_size", 8, 1024),
+                            ("workers", 1, None)):
+        value = getattr(options, name)
+        if value is not None and (value < low or (high is not None and value > high)):
+            bound = f">= {low}" if high is None else f"between {low} and {high}"
+            raise ConfigError(f"{where}{name} must be {bound}, got {value}")
+    for name in ("recipe", "dataset"):
+        value = getattr(options, name)
+        if value is not None and not value.strip():
+            raise ConfigError(f"{where}{name} must not be empty (omit it for the default)")
+    return options
+
+
+def load_finalist_options(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> FinalistOptions:
+    """The ``[finalists]`` table of ``path`` (its relative paths against the file's folder), then
+    ``overrides`` (command-line values; ``None`` values are ignored)."""
+    table: dict[str, Any] = {}
+    if path is not None:
+        data = read_toml(path)
+        if "finalists" not in data:
+            raise ConfigError(f"{path} has no [finalists] table (a [train] recipe goes to --recipe)")
+        if not isinstance(data["finalists"], dict):
+            raise ConfigError(f"{path}: finalists must be a table ([finalists]), got {data['finalists']!r}")
+        table = dict(data["finalists"])
+        _resolve_paths({"finalists": table}, Path(path).parent)
+    cli = {k: v for k, v in (overrides or {}).items() if v is not None}
+    return finalist_options({**table, **cli})
 
 
 def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -232,6 +303,8 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in override.items():
         if key in ("proxy", "latency", "budgets", "supernet") and isinstance(value, Mapping):
             merged[key] = {**merged.get(key, {}), **value}
+        elif key == "finalists" and isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = {**merged[key], **value}
         else:
             merged[key] = value
     return merged
@@ -244,6 +317,8 @@ def _build(table: Mapping[str, Any]) -> SearchConfig:
     proxy = ProxyOptions(**proxy_known, extra=proxy_table)
     latency = LatencyOptions(**values.pop("latency", {}))
     supernet = SupernetOptions(**values.pop("supernet", {}))
+    if "finalists" in values:
+        values["finalists"] = finalist_options(values["finalists"])
     for key in ("targets", "objectives", "presets"):
         if key in values:
             values[key] = tuple(values[key])
@@ -368,7 +443,8 @@ def _resolve_paths(table: dict[str, Any], base: Path) -> None:
     for key in PATH_KEYS:
         if key in table:
             table[key] = resolve(table[key])
-    for section, keys in (("proxy", PROXY_PATH_KEYS), ("supernet", SUPERNET_PATH_KEYS)):
+    for section, keys in (("proxy", PROXY_PATH_KEYS), ("supernet", SUPERNET_PATH_KEYS),
+                          ("finalists", FINALIST_PATH_KEYS)):
         sub = table.get(section)
         if isinstance(sub, dict):
             for key in keys:

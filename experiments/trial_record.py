@@ -305,6 +305,86 @@ class TrialRecord:
         return {k: v for k, v in self.to_user_attrs().items() if k != OWNER}
 
 
+# -- finalists: re-scored at a higher fidelity after the search (study-level attrs) -----------------
+#: A finished trial's user attrs cannot change in Optuna, a study's can: each finalist's re-scored
+#: result is the study attr ``finalist:<trial number>`` (a :class:`FinalistRecord` as a dict).
+FINALIST_PREFIX = "finalist:"
+#: ``accuracy_source`` of a finalist's re-scored accuracy (stand-alone training with a recipe).
+TRAINED = "trained"
+#: Report columns of a finalist (trials.csv, pareto.csv): empty on the trials that are none.
+FINALIST = "finalist"                        # True on a finalist (its trained accuracy is known)
+FINALIST_FOR = "finalist_for"                # the latency targets whose front picked it
+TRAINED_ACCURACY = "trained_accuracy"        # validation top-1 of the stand-alone training
+TRAINED_ACCURACY_SOURCE = "trained_accuracy_source"  # "trained (30 epochs, fashion-mnist 28 px)"
+
+
+def finalist_key(number: int) -> str:
+    return f"{FINALIST_PREFIX}{int(number)}"
+
+
+@dataclasses.dataclass(frozen=True)
+class FinalistRecord:
+    """One finalist's re-scored accuracy, as the study stores it (``finalist:<trial>``).
+
+    ``setup_key`` hashes the data and the recipe: a finalist recorded under the same key is not
+    trained again. ``proxy_accuracy``/``proxy_source`` keep what the search scored it with, so the
+    report can show both accuracies and where each came from.
+    """
+
+    trial: int
+    arch: str
+    arch_id: str
+    picked_for: tuple[str, ...]
+    proxy_accuracy: float | None
+    proxy_source: str
+    accuracy: float                     # validation top-1 after the stand-alone training
+    top5: float | None
+    epochs: int
+    dataset: str
+    input_size: int
+    limit: int | None
+    setup_key: str
+    recipe: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    recipe_file: str | None = None
+    out: str | None = None
+    seconds: float | None = None
+    accuracy_source: str = TRAINED
+
+    def describe(self) -> str:
+        """Where the accuracy came from, in words: ``trained (1 epochs, digits 16 px, 400 images)``."""
+        limit = f", {self.limit} images" if self.limit else ""
+        return f"{self.accuracy_source} ({self.epochs} epochs, {self.dataset} {self.input_size} px{limit})"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = plain(dataclasses.asdict(self))
+        data["picked_for"] = list(self.picked_for)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FinalistRecord | None:
+        """None for a value this version cannot read (it is left alone, never rewritten)."""
+        if not isinstance(data, Mapping):
+            return None
+        names = {f.name for f in dataclasses.fields(cls)}
+        try:
+            record = cls(**{k: v for k, v in data.items() if k in names})
+            return dataclasses.replace(record, picked_for=tuple(record.picked_for or ()))
+        except TypeError:
+            return None
+
+
+def finalist_records(study_attrs: Mapping[str, Any]) -> dict[int, FinalistRecord]:
+    """Trial number -> finalist record, from a study's user attrs (unreadable ones are skipped)."""
+    out: dict[int, FinalistRecord] = {}
+    for key, value in study_attrs.items():
+        if not key.startswith(FINALIST_PREFIX) or not key[len(FINALIST_PREFIX):].isdigit():
+            continue
+        record = FinalistRecord.from_dict(value)
+        if record is not None:
+            out[int(key[len(FINALIST_PREFIX):])] = record
+    return dict(sorted(out.items()))
+
+
 def trial_architecture(trial: Any, study_name: str) -> Architecture:
     """The architecture a stored trial evaluated; a trial without one is one line naming it."""
     text = trial.user_attrs.get(ARCH)

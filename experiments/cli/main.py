@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "train": "experiments.cli.train:train",
     "evaluate": "experiments.cli.evaluate:evaluate",
     "supernet": "experiments.cli.supernet:supernet",
+    "finalists": "experiments.cli.finalists:finalists",
 }
 
 

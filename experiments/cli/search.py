@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import click
 
 from experiments import trial_record as keys
 from experiments.cli.common import emit_json, json_option
+from experiments.cli.finalists import echo_result, finalists_for_storage
 from experiments.config import EVALUATORS, SAMPLERS
 
 
@@ -53,20 +55,27 @@ def _front_table(result: Any) -> str:
 @click.option("--sampler", type=click.Choice(SAMPLERS), help="Optuna sampler [default: tpe].")
 @click.option("--seed", type=int, help="Sampler and proxy-training seed.")
 @click.option("--targets-file", type=click.Path(dir_okay=False), help="Extra/overriding latency targets (TOML).")
+@click.option("--finalists", "finalists_k", type=int,
+              help="After the search, train the top K of each target's front on their own ([finalists] table: "
+                   "recipe, epochs, ...; K overrides its k) and record their trained accuracy [default: off, or on "
+                   "with k = 5 when the config has a [finalists] table].")
+@click.option("--no-finalists", is_flag=True, help="Do not run the config's [finalists] after the search.")
 @click.option("--no-progress", is_flag=True, help="No progress bar or per-trial lines on stderr.")
 @json_option
 def search(config_path: str | None, run_name: str | None, trials: int | None, storage: str | None, study: str | None,
            out: str | None, epochs: int | None, dataset: str | None, data_root: str | None, workers: int | None, evaluator: str | None, ray_address: str | None,
-           sampler: str | None, seed: int | None, targets_file: str | None, supernet_dir: str | None, no_progress: bool,
-           as_json: bool) -> None:
+           sampler: str | None, seed: int | None, targets_file: str | None, supernet_dir: str | None,
+           finalists_k: int | None, no_finalists: bool, no_progress: bool, as_json: bool) -> None:
     """Search ShuffleNetV2 architectures for proxy accuracy vs latency on your targets.
 
     With no arguments: 24 trials on the digits data set (16x16 proxy, 2 epochs), latency measured on
     this CPU (224x224, ONNX Runtime) and estimated for the paper's GTX 1080Ti and Snapdragon 810, the
     four paper presets seeded into the study, stored in runs/search/study.db. Running the same command
-    again resumes the study up to --trials.
+    again resumes the study up to --trials. With --finalists K (or a [finalists] table) the top K of
+    each target's front are then trained on their own and their trained accuracy recorded.
     """
     from experiments.config import load_configs
+    from experiments.finalists import check_options, raise_failures
     from experiments.search import run_search
 
     overrides: dict[str, Any] = {"trials": trials, "storage": storage, "study": study, "out": out,
@@ -82,11 +91,25 @@ def search(config_path: str | None, run_name: str | None, trials: int | None, st
             raise click.UsageError(f"--supernet scores with the supernet evaluator, not --evaluator {evaluator}")
         overrides["evaluator"] = "supernet"
         overrides["supernet"] = {"checkpoint": supernet_dir}
+    if finalists_k is not None and no_finalists:
+        raise click.UsageError("give either --finalists K or --no-finalists, not both")
+    if finalists_k is not None:
+        overrides["finalists"] = {"k": finalists_k}
     configs = load_configs(config_path, overrides, run=run_name)
-    results = []
+    if no_finalists:
+        configs = [dataclasses.replace(c, finalists=None) for c in configs]
+    for config in configs:  # a bad recipe is refused now, not after the search
+        if config.finalists is not None:
+            check_options(config.finalists)
+    results, finals = [], []
     for config in configs:
         result = run_search(config)
         results.append(result)
+        final = None
+        if config.finalists is not None:
+            final = finalists_for_storage(result.storage, result.study, config.finalists, config.out,
+                                          address=config.ray_address, progress=config.progress)
+        finals.append(final)
         if not as_json:
             click.echo(f"study {result.study} ({result.storage}): {result.headline()} "
                        f"({result.complete} complete, {result.failed} failed), {result.new_trials} new this run, "
@@ -104,9 +127,15 @@ def search(config_path: str | None, run_name: str | None, trials: int | None, st
                 for row in result.infeasible:
                     preset = f" [{row[keys.PRESET]}]" if row.get(keys.PRESET) else ""
                     click.echo(f"  trial {row['trial']}{preset}: {'; '.join(row['violations'])}")
+            if final is not None:
+                echo_result(final)
             click.echo(f"report: shufflenas report --storage {result.storage} --study {result.study} "
                        f"--out {config.out}/report")
             click.echo("")
     if as_json:
-        data = [r.to_dict() for r in results]
+        data = [{**r.to_dict(), **({"finalists": f.to_dict()} if f is not None else {})}
+                for r, f in zip(results, finals)]
         emit_json(data[0] if len(data) == 1 else data)
+    for final in finals:
+        if final is not None:
+            raise_failures(final)
