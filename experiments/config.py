@@ -26,6 +26,7 @@ from typing import Any
 from latency_models import artifacts
 from evaluator.registry import EVALUATORS as EVALUATOR_REGISTRY
 from experiments.samplers import SAMPLERS as SAMPLER_REGISTRY
+from experiments.successive_halving import Fidelity, FidelityError
 from search_space.errors import ShufflenasError
 
 
@@ -136,6 +137,8 @@ class SearchConfig:
     proxy: ProxyOptions = dataclasses.field(default_factory=ProxyOptions)
     latency: LatencyOptions = dataclasses.field(default_factory=LatencyOptions)
     supernet: SupernetOptions = dataclasses.field(default_factory=SupernetOptions)
+    #: Multi-objective successive halving over proxy epochs (``[fidelity] rungs = [1, 3, 9]``); off when empty.
+    fidelity: Fidelity = dataclasses.field(default_factory=Fidelity)
     space: Mapping[str, Any] | None = None
     name: str | None = None             # the [[run]] entry this config came from
     #: ``[finalists]``: re-score the fronts' top k by stand-alone training after the search; None: off.
@@ -184,6 +187,7 @@ _TOP: dict[str, tuple[str, Any]] = {
     "proxy": ("table", dict),
     "latency": ("table", dict),
     "supernet": ("table", dict),
+    "fidelity": ("table", dict),
     "space": ("table", dict),
     "name": ("string", str),
     "finalists": ("table", dict),
@@ -201,6 +205,12 @@ _SUPERNET: dict[str, tuple[str, Any]] = {
     "val_size": ("integer", int),
     "threads": ("integer", int),
 }
+_FIDELITY: dict[str, tuple[str, Any]] = {
+    "rungs": ("list of integers", list),
+    "eta": ("integer", int),
+    "promotion": ("string", str),
+    "bands": ("integer", int),
+}
 _LATENCY: dict[str, tuple[str, Any]] = {
     "measure_budget_s": ("number", (int, float)),
     "estimate_model": ("string", str),
@@ -216,6 +226,8 @@ def _check_type(where: str, value: Any, type_name: str, types: Any) -> None:
         raise ConfigError(f"{where} must be {article} {type_name}, got {type(value).__name__} {value!r}")
     if type_name == "list of strings" and not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{where} must be a list of strings, got {value!r}")
+    if type_name == "list of integers" and not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise ConfigError(f"{where} must be a list of integers, got {value!r}")
 
 
 def _check_table(where: str, table: Mapping[str, Any], schema: Mapping[str, tuple[str, Any]],
@@ -244,6 +256,8 @@ def _validate_layer(where: str, table: Mapping[str, Any]) -> None:
         _check_table(f"{where}latency.", table["latency"], _LATENCY)
     if "supernet" in table:
         _check_table(f"{where}supernet.", table["supernet"], _SUPERNET)
+    if "fidelity" in table:
+        _check_table(f"{where}fidelity.", table["fidelity"], _FIDELITY)
     if "finalists" in table:
         finalist_options(table["finalists"], f"{where}finalists.")
     for key, value in table.get("budgets", {}).items():
@@ -301,7 +315,7 @@ def load_finalist_options(path: str | Path | None = None, overrides: Mapping[str
 def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in override.items():
-        if key in ("proxy", "latency", "budgets", "supernet") and isinstance(value, Mapping):
+        if key in ("proxy", "latency", "budgets", "supernet", "fidelity") and isinstance(value, Mapping):
             merged[key] = {**merged.get(key, {}), **value}
         elif key == "finalists" and isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
             merged[key] = {**merged[key], **value}
@@ -317,6 +331,10 @@ def _build(table: Mapping[str, Any]) -> SearchConfig:
     proxy = ProxyOptions(**proxy_known, extra=proxy_table)
     latency = LatencyOptions(**values.pop("latency", {}))
     supernet = SupernetOptions(**values.pop("supernet", {}))
+    fidelity_table = dict(values.pop("fidelity", {}))
+    if "rungs" in fidelity_table:
+        fidelity_table["rungs"] = tuple(fidelity_table["rungs"])
+    fidelity = Fidelity(**fidelity_table)
     if "finalists" in values:
         values["finalists"] = finalist_options(values["finalists"])
     for key in ("targets", "objectives", "presets"):
@@ -327,7 +345,7 @@ def _build(table: Mapping[str, Any]) -> SearchConfig:
     for key in ("trial_timeout_s", "stale_after_s"):
         if key in values:
             values[key] = float(values[key])
-    config = SearchConfig(**values, proxy=proxy, latency=latency, supernet=supernet)
+    config = SearchConfig(**values, proxy=proxy, latency=latency, supernet=supernet, fidelity=fidelity)
     _check_values(config)
     return config
 
@@ -376,6 +394,13 @@ def _check_values(config: SearchConfig) -> None:
         raise ConfigError("objectives must not be empty")
     if config.presets_only and not config.presets:
         raise ConfigError("presets_only = true needs at least one preset in 'presets'")
+    try:
+        config.fidelity.check(config.proxy.epochs)
+    except FidelityError as exc:
+        raise ConfigError(str(exc)) from None
+    if config.fidelity.enabled and config.evaluator == "supernet":
+        raise ConfigError("[fidelity] rungs are epochs of proxy training; a supernet scores without training "
+                          "(drop [fidelity] or the supernet evaluator)")
 
 
 def load_configs(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None,

@@ -53,6 +53,22 @@ ACCURACY_SOURCE = "accuracy_source"
 SUPERNET_CHECKSUM = "supernet_checksum"
 SUPERNET_METHOD = "supernet_method"
 ACCURACY_SOURCES = ("proxy", "supernet")
+#: Successive halving (``[fidelity]``): ``rung:<epochs>`` holds the validation accuracy after that many
+#: epochs, ``rung`` the highest rung (in epochs) the trial reached.
+RUNG = "rung"
+RUNG_PREFIX = "rung:"
+
+
+def rung_key(epochs: int) -> str:
+    """``rung:<epochs>``: a trial's validation accuracy at that rung."""
+    return f"{RUNG_PREFIX}{int(epochs)}"
+
+
+def parse_rung_key(key: str) -> int | None:
+    """The epochs of a ``rung:<epochs>`` key, or None."""
+    if not key.startswith(RUNG_PREFIX) or not key[len(RUNG_PREFIX):].isdigit():
+        return None
+    return int(key[len(RUNG_PREFIX):])
 
 
 def latency_key(target: str, field: str = "ms") -> str:
@@ -168,6 +184,8 @@ class TrialRecord:
     requeued_from_stale: bool = False
     fail_reason: str | None = None
     failure_kind: str | None = None
+    rungs: Mapping[int, float] = dataclasses.field(default_factory=dict)  # epochs -> val accuracy at that rung
+    rung: int | None = None               # the highest rung reached, in epochs
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)   # keys this version does not know
 
     # -- reading ------------------------------------------------------------------------------------
@@ -214,6 +232,11 @@ class TrialRecord:
         data = result.to_dict() if hasattr(result, "to_dict") else dict(result or {})
         proxy = {PROXY_RENAMES.get(k, k): plain(v) for k, v in data.items() if k not in (ARCH, ARCH_ID)}
         return dataclasses.replace(self, proxy={**self.proxy, **proxy}, attempts=attempts, worker_pid=worker_pid)
+
+    def at_rung(self, epochs: int, accuracy: float) -> TrialRecord:
+        """This trial reached the rung of ``epochs`` with ``accuracy``."""
+        return dataclasses.replace(self, rungs={**self.rungs, int(epochs): float(accuracy)},
+                                   rung=max(int(epochs), self.rung or 0))
 
     def failing(self, reason: str, kind: str | None = None) -> TrialRecord:
         return dataclasses.replace(self, fail_reason=reason, failure_kind=kind or self.failure_kind)
@@ -262,6 +285,9 @@ class TrialRecord:
             put(WORKER_PID, self.worker_pid)
         put(REUSED_FROM, self.reused_from)
         put(REUSED_FROM_STUDY, self.reused_from_study)
+        for epochs, accuracy in sorted(self.rungs.items()):
+            put(rung_key(epochs), accuracy)
+        put(RUNG, self.rung)
         for key, value in self.extra.items():
             out.setdefault(key, plain(value))
         put(FAIL_REASON, self.fail_reason)
@@ -277,6 +303,7 @@ class TrialRecord:
         costs: dict[str, Any] = {}
         proxy: dict[str, Any] = {}
         latency: dict[str, dict[str, Any]] = {}
+        rungs: dict[int, float] = {}
         extra: dict[str, Any] = {}
         simple = {OWNER: "owner", PROXY_KEY: "proxy_key", ACCURACY_SOURCE: "accuracy_source",
                   SUPERNET_CHECKSUM: "supernet_checksum", SUPERNET_METHOD: "supernet_method", ARCH: "arch", ARCH_ID: "arch_id", PRESET: "preset",
@@ -295,9 +322,13 @@ class TrialRecord:
                 proxy[key] = value
             elif parsed is not None:
                 latency.setdefault(parsed[1], {})[parsed[0]] = value
+            elif key == RUNG:
+                values["rung"] = value
+            elif parse_rung_key(key) is not None:
+                rungs[parse_rung_key(key)] = value
             else:
                 extra[key] = value
-        return cls(**values, costs=costs, proxy=proxy, extra=extra,
+        return cls(**values, costs=costs, proxy=proxy, extra=extra, rungs=rungs,
                    latency={t: LatencyRecord(**fields) for t, fields in latency.items()})
 
     def report_columns(self) -> dict[str, Any]:
