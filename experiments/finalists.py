@@ -74,7 +74,7 @@ def spread(n: int, k: int) -> list[int]:
         return list(range(n))
     if k == 1:
         return [n - 1]  # the most accurate point of a front is its slowest
-    return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)})
+    return sorted({int(i * (n - 1) / (k - 1) + 0.5) for i in range(k)})  # half up: symmetric picks
 
 
 def study_targets(study: optuna.Study) -> list[str]:

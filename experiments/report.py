@@ -8,6 +8,10 @@ Per-epoch curves are user attrs (``curve``: validation accuracy, ``loss_curve``:
 not Optuna intermediate values: ``trial.report`` is not supported in multi-objective studies.
 Trials over a budget (infeasible) stay in every table with ``feasible = False`` and are drawn
 hollow; the front is taken among feasible trials.
+
+Every point says which accuracy it carries: ``accuracy`` with its ``accuracy_source`` (``proxy``
+or ``supernet``), and for the finalists (``experiments.finalists``, study attrs ``finalist:<n>``)
+also ``trained_accuracy`` with ``trained_accuracy_source`` (epochs, data set, input size).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from experiments import trial_record as keys
 from experiments.report_plots import _flag, _pyplot, _source, curves_plot, scatter_figure, write_plots  # noqa: F401
-from experiments.trial_record import TrialRecord
+from experiments.trial_record import TrialRecord, finalist_records
 
 if TYPE_CHECKING:
     import optuna
@@ -145,11 +149,35 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         row.update({key: _cell(value) for key, value in sorted(columns.items())})  # sorted, as Optuna returns them
         row.setdefault(keys.PRESET, None)
         row.setdefault(keys.FAIL_REASON, None)
+        if t.state.name == "COMPLETE" and row.get(keys.ACCURACY) is not None:
+            row.setdefault(keys.ACCURACY_SOURCE, "proxy")  # trials of earlier versions were all proxy-trained
         rows.append(row)
+    _add_finalists(rows, study)
     frame = pd.DataFrame(rows)
     if frame.empty:
         frame = pd.DataFrame(columns=["number", "state", *[f"value:{n}" for n in names], keys.PRESET, keys.FAIL_REASON])
     return frame
+
+
+def _add_finalists(rows: list[dict[str, Any]], study: optuna.Study) -> None:
+    """The finalists' trained accuracy beside the proxy one (columns only when the study has finalists)."""
+    found = finalist_records(study.user_attrs)
+    if not found:
+        return
+    for row in rows:
+        record = found.get(row["number"])
+        row[keys.FINALIST] = record is not None
+        row[keys.FINALIST_FOR] = ";".join(record.picked_for) if record else None
+        row[keys.TRAINED_ACCURACY] = record.accuracy if record else None
+        row[keys.TRAINED_ACCURACY_SOURCE] = record.describe() if record else None
+
+
+def finalist_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    """The finalists as flat rows: both accuracies and where each came from."""
+    return [{"trial": n, "picked_for": ", ".join(r.picked_for), "accuracy": r.proxy_accuracy,
+             keys.ACCURACY_SOURCE: r.proxy_source, keys.TRAINED_ACCURACY: r.accuracy,
+             keys.TRAINED_ACCURACY_SOURCE: r.describe(), keys.ARCH: r.arch}
+            for n, r in finalist_records(study.user_attrs).items()]
 
 
 def latency_targets(frame: pd.DataFrame) -> list[str]:
@@ -180,7 +208,8 @@ def study_summary(study: optuna.Study, frame: pd.DataFrame) -> dict[str, Any]:
             "directions": [d.name.lower() for d in study.directions], "trials": int(len(frame)),
             "states": {k: int(v) for k, v in states.items()}, "targets": latency_targets(frame),
             "budgets": study.user_attrs.get("budgets", {}), "front": front_rows(study),
-            "over_budget": [_row(t, objective_names(study)) for t in over_budget_front(study)]}
+            "over_budget": [_row(t, objective_names(study)) for t in over_budget_front(study)],
+            "finalists": finalist_rows(study)}
 
 
 def write_report(study: optuna.Study, out: str | Path) -> dict[str, Any]:
@@ -237,6 +266,16 @@ def summary_markdown(summary: dict[str, Any], frame: pd.DataFrame) -> str:
         cols = ["number", keys.PRESET, *[f"value:{n}" for n in names], "feasible", "on_front"]
         lines.append(markdown_table(presets[[c for c in cols if c in presets.columns]].to_dict("records"),
                                     [c for c in cols if c in presets.columns]))
+    finalists = summary.get("finalists") or []
+    if finalists:
+        from experiments.finalists import RULE
+
+        lines += ["", f"## Finalists ({len(finalists)}: re-scored by stand-alone training)", "",
+                  f"Picked per latency target: {RULE}. `accuracy` is what the search scored (its source beside "
+                  "it); `trained_accuracy` is the stand-alone training's validation top-1. In the plots: diamonds, "
+                  "joined to their search point by a dotted line.", ""]
+        lines.append(markdown_table(finalists, ["trial", "picked_for", "accuracy", keys.ACCURACY_SOURCE,
+                                                keys.TRAINED_ACCURACY, keys.TRAINED_ACCURACY_SOURCE, keys.ARCH]))
     failed = frame[frame["state"] == "FAIL"] if "state" in frame.columns else frame.iloc[0:0]
     if not failed.empty:
         lines += ["", "## Failed trials", ""]
@@ -251,7 +290,10 @@ def summary_markdown(summary: dict[str, Any], frame: pd.DataFrame) -> str:
 
 
 def compare_fronts(studies: Sequence[optuna.Study], out: str | Path) -> list[Path]:
-    """One plot per shared target: each study's accuracy-vs-latency front (device-specific searches)."""
+    """One plot per shared target: each study's accuracy-vs-latency front (device-specific searches),
+    with its paper presets (stars) and finalists (trained accuracy: diamonds) in the study's colour."""
+    from experiments.report_plots import _draw_finalists, _finalists
+
     plt = _pyplot()
 
     out = Path(out)
@@ -270,15 +312,27 @@ def compare_fronts(studies: Sequence[optuna.Study], out: str | Path) -> list[Pat
                 done = done[_flag(done["feasible"])]  # a front within the study's budgets
             if done.empty:
                 continue
-            points = done[[col, keys.ACCURACY]].astype(float).values.tolist()
+            done = done.assign(**{col: done[col].astype(float), keys.ACCURACY: done[keys.ACCURACY].astype(float)})
+            points = done[[col, keys.ACCURACY]].values.tolist()
             pts = sorted((points[i] for i in non_dominated(points, [False, True])), key=lambda p: p[0])
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", ms=4, label=name)
+            (line,) = ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", ms=4, label=name)
+            presets = done[done[keys.PRESET].notna()] if keys.PRESET in done.columns else done.iloc[0:0]
+            if not presets.empty:
+                ax.scatter(presets[col], presets[keys.ACCURACY], marker="*", s=90, color=line.get_color(),
+                           edgecolors="black", linewidths=0.5, zorder=5, label=f"{name}: paper presets")
+            finalists = _finalists(done, keys.ACCURACY)
+            if not finalists.empty:  # its search point too: a finalist picked for another target is off this front
+                ax.scatter(finalists[col], finalists[keys.ACCURACY], s=16, facecolors="none",
+                           edgecolors=line.get_color(), zorder=4)
+                _draw_finalists(ax, finalists, col, done[keys.ACCURACY], color=line.get_color(),
+                                label=f"{name}: finalists (trained)")
             drawn = True
         if not drawn:
             plt.close(fig)
             continue
         ax.set_xlabel(f"latency on {target} (ms)")
-        ax.set_ylabel("proxy accuracy")
+        ax.set_ylabel("proxy accuracy; trained (finalists)" if any(
+            keys.TRAINED_ACCURACY in f.columns for f in frames.values()) else "proxy accuracy")
         ax.set_title(f"fronts of each study on {target}", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

@@ -88,9 +88,11 @@ def scatter_figure(frame: pd.DataFrame, x: str, y: str, title: str, xlabel: str,
         ok = done[feasible]
         points = ok[[x, y]].values.tolist()
         front_pts = sorted((points[i] for i in non_dominated(points, list(front_by))), key=lambda p: p[0])
+    finalists = _finalists(done, y)
     limits = None
-    if front_by is not None and front_by[1]:  # y maximised (accuracy): zoom onto the front and the presets
-        limits = _zoom(done[y].tolist(), [p[1] for p in front_pts] + done.loc[is_preset, y].tolist())
+    if front_by is not None and front_by[1]:  # y maximised (accuracy): zoom onto the front, presets, finalists
+        limits = _zoom(done[y].tolist(), [p[1] for p in front_pts] + done.loc[is_preset, y].tolist()
+                       + finalists[keys.TRAINED_ACCURACY].tolist())
     shown_y = done[y].clip(lower=limits[0]) if limits else done[y]
     below = done[y] < limits[0] if limits else pd.Series(False, index=done.index)
     for mask, kwargs in (
@@ -110,6 +112,8 @@ def scatter_figure(frame: pd.DataFrame, x: str, y: str, title: str, xlabel: str,
         ax.plot([p[0] for p in front_pts], [p[1] for p in front_pts], "-", color="tab:red", lw=1.2, zorder=3,
                 label="front (feasible; this plot's two axes)")
         ax.scatter([p[0] for p in front_pts], [p[1] for p in front_pts], s=26, color="tab:red", zorder=3)
+    if not finalists.empty:
+        _draw_finalists(ax, finalists, x, shown_y)
     if is_preset.any():
         for mask, kwargs in ((is_preset & feasible, {"color": "tab:orange", "label": "paper presets"}),
                              (is_preset & ~feasible, {"facecolors": "none", "edgecolors": "tab:orange",
@@ -119,16 +123,44 @@ def scatter_figure(frame: pd.DataFrame, x: str, y: str, title: str, xlabel: str,
     if limits:
         ax.set_ylim(*limits)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    ax.set_ylabel(f"{ylabel}; trained (finalists)" if not finalists.empty else ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    if is_preset.any():
-        presets = done[is_preset]
-        label_points(ax, [(r[x], float(shown_y[i]), str(r[keys.PRESET])) for i, r in presets.iterrows()],
-                       list(zip(done[x], shown_y)))
+    labels = [(r[x], float(shown_y[i]), str(r[keys.PRESET])) for i, r in done[is_preset].iterrows()]
+    labels += [(r[x], r[keys.TRAINED_ACCURACY], f"#{r['number']}") for _, r in finalists.iterrows()
+               if "number" in finalists.columns]  # which trial each diamond re-scores
+    if labels:
+        drawn = list(zip(done[x], shown_y)) + list(zip(finalists[x], finalists[keys.TRAINED_ACCURACY]))
+        label_points(ax, labels, drawn)
     return fig
+
+
+def _finalists(done: pd.DataFrame, y: str) -> pd.DataFrame:
+    """The rows of ``done`` with a trained accuracy, when ``y`` is the accuracy (else none)."""
+    if y != keys.ACCURACY or keys.TRAINED_ACCURACY not in done.columns:
+        return done.iloc[0:0].assign(**{keys.TRAINED_ACCURACY: []})
+    rows = done[done[keys.TRAINED_ACCURACY].notna()].copy()
+    rows[keys.TRAINED_ACCURACY] = rows[keys.TRAINED_ACCURACY].astype(float)
+    return rows
+
+
+def finalist_label(finalists: pd.DataFrame) -> str:
+    """The legend entry of the finalists: where their accuracy came from (one source, or several)."""
+    column = keys.TRAINED_ACCURACY_SOURCE
+    sources = sorted({str(s) for s in finalists[column].dropna()}) if column in finalists.columns else []
+    return f"finalists: {sources[0]}" if len(sources) == 1 else f"finalists: trained ({len(sources)} setups)"
+
+
+def _draw_finalists(ax: Any, finalists: pd.DataFrame, x: str, shown_y: pd.Series, color: str = "tab:green",
+                    label: str | None = None) -> None:
+    """Each finalist's trained accuracy as a diamond, joined by a dotted line to the point the search gave it."""
+    for i, row in finalists.iterrows():
+        ax.plot([row[x], row[x]], [float(shown_y[i]), row[keys.TRAINED_ACCURACY]], ls=":", lw=1.1, color=color,
+                zorder=4)
+    ax.scatter(finalists[x], finalists[keys.TRAINED_ACCURACY], marker="D", s=34, color=color, edgecolors="black",
+               linewidths=0.6, zorder=6, label=label or finalist_label(finalists))
 
 
 def _curve(value: Any) -> list[float]:
