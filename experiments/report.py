@@ -72,12 +72,19 @@ def hypervolume(points: Sequence[Sequence[float | None]], maximize: Sequence[boo
 
 
 def front_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Non-dominated feasible COMPLETE trials, by trial number."""
+    """Non-dominated feasible COMPLETE trials, by trial number.
+
+    In a successive-halving study (trials carry ``rung``) only the trials at the highest rung any
+    trial reached compete: an accuracy after 1 epoch is not comparable with one after 9.
+    """
     from optuna.study import StudyDirection
     from optuna.trial import TrialState
 
     trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
               if t.values is not None and _feasible(t)]
+    top = max((t.user_attrs[keys.RUNG] for t in trials if t.user_attrs.get(keys.RUNG) is not None), default=None)
+    if top is not None:
+        trials = [t for t in trials if t.user_attrs.get(keys.RUNG) == top]
     maximize = [d == StudyDirection.MAXIMIZE for d in study.directions]
     index = non_dominated([t.values for t in trials], maximize)
     return sorted((trials[i] for i in index), key=lambda t: t.number)

@@ -249,7 +249,8 @@ class TrialRecord:
             attempts=self.attempts if self.attempts is not None else source.attempts,
             worker_pid=self.worker_pid if self.worker_pid is not None else source.worker_pid,
             latency={**source.latency, **self.latency} if same_latency else self.latency,
-            extra={**source.extra, **self.extra}, reused_from=number, reused_from_study=study)
+            extra={**source.extra, **self.extra}, reused_from=number, reused_from_study=study,
+            rungs={**source.rungs, **self.rungs}, rung=self.rung if self.rung is not None else source.rung)
 
     # -- the stored form ----------------------------------------------------------------------------
     def to_user_attrs(self) -> dict[str, Any]:

@@ -135,6 +135,10 @@ def test_search_stores_every_rung_and_promotes_one_in_eta(tmp_path):
         assert t.values[0] == t.user_attrs[f"rung:{rung}"] == t.user_attrs["accuracy"]
         assert t.user_attrs["epochs_run"] == rung
     assert sum("promoted: rung 1 -> 2 epochs" in line for line in lines) == 2
+    from experiments.report import front_numbers
+
+    front = front_numbers(study)  # only trials of the highest rung compete: 1 epoch is not 2
+    assert front and all(trials[n].user_attrs["rung"] == 2 for n in front)
     assert any("successive halving: rungs [1, 2]" in n for n in result.notes)
 
 
