@@ -46,7 +46,9 @@ def echo_result(result: Any) -> None:
 
 
 @click.command()
-@click.option("--storage", required=True, help="Optuna storage URL of the study: sqlite:///F.db, journal:///F.log, ...")
+@click.option("--storage", required=True,
+              help="Optuna storage URL of the study: sqlite:///F.db, journal:///F.log, postgresql://... (three "
+                   "slashes: a path relative to the working directory; four: absolute, journal:////abs/F.log).")
 @click.option("--study", "study_name", required=True, help="Study name.")
 @click.option("--k", "k", type=int, help="Finalists per latency target [default: 5, or the config's].")
 @click.option("--epochs", type=int, help="Training epochs per finalist [default: the recipe's].")
