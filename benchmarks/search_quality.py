@@ -94,7 +94,7 @@ from evaluator.training.recipe import DataSpec, TrainRecipe, read_train_table  #
 from experiments import trial_record as keys  # noqa: E402
 from experiments.config import load_config  # noqa: E402
 from experiments.finalists import RULE, pick_finalists, setup_key  # noqa: E402
-from experiments.report import hypervolume, non_dominated  # noqa: E402
+from experiments.report import comparable, hypervolume, non_dominated  # noqa: E402
 from experiments.trial_record import TrialRecord, finite  # noqa: E402
 from latency_models.atomic import atomic_write_text  # noqa: E402
 from search_space import PAPER_PRESETS, Architecture  # noqa: E402
@@ -375,25 +375,11 @@ class Point:
     picked_for: tuple[str, ...] = ()
 
 
-def top_rung_trials(study: Any) -> list[Any]:
-    """COMPLETE trials; in a successive-halving study only those at the highest rung reached."""
+def pick(study: Any, k: int) -> list[Point]:
+    """The study's finalists (``pick_finalists``: in a successive-halving study its highest rung only)."""
     from optuna.trial import TrialState
 
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    top = max((t.user_attrs[keys.RUNG] for t in trials if t.user_attrs.get(keys.RUNG) is not None), default=None)
-    return trials if top is None else [t for t in trials if t.user_attrs.get(keys.RUNG) == top]
-
-
-def pick(study: Any, k: int) -> list[Point]:
-    """The study's finalists (``pick_finalists``; a successive-halving study's highest rung only)."""
-    import optuna
-
-    trials = top_rung_trials(study)
-    view = study
-    if any(t.user_attrs.get(keys.RUNG) is not None for t in trials):
-        view = optuna.create_study(directions=study.directions)  # in memory: the same rule on the top rung
-        view.set_user_attr("targets", study.user_attrs.get("targets") or {t: {} for t in TARGETS})
-        view.add_trials(trials)
+    trials = comparable(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     if not trials:
         return []
     records: dict[str, TrialRecord] = {}
@@ -402,7 +388,7 @@ def pick(study: Any, k: int) -> list[Point]:
         if record.arch_id:
             records.setdefault(record.arch_id, record)
     out = []
-    for finalist in pick_finalists(view, k):
+    for finalist in pick_finalists(study, k):
         r = records[finalist.arch.arch_id]
         out.append(Point("", finalist.arch.arch_id, finalist.arch.to_string(), None,
                          {t: r.latency_ms(t) for t in TARGETS}, _num(r.costs.get(keys.FLOPS)),

@@ -93,12 +93,12 @@ def pick_finalists(study: optuna.Study, k: int) -> list[Finalist]:
     docstring); ordered by trial number."""
     from optuna.trial import TrialState
 
-    from experiments.report import _feasible, non_dominated
+    from experiments.report import _feasible, comparable, non_dominated
 
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise FinalistError(f"finalists k must be >= 1, got {k!r}")
     by_arch: dict[str, tuple[Any, TrialRecord]] = {}
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    for trial in comparable(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))):
         record = TrialRecord.from_user_attrs(trial.user_attrs)
         if not _feasible(trial) or not record.arch or not keys.finite(record.accuracy):
             continue

@@ -71,20 +71,20 @@ def hypervolume(points: Sequence[Sequence[float | None]], maximize: Sequence[boo
     return area
 
 
-def front_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Non-dominated feasible COMPLETE trials, by trial number.
+def comparable(trials: Sequence[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """The trials whose accuracies compare: all of them, or in a successive-halving study (trials
+    carry ``rung``) those at the highest rung any of them reached (1 epoch does not compare with 9)."""
+    top = max((t.user_attrs[keys.RUNG] for t in trials if t.user_attrs.get(keys.RUNG) is not None), default=None)
+    return list(trials) if top is None else [t for t in trials if t.user_attrs.get(keys.RUNG) == top]
 
-    In a successive-halving study (trials carry ``rung``) only the trials at the highest rung any
-    trial reached compete: an accuracy after 1 epoch is not comparable with one after 9.
-    """
+
+def front_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Non-dominated feasible COMPLETE trials, by trial number (among :func:`comparable` ones)."""
     from optuna.study import StudyDirection
     from optuna.trial import TrialState
 
-    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-              if t.values is not None and _feasible(t)]
-    top = max((t.user_attrs[keys.RUNG] for t in trials if t.user_attrs.get(keys.RUNG) is not None), default=None)
-    if top is not None:
-        trials = [t for t in trials if t.user_attrs.get(keys.RUNG) == top]
+    trials = comparable([t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                         if t.values is not None and _feasible(t)])
     maximize = [d == StudyDirection.MAXIMIZE for d in study.directions]
     index = non_dominated([t.values for t in trials], maximize)
     return sorted((trials[i] for i in index), key=lambda t: t.number)
