@@ -24,10 +24,22 @@ def _tpe(seed: int | None, trials: int, n_objectives: int) -> optuna.samplers.Ba
                                       multivariate=True, constant_liar=True)
 
 
+def nsga2_population(trials: int) -> int:
+    """NSGA-II's population for a budget of ``trials``: about ten generations, at most 100.
+
+    Selection only acts between generations, so a budget of ``trials`` is split into ~10 of them
+    (``trials // 10``), capped at 100: the population Deb et al. (2002) used for NSGA-II (over 250
+    generations, which no NAS budget here affords), and enough to hold a two-objective front of a
+    1,000-trial search. Small budgets keep their earlier sizes (``trials // 4``, at least 4, up to
+    10), so a 24- or 40-trial search still gets 4-6 generations of a usable population.
+    """
+    return max(4, min(10, trials // 4), min(100, trials // 10))
+
+
 def _nsga2(seed: int | None, trials: int, n_objectives: int) -> optuna.samplers.BaseSampler:
     import optuna
 
-    return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 4)))
+    return optuna.samplers.NSGAIISampler(seed=seed, population_size=nsga2_population(trials))
 
 
 def _gp(seed: int | None, trials: int, n_objectives: int) -> optuna.samplers.BaseSampler:

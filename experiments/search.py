@@ -41,9 +41,10 @@ from experiments.failures import ENVIRONMENT_FAILURE_LIMIT
 from experiments.objectives import Budget, Objective, parse_budgets, parse_objectives
 from experiments.progress import SearchProgress
 from experiments.search_checks import largest_candidate, resolve_targets
-from experiments.storage import check_writer_free, open_storage, owner_token, writer_lock
-from experiments.study_handling import (STUDY_FORMAT, ReuseIndex, SearchError, StudySetup, TrialCounts, count_trials,
+from experiments.storage import check_writer_free, open_storage, owner_token, write_trial_attrs, writer_lock
+from experiments.study_handling import (STUDY_FORMAT, ReuseIndex, SearchError, StudySetup, TrialCounts,
                                         make_sampler, open_study, proxy_key, scorer_for, seed_queue, target_total)
+from experiments.study_handling import StudyTally
 from experiments.trial_record import OWNER, PRESET, Scorer, TrialRecord, finite
 from experiments.trial_steps import OverheadClock, PendingTrial, local_latency
 from search_space import DEFAULT_SPACE, SearchSpace
@@ -126,6 +127,7 @@ class SearchDriver:
         self.storage: Any = None
         self.study: optuna.Study | None = None  # type: ignore[assignment]
         self._reuse: ReuseIndex | None = None
+        self._tally: StudyTally | None = None   # counts and front size, kept as trials finish
         self._progress: SearchProgress | None = None
         self._environment_failures = 0
 
@@ -174,7 +176,9 @@ class SearchDriver:
 
     def _counts(self) -> TrialCounts:
         with self.clock:
-            return count_trials(self.study)
+            if self._tally is None or self._tally.study is not self.study:
+                self._tally = StudyTally(self.study)
+            return self._tally.refresh()
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self) -> SearchResult:
@@ -299,15 +303,14 @@ class SearchDriver:
         if finite(seconds):
             self._eval_seconds.append(float(seconds))
         trial = item.trial
-        with self.clock:
-            for key, value in told.attrs.items():
-                if key != OWNER:
-                    trial.set_user_attr(key, value)
+        with self.clock:  # the attrs (and constraints) in one transaction, then the tell
+            attrs = {key: value for key, value in told.attrs.items() if key != OWNER}
             if told.values is None:
+                write_trial_attrs(self.study, trial, attrs)
                 self.study.tell(trial, state=TrialState.FAIL)
             else:
-                for budget in self.budgets:
-                    trial.set_constraint(budget.constraint_key, budget.violation(told.attrs[budget.key]))
+                write_trial_attrs(self.study, trial, attrs, {b.constraint_key: b.violation(told.attrs[b.key])
+                                                             for b in self.budgets})
                 self.study.tell(trial, told.values)
             steps.trace("told", trial.number)
         if told.reason is None:
@@ -348,9 +351,8 @@ class SearchDriver:
             self._progress.update(min(finished, target_total(self.config, self.space)), self._front_size())
 
     def _front_size(self) -> int:
-        from experiments.report import front_numbers
-
-        return len(front_numbers(self.study))
+        """As of the last count (every caller counts first): kept as trials finish, never re-taken."""
+        return self._tally.front_size if self._tally is not None else 0
 
     def _get_evaluator(self) -> Any:
         """The evaluator (Ray starts here, at the first training: after every check passed)."""

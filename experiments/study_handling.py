@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from experiments import trial_record as keys
 from experiments.config import SEED_LIMIT, SearchConfig
 from experiments.samplers import make_sampler
-from experiments.storage import StorageError, owner_alive, recover_stale_trials
+from experiments.storage import StorageError, owner_alive, parse_storage_url, recover_stale_trials
 from experiments.trial_record import Scorer, TrialRecord, plain
 from search_space import SearchSpace, get_preset
 from search_space.errors import ShufflenasError
@@ -162,7 +162,10 @@ def check_same_scorer(study: optuna.Study, name: str, scorer: Scorer) -> None:
 
 def seed_queue(study: optuna.Study, space: SearchSpace, config: SearchConfig, owner: str, notes: list[str]) -> None:
     """Re-queue trials of dead drivers, then the paper presets (once per study)."""
-    recovered = recover_stale_trials(study, config.stale_after_s)
+    # SQLite: this driver holds the file's writer lock, so every RUNNING trial is a dead driver's, also
+    # one killed between creating a trial and storing its owner (no owner: kept 24 h otherwise)
+    sole_writer = parse_storage_url(config.storage_url).kind == "sqlite"
+    recovered = recover_stale_trials(study, 0.0 if sole_writer else config.stale_after_s)
     for params in recovered:
         study.enqueue_trial(params, user_attrs=TrialRecord(requeued_from_stale=True).to_user_attrs())
     if recovered:
@@ -194,17 +197,76 @@ class TrialCounts:
 
 def count_trials(study: optuna.Study) -> TrialCounts:
     """This study's trial counts, from storage."""
-    from optuna.trial import TrialState
+    return StudyTally(study).refresh()
 
-    complete = failed = running = 0
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING)):
-        if t.state == TrialState.COMPLETE:
-            complete += 1
-        elif t.state == TrialState.RUNNING:
-            running += 1
-        elif not t.user_attrs.get(keys.REQUEUED) and t.user_attrs.get(keys.FAILURE_KIND) != "environment":
-            failed += 1
-    return TrialCounts(complete + failed, complete, failed, running)
+
+class StudyTally:
+    """A study's counts and Pareto-front size, kept up to date as trials finish.
+
+    A finished trial never changes, so each is counted (and offered to the front) once, when it is
+    first seen; :meth:`refresh` reads the study once (Optuna's cached storage fetches only new and
+    unfinished trials) and looks at nothing it has seen finished. The driver refreshes this once or
+    twice per trial, so the cost per trial stays flat as the study grows, where counting every trial
+    and re-taking the front (quadratic in the worst case) grew with it. Other drivers' trials (journal
+    or server storages) are seen like this driver's.
+
+    The front is :func:`experiments.report.front_trials`'s: feasible COMPLETE trials, non-dominated,
+    ties kept. A trial one front member dominates is dropped for good (whatever later pushes that
+    member off the front dominates the dropped trial as well).
+    """
+
+    def __init__(self, study: optuna.Study) -> None:
+        from optuna.study import StudyDirection
+
+        self.study = study
+        self._sign = [-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in study.directions]
+        self._seen: set[int] = set()   # finished trials already counted
+        self._complete = self._failed = 0
+        self._front: dict[int, tuple[float, ...]] = {}   # trial number -> values, all minimised
+        self.counts = TrialCounts(0, 0, 0, 0)
+
+    @property
+    def front_size(self) -> int:
+        """Non-dominated feasible COMPLETE trials as of the last :meth:`refresh`."""
+        return len(self._front)
+
+    def front_numbers(self) -> list[int]:
+        return sorted(self._front)
+
+    def refresh(self) -> TrialCounts:
+        from optuna.trial import TrialState
+
+        running = 0
+        for t in self.study.get_trials(deepcopy=False,
+                                       states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING)):
+            if t.state == TrialState.RUNNING:
+                running += 1
+            elif t.number not in self._seen:
+                self._seen.add(t.number)
+                self._count(t)
+        self.counts = TrialCounts(self._complete + self._failed, self._complete, self._failed, running)
+        return self.counts
+
+    def _count(self, trial: optuna.trial.FrozenTrial) -> None:
+        from optuna.trial import TrialState
+
+        if trial.state != TrialState.COMPLETE:
+            if not trial.user_attrs.get(keys.REQUEUED) and trial.user_attrs.get(keys.FAILURE_KIND) != "environment":
+                self._failed += 1
+            return
+        self._complete += 1
+        if trial.values is not None and all(v <= 0 for v in trial.constraints.values()):
+            self._offer(trial.number, tuple(s * v for s, v in zip(self._sign, trial.values)))
+
+    def _offer(self, number: int, point: tuple[float, ...]) -> None:
+        def dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+            return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+
+        if any(dominates(q, point) for q in self._front.values()):
+            return
+        for other in [n for n, q in self._front.items() if dominates(point, q)]:
+            del self._front[other]
+        self._front[number] = point
 
 
 def target_total(config: SearchConfig, space: SearchSpace) -> int:
@@ -235,18 +297,26 @@ class ReuseIndex:
         self.proxy_key = self.scorer.key
         self.enabled = setup.config.reuse_results
         self._others = self._other_studies(storage, setup) if self.enabled else {}
+        self._own: dict[str, Reusable] = {}   # this study: arch id -> its first reusable trial
+        self._indexed: set[int] = set()       # COMPLETE trials of this study already looked at
 
     def find(self, arch_id: str) -> Reusable | None:
+        """This study's lowest-numbered reusable trial of ``arch_id``, else another study's."""
         if not self.enabled:
             return None
         from optuna.trial import TrialState
 
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if t.user_attrs.get(keys.ARCH_ID) == arch_id and t.user_attrs.get(keys.PROXY_KEY) == self.proxy_key:
+            if t.number in self._indexed:  # a COMPLETE trial never changes: indexed once
+                continue
+            self._indexed.add(t.number)
+            found = t.user_attrs.get(keys.ARCH_ID)
+            if found and t.user_attrs.get(keys.PROXY_KEY) == self.proxy_key:
                 record = TrialRecord.from_user_attrs(t.user_attrs)
-                if self._same_scorer(record):
-                    return Reusable(self.name, t.number, record, True)
-        return self._others.get(arch_id)
+                earlier = self._own.get(found)
+                if self._same_scorer(record) and (earlier is None or t.number < earlier.number):
+                    self._own[found] = Reusable(self.name, t.number, record, True)
+        return self._own.get(arch_id) or self._others.get(arch_id)
 
     def _same_scorer(self, record: TrialRecord) -> bool:
         """The key already tells scorers apart; the source and checksum are checked as well."""

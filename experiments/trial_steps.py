@@ -67,8 +67,7 @@ def ask(study: optuna.Study, space: SearchSpace, config: SearchConfig, owner: st
     ``scorer`` (or a proxy key) says what will give it its accuracy."""
     from latency_models.costs.analytic import summary
 
-    trial = study.ask()
-    trial.set_user_attr(OWNER, owner)
+    trial = owned_trial(study, owner)
     record = TrialRecord(owner=owner).scored_by(scorer if isinstance(scorer, Scorer) else Scorer("proxy", scorer))
     try:
         arch = space.suggest(trial)
@@ -76,6 +75,34 @@ def ask(study: optuna.Study, space: SearchSpace, config: SearchConfig, owner: st
         return PendingTrial(trial, None, record.failing(f"invalid architecture: {exc}"))
     costs = summary(arch, config.deploy_input, config.deploy_classes)
     return PendingTrial(trial, arch, record.with_arch(arch.to_string(), arch.arch_id, preset_name(arch), costs))
+
+
+def owned_trial(study: optuna.Study, owner: str) -> optuna.trial.Trial:
+    """``study.ask()`` with the owner stored from the first write on: a new trial is created RUNNING
+    with its owner in one write, so no kill leaves a RUNNING trial without one (which stale-trial
+    recovery could only fail after ``stale_after_s``: a day, on a journal or server storage). A queued
+    trial (preset, re-queued) is taken as ``ask`` takes it and gets its owner right after."""
+    import datetime
+
+    import optuna
+    from optuna.trial import FrozenTrial, TrialState
+
+    pop = getattr(study, "_pop_waiting_trial_id", None)
+    if pop is None:  # an Optuna without the queue hook: its ask, then the owner
+        trial = study.ask()
+        trial.set_user_attr(OWNER, owner)
+        return trial
+    study._thread_local.cached_all_trials = None  # what ask does first
+    trial_id = pop()
+    if trial_id is not None:
+        trial = optuna.Trial(study, trial_id)
+        trial.set_user_attr(OWNER, owner)
+        return trial
+    template = FrozenTrial(number=-1, state=TrialState.RUNNING, value=None, values=None,
+                           datetime_start=datetime.datetime.now(), datetime_complete=None, params={},
+                           distributions={}, user_attrs={OWNER: owner}, system_attrs={}, intermediate_values={},
+                           trial_id=-1)
+    return optuna.Trial(study, study._storage.create_new_trial(study._study_id, template_trial=template))
 
 
 def local_latency(arch: Architecture, target: Target, config: SearchConfig) -> LatencyRecord:
