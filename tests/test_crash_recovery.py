@@ -168,7 +168,8 @@ def test_sigkill_in_every_phase_loses_nothing(kind, tmp_path, monkeypatch):
         t = trials[n]
         assert t.state == TrialState.FAIL and t.user_attrs["requeued"] is True
         assert t.user_attrs["fail_reason"].startswith("interrupted")
-        assert t.params in completed_params
+        # re-run with its parameters (a kill inside the draw leaves part of them: that part is kept)
+        assert any(t.params.items() <= params.items() for params in completed_params)
     # the study reached the asked count; nothing is left running or waiting
     states = [t.state for t in study.trials]
     assert TrialState.RUNNING not in states and TrialState.WAITING not in states

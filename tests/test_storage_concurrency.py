@@ -87,9 +87,13 @@ def test_two_processes_share_a_journal_study(tmp_path):
     assert len({t.number for t in trials}) == len(trials)
 
 
+FIRST_TRIALS = 16
+
+
 def test_second_sqlite_writer_is_refused(tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    first = _start(tmp_path, storage, seed=1, trials=4, trace=True)  # long enough to still run when the second starts
+    # long enough to still run when the second starts (which takes ~10 s to import torch and optuna)
+    first = _start(tmp_path, storage, seed=1, trials=FIRST_TRIALS, trace=True)
     assert first.stderr is not None
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:  # wait until the first search is working on a trial
@@ -107,7 +111,7 @@ def test_second_sqlite_writer_is_refused(tmp_path):
     _, rest = first.communicate(timeout=300)
     assert first.returncode == 0, rest
     study = _load(storage)
-    assert len(study.trials) == 4 and all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert len(study.trials) == FIRST_TRIALS and all(t.state == TrialState.COMPLETE for t in study.trials)
     assert {t.user_attrs["owner"].split(":")[1] for t in study.trials} == {str(first.pid)}
 
 
