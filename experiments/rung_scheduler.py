@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from experiments import trial_record as keys
+from experiments.storage import write_trial_attrs
 from experiments.successive_halving import Fidelity, RungResult, next_promotion
 from experiments.trial_record import TrialRecord, finite
 
@@ -63,12 +64,13 @@ def outcome_from_record(key: str, record: TrialRecord) -> Any:
 class RungScheduler:
     """Rung pools and waiting trials of one search; see the module docstring."""
 
-    def __init__(self, fidelity: Fidelity, objectives: Sequence[Objective], study: optuna.Study | None = None) -> None:
+    def __init__(self, fidelity: Fidelity, objectives: Sequence[Objective], study: optuna.Study) -> None:
         self.fidelity = fidelity
         self.objectives = list(objectives)
         self.pool: dict[int, list[RungResult]] = {}
         self.waiting: dict[int, Waiting] = {}
         self.in_flight: dict[int, int] = {}   # trial number -> rung index being trained
+        self.study = study
         if study is not None:
             self._load(study)
 
@@ -111,9 +113,8 @@ class RungScheduler:
         if index == len(self.rungs) - 1:
             return True
         self.waiting[number] = Waiting(item, outcome, index)
-        attrs = item.record.to_user_attrs()
-        for key, value in carried_attrs(attrs).items():  # stored now: a killed search keeps this rung
-            item.trial.set_user_attr(key, value)
+        # stored now, in one transaction: a killed search keeps this rung
+        write_trial_attrs(self.study, item.trial, carried_attrs(item.record.to_user_attrs()))
         return False
 
     def failed(self, number: int) -> None:

@@ -40,6 +40,7 @@ from experiments.config import SearchConfig
 from experiments.failures import ENVIRONMENT_FAILURE_LIMIT
 from experiments.objectives import Budget, Objective, parse_budgets, parse_objectives
 from experiments.progress import SearchProgress
+from experiments.rung_scheduler import RungScheduler, carried_attrs
 from experiments.search_checks import largest_candidate, resolve_targets
 from experiments.storage import check_writer_free, open_storage, owner_token, write_trial_attrs, writer_lock
 from experiments.study_handling import (STUDY_FORMAT, ReuseIndex, SearchError, StudySetup, TrialCounts,
@@ -130,6 +131,7 @@ class SearchDriver:
         self._tally: StudyTally | None = None   # counts and front size, kept as trials finish
         self._progress: SearchProgress | None = None
         self._environment_failures = 0
+        self.rungs: RungScheduler | None = None   # successive halving ([fidelity] rungs), made in _setup
 
     @property
     def overhead_s(self) -> float:
@@ -173,6 +175,10 @@ class SearchDriver:
         self.storage = open_storage(self.config.storage_url, create=True)
         self.study = open_study(self.storage, setup)
         self._reuse = ReuseIndex(self.study, self.storage, setup)
+        if self.config.fidelity.enabled:
+            self.rungs = RungScheduler(self.config.fidelity, self.objectives, self.study)
+            self.notes.append(f"successive halving: rungs {list(self.config.fidelity.rungs)} epochs, keep 1/"
+                              f"{self.config.fidelity.eta} per rung, promotion by {self.config.fidelity.promotion}")
 
     def _counts(self) -> TrialCounts:
         with self.clock:
@@ -208,10 +214,15 @@ class SearchDriver:
                     counts = self._counts()
                     want = total - counts.finished - counts.running
                     room = self.config.workers - len(pending)
+                    if room > 0 and self._promote(pending):  # ASHA: a promotion goes before a new trial
+                        continue
                     if want > 0 and room > 0 and not (rounds and pending):
                         new_trials += self._start_round(min(want, room), pending)
                         continue
                     if not pending:
+                        if self.rungs is not None and self.rungs.waiting:
+                            self._tell_waiting()
+                            continue
                         break
                     self._collect(pending)
         except EnvironmentStopError:
@@ -258,24 +269,71 @@ class SearchDriver:
                 self._finish(item, None)
                 self._progress_update()
                 continue
+            if self.rungs is not None and self.rungs.adopt(item, f"{self.config.study}:{item.trial.number}"):
+                steps.trace("adopt", item.trial.number)
+                self._log(f"trial {item.trial.number} resumes at rung {item.record.rung} epochs "
+                          f"(acc {item.record.accuracy:.3f}), nothing retrained")
+                continue
             self._submit(item, pending)
         return n
 
-    def _submit(self, item: PendingTrial, pending: dict[str, PendingTrial]) -> None:
+    def _submit(self, item: PendingTrial, pending: dict[str, PendingTrial], rung: int = 0) -> None:
+        """Train ``item`` (with successive halving: for the epochs of rung index ``rung``)."""
         from evaluator.base import EvalTask
 
         evaluator = self._get_evaluator()
         key = f"{self.config.study}:{item.trial.number}"
+        config = self.proxy_config
+        if self.rungs is not None:
+            config = config.replace(epochs=self.rungs.epochs(rung))
+            key = f"{key}@{config.epochs}"
+            self.rungs.started(item.trial.number, rung)
         with self.clock:
-            evaluator.submit(EvalTask(key, item.arch, self.proxy_config))
+            evaluator.submit(EvalTask(key, item.arch, config))
             steps.trace("train", item.trial.number)
         pending[key] = item
+
+    def _promote(self, pending: dict[str, PendingTrial]) -> bool:
+        """Submit the best waiting trial that earned its next rung; False when none did."""
+        if self.rungs is None:
+            return False
+        with self.clock:
+            chosen = self.rungs.promote()
+        if chosen is None:
+            return False
+        item, index = chosen
+        self._log(f"trial {item.trial.number} promoted: rung {self.rungs.epochs(index - 1)} -> "
+                  f"{self.rungs.epochs(index)} epochs (acc {item.record.accuracy:.3f} at rung "
+                  f"{self.rungs.epochs(index - 1)})")
+        self._submit(item, pending, index)
+        return True
+
+    def _tell_waiting(self) -> None:
+        """Nothing left to run: every waiting trial is told with its highest rung's accuracy."""
+        for waiting in self.rungs.drain():
+            self._finish(waiting.item, waiting.outcome)
+        self._progress_update()
+
+    def _rung_done(self, item: PendingTrial, outcome: Any) -> bool:
+        """Successive halving: record a rung's result; True when the trial is to be told now."""
+        if self.rungs is None:
+            return True
+        if not outcome.ok or item.record.failed:
+            self.rungs.failed(item.trial.number)
+            return True
+        with self.clock:
+            done = self.rungs.finished(item, outcome)
+        if not done:
+            steps.trace("rung", item.trial.number)
+            self._log(f"trial {item.trial.number} rung {item.record.rung} epochs: acc {item.record.accuracy:.3f}, "
+                      "waiting")
+        return done
 
     def _collect(self, pending: dict[str, PendingTrial]) -> None:
         outcomes = self._get_evaluator().poll(EVAL_POLL_S)
         for outcome in outcomes:
             item = pending.pop(outcome.key, None)
-            if item is not None:
+            if item is not None and self._rung_done(item, outcome):
                 self._finish(item, outcome)
         if outcomes:
             self._progress_update()
@@ -285,13 +343,15 @@ class SearchDriver:
         from optuna.trial import TrialState
 
         marks = TrialRecord(fail_reason="interrupted: the search stopped; re-queued", requeued=True)
-        for item in pending.values():
+        waiting = [w.item for w in self.rungs.drain()] if self.rungs is not None else []
+        for item in [*pending.values(), *waiting]:
             for key, value in marks.to_user_attrs().items():
                 item.trial.set_user_attr(key, value)
             self.study.tell(item.trial, state=TrialState.FAIL)
             if item.trial.params:
-                self.study.enqueue_trial(dict(item.trial.params),
-                                         user_attrs=TrialRecord(requeued_from=item.trial.number).to_user_attrs())
+                carried = carried_attrs(item.record.to_user_attrs())  # finished rungs are not trained again
+                self.study.enqueue_trial(dict(item.trial.params), user_attrs={
+                    **carried, **TrialRecord(requeued_from=item.trial.number).to_user_attrs()})
         pending.clear()
 
     def _finish(self, item: PendingTrial, outcome: Any) -> bool:
@@ -329,7 +389,8 @@ class SearchDriver:
         trial = item.trial
         if trial.params:
             marks = TrialRecord(requeued_from=trial.number, preset=item.record.preset)
-            self.study.enqueue_trial(dict(trial.params), user_attrs=marks.to_user_attrs())
+            carried = carried_attrs(item.record.to_user_attrs())  # its finished rungs are not trained again
+            self.study.enqueue_trial(dict(trial.params), user_attrs={**carried, **marks.to_user_attrs()})
         self._environment_failures += 1
         self._log(f"trial {trial.number} failed outside the candidate, re-queued: {reason[:200]}")
         if self._environment_failures >= ENVIRONMENT_FAILURE_LIMIT:
@@ -351,7 +412,12 @@ class SearchDriver:
             self._progress.update(min(finished, target_total(self.config, self.space)), self._front_size())
 
     def _front_size(self) -> int:
-        """As of the last count (every caller counts first): kept as trials finish, never re-taken."""
+        """As of the last count (every caller counts first): kept as trials finish, never re-taken.
+        With successive halving the front is re-taken (its highest rung moves; trials train for epochs)."""
+        if self.rungs is not None and self.study is not None:
+            from experiments.report import front_numbers
+
+            return len(front_numbers(self.study))
         return self._tally.front_size if self._tally is not None else 0
 
     def _get_evaluator(self) -> Any:

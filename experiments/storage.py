@@ -403,8 +403,8 @@ def owner_alive(token: str | None, started: float | None, stale_after_s: float, 
     return not start or _process_start(pid) in ("", start)
 
 
-def recover_stale_trials(study: optuna.Study, stale_after_s: float) -> list[dict[str, Any]]:
-    """Fail this study's RUNNING trials whose owner is gone; return their params (to re-enqueue).
+def recover_stale_trials(study: optuna.Study, stale_after_s: float) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Fail this study's RUNNING trials whose owner is gone; return their params and user attrs (to re-enqueue).
 
     Optuna's own stale-trial recovery runs only inside ``study.optimize``; an ask/tell driver does it
     here, on start.
@@ -427,5 +427,5 @@ def recover_stale_trials(study: optuna.Study, stale_after_s: float) -> list[dict
             continue
         params = dict(trial.params) or dict(trial.system_attrs.get("fixed_params") or {})
         if params:
-            recovered.append(params)
+            recovered.append((params, dict(trial.user_attrs)))
     return recovered

@@ -46,6 +46,9 @@ def proxy_key(config: SearchConfig) -> str:
                              "extra": dict(p.extra), "seed": config.seed}
     if p.limit is not None:  # (absent otherwise, so earlier keys stay valid)
         setup["limit"] = p.limit
+    if config.fidelity.enabled:  # trials of a successive-halving search stop at different epochs
+        f = config.fidelity
+        setup["fidelity"] = {"rungs": list(f.rungs), "eta": f.eta, "promotion": f.promotion, "bands": f.bands}
     text = json.dumps(setup, sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
@@ -143,6 +146,13 @@ def check_compatible(study: optuna.Study, config: SearchConfig, names: list[str]
     if stored_space != plain(config.space):  # Optuna cannot mix parameter distributions in one study
         raise SearchError(f"study {config.study!r} was created with another search space ([space] table); "
                           "use the same config to resume it, or another --study name")
+    stored_rungs = list(((study.user_attrs.get("config") or {}).get("fidelity") or {}).get("rungs") or [])
+    if stored_rungs != list(config.fidelity.rungs):
+        def said(rungs: list[int]) -> str:
+            return f"[fidelity] rungs {rungs}" if rungs else "no [fidelity] rungs"
+        raise SearchError(f"study {config.study!r} was created with {said(stored_rungs)}, not "
+                          f"{said(list(config.fidelity.rungs))}; one front cannot mix them: use the same config to "
+                          "resume it, or another --study name")
     if scorer is not None:
         check_same_scorer(study, config.study, scorer)
 
@@ -162,12 +172,15 @@ def check_same_scorer(study: optuna.Study, name: str, scorer: Scorer) -> None:
 
 def seed_queue(study: optuna.Study, space: SearchSpace, config: SearchConfig, owner: str, notes: list[str]) -> None:
     """Re-queue trials of dead drivers, then the paper presets (once per study)."""
+    from experiments.rung_scheduler import carried_attrs
+
     # SQLite: this driver holds the file's writer lock, so every RUNNING trial is a dead driver's, also
     # one killed between creating a trial and storing its owner (no owner: kept 24 h otherwise)
     sole_writer = parse_storage_url(config.storage_url).kind == "sqlite"
     recovered = recover_stale_trials(study, 0.0 if sole_writer else config.stale_after_s)
-    for params in recovered:
-        study.enqueue_trial(params, user_attrs=TrialRecord(requeued_from_stale=True).to_user_attrs())
+    for params, attrs in recovered:  # a successive-halving trial takes its finished rungs along
+        study.enqueue_trial(params, user_attrs={**carried_attrs(attrs),
+                                                **TrialRecord(requeued_from_stale=True).to_user_attrs()})
     if recovered:
         notes.append(f"re-queued {len(recovered)} trial(s) left running by a stopped driver")
     if study.user_attrs.get("presets_enqueued"):
