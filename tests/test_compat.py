@@ -133,11 +133,18 @@ def test_old_lookup_table_has_every_block_and_predicts_what_it_predicted(old_fil
         assert table.predict(arch, allow_measure=False) == pytest.approx(ms, rel=1e-9)
 
 
+#: A predictor file stores its training set and is refitted on load (no pickle). The refit is
+#: deterministic on one machine, but the positive least squares and the boosted trees run on the
+#: CPU's own floating-point kernels: the file was written on an AMD EPYC, and an Intel Xeon refits
+#: it to predictions 4e-4 apart. Same architecture ids, same model, so 1e-3 is "what it predicted".
+REFIT_REL = 1e-3
+
+
 def test_old_predictor_refits_and_predicts_what_it_predicted(old_files):
     model = predictor.load(old_files)
     assert model is not None and model.guideline is not None  # it was trained with the calibration as a feature
     for arch, ms in _archs(EXPECTED["artifacts"]["predictions"]["predictor"]):
-        assert model.predict(arch) == pytest.approx(ms, rel=1e-6)
+        assert model.predict(arch) == pytest.approx(ms, rel=REFIT_REL)
 
 
 def test_old_measurement_cache_opens_and_every_entry_reads_back(old_files):
