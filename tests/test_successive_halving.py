@@ -11,11 +11,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import TINY_SPACE, TINY_SPACE_TOML
+from conftest import TINY_SPACE
 from experiments.config import ConfigError, load_config
 from experiments.search import SearchError, run_search
 from experiments.successive_halving import (Fidelity, RungResult, band_order, keep_count, next_promotion,
                                             nondominated_order)
+from test_crash_recovery import CONFIG as CRASH_CONFIG
 from test_crash_recovery import Traced
 
 
@@ -148,30 +149,9 @@ def test_resume_with_other_rungs_refused(tmp_path):
         run_search(tiny(tmp_path, trials=4, fidelity={}))
 
 
-CONFIG = f"""
-trials = 6
-workers = 1
-evaluator = "sequential"
-sampler = "random"
-seed = 3
-targets = ["local-cpu", "paper-arm-sd810"]
-deploy_input = 32
-deploy_classes = 10
-presets = []
-progress = false
-
-{TINY_SPACE_TOML}
-[proxy]
-epochs = 2
-batch_size = 32
-max_train_batches = 3
-
-[latency]
-measure_budget_s = 0.05
-
-[fidelity]
-rungs = [1, 2]
-"""
+#: the crash test's search (tiny space, real SQLite, one worker), with two rungs over 6 trials
+CONFIG = (CRASH_CONFIG.replace("trials = 3", "trials = 6").replace("epochs = 1", "epochs = 2")
+          + "\n[fidelity]\nrungs = [1, 2]\n")
 
 
 def test_sigkill_between_rungs_resumes_without_retraining(tmp_path):
