@@ -20,7 +20,7 @@ architecture of its own study costs nothing (a search run alone reuses that resu
 successive-halving trial costs every rung it reached: the rung's epochs x the trial's seconds per
 epoch (``train_time_s / epochs_run`` of its highest rung), since each rung trains from scratch. Failed
 trials cost what they recorded (usually nothing); latency measurement is not charged. MO-SH samples
-at random (``[fidelity] rungs``, ``eta``, promotion by FLOPs bands). Supernet + NSGA-II is charged its
+at random (``[fidelity] rungs``, ``eta``, the default promotion rule). Supernet + NSGA-II is charged its
 scoring seconds only (the supernet's own training is not charged) and runs only with
 ``--supernet DIR``: no trained supernet over the default space exists (docs/supernet.md, "Status").
 
