@@ -300,13 +300,21 @@ def study_charge(study: Any) -> Charge:
     return Charge(seconds, finished)
 
 
-def next_increment(charge: Charge, budget_s: float, step: int) -> int:
+def next_increment(charge: Charge, budget_s: float, step: int, growth: float = 1.0) -> int:
     """Trials to add: those the mean charge per finished trial predicts for ``FILL`` of the remaining
-    budget, at least ``step`` (``step`` while nothing has been charged yet)."""
+    budget, at least ``step`` (``step`` while nothing has been charged yet). ``growth`` > 1 says the
+    mean will rise as the study grows (successive halving: later trials are promoted more), so the
+    prediction is that much smaller: an increment may undershoot (another follows), never overshoot."""
     if charge.finished == 0 or charge.seconds <= 0:
         return step
     remaining = max(0.0, budget_s - charge.seconds)
-    return max(step, math.ceil(FILL * remaining * charge.finished / charge.seconds))
+    return max(step, math.ceil(FILL * remaining * charge.finished / (charge.seconds * growth)))
+
+
+def promotion_growth(rungs: Sequence[int], eta: int) -> float:
+    """Mean charge per trial of a large successive-halving study over that of its first rung alone:
+    ``1 + sum(rungs[i] / rungs[0] / eta**i)`` (each rung trains from scratch; 1/eta**i reach rung i)."""
+    return 1.0 + sum(r / rungs[0] / eta ** i for i, r in enumerate(rungs[1:], 1))
 
 
 def load_study_if_any(storage: str, name: str) -> Any:
@@ -343,7 +351,9 @@ def run_to_budget(bench: Bench, method: str, seed: int, *, say: Callable[[str], 
     charge = study_charge(study) if study is not None else Charge(0.0, 0)
     started, increments, last, idle, stop = time.perf_counter(), 0, None, 0, "budget"
     while charge.seconds < bench.budget_s:
-        add = next_increment(charge, bench.budget_s, bench.step)
+        sha = method == "sha"
+        step = max(bench.step, bench.eta ** (len(bench.rungs) - 1)) if sha else bench.step  # one full bracket
+        add = next_increment(charge, bench.budget_s, step, promotion_growth(bench.rungs, bench.eta) if sha else 1.0)
         run_search(bench.config(method, seed, charge.finished + add), echo=echo)
         before = charge
         charge = study_charge(load_study_if_any(bench.storage, name))
@@ -595,7 +605,7 @@ def plot(path: Path, finalists: Mapping[tuple[str, int], Sequence[Point]], prese
 
     colours = dict(zip(METHODS, ("tab:gray", "tab:blue", "tab:green", "tab:orange", "tab:purple")))
     markers = "osD^v<>p*h"
-    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=100)
+    fig, ax = plt.subplots(figsize=(9.5, 5.5), dpi=100)
     seeds = sorted({s for _, s in finalists})
     labelled = set()
     for (method, seed), points in sorted(finalists.items()):
@@ -626,7 +636,7 @@ def plot(path: Path, finalists: Mapping[tuple[str, int], Sequence[Point]], prese
                  + (f"\n(marker = seed: {', '.join(f'{markers[i % len(markers)]} {s}' for i, s in enumerate(seeds))})"
                     if len(seeds) > 1 else ""), fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never over a point
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -62,6 +62,8 @@ def test_charge_rule_and_increments(bench):
     assert step(bench.Charge(0.0, 0), 100.0, 2) == 2                 # nothing known yet: the smallest step
     assert step(bench.Charge(20.0, 4), 100.0, 2) == 12                # 5 s per trial, 75% of 80 s left
     assert step(bench.Charge(98.0, 10), 100.0, 2) == 2                # close to the budget: the smallest step
+    assert bench.promotion_growth([1, 3], 3) == 2.0                   # a third reach 3 epochs: 1 + 3 / 3
+    assert step(bench.Charge(20.0, 4), 100.0, 2, 2.0) == 6             # successive halving: half the naive guess
     assert step(bench.Charge(98.0, 10), 100.0, 1) == 1
 
 
