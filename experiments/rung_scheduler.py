@@ -71,8 +71,9 @@ class RungScheduler:
         self.waiting: dict[int, Waiting] = {}
         self.in_flight: dict[int, int] = {}   # trial number -> rung index being trained
         self.study = study
-        if study is not None:
-            self._load(study)
+        self._pooled: set[tuple[int, int]] = set()   # (rung index, trial number) already in the pool
+        self._changed = True   # since the last promote() found nothing (the loop asks every poll)
+        self._load(study)
 
     @property
     def rungs(self) -> tuple[int, ...]:
@@ -87,13 +88,16 @@ class RungScheduler:
             self._add(trial.number, record)
 
     def _add(self, number: int, record: TrialRecord) -> None:
-        costs = tuple(float(record.metric(o.key)) if finite(record.metric(o.key)) else float("inf")
+        attrs = record.to_user_attrs()
+        costs = tuple(float(attrs[o.key]) if finite(attrs.get(o.key)) else float("inf")
                       for o in self.objectives if o.direction == "minimize")
         flops = float(record.costs.get(keys.FLOPS) or 0)
         for index, epochs in enumerate(self.rungs):
             accuracy = record.rungs.get(epochs)
-            if finite(accuracy) and not any(r.number == number for r in self.pool.get(index, ())):
+            if finite(accuracy) and (index, number) not in self._pooled:
+                self._pooled.add((index, number))
                 self.pool.setdefault(index, []).append(RungResult(number, float(accuracy), costs, flops))
+        self._changed = True
 
     # -- the driver's calls --------------------------------------------------------------------------
     def epochs(self, index: int) -> int:
@@ -119,6 +123,7 @@ class RungScheduler:
 
     def failed(self, number: int) -> None:
         self.in_flight.pop(number, None)
+        self._changed = True
 
     def adopt(self, item: PendingTrial, key: str) -> bool:
         """A re-queued trial that carries rung results waits at its highest rung instead of training;
@@ -134,10 +139,14 @@ class RungScheduler:
         return True
 
     def promote(self) -> tuple[PendingTrial, int] | None:
-        """The waiting trial to train next and its rung index, or None."""
+        """The waiting trial to train next and its rung index, or None (at once when nothing changed
+        since the last None: the ranking is not re-taken on every poll)."""
+        if not self._changed:
+            return None
         choice = next_promotion(self.pool, {n: w.index for n, w in self.waiting.items()}, self.fidelity,
                                 self.in_flight)
         if choice is None:
+            self._changed = False
             return None
         number, index = choice
         waiting = self.waiting.pop(number)
