@@ -187,6 +187,8 @@ def main() -> None:
         Fidelity(tuple(rungs), args.eta).check(rungs[-1])
     except ValueError as exc:
         parser.error(f"--rungs/--eta: {exc}")
+    if args.n < 0 or args.jobs < 1 or args.limit < 20 or args.input_size < 8:
+        parser.error("--n must be >= 0, --jobs >= 1, --limit >= 20 and --input-size >= 8")
     args.out.mkdir(parents=True, exist_ok=True)
     if args.stage in ("all", "train"):
         train_all(args, rungs, args.out)
