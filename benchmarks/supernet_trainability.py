@@ -50,7 +50,8 @@ def run(variant: str, args: argparse.Namespace) -> list[float]:
     options = VARIANTS[variant]
     space = DEFAULT_SPACE if options is None else SearchSpace(**{**BASE, **options})
     data = load_dataset("fashion-mnist", root=args.data_root, input_size=args.input_size, limit=args.limit)
-    supernet = Supernet(space, data.num_classes, data.input_size, shape_samples=8, channel_ids=args.channel_ids)
+    supernet = Supernet(space, data.num_classes, data.input_size, shape_samples=8, channel_ids=args.channel_ids,
+                        nested_rows=args.nested_rows)
     fixed = space.sample(0) if variant == "fixed" else None
     optimizer = torch.optim.SGD(supernet.parameters(), lr=args.lr, momentum=args.momentum,
                                 nesterov=args.momentum > 0, weight_decay=5e-4)
@@ -83,6 +84,8 @@ def main() -> None:
     parser.add_argument("--clip", type=float, default=0.0, help="gradient-norm clip (0: none)")
     parser.add_argument("--no-shuffle", action="store_true", help="replace channel_shuffle by the identity")
     parser.add_argument("--channel-ids", action="store_true", help="index input channels by canonical id")
+    parser.add_argument("--nested-rows", action="store_true",
+                        help="store a unit's outputs by fate so readers nest across widths (implies --channel-ids)")
     parser.add_argument("--limit", type=int, default=3000)
     parser.add_argument("--input-size", type=int, default=16)
     parser.add_argument("--data-root", default=None)

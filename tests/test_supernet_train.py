@@ -204,7 +204,7 @@ def test_sandwich_with_distillation_and_kernel_transform_trains(world, tmp_path)
 
 def _step_once(recipe: SupernetRecipe, steps: int = 3):
     """A few SPOS steps on random data; (bank before, bank after, union of the paths' regions)."""
-    from evaluator.supernet.session import _regions
+    from evaluator.supernet.session import _mark, _regions
 
     session = open_session((SPACE, 10, 16), 48, recipe, "cpu", state=None, checkpoint_path=Path("unused"))
     before = {k: p.detach().clone() for k, p in session.supernet.bank.items()}
@@ -216,8 +216,7 @@ def _step_once(recipe: SupernetRecipe, steps: int = 3):
                            torch.randint(0, 10, (16,), generator=gen), archs)
         for arch in archs:
             for key, region in _regions(session.supernet, arch).items():
-                mask = touched.setdefault(key, torch.zeros(before[key].shape, dtype=torch.bool))
-                mask[region] = True
+                _mark(touched.setdefault(key, torch.zeros(before[key].shape, dtype=torch.bool)), region)
     return before, {k: p.detach() for k, p in session.supernet.bank.items()}, touched
 
 
@@ -232,6 +231,19 @@ def test_spos_steps_change_the_bank_only_where_a_path_read_it():
     # without touched_only, weight decay and momentum move what no path read
     before, after, touched = _step_once(recipe.replace(touched_only=False))
     assert any(not torch.equal(after[k][~m], before[k][~m]) for k, m in touched.items())
+
+
+def test_nested_rows_train_through_the_cli_and_steps_touch_only_what_paths_read(world, tmp_path, capsys):
+    out = tmp_path / "nested"
+    assert main(run_args(world, out, "--nested-rows", "--epochs", "1")) == 0
+    net, info = load_supernet(out)
+    assert info.spec.nested_rows and info.spec.channel_ids and net.spec.nested_rows
+    assert main(["supernet", "info", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["nested_rows"] is True
+    before, after, touched = _step_once(RECIPE.replace(nested_rows=True, weight_decay=5e-4, seed=2))
+    for key, old in before.items():  # moved rows are index sets: still nothing outside them changes
+        mask = touched.get(key, torch.zeros(old.shape, dtype=torch.bool))
+        assert torch.equal(after[key][~mask], old[~mask]), key
 
 
 def test_paths_are_drawn_from_the_seed():

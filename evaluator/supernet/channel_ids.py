@@ -280,11 +280,15 @@ def positional_units(arch: Architecture, slot: Callable[[str, Architecture], str
 
 
 def gather_plan(model: nn.Module, arch: Architecture, slot: Callable[[str, Architecture], str],
-                spaces: dict[str, Universe], error: type[Exception]) -> dict[str, tuple[int, torch.Tensor | slice, int]]:
-    """Parameter name of ``build_model(arch)`` -> (its id dim, the bank columns it reads there, the
-    size of that dim in the bank: its reader's universe)."""
+                spaces: dict[str, Universe], error: type[Exception],
+                rows: dict[str, tuple[np.ndarray, int]] | None = None) -> dict[str, dict[int, tuple[torch.Tensor | slice, int]]]:
+    """Parameter name of ``build_model(arch)`` -> {dim: (the bank indices it reads there, the size of
+    that dim in the bank)}: a reader's id dim spans its universe. ``rows`` (producer slot -> the bank
+    row of each output channel and the slot's rows, :mod:`evaluator.supernet.nested_rows`) moves a producer's channels off
+    its first ``n`` rows: its weight's output dim, and every id that names it, follow."""
+    rows = rows or {}
     t = trace(model, 3, INPUT, lambda name: slot(name, arch), positional_units(arch, slot))
-    plan = {}
+    plan: dict[str, dict[int, tuple[torch.Tensor | slice, int]]] = {}
     for name, _ in model.named_parameters():
         module, _, leaf = name.rpartition(".")
         reader, sub = module, leaf
@@ -293,27 +297,38 @@ def gather_plan(model: nn.Module, arch: Architecture, slot: Callable[[str, Archi
             if t.kinds.get(parent) != "se":
                 continue  # inside a positional unit: first n, as before
             reader, sub = parent, f"{child}.{leaf}"
+        key = slot(reader, arch)
+        if t.kinds[reader] == "dense" and sub == "weight" and key in rows:
+            plan.setdefault(name, {})[0] = (_index(rows[key][0]), rows[key][1])
         dim = ID_DIMS.get((t.kinds[reader], sub))
         if dim is None:
             continue
-        key = slot(reader, arch)
         space = spaces.get(key)
         where, ks = t.reads[reader]
+        ks = ks.copy()
         blocks = np.full((len(t.keys), 2), (-1, 0), dtype=np.int64)
         for i in np.unique(where).tolist():
             blocks[i] = space.offsets.get(t.keys[i], (-1, 0)) if space is not None else (-1, 0)
+            moved = rows.get(t.keys[i])
+            if moved is not None:
+                mine = where == i
+                ks[mine] = moved[0][ks[mine]]
         offsets, widths = blocks[where, 0], blocks[where, 1]
         bad = np.flatnonzero((offsets < 0) | (ks >= widths))
         if len(bad):
             producer, k = t.keys[where[bad[0]]], int(ks[bad[0]])
             raise error(f"{arch}: channel {k} of {producer} reaches {key}, which the supernet's universe does "
                         "not hold: the candidate lies outside the supernet's space")
-        columns = offsets + ks
-        first = int(columns[0]) if len(columns) else 0
-        index = (slice(first, first + len(columns)) if np.array_equal(columns, np.arange(first, first + len(columns)))
-                 else torch.from_numpy(columns))
-        plan[name] = (dim, index, space.size)
+        plan.setdefault(name, {})[dim] = (_index(offsets + ks), space.size)
     return plan
+
+
+def _index(columns: np.ndarray) -> torch.Tensor | slice:
+    """A run of consecutive indices as a slice (a view, no gather); any other set as an index tensor."""
+    first = int(columns[0]) if len(columns) else 0
+    if np.array_equal(columns, np.arange(first, first + len(columns))):
+        return slice(first, first + len(columns))
+    return torch.from_numpy(np.ascontiguousarray(columns))
 
 
 __all__ = ["INPUT", "Trace", "Universe", "gather_plan", "trace", "traces_ids", "universes"]

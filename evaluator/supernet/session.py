@@ -237,8 +237,9 @@ def open_session(supernet_args: tuple, train_size: int, recipe: Any, device: str
     space, num_classes, input_size = supernet_args
     spec = state.get("spec") if state is not None else None
     channel_ids = bool(spec.get("channel_ids", False)) if isinstance(spec, dict) else bool(recipe.channel_ids)
+    nested_rows = bool(spec.get("nested_rows", False)) if isinstance(spec, dict) else bool(recipe.nested_rows)
     supernet = Supernet(space, num_classes, input_size, kernel_transform=recipe.kernel_transform,
-                        channel_ids=channel_ids).to(device)
+                        channel_ids=channel_ids or nested_rows, nested_rows=nested_rows).to(device)
     if cuda:
         supernet = supernet.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(supernet, recipe)
@@ -308,6 +309,7 @@ def check_identity(data: dict[str, Any], path: Path, identity: dict[str, Any]) -
         theirs, ours = dict(data[name]), identity[name]
         if name == "recipe":
             theirs.setdefault("channel_ids", False)
+            theirs.setdefault("nested_rows", False)  # and before nested rows were
         pairs += [(kind, k, theirs.get(k), ours.get(k)) for k in sorted(set(theirs) | set(ours))]
     for kind, key, theirs, ours in pairs:
         if theirs != ours:

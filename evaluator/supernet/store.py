@@ -46,7 +46,7 @@ class SupernetInfo:
 
     def summary(self) -> dict[str, Any]:
         return {"path": str(self.path), "checksum": self.checksum, "method": self.method, "epochs": self.epochs,
-                "dataset": dict(self.dataset), **self.spec.to_dict()}
+                "dataset": dict(self.dataset), **self.spec.to_dict(), "nested_rows": self.spec.nested_rows}
 
     def check_data(self, data: DataSplit) -> None:
         """Refuse, in one line, data this supernet was not trained for (another set, size or classes)."""
@@ -117,7 +117,7 @@ def load_supernet(path: str | os.PathLike) -> tuple[Supernet, SupernetInfo]:
     state = data["state"]
     shapes = {key[len("bank."):].replace(":", "."): tuple(t.shape) for key, t in state.items() if key.startswith("bank.")}
     supernet = Supernet(spec.space, spec.num_classes, spec.input_size, kernel_transform=spec.kernel_transform,
-                        channel_ids=spec.channel_ids,
+                        channel_ids=spec.channel_ids, nested_rows=spec.nested_rows,
                         shapes=shapes)
     try:
         supernet.load_state_dict(state, strict=True)

@@ -47,6 +47,7 @@ from torch import nn
 from torch.func import functional_call
 
 from evaluator.supernet.channel_ids import gather_plan, universes
+from evaluator.supernet.nested_rows import candidate_fates, row_pools
 from search_space import Architecture, SearchSpace, build_model
 from search_space.architecture import branch_channels
 from search_space.errors import ArchitectureError, ShufflenasError
@@ -72,16 +73,25 @@ class SupernetSpec:
     input_size: int
     kernel_transform: bool = False
     channel_ids: bool = False  # True: input channels indexed by canonical id; False: by position (also files before)
+    nested_rows: bool = False  # True: a unit's outputs stored by fate (nested_rows.py); False: first n (files before)
+
+    def __post_init__(self) -> None:
+        if self.nested_rows and not self.channel_ids:
+            raise SupernetError("nested rows need channel ids (a reader finds its moved rows by id)")
 
     def to_dict(self) -> dict:
-        return {"space": _space_dict(self.space), "num_classes": self.num_classes, "input_size": self.input_size,
-                "kernel_transform": self.kernel_transform, "channel_ids": self.channel_ids}
+        out = {"space": _space_dict(self.space), "num_classes": self.num_classes, "input_size": self.input_size,
+               "kernel_transform": self.kernel_transform, "channel_ids": self.channel_ids}
+        if self.nested_rows:  # written only when on, so an older reader's checksums of older files stay the same
+            out["nested_rows"] = True
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> SupernetSpec:
         try:
             return cls(SearchSpace.from_dict(data["space"]), int(data["num_classes"]), int(data["input_size"]),
-                       bool(data.get("kernel_transform", False)), bool(data.get("channel_ids", False)))
+                       bool(data.get("kernel_transform", False)), bool(data.get("channel_ids", False)),
+                       bool(data.get("nested_rows", False)))
         except (KeyError, TypeError, ValueError, ArchitectureError) as exc:
             raise SupernetError(f"not a supernet description ({exc})") from None
 
@@ -148,20 +158,22 @@ class Supernet(nn.Module):
     """The shared weights of a search space; ``forward(x, arch)`` runs one candidate on them."""
 
     def __init__(self, space: SearchSpace, num_classes: int, input_size: int, *, kernel_transform: bool = False,
-                 channel_ids: bool = False, shape_samples: int = SHAPE_SAMPLES,
+                 channel_ids: bool = False, nested_rows: bool = False, shape_samples: int = SHAPE_SAMPLES,
                  shapes: dict[str, tuple[int, ...]] | None = None) -> None:
         """``shapes`` (slot -> shape, from a stored state) skips probing the space and leaves the bank
         uninitialised, for a load that overwrites it."""
         super().__init__()
-        self.spec = SupernetSpec(space, num_classes, input_size, kernel_transform, channel_ids)
+        self.spec = SupernetSpec(space, num_classes, input_size, kernel_transform, channel_ids or nested_rows,
+                                 nested_rows)
+        self._pools = row_pools(space) if nested_rows else {}
         self._skeletons: OrderedDict[Architecture, nn.Module] = OrderedDict()
         self._plans: OrderedDict[Architecture, dict] = OrderedDict()
         self._universes: dict = {}
         self.largest = max(extremes(space) or [space.sample(0)], key=self._flops)
         self.smallest = min(self._smallest_candidates(), key=self._flops)
         if shapes is not None:
-            if channel_ids:
-                self._universes = universes(space, lambda p: (shapes.get(f"{p}.weight") or (None,))[0])
+            if self.spec.channel_ids:
+                self._universes = universes(space, self._producer_rows(lambda p: (shapes.get(f"{p}.weight") or (None,))[0]))
             self.bank = nn.ParameterDict({_key(s): nn.Parameter(torch.empty(shape)) for s, shape in shapes.items()})
         else:
             found, kinds, fans = self._probe(space, shape_samples)
@@ -195,11 +207,16 @@ class Supernet(nn.Module):
                 kinds[s] = kind
         fans = {s: tuple(shape) for s, shape in shapes.items()}
         if self.spec.channel_ids:
-            self._universes = universes(space, lambda p: (shapes.get(f"{p}.weight") or (None,))[0])
+            self._universes = universes(space, self._producer_rows(lambda p: (shapes.get(f"{p}.weight") or (None,))[0]))
             for arch in probes:
-                for name, (dim, _, size) in self._plan(arch).items():
-                    shapes[slot(name, arch)][dim] = size
+                for name, dims in self._plan(arch).items():
+                    for dim, (_, size) in dims.items():
+                        shapes[slot(name, arch)][dim] = size
         return shapes, kinds, fans
+
+    def _producer_rows(self, first_n):
+        """A producer slot's rows in the bank: its pools' total with nested rows, else ``first_n(slot)``."""
+        return lambda p: self._pools[p].total if p in self._pools else first_n(p)
 
     # -- the space ------------------------------------------------------------------------------
     @property
@@ -249,19 +266,36 @@ class Supernet(nn.Module):
             self._skeletons.move_to_end(arch)
         return model
 
-    def _plan(self, arch: Architecture) -> dict[str, tuple[int, torch.Tensor | slice, int]]:
-        """Parameter name -> (id dim, bank columns, universe size); empty without channel ids."""
+    def _plan(self, arch: Architecture) -> dict[str, dict[int, tuple[torch.Tensor | slice, int]]]:
+        """Parameter name -> {dim: (bank indices, the bank's size there)} for its id dims (and, with nested
+        rows, a producer's output dim); empty without channel ids."""
         if not self.spec.channel_ids:
             return {}
         plan = self._plans.get(arch)
         if plan is None:
-            plan = gather_plan(self._skeleton(arch), arch, slot, self._universes, SupernetError)
+            plan = gather_plan(self._skeleton(arch), arch, slot, self._universes, SupernetError, self._rows(arch))
             self._plans[arch] = plan
             if len(self._plans) > SKELETON_CACHE:
                 self._plans.popitem(last=False)
         else:
             self._plans.move_to_end(arch)
         return plan
+
+    def _rows(self, arch: Architecture) -> dict[str, tuple]:
+        """Nested rows: producer slot -> (the bank row of each of its output channels, the slot's rows)."""
+        if not self._pools:
+            return {}
+        out = {}
+        for key, fates in candidate_fates(arch, self.space, slot).items():
+            pools = self._pools.get(key)
+            if pools is None:
+                continue
+            rows = pools.rows(fates)
+            if rows is None:
+                raise SupernetError(f"{arch}: the outputs of {key} do not fit the supernet's rows: the candidate "
+                                    "lies outside the supernet's space")
+            out[key] = (rows, pools.total)
+        return out
 
     def regions(self, arch: Architecture) -> dict[str, tuple[slice | torch.Tensor, ...]]:
         """Bank key -> the index of the part ``arch`` reads, per dim: the first channels, the centre of
@@ -276,14 +310,14 @@ class Supernet(nn.Module):
             if key not in self.bank:
                 raise SupernetError(f"{arch}: the supernet has no weights for {name} (another space?)")
             big = self.bank[key].shape
-            ids = plan.get(name)
-            if any(n > m for d, (n, m) in enumerate(zip(tensor.shape, big)) if ids is None or d != ids[0]):
+            ids = plan.get(name, {})
+            if any(n > m for d, (n, m) in enumerate(zip(tensor.shape, big)) if d not in ids):
                 raise SupernetError(f"a candidate needs {name} of shape {list(tensor.shape)}, larger than the "
                                     f"supernet's {list(big)}: it lies outside the supernet's space")
             index: list[slice | torch.Tensor] = []
             for d, (n, m) in enumerate(zip(tensor.shape, big)):
                 start = (m - n) // 2 if d >= 2 else 0  # kernels: the centre; channels: the first n
-                index.append(ids[1] if ids is not None and d == ids[0] else slice(start, start + n))
+                index.append(ids[d][0] if d in ids else slice(start, start + n))
             out[key] = tuple(index)
         return out
 

@@ -13,7 +13,7 @@ from search_space import Architecture
 #: recipe flags: option name -> SupernetRecipe field
 _RECIPE_FLAGS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "warmup_epochs",
                  "label_smoothing", "augment", "flip", "method", "sandwich_paths", "distill", "kernel_transform",
-                 "channel_ids", "touched_only", "input_size", "seed", "threads")
+                 "channel_ids", "nested_rows", "touched_only", "input_size", "seed", "threads")
 
 
 @click.group()
@@ -70,6 +70,9 @@ def _recipe(config: str | None, flags: dict[str, Any]):
 @click.option("--channel-ids/--positional-channels", "channel_ids", default=None,
               help="Index the bank's input channels by canonical channel id instead of position (3.4x the "
                    "bank on the default space) [default: positional].")
+@click.option("--nested-rows/--first-rows", "nested_rows", default=None,
+              help="Store each unit's outputs by fate so a unit's reads nest across widths and ratios; implies "
+                   "--channel-ids (docs/supernet.md) [default: first rows].")
 @click.option("--touched-only/--all-weights", "touched_only", default=None,
               help="A step changes only the bank elements its paths read (weight decay and momentum included) "
                    "[default: on].")
