@@ -69,10 +69,12 @@ def _recipe(config: str | None, flags: dict[str, Any]):
               help="OFA's kernel transformation for smaller kernels [default: off].")
 @click.option("--channel-ids/--positional-channels", "channel_ids", default=None,
               help="Index the bank's input channels by canonical channel id instead of position (3.4x the "
-                   "bank on the default space) [default: positional].")
+                   "bank on the default space); --nested-rows implies it [default: positional with "
+                   "--first-rows].")
 @click.option("--nested-rows/--first-rows", "nested_rows", default=None,
               help="Store each unit's outputs by fate so a unit's reads nest across widths and ratios; implies "
-                   "--channel-ids (docs/supernet.md) [default: first rows].")
+                   "--channel-ids (docs/supernet.md) [default: on for a new run; a resumed run keeps its "
+                   "checkpoint's].")
 @click.option("--touched-only/--all-weights", "touched_only", default=None,
               help="A step changes only the bank elements its paths read (weight decay and momentum included) "
                    "[default: on].")
