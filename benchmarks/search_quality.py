@@ -92,6 +92,7 @@ if str(REPO) not in sys.path:  # `python benchmarks/search_quality.py` from anyw
 
 from evaluator.training.recipe import DataSpec, TrainRecipe, read_train_table  # noqa: E402
 from experiments import trial_record as keys  # noqa: E402
+from experiments.compute_charge import Charge, study_charge, trial_charge  # noqa: E402, F401
 from experiments.config import load_config  # noqa: E402
 from experiments.finalists import RULE, pick_finalists, setup_key  # noqa: E402
 from experiments.report import comparable, hypervolume, non_dominated  # noqa: E402
@@ -264,42 +265,6 @@ def write_table(path: Path, fields: Sequence[str], rows: Iterable[Mapping[str, A
 
 
 # -- equal compute ----------------------------------------------------------------------------------
-def trial_charge(record: TrialRecord, study: str) -> float:
-    """CPU-seconds of proxy training one trial is charged (the rule in the module docstring)."""
-    if record.reused_from is not None and record.reused_from_study in (None, study):
-        return 0.0  # a repeat of this study's own architecture: a search run alone reuses it too
-    seconds = record.proxy.get("train_time_s")
-    if not finite(seconds):
-        return 0.0
-    if record.rung is None or not record.rungs:
-        return float(seconds)
-    epochs_run = record.proxy.get("epochs_run")
-    epochs_run = epochs_run if finite(epochs_run) and epochs_run > 0 else record.rung
-    return float(seconds) / float(epochs_run) * float(sum(record.rungs))  # every rung trains from scratch
-
-
-@dataclasses.dataclass(frozen=True)
-class Charge:
-    seconds: float
-    finished: int   # COMPLETE + counted failures (what a search's ``trials`` counts)
-
-
-def study_charge(study: Any) -> Charge:
-    """Seconds charged to a study over its finished trials (re-queued and environment failures are
-    neither counted nor charged: their parameters ran again under a new trial)."""
-    from optuna.trial import TrialState
-
-    seconds, finished = 0.0, 0
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
-        attrs = trial.user_attrs
-        redone = attrs.get(keys.REQUEUED) or attrs.get(keys.FAILURE_KIND) == "environment"
-        if trial.state == TrialState.FAIL and redone:
-            continue
-        finished += 1
-        seconds += trial_charge(TrialRecord.from_user_attrs(attrs), study.study_name)
-    return Charge(seconds, finished)
-
-
 def next_increment(charge: Charge, budget_s: float, step: int, growth: float = 1.0) -> int:
     """Trials to add: those the mean charge per finished trial predicts for ``FILL`` of the remaining
     budget, at least ``step`` (``step`` while nothing has been charged yet). ``growth`` > 1 says the

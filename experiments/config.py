@@ -117,6 +117,7 @@ class SearchConfig:
     storage: str | None = None          # default: sqlite:///<out>/study.db
     out: str = "runs/search"
     trials: int = 24
+    budget_s: float | None = None       # CPU-seconds of proxy training after which no new work starts
     sampler: str = "tpe"
     seed: int | None = 0
     workers: int = 2
@@ -167,6 +168,7 @@ _TOP: dict[str, tuple[str, Any]] = {
     "storage": ("string", str),
     "out": ("string", str),
     "trials": ("integer", int),
+    "budget_s": ("number", (int, float)),
     "sampler": ("string", str),
     "seed": ("integer", int),
     "workers": ("integer", int),
@@ -342,7 +344,7 @@ def _build(table: Mapping[str, Any]) -> SearchConfig:
             values[key] = tuple(values[key])
     if "budgets" in values:
         values["budgets"] = {k: float(v) for k, v in values["budgets"].items()}
-    for key in ("trial_timeout_s", "stale_after_s"):
+    for key in ("trial_timeout_s", "stale_after_s", "budget_s"):
         if key in values:
             values[key] = float(values[key])
     config = SearchConfig(**values, proxy=proxy, latency=latency, supernet=supernet, fidelity=fidelity)
@@ -356,6 +358,8 @@ def _check_values(config: SearchConfig) -> None:
         raise ConfigError(f"trials must be > 0, got {config.trials}")
     if config.workers <= 0:
         raise ConfigError(f"workers must be > 0, got {config.workers}")
+    if config.budget_s is not None and not (0 < config.budget_s < math.inf):
+        raise ConfigError(f"budget_s must be a finite number of seconds > 0, got {config.budget_s}")
     if config.seed is not None and not 0 <= config.seed < SEED_LIMIT:
         raise ConfigError(f"seed must be between 0 and {SEED_LIMIT - 1}, got {config.seed}")
     if config.proxy.limit is not None and config.proxy.limit < 4:

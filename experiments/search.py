@@ -86,6 +86,7 @@ class SearchResult:
     accuracy_source: str = "proxy"              # or "supernet" (then ``supernet`` names it)
     supernet: dict[str, Any] | None = None      # path, checksum, method, epochs of the scoring supernet
     seconds_per_candidate: float | None = None  # mean training / scoring time of this run's candidates
+    charged_s: float | None = None  # with budget_s: CPU-seconds of proxy training the study has cost (compute_charge)
 
     def headline(self) -> str:
         """``N/T finished``, or what happened when the study already held the target."""
@@ -123,6 +124,8 @@ class SearchDriver:
         self.scorer = Scorer()
         self.supernet_info: Any = None
         self._eval_seconds: list[float] = []
+        self._charged: float | None = None   # with budget_s: the study's cost so far (earlier runs included)
+        self._budget_noted = False
         self.proxy_config: Any = None
         self._data: Any = None
         self.storage: Any = None
@@ -196,6 +199,10 @@ class SearchDriver:
         start = time.perf_counter()
         self._setup()
         seed_queue(self.study, self.space, self.config, self.owner, self.notes)
+        if self.config.budget_s is not None:
+            from experiments.compute_charge import study_charge
+
+            self._charged = study_charge(self.study).seconds
         total = target_total(self.config, self.space)
         finished = self._counts().finished
         new_trials = 0
@@ -213,7 +220,7 @@ class SearchDriver:
                 while True:
                     counts = self._counts()
                     want = total - counts.finished - counts.running
-                    room = self.config.workers - len(pending)
+                    room = self.config.workers - len(pending) if not self._spent() else 0
                     if room > 0 and self._promote(pending):  # ASHA: a promotion goes before a new trial
                         continue
                     if want > 0 and room > 0 and not (rounds and pending):
@@ -237,6 +244,19 @@ class SearchDriver:
                 except Exception:
                     pass
         return self._result(total, new_trials, time.perf_counter() - start)
+
+    def _spent(self) -> bool:
+        """Whether ``budget_s`` is used up: then nothing new starts (the first time, a note says so)."""
+        budget = self.config.budget_s
+        if budget is None or self._charged is None or self._charged < budget:
+            return False
+        if not self._budget_noted:
+            self._budget_noted = True
+            note = (f"compute budget reached: {self._charged:.0f} of {budget:g} CPU-s of proxy training; no new "
+                    "trials or promotions")
+            self.notes.append(note)
+            self._log(note)
+        return True
 
     def _start_round(self, n: int, pending: dict[str, PendingTrial]) -> int:
         """Ask ``n`` trials; measure them (after draining local trainings when isolating); submit them."""
@@ -332,6 +352,9 @@ class SearchDriver:
     def _collect(self, pending: dict[str, PendingTrial]) -> None:
         outcomes = self._get_evaluator().poll(EVAL_POLL_S)
         for outcome in outcomes:
+            seconds = outcome.result.train_time_s if outcome.result is not None else None
+            if self._charged is not None and finite(seconds):
+                self._charged += float(seconds)   # every training, a rung's too: each trains from scratch
             item = pending.pop(outcome.key, None)
             if item is not None and self._rung_done(item, outcome):
                 self._finish(item, outcome)
@@ -467,6 +490,7 @@ class SearchDriver:
             supernet=_supernet_summary(self.supernet_info),
             seconds_per_candidate=(round(sum(self._eval_seconds) / len(self._eval_seconds), 4)
                                    if self._eval_seconds else None),
+            charged_s=round(self._charged, 2) if self._charged is not None else None,
         )
 
 

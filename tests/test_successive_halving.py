@@ -179,3 +179,35 @@ def test_sigkill_between_rungs_resumes_without_retraining(tmp_path):
     assert not set(adopted) & set(trained) - {t.number for t in trials if t.user_attrs.get("rung") == 2}
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(complete) == 6 and sum(t.user_attrs["rung"] == 2 for t in complete) == 2
+
+
+def test_a_compute_budget_stops_new_work_and_a_rerun_starts_none(tmp_path):
+    """``budget_s``: once the study's trainings cost that many CPU-seconds nothing new starts (work in
+    flight finishes, waiting trials are told); the study remembers its cost, so a rerun adds nothing."""
+    from experiments.compute_charge import study_charge
+
+    lines: list[str] = []
+    config = tiny(tmp_path, trials=12, budget_s=1e-3)
+    result = run_search(config, echo=lines.append)
+    assert result.finished == 1 and result.charged_s is not None and result.charged_s > 0
+    assert any("compute budget reached" in line for line in lines)
+    study = optuna.load_study(study_name=config.study, storage=config.storage_url)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE]
+    assert study_charge(study).seconds == pytest.approx(result.charged_s, abs=0.01)
+    again = run_search(config)
+    assert again.new_trials == 0 and again.finished == 1
+    grown = run_search(tiny(tmp_path, trials=3, budget_s=1e6))
+    assert grown.finished == 3 and grown.charged_s > result.charged_s
+
+
+@pytest.mark.parametrize("value", [0, -1, float("inf")])
+def test_a_bad_budget_is_one_line(value):
+    with pytest.raises(ConfigError, match="budget_s must be a finite number"):
+        load_config(None, {"budget_s": value})
+
+
+def test_cli_bad_budget_exit_2_and_nothing_written(cli_here, tmp_path):
+    out = tmp_path / "out"
+    run = cli_here("search", "--budget-s", "0", "--out", out)
+    assert run.returncode == 2 and "budget_s must be a finite number" in run.stderr
+    assert run.stderr.strip().count("\n") == 0 and not out.exists()

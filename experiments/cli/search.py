@@ -37,6 +37,9 @@ def _front_table(result: Any) -> str:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML recipe (see experiments/configs/).")
 @click.option("--run", "run_name", help="Only this [[run]] entry of the config.")
 @click.option("--trials", type=int, help="Total finished trials the study should reach (resume continues to it).")
+@click.option("--budget-s", type=float,
+              help="Stop starting trials (and promotions) once the study's proxy trainings have cost this many "
+                   "CPU-seconds; work in flight finishes, --trials stays the upper bound [default: no budget].")
 @click.option("--storage", help="Optuna storage URL: sqlite:///F.db, journal:///F.log, postgresql://... "
                                 "(three slashes: a path relative to the working directory; four: absolute, "
                                 "journal:////abs/F.log) [default: sqlite:///<out>/study.db]")
@@ -62,7 +65,8 @@ def _front_table(result: Any) -> str:
 @click.option("--no-finalists", is_flag=True, help="Do not run the config's [finalists] after the search.")
 @click.option("--no-progress", is_flag=True, help="No progress bar or per-trial lines on stderr.")
 @json_option
-def search(config_path: str | None, run_name: str | None, trials: int | None, storage: str | None, study: str | None,
+def search(config_path: str | None, run_name: str | None, trials: int | None, budget_s: float | None,
+           storage: str | None, study: str | None,
            out: str | None, epochs: int | None, dataset: str | None, data_root: str | None, workers: int | None, evaluator: str | None, ray_address: str | None,
            sampler: str | None, seed: int | None, targets_file: str | None, supernet_dir: str | None,
            finalists_k: int | None, no_finalists: bool, no_progress: bool, as_json: bool) -> None:
@@ -78,7 +82,7 @@ def search(config_path: str | None, run_name: str | None, trials: int | None, st
     from experiments.finalists import check_options, raise_failures
     from experiments.search import run_search
 
-    overrides: dict[str, Any] = {"trials": trials, "storage": storage, "study": study, "out": out,
+    overrides: dict[str, Any] = {"trials": trials, "budget_s": budget_s, "storage": storage, "study": study, "out": out,
                                  "workers": workers, "evaluator": evaluator, "ray_address": ray_address,
                                  "sampler": sampler, "seed": seed, "targets_file": targets_file}
     proxy = {"epochs": epochs, "dataset": dataset, "data_root": data_root}
