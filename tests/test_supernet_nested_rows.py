@@ -104,7 +104,7 @@ def test_a_nested_supernet_file_round_trips_and_older_files_read_first_rows(tmp_
 
 
 def test_a_checkpoint_without_nested_rows_resumes_as_it_was_and_refuses_the_option() -> None:
-    recipe = SupernetRecipe(epochs=2, batch_size=16, threads=1, channel_ids=True, nested_rows=False)  # as resolved
+    recipe = SupernetRecipe(epochs=2, batch_size=16, threads=1, channel_ids=True)
     fresh = open_session((V2, 10, 16), 48, recipe, "cpu", state=None, checkpoint_path=Path("unused"))
     identity = {"spec": fresh.supernet.spec.to_dict(), "dataset": {"name": "tiny"}, "recipe": recipe.identity()}
     state = fresh.checkpoint(identity, 1, {})
@@ -118,7 +118,7 @@ def test_a_checkpoint_without_nested_rows_resumes_as_it_was_and_refuses_the_opti
         check_identity(state, Path("checkpoint.pt"), asking)
 
 
-def test_a_new_run_has_nested_rows_and_a_run_from_before_the_option_resumes_without(tmp_path: Path) -> None:
+def test_a_run_from_before_the_option_resumes_without_nested_rows(tmp_path: Path) -> None:
     from test_idx import make_set
     from test_supernet_train import SPACE
 
@@ -129,7 +129,8 @@ def test_a_new_run_has_nested_rows_and_a_run_from_before_the_option_resumes_with
     make_set(tmp_path / "data", n_train=48, n_val=16, size=16)
     data = DataSpec("fashion-mnist", root=str(tmp_path / "data"))
     default = SupernetRecipe(epochs=2, batch_size=16, threads=1)
-    assert plan_supernet(SPACE, data, default, tmp_path / "new").spec.nested_rows
+    assert not plan_supernet(SPACE, data, default, tmp_path / "new").spec.nested_rows
+    assert plan_supernet(SPACE, data, default.replace(nested_rows=True), tmp_path / "new").spec.nested_rows
     train_supernet(SPACE, data, default.replace(epochs=1, nested_rows=False), tmp_path / "old", progress=False)
     ckpt = tmp_path / "old" / "checkpoint.pt"
     state = load_checkpoint(ckpt)
@@ -138,5 +139,5 @@ def test_a_new_run_has_nested_rows_and_a_run_from_before_the_option_resumes_with
     save_checkpoint(ckpt, {k: v for k, v in state.items() if k not in ("format", "version")})
     plan = plan_supernet(SPACE, data, default, tmp_path / "old")   # the same command as before: no flag
     assert plan.state is not None and plan.recipe.nested_rows is False and not plan.spec.nested_rows
-    with pytest.raises(CheckpointError, match="nested_rows"):
+    with pytest.raises(CheckpointError, match=r"another run \(supernet (channel_ids|nested_rows)"):
         plan_supernet(SPACE, data, default.replace(nested_rows=True), tmp_path / "old")

@@ -74,8 +74,7 @@ class SupernetRecipe:
     distill: bool = True             # sandwich only: the others learn from the largest's soft outputs
     kernel_transform: bool = False   # OFA's kernel transformation matrices
     channel_ids: bool = False        # index input channels by canonical id (docs/supernet.md: 3.4x the bank)
-    nested_rows: bool | None = None  # a unit's outputs stored by fate (implies channel_ids); None: on for a
-                                     # new run, a resumed run keeps its checkpoint's (off before the option)
+    nested_rows: bool = False        # a unit's outputs stored by fate (implies channel_ids); measured worse
     touched_only: bool = True        # a step changes only the bank elements its paths read
     input_size: int = 16             # the search's [proxy] default
     probe_bn_batches: int = BN_BATCHES
@@ -102,7 +101,7 @@ class SupernetRecipe:
                 bound = f"between {low} and {high}" if high is not None else f">= {low}"
                 raise RecipeError(f"{TABLE} option {name} must be an integer {bound}, got {value!r}")
         for name in ("distill", "kernel_transform", "channel_ids", "nested_rows", "touched_only"):
-            if not isinstance(getattr(self, name), bool) and not (name == "nested_rows" and self.nested_rows is None):
+            if not isinstance(getattr(self, name), bool):
                 raise RecipeError(f"{TABLE} option {name} must be true or false, got {getattr(self, name)!r}")
 
     @classmethod
@@ -190,7 +189,7 @@ class SupernetPlan:
     @property
     def spec(self) -> SupernetSpec:
         return SupernetSpec(self.space, self.data.num_classes, self.data.input_size, self.recipe.kernel_transform,
-                            self.recipe.channel_ids or bool(self.recipe.nested_rows), bool(self.recipe.nested_rows))
+                            self.recipe.channel_ids or self.recipe.nested_rows, self.recipe.nested_rows)
 
 
 def plan_supernet(space: SearchSpace, data: DataSpec | DataSplit, recipe: SupernetRecipe,
@@ -214,8 +213,6 @@ def plan_supernet(space: SearchSpace, data: DataSpec | DataSplit, recipe: Supern
     if recipe.flip is None:  # the data set's default, or the one the checkpoint's run started with
         flip = started.get("flip") if started is not None and isinstance(started.get("flip"), bool) else None
         recipe = recipe.replace(flip=flip if flip is not None else DataSpec(data.name).flip_default())
-    if recipe.nested_rows is None:  # on for a new run; a checkpoint from before the option was without
-        recipe = recipe.replace(nested_rows=bool(started.get("nested_rows", False)) if started is not None else True)
     spec = SupernetSpec(space, data.num_classes, data.input_size, recipe.kernel_transform,
                         recipe.channel_ids or recipe.nested_rows, recipe.nested_rows)
     identity = {"spec": spec.to_dict(), "dataset": dataset_identity(data), "recipe": recipe.identity()}

@@ -73,8 +73,7 @@ def _recipe(config: str | None, flags: dict[str, Any]):
                    "--first-rows].")
 @click.option("--nested-rows/--first-rows", "nested_rows", default=None,
               help="Store each unit's outputs by fate so a unit's reads nest across widths and ratios; implies "
-                   "--channel-ids (docs/supernet.md) [default: on for a new run; a resumed run keeps its "
-                   "checkpoint's].")
+                   "--channel-ids; measured to rank candidates worse (docs/supernet.md) [default: off].")
 @click.option("--touched-only/--all-weights", "touched_only", default=None,
               help="A step changes only the bank elements its paths read (weight decay and momentum included) "
                    "[default: on].")
