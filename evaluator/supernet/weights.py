@@ -16,8 +16,9 @@ How a candidate maps onto the bank:
 * width and split ratio: the first ``n`` output channels (OFA's channel slicing); input channels
   (and a depthwise conv's, a BN's, an SE's channels) by default the first ``n`` too; with
   ``channel_ids`` by canonical channel id, so a column means the same feature in every path
-  (:mod:`evaluator.supernet.channel_ids`; off by default: on the default space it makes the bank
-  3.4x larger and, measured, barely helps training, docs/supernet.md);
+  (:mod:`evaluator.supernet.channel_ids`; docs/supernet.md gives what each option measured); with
+  ``nested_rows`` a unit's output channels are also stored by fate instead of as the first ``n``
+  rows, so the channels a unit reads nest across widths (:mod:`evaluator.supernet.nested_rows`);
 * depth: a stage of depth ``d`` uses its first ``d`` units' slots (trailing units are skipped);
 * kernel: the centre ``k x k`` of the largest kernel; with ``kernel_transform`` a learnt
   ``k^2 x k^2`` matrix per slot and size maps the crop (OFA's kernel transformation);
