@@ -141,7 +141,7 @@ def test_a_supernet_file_written_before_channel_ids_loads_positional(tmp_path: P
 
 
 def test_a_checkpoint_written_before_channel_ids_resumes_positional() -> None:
-    recipe = SupernetRecipe(epochs=2, batch_size=16, threads=1)  # channel ids off: the default
+    recipe = SupernetRecipe(epochs=2, batch_size=16, threads=1, channel_ids=False)  # as before the option
     fresh = open_session((V2, 10, 16), 48, recipe, "cpu", state=None, checkpoint_path=Path("unused"))
     assert fresh.supernet.spec.channel_ids is False
     identity = {"spec": fresh.supernet.spec.to_dict(), "dataset": {"name": "tiny"}, "recipe": recipe.identity()}

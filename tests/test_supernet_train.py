@@ -162,6 +162,26 @@ def test_another_runs_checkpoint_is_refused_and_kept(world, reference, capsys, e
     assert snapshot(reference) == before
 
 
+def test_a_run_begun_under_older_defaults_resumes_with_its_own_options(world, tmp_path, capsys):
+    """The defaults changed (lr, warm-up, channel ids); rerunning the same command resumes a run begun
+    before, since every option the command does not give comes from the checkpoint. A flag that
+    differs from the checkpoint is still refused."""
+    out = tmp_path / "old"
+    old = RECIPE.replace(epochs=1, lr=0.1, warmup_epochs=1.0, channel_ids=False)
+    train_supernet(SPACE, DataSpec("fashion-mnist", root=str(world / "data")), old, out, progress=False)
+    ckpt = out / "checkpoint.pt"
+    state = torch.load(ckpt, weights_only=True)
+    state["recipe"] = {k: v for k, v in state["recipe"].items() if k not in ("channel_ids", "nested_rows")}
+    torch.save(state, ckpt)   # as a build before those options wrote it
+    before = snapshot(out)
+    capsys.readouterr()
+    assert main([*run_args(world, out), "--epochs", "1"]) == 0
+    assert "all 1 epochs already trained" in capsys.readouterr().err
+    assert snapshot(out)["supernet.pt"] == before["supernet.pt"]
+    assert main([*run_args(world, out), "--epochs", "1", "--channel-ids"]) == 2
+    assert "channel_ids" in capsys.readouterr().err
+
+
 def test_score_refusals_are_one_line(world, reference, tmp_path, capsys):
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()

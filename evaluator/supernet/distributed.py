@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -144,13 +145,14 @@ class _EpochLines(threading.Thread):
 def train_supernet_ddp(space: SearchSpace, data: DataSpec | DataSplit, recipe: SupernetRecipe,
                        out_dir: str | os.PathLike, *, num_workers: int, use_gpu: bool = False,
                        address: str | None = None, cpus_per_worker: float = 1,
-                       progress: bool = True) -> SupernetTrainResult:
+                       progress: bool = True, given: Collection[str] | None = None) -> SupernetTrainResult:
     """Train a supernet with DDP over ``num_workers`` Ray Train workers (gloo on CPU, nccl on GPU).
 
-    Same checks, files and resumption as :func:`~evaluator.supernet.training.train_supernet`.
+    Same checks, files and resumption as :func:`~evaluator.supernet.training.train_supernet`
+    (``given``: as :func:`~evaluator.supernet.training.plan_supernet`).
     """
     settings = _check_settings(recipe, num_workers, use_gpu, cpus_per_worker)
-    plan = plan_supernet(space, data, recipe, out_dir)  # everything checked before anything starts
+    plan = plan_supernet(space, data, recipe, out_dir, given=given)  # everything checked before anything starts
     prepare_out(plan.out)
     try:
         import ray.train

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,7 @@ class SupernetRecipe:
     epochs: int = 30
     batch_size: int = 128
     optimizer: str = "sgd"
-    lr: float = 0.1
+    lr: float = 0.02                 # 0.1 (the default before session 10) diverges on the default space
     momentum: float = 0.9
     weight_decay: float = 5e-4       # conv and linear weights only (param_groups)
     warmup_epochs: float = 1.0
@@ -73,7 +73,7 @@ class SupernetRecipe:
     sandwich_paths: int = 2
     distill: bool = True             # sandwich only: the others learn from the largest's soft outputs
     kernel_transform: bool = False   # OFA's kernel transformation matrices
-    channel_ids: bool = False        # index input channels by canonical id (docs/supernet.md: 3.4x the bank)
+    channel_ids: bool = True         # index input channels by canonical id (docs/supernet.md: ranks best)
     nested_rows: bool = False        # a unit's outputs stored by fate (implies channel_ids); measured worse
     touched_only: bool = True        # a step changes only the bank elements its paths read
     input_size: int = 16             # the search's [proxy] default
@@ -121,6 +121,10 @@ class SupernetRecipe:
 
     def steps_per_epoch(self, train_size: int) -> int:
         return max(1, train_size // self.batch_size)
+
+
+#: options a checkpoint written before they existed lacks, with the value its run had
+LEGACY = {"channel_ids": False, "nested_rows": False}
 
 
 def read_recipe_table(path: str | os.PathLike) -> dict[str, Any]:
@@ -193,10 +197,19 @@ class SupernetPlan:
 
 
 def plan_supernet(space: SearchSpace, data: DataSpec | DataSplit, recipe: SupernetRecipe,
-                  out_dir: str | os.PathLike) -> SupernetPlan:
+                  out_dir: str | os.PathLike, *, given: Collection[str] | None = None) -> SupernetPlan:
     """Check everything before a file is written: the data loads, the batch fits it, ``out_dir`` can
-    be written and holds nothing of ours or this very run's checkpoint (another run's is refused)."""
+    be written and holds nothing of ours or this very run's checkpoint (another run's is refused).
+
+    ``given``: the recipe options the caller set (the CLI's flags and config keys). Resuming, every
+    other option is the checkpoint's, so a default changed since the run began does not refuse it;
+    None: every option counts as given."""
     out = Path(out_dir)
+    _check_out(out)
+    ckpt = out / CHECKPOINT_NAME
+    state = load_checkpoint(ckpt) if ckpt.exists() or ckpt.is_symlink() else None
+    if state is not None and given is not None:
+        recipe = inherit(recipe, dict(state["recipe"]), given)
     data_spec = data if isinstance(data, DataSpec) else None
     if data_spec is not None:
         data = load_dataset(data_spec.name, root=data_spec.root, input_size=recipe.input_size, seed=data_spec.seed,
@@ -206,9 +219,6 @@ def plan_supernet(space: SearchSpace, data: DataSpec | DataSplit, recipe: Supern
     if recipe.batch_size > data.train_size:
         raise DatasetError(f"{TABLE} option batch_size {recipe.batch_size} is larger than the {data.name} training "
                            f"split ({data.train_size} images)")
-    _check_out(out)
-    ckpt = out / CHECKPOINT_NAME
-    state = load_checkpoint(ckpt) if ckpt.exists() or ckpt.is_symlink() else None
     started = dict(state["recipe"]) if state is not None else None
     if recipe.flip is None:  # the data set's default, or the one the checkpoint's run started with
         flip = started.get("flip") if started is not None and isinstance(started.get("flip"), bool) else None
@@ -226,11 +236,28 @@ def plan_supernet(space: SearchSpace, data: DataSpec | DataSplit, recipe: Supern
     return SupernetPlan(space, data, recipe, out, identity, state, data_spec)
 
 
+def inherit(recipe: SupernetRecipe, started: Mapping[str, Any], given: Collection[str]) -> SupernetRecipe:
+    """``recipe`` with every option not in ``given`` (but ``threads``) taken from the checkpoint's
+    recipe ``started``; an option older checkpoints lack takes the value those runs had."""
+    changes = {}
+    for name in SupernetRecipe.__dataclass_fields__:
+        if name in given or name == "threads":
+            continue
+        value = started.get(name, LEGACY.get(name, getattr(recipe, name)))
+        if value != getattr(recipe, name):
+            changes[name] = value
+    try:
+        return recipe.replace(**changes) if changes else recipe
+    except (RecipeError, TypeError):
+        return recipe  # a checkpoint this build cannot read as a recipe: check_identity names the difference
+
+
 def train_supernet(space: SearchSpace, data: DataSpec | DataSplit, recipe: SupernetRecipe,
-                   out_dir: str | os.PathLike, *, progress: bool = True,
-                   device: str | None = None) -> SupernetTrainResult:
-    """Train a supernet over ``space`` on ``data`` into ``out_dir``; resume when it holds this run's checkpoint."""
-    return run_plan(plan_supernet(space, data, recipe, out_dir), progress=progress, device=device)
+                   out_dir: str | os.PathLike, *, progress: bool = True, device: str | None = None,
+                   given: Collection[str] | None = None) -> SupernetTrainResult:
+    """Train a supernet over ``space`` on ``data`` into ``out_dir``; resume when it holds this run's
+    checkpoint (``given``: as :func:`plan_supernet`)."""
+    return run_plan(plan_supernet(space, data, recipe, out_dir, given=given), progress=progress, device=device)
 
 
 def run_plan(plan: SupernetPlan, *, progress: bool = True, device: str | None = None) -> SupernetTrainResult:

@@ -38,13 +38,15 @@ def _space(space_config: str | None):
 
 
 def _recipe(config: str | None, flags: dict[str, Any]):
+    """The recipe of the config's table and the flags, and the names of the options they set (a
+    resumed run takes every other option from its checkpoint)."""
     from evaluator.supernet.training import SupernetRecipe, read_recipe_table
 
     table = read_recipe_table(config) if config else {}
     given = {k: v for k, v in flags.items() if v is not None}
     if "epochs" not in table and "epochs" not in given:
         raise click.UsageError("missing --epochs (or epochs in the config's [supernet_train] table)")
-    return SupernetRecipe.from_dict({**table, **given})
+    return SupernetRecipe.from_dict({**table, **given}), set(table) | set(given)
 
 
 @supernet.command("train")
@@ -68,9 +70,8 @@ def _recipe(config: str | None, flags: dict[str, Any]):
 @click.option("--kernel-transform/--no-kernel-transform", default=None,
               help="OFA's kernel transformation for smaller kernels [default: off].")
 @click.option("--channel-ids/--positional-channels", "channel_ids", default=None,
-              help="Index the bank's input channels by canonical channel id instead of position (3.4x the "
-                   "bank on the default space); --nested-rows implies it [default: positional with "
-                   "--first-rows].")
+              help="Index the bank's input channels by canonical channel id instead of position (3.4x the bank on "
+                   "the default space; ranks candidates best, docs/supernet.md) [default: channel ids].")
 @click.option("--nested-rows/--first-rows", "nested_rows", default=None,
               help="Store each unit's outputs by fate so a unit's reads nest across widths and ratios; implies "
                    "--channel-ids; measured to rank candidates worse (docs/supernet.md) [default: off].")
@@ -79,7 +80,7 @@ def _recipe(config: str | None, flags: dict[str, Any]):
                    "[default: on].")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Global batch size [default: 128].")
 @click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), help="sgd (Nesterov) or adamw [default: sgd].")
-@click.option("--lr", type=float, help="Peak learning rate (after warm-up) [default: 0.1].")
+@click.option("--lr", type=float, help="Peak learning rate (after warm-up) [default: 0.02].")
 @click.option("--momentum", type=float, help="Momentum (adamw: beta1) [default: 0.9].")
 @click.option("--weight-decay", type=float, help="Weight decay of conv and linear weights [default: 5e-4].")
 @click.option("--warmup-epochs", type=float, help="Linear warm-up, in epochs [default: 1].")
@@ -110,18 +111,18 @@ def train(dataset: str, data_root: str | None, limit: int | None, out: str, conf
 
     if (use_gpu or ray_address) and ddp_workers is None:
         raise click.UsageError("--use-gpu and --ray-address go with --ddp-workers")
-    recipe = _recipe(config, {k: flags[k] for k in _RECIPE_FLAGS})
+    recipe, given = _recipe(config, {k: flags[k] for k in _RECIPE_FLAGS})
     space = _space(space_config)
     spec = DataSpec(dataset, data_root, limit)  # split seed 0: the search's default split
     if ddp_workers is not None:
         from evaluator.supernet.distributed import train_supernet_ddp
 
-        result = train_supernet_ddp(space, spec, recipe, out, num_workers=ddp_workers, use_gpu=use_gpu,
+        result = train_supernet_ddp(space, spec, recipe, out, num_workers=ddp_workers, use_gpu=use_gpu, given=given,
                                     address=ray_address, cpus_per_worker=cpus_per_worker, progress=not no_progress)
     else:
         from evaluator.supernet.training import plan_supernet, run_plan
 
-        result = run_plan(plan_supernet(space, spec, recipe, out), progress=not no_progress)
+        result = run_plan(plan_supernet(space, spec, recipe, out, given=given), progress=not no_progress)
     if as_json:
         emit_json(result.summary())
         return
