@@ -22,7 +22,7 @@ epoch (``train_time_s / epochs_run`` of its highest rung), since each rung train
 trials cost what they recorded (usually nothing); latency measurement is not charged. MO-SH samples
 at random (``[fidelity] rungs``, ``eta``, the default promotion rule). Supernet + NSGA-II is charged its
 scoring seconds only (the supernet's own training is not charged) and runs only with
-``--supernet DIR``: no trained supernet over the default space exists (docs/supernet.md, "Status").
+``--supernet DIR`` (a supernet trained on the benchmark's data: docs/supernet.md, "How well it ranks").
 
 **Finalists and reference accuracy.** Each study's finalists are ``experiments.finalists.
 pick_finalists`` (the top ``--k`` of every target's front, spread along it; in a successive-halving
@@ -641,9 +641,8 @@ def _run(bench: Bench, command: str, *, say: Callable[[str], None],
     check_fingerprint(bench)
     notes: list[str] = []
     if "supernet" in bench.methods and not bench.supernet:
-        notes.append("supernet + NSGA-II: not run: no --supernet DIR given, and no trained supernet over the default "
-                     "space is available (docs/supernet.md, \"Status\": SPOS training over the whole space stays at "
-                     "chance); train one with `shufflenas supernet train` and pass --supernet DIR")
+        notes.append("supernet + NSGA-II: not run: no --supernet DIR given; train one on the benchmark's data with "
+                     "`shufflenas supernet train` (docs/supernet.md) and pass --supernet DIR")
         say(notes[-1])
     owns_ray = ensure_ray(None) if bench.workers > 1 else False
     try:
