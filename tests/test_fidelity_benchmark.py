@@ -153,3 +153,17 @@ def test_jobs_train_in_spawned_workers(tmp_path, root):
     got = rows(out)
     assert len(got) == 8 and [r["seed"] for r in got] == ["0"] * 4 + ["1"] * 4
     assert "2 trainings at once" in done.stdout and "(8/8)" in done.stdout
+
+
+def test_supernet_cost_prints_both_times_side_by_side(capsys, root, supernet_dir, tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_supernet_cost", REPO / "benchmarks" / "supernet_cost.py")
+    cost = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cost)
+    flags = ["--supernet", str(supernet_dir), "--data-root", str(root), "--limit", "150", "--proxy-train", "64",
+             "--bn-batches", "1"]
+    assert cost.main([*flags, "0.5x"]) == 0
+    out = capsys.readouterr().out
+    assert "| 0.5x |" in out and "median: a supernet score costs 1/" in out
+    assert cost.main([*flags[:1], str(tmp_path / "none"), *flags[2:], "0.5x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err

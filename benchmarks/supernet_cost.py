@@ -1,0 +1,88 @@
+"""Seconds per candidate: a supernet score against the search's 2-epoch proxy, side by side in one run.
+
+On the fidelity benchmark's data (Fashion-MNIST, ``--limit`` images at 16 px, a third of them
+validation: 5,000 training / 2,500 validation), for each architecture: the one-shot score of the
+supernet at ``--supernet DIR`` (extract, BN recalibrated on ``--bn-batches`` batches of 128, validate
+on the whole validation split, as ``accuracy_fidelity.py supernet`` scores) and ``train_proxy`` with
+the search's defaults for 2 epochs on ``--proxy-train`` training images (as its ``proxy`` stage), one
+torch thread each, one after the other. Prints both times and their ratio (the issue's goal: a score
+costs <= 1/20 of the proxy).
+
+    .venv/bin/python benchmarks/supernet_cost.py --supernet runs/supernet/ids20 0.5x 1.0x 2.0x
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from evaluator.datasets import DataSplit, load_dataset, stratified_subset  # noqa: E402
+from evaluator.proxy import ProxyConfig, train_proxy  # noqa: E402
+from search_space import PAPER_PRESETS, Architecture  # noqa: E402
+from search_space.errors import ShufflenasError  # noqa: E402
+
+
+def proxy_subset(data: DataSplit, n: int) -> DataSplit:
+    """The first ``n`` of a seeded stratified order of the training split (the fidelity benchmark's rule)."""
+    import dataclasses
+
+    keep = torch.from_numpy(stratified_subset(data.train_y.numpy(), n, np.random.default_rng(0)))
+    return dataclasses.replace(data, train_x=data.train_x[keep], train_y=data.train_y[keep])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("archs", nargs="*", default=["0.5x", "1.0x", "2.0x"], help="presets or architecture strings")
+    parser.add_argument("--supernet", required=True, help="the folder `shufflenas supernet train --out` wrote")
+    parser.add_argument("--limit", type=int, default=7500)
+    parser.add_argument("--data-root", default=None, help="the IDX files [default: the system's Fashion-MNIST]")
+    parser.add_argument("--proxy-train", type=int, default=2000)
+    parser.add_argument("--bn-batches", type=int, default=8)
+    args = parser.parse_args(argv)
+    from evaluator.supernet.scoring import ScoringData, check_fits, score
+    from evaluator.supernet.store import load_supernet
+
+    torch.set_num_threads(1)
+    try:
+        archs = [PAPER_PRESETS[a] if a in PAPER_PRESETS else Architecture.from_string(a) for a in args.archs]
+        supernet, info = load_supernet(args.supernet)
+        data = load_dataset("fashion-mnist", root=args.data_root, input_size=supernet.spec.input_size, limit=args.limit,
+                            val_fraction=float(Fraction(1, 3)), seed=0)
+        check_fits(supernet, data)
+        for arch in archs:
+            supernet.check(arch)
+    except (ShufflenasError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    scoring = ScoringData.from_split(data, bn_batches=args.bn_batches)
+    subset = proxy_subset(data, args.proxy_train)
+    proxy = ProxyConfig(epochs=2, threads=1)
+    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, 1 torch thread; "
+          f"supernet {info.checksum}; {data.train_size} training / {data.val_size} validation images at "
+          f"{data.input_size} px; proxy: 2 epochs on {subset.train_size} images")
+    print("| architecture | supernet score s | proxy s | ratio |")
+    print("|---|---|---|---|")
+    ratios = []
+    for label, arch in zip(args.archs, archs):
+        result = score(supernet, arch, scoring, threads=1)
+        started = time.perf_counter()
+        train_proxy(arch, subset, proxy)
+        proxy_s = time.perf_counter() - started
+        ratios.append(proxy_s / result.seconds)
+        print(f"| {label} | {result.seconds:.2f} | {proxy_s:.1f} | 1/{ratios[-1]:.0f} |", flush=True)
+    print(f"median: a supernet score costs 1/{statistics.median(ratios):.0f} of the proxy")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
