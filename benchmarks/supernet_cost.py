@@ -21,23 +21,15 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from evaluator.datasets import DataSplit, load_dataset, stratified_subset  # noqa: E402
+from accuracy_fidelity import DataArgs, proxy_split  # noqa: E402  (the same split and proxy subset)
 from evaluator.proxy import ProxyConfig, train_proxy  # noqa: E402
 from search_space import PAPER_PRESETS, Architecture  # noqa: E402
 from search_space.errors import ShufflenasError  # noqa: E402
-
-
-def proxy_subset(data: DataSplit, n: int) -> DataSplit:
-    """The first ``n`` of a seeded stratified order of the training split (the fidelity benchmark's rule)."""
-    import dataclasses
-
-    keep = torch.from_numpy(stratified_subset(data.train_y.numpy(), n, np.random.default_rng(0)))
-    return dataclasses.replace(data, train_x=data.train_x[keep], train_y=data.train_y[keep])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         archs = [PAPER_PRESETS[a] if a in PAPER_PRESETS else Architecture.from_string(a) for a in args.archs]
         supernet, info = load_supernet(args.supernet)
-        data = load_dataset("fashion-mnist", root=args.data_root, input_size=supernet.spec.input_size, limit=args.limit,
-                            val_fraction=float(Fraction(1, 3)), seed=0)
+        data = DataArgs("fashion-mnist", args.data_root, supernet.spec.input_size, args.limit,
+                        float(Fraction(1, 3))).load()
         check_fits(supernet, data)
         for arch in archs:
             supernet.check(arch)
@@ -65,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     scoring = ScoringData.from_split(data, bn_batches=args.bn_batches)
-    subset = proxy_subset(data, args.proxy_train)
+    subset = proxy_split(data, args.proxy_train)
     proxy = ProxyConfig(epochs=2, threads=1)
     print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, 1 torch thread; "
           f"supernet {info.checksum}; {data.train_size} training / {data.val_size} validation images at "
