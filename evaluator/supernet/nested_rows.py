@@ -130,7 +130,7 @@ def candidate_fates(arch: Architecture, space: SearchSpace, slot) -> dict[str, n
     for i, (stage, args) in enumerate(_stage_shapes(arch, space)):
         for (j, name), fates in stage_fates(*args).items():
             if j < arch.depths[i]:
-                out[slot(f"{stage}.{j}.{name}.weight", arch)[:-len(".weight")]] = fates
+                out[slot(f"{stage}.{j}.{name}", arch)] = fates
     return out
 
 

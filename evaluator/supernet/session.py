@@ -239,7 +239,7 @@ def open_session(supernet_args: tuple, train_size: int, recipe: Any, device: str
     channel_ids = bool(spec.get("channel_ids", False)) if isinstance(spec, dict) else bool(recipe.channel_ids)
     nested_rows = bool(spec.get("nested_rows", False)) if isinstance(spec, dict) else bool(recipe.nested_rows)
     supernet = Supernet(space, num_classes, input_size, kernel_transform=recipe.kernel_transform,
-                        channel_ids=channel_ids or nested_rows, nested_rows=nested_rows).to(device)
+                        channel_ids=channel_ids, nested_rows=nested_rows).to(device)
     if cuda:
         supernet = supernet.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(supernet, recipe)

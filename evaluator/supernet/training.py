@@ -193,7 +193,7 @@ class SupernetPlan:
     @property
     def spec(self) -> SupernetSpec:
         return SupernetSpec(self.space, self.data.num_classes, self.data.input_size, self.recipe.kernel_transform,
-                            self.recipe.channel_ids or self.recipe.nested_rows, self.recipe.nested_rows)
+                            self.recipe.channel_ids, self.recipe.nested_rows)
 
 
 def plan_supernet(space: SearchSpace, data: DataSpec | DataSplit, recipe: SupernetRecipe,
@@ -223,8 +223,8 @@ def plan_supernet(space: SearchSpace, data: DataSpec | DataSplit, recipe: Supern
     if recipe.flip is None:  # the data set's default, or the one the checkpoint's run started with
         flip = started.get("flip") if started is not None and isinstance(started.get("flip"), bool) else None
         recipe = recipe.replace(flip=flip if flip is not None else DataSpec(data.name).flip_default())
-    spec = SupernetSpec(space, data.num_classes, data.input_size, recipe.kernel_transform,
-                        recipe.channel_ids or recipe.nested_rows, recipe.nested_rows)
+    spec = SupernetSpec(space, data.num_classes, data.input_size, recipe.kernel_transform, recipe.channel_ids,
+                        recipe.nested_rows)
     identity = {"spec": spec.to_dict(), "dataset": dataset_identity(data), "recipe": recipe.identity()}
     if state is not None:
         check_identity(state, ckpt, identity)

@@ -77,8 +77,8 @@ class SupernetSpec:
     nested_rows: bool = False  # True: a unit's outputs stored by fate (nested_rows.py); False: first n (files before)
 
     def __post_init__(self) -> None:
-        if self.nested_rows and not self.channel_ids:
-            raise SupernetError("nested rows need channel ids (a reader finds its moved rows by id)")
+        if self.nested_rows:  # the one place that says so: a reader finds its moved rows by id
+            object.__setattr__(self, "channel_ids", True)
 
     def to_dict(self) -> dict:
         out = {"space": _space_dict(self.space), "num_classes": self.num_classes, "input_size": self.input_size,
@@ -164,8 +164,7 @@ class Supernet(nn.Module):
         """``shapes`` (slot -> shape, from a stored state) skips probing the space and leaves the bank
         uninitialised, for a load that overwrites it."""
         super().__init__()
-        self.spec = SupernetSpec(space, num_classes, input_size, kernel_transform, channel_ids or nested_rows,
-                                 nested_rows)
+        self.spec = SupernetSpec(space, num_classes, input_size, kernel_transform, channel_ids, nested_rows)
         self._pools = row_pools(space) if nested_rows else {}
         self._skeletons: OrderedDict[Architecture, nn.Module] = OrderedDict()
         self._plans: OrderedDict[Architecture, dict] = OrderedDict()
