@@ -382,6 +382,10 @@ class SearchDriver:
         from optuna.trial import TrialState
 
         told = steps.settle(item, outcome, self.targets, self.objectives)
+        if self._charged is not None and outcome is None and item.reused:  # a copy: what study_charge charges it
+            from experiments.compute_charge import trial_charge
+
+            self._charged += trial_charge(TrialRecord.from_user_attrs(told.attrs), self.config.study)
         seconds = outcome.result.train_time_s if outcome is not None and outcome.result is not None else None
         if finite(seconds):
             self._eval_seconds.append(float(seconds))

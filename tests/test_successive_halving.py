@@ -211,3 +211,16 @@ def test_cli_bad_budget_exit_2_and_nothing_written(cli_here, tmp_path):
     run = cli_here("search", "--budget-s", "0", "--out", out)
     assert run.returncode == 2 and "budget_s must be a finite number" in run.stderr
     assert run.stderr.strip().count("\n") == 0 and not out.exists()
+
+
+def test_the_running_charge_counts_copies_as_the_study_does(tmp_path):
+    """A result copied from another study of the storage costs what it cost there, during the run as
+    when the study's cost is re-counted: the driver's running figure equals ``study_charge``."""
+    from experiments.compute_charge import study_charge
+
+    run_search(tiny(tmp_path, study="first", trials=3, fidelity={}))
+    second = tiny(tmp_path, study="second", trials=3, fidelity={}, budget_s=1e6)
+    result = run_search(second)
+    study = optuna.load_study(study_name="second", storage=second.storage_url)
+    assert any(t.user_attrs.get("reused_from") is not None for t in study.trials)  # the same draws: copies
+    assert result.charged_s == pytest.approx(study_charge(study).seconds, abs=0.01) and result.charged_s > 0
