@@ -92,7 +92,7 @@ if str(REPO) not in sys.path:  # `python benchmarks/search_quality.py` from anyw
 
 from evaluator.training.recipe import DataSpec, TrainRecipe, read_train_table  # noqa: E402
 from experiments import trial_record as keys  # noqa: E402
-from experiments.compute_charge import Charge, study_charge, trial_charge  # noqa: E402, F401
+from experiments.compute_charge import Charge, study_charge  # noqa: E402
 from experiments.config import load_config  # noqa: E402
 from experiments.finalists import RULE, pick_finalists, setup_key  # noqa: E402
 from experiments.report import comparable, hypervolume, non_dominated  # noqa: E402

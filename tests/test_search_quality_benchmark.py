@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY_SPACE_TOML
+from experiments.compute_charge import trial_charge
 from experiments.storage import load_study
 from experiments.trial_record import TrialRecord
 
@@ -47,16 +48,16 @@ def rows(path: Path) -> list[dict[str, str]]:
 
 def test_charge_rule_and_increments(bench):
     plain = TrialRecord(proxy={"train_time_s": 4.0, "epochs_run": 2})
-    assert bench.trial_charge(plain, "s") == 4.0
+    assert trial_charge(plain, "s") == 4.0
     # successive halving: rungs 1 and 2 epochs reached, 4 s for the 2-epoch rung -> 2 s/epoch x (1 + 2)
     sha = TrialRecord(proxy={"train_time_s": 4.0, "epochs_run": 2}, rungs={1: 0.5, 2: 0.6}, rung=2)
-    assert bench.trial_charge(sha, "s") == pytest.approx(6.0)
-    assert bench.trial_charge(TrialRecord(proxy={"train_time_s": 3.0}, rungs={1: 0.5}, rung=1), "s") == 3.0
+    assert trial_charge(sha, "s") == pytest.approx(6.0)
+    assert trial_charge(TrialRecord(proxy={"train_time_s": 3.0}, rungs={1: 0.5}, rung=1), "s") == 3.0
     # copied from another study: paid as if trained; a repeat within the study: free
     copied = TrialRecord(proxy={"train_time_s": 4.0}, reused_from=3, reused_from_study="t")
-    assert bench.trial_charge(copied, "s") == 4.0
-    assert bench.trial_charge(copied, "t") == 0.0
-    assert bench.trial_charge(TrialRecord(fail_reason="build error"), "s") == 0.0
+    assert trial_charge(copied, "s") == 4.0
+    assert trial_charge(copied, "t") == 0.0
+    assert trial_charge(TrialRecord(fail_reason="build error"), "s") == 0.0
 
     step = bench.next_increment
     assert step(bench.Charge(0.0, 0), 100.0, 2) == 2                 # nothing known yet: the smallest step
