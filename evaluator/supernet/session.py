@@ -298,6 +298,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+#: recipe options a checkpoint written before they existed lacks, with the value its run had
+LEGACY_RECIPE = {"channel_ids": False, "nested_rows": False}
+
+
 def check_identity(data: dict[str, Any], path: Path, identity: dict[str, Any]) -> None:
     """Refuse a checkpoint written by another run; name the first thing that differs."""
     ours_spec, theirs_spec = identity["spec"], dict(data["spec"])
@@ -308,8 +312,7 @@ def check_identity(data: dict[str, Any], path: Path, identity: dict[str, Any]) -
     for kind, name in (("data set", "dataset"), ("recipe option", "recipe")):
         theirs, ours = dict(data[name]), identity[name]
         if name == "recipe":
-            theirs.setdefault("channel_ids", False)
-            theirs.setdefault("nested_rows", False)  # and before nested rows were
+            theirs = {**LEGACY_RECIPE, **theirs}
         pairs += [(kind, k, theirs.get(k), ours.get(k)) for k in sorted(set(theirs) | set(ours))]
     for kind, key, theirs, ours in pairs:
         if theirs != ours:
@@ -317,5 +320,5 @@ def check_identity(data: dict[str, Any], path: Path, identity: dict[str, Any]) -
                                   f"run has {ours!r}); choose another --out, or remove that directory to start over")
 
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "PathsForward", "SupernetEpoch", "SupernetSession",
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "LEGACY_RECIPE", "PathsForward", "SupernetEpoch", "SupernetSession",
            "check_identity", "load_checkpoint", "open_session", "path_loss", "save_checkpoint"]

@@ -24,6 +24,7 @@ from evaluator.proxy import torch_threads
 from evaluator.supernet.outputs import CURVES_NAME, METRICS_NAME, write_curves, write_metrics
 from evaluator.supernet.scoring import BN_BATCHES, ScoringData, score
 from evaluator.supernet.session import (
+    LEGACY_RECIPE,
     CHECKPOINT_NAME,
     SupernetEpoch,
     SupernetSession,
@@ -121,10 +122,6 @@ class SupernetRecipe:
 
     def steps_per_epoch(self, train_size: int) -> int:
         return max(1, train_size // self.batch_size)
-
-
-#: options a checkpoint written before they existed lacks, with the value its run had
-LEGACY = {"channel_ids": False, "nested_rows": False}
 
 
 def read_recipe_table(path: str | os.PathLike) -> dict[str, Any]:
@@ -243,7 +240,7 @@ def inherit(recipe: SupernetRecipe, started: Mapping[str, Any], given: Collectio
     for name in SupernetRecipe.__dataclass_fields__:
         if name in given or name == "threads":
             continue
-        value = started.get(name, LEGACY.get(name, getattr(recipe, name)))
+        value = started.get(name, LEGACY_RECIPE.get(name, getattr(recipe, name)))
         if value != getattr(recipe, name):
             changes[name] = value
     try:
