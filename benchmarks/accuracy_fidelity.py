@@ -12,7 +12,8 @@ validated on that same split), each stage appends rows to ``OUT/rows.csv``:
   subset of ``--proxy-train`` training images;
 - ``zero-cost``: NASWOT and synflow;
 - ``supernet --name NAME --dir DIR``: the one-shot score of the supernet at DIR (inherited weights,
-  BN recalibrated on ``--bn-batches`` training batches);
+  BN recalibrated on ``--bn-batches`` training batches, top-1 on the first ``--val-size`` validation
+  images: by default the search's scoring, 2 batches of 128 and 500 images; ``--val-size 0``: all);
 - ``report``: ``OUT/fidelity.csv``, ``OUT/fidelity.md``, ``OUT/fidelity.png`` and the table: per
   estimator Spearman, Kendall tau and top-5 overlap against the mean reference accuracy, tau over
   the ceiling (the reference's own seed-0-vs-seed-1 tau), capacity bias (Spearman with FLOPs, beside
@@ -57,6 +58,7 @@ from scipy import stats
 
 from evaluator.datasets import DataSplit, canonical_name, load_dataset, stratified_subset
 from evaluator.proxy import ProxyConfig, train_proxy
+from evaluator.supernet.scoring import BN_BATCHES, VAL_SIZE
 from latency_models.costs.analytic import summary
 from search_space import DEFAULT_SPACE, Architecture, get_preset
 from search_space.errors import ShufflenasError
@@ -412,7 +414,8 @@ def supernet_train_seconds(folder: Path) -> float | None:
         return None
 
 
-def stage_supernet(run: Run, store: RowStore, data: DataSplit, name: str, folder: str, bn_batches: int) -> int:
+def stage_supernet(run: Run, store: RowStore, data: DataSplit, name: str, folder: str, bn_batches: int,
+                   val_size: int | None) -> int:
     from evaluator.supernet.scoring import ScoringData, check_fits, score
     from evaluator.supernet.store import load_supernet, supernet_file
 
@@ -420,13 +423,14 @@ def stage_supernet(run: Run, store: RowStore, data: DataSplit, name: str, folder
     info.check_data(data)
     check_fits(supernet, data)
     stage = f"supernet:{name}"
-    fp = run.fingerprint(stage, checksum=info.checksum, bn_batches=bn_batches)
+    fp = run.fingerprint(stage, checksum=info.checksum, bn_batches=bn_batches,
+                         **({} if val_size is None else {"val_size": val_size}))  # (rows of the whole split keep their key)
     train_s = supernet_train_seconds(supernet_file(folder).parent)
     todo = [c for c in run.cands if (stage, c.arch_id, 0, fp) not in store.keys]
     print(f"{stage}: {info.path} (checksum {info.checksum}, {info.method}, {info.epochs} epochs"
           f"{'' if train_s is None else f', {train_s:.0f} s of training'}); BN recalibrated on {bn_batches} "
-          f"batches; {len(todo)} of {len(run.cands)} to score", flush=True)
-    scoring = ScoringData.from_split(data, bn_batches=bn_batches)
+          f"batches, validated on {val_size or 'all'} images; {len(todo)} of {len(run.cands)} to score", flush=True)
+    scoring = ScoringData.from_split(data, bn_batches=bn_batches, val_size=val_size)
     failures = 0
     for done, cand in enumerate(todo, 1):
         try:
@@ -437,7 +441,7 @@ def stage_supernet(run: Run, store: RowStore, data: DataSplit, name: str, folder
             print(f"  [{stage}] {cand.label}: not scored: {str(exc).splitlines()[0]} ({done}/{len(todo)})", flush=True)
             continue
         store.append(Row(stage, cand.label, cand.arch_id, 0, result.accuracy, result.accuracy,
-                         round(result.seconds, 4), "ok", fp, run.data_key, data.train_size, data.val_size,
+                         round(result.seconds, 4), "ok", fp, run.data_key, data.train_size, result.val_images,
                          info.checksum, info.method, train_s))
         print(f"  [{stage}] {cand.label} seed 0: acc {result.accuracy:.4f} in {result.seconds:.2f} s "
               f"({done}/{len(todo)})", flush=True)
@@ -670,7 +674,9 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--proxy-train", type=int, default=2000, help="training images of the proxy")
     common.add_argument("--proxy-batch", type=int, default=ProxyConfig().batch_size)
     common.add_argument("--jobs", type=int, default=1, help="trainings at once (processes, 1 thread each)")
-    common.add_argument("--bn-batches", type=int, default=8, help="BN recalibration batches of a supernet score")
+    common.add_argument("--bn-batches", type=int, default=BN_BATCHES, help="BN recalibration batches of a supernet score")
+    common.add_argument("--val-size", type=int, default=VAL_SIZE,
+                        help="validation images of a supernet score (0: the whole split)")
     top = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = top.add_subparsers(dest="stage", required=True)
     sub.add_parser("candidates", parents=[common], help="write candidates.csv only")
@@ -689,7 +695,8 @@ def parser() -> argparse.ArgumentParser:
 
 def build_run(args: argparse.Namespace) -> Run:
     for flag, value, low in (("--n", args.n, 0), ("--jobs", args.jobs, 1), ("--proxy-train", args.proxy_train, 1),
-                             ("--bn-batches", args.bn_batches, 1), ("--sample-seed", args.sample_seed, 0)):
+                             ("--bn-batches", args.bn_batches, 1), ("--sample-seed", args.sample_seed, 0),
+                             ("--val-size", args.val_size, 0)):
         if value < low:
             raise BenchmarkError(f"{flag} must be >= {low}, got {value}")
     reference = ProxyConfig(epochs=args.ref_epochs, batch_size=args.ref_batch, lr=0.1, schedule="cosine",
@@ -736,13 +743,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             elif args.stage == "zero-cost":
                 failures += stage_zero_cost(run, store, data)
             elif args.stage == "supernet":
-                failures += stage_supernet(run, store, data, args.name, args.dir, args.bn_batches)
+                failures += stage_supernet(run, store, data, args.name, args.dir, args.bn_batches, args.val_size or None)
             else:  # all
                 failures += stage_reference(run, store, data, [0])
                 failures += stage_proxy(run, store, data)
                 failures += stage_zero_cost(run, store, data)
                 for name, folder in args.supernet:
-                    failures += stage_supernet(run, store, data, name, folder, args.bn_batches)
+                    failures += stage_supernet(run, store, data, name, folder, args.bn_batches, args.val_size or None)
                 failures += stage_reference(run, store, data, [1])
         if args.stage in ("report", "all"):
             stage_report(run, store)

@@ -3,7 +3,7 @@
 On the fidelity benchmark's data (Fashion-MNIST, ``--limit`` images at 16 px, a third of them
 validation: 5,000 training / 2,500 validation), for each architecture: the one-shot score of the
 supernet at ``--supernet DIR`` (extract, BN recalibrated on ``--bn-batches`` batches of 128, validate
-on the whole validation split, as ``accuracy_fidelity.py supernet`` scores) and ``train_proxy`` with
+on the first ``--val-size`` validation images; by default the search's scoring, 2 and 500) and ``train_proxy`` with
 the search's defaults for 2 epochs on ``--proxy-train`` training images (as its ``proxy`` stage), one
 torch thread each, one after the other. Prints both times and their ratio (the issue's goal: a score
 costs <= 1/20 of the proxy).
@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from accuracy_fidelity import DataArgs, proxy_split  # noqa: E402  (the same split and proxy subset)
+from evaluator.supernet.scoring import BN_BATCHES, VAL_SIZE  # noqa: E402
 from evaluator.proxy import ProxyConfig, train_proxy  # noqa: E402
 from search_space import PAPER_PRESETS, Architecture  # noqa: E402
 from search_space.errors import ShufflenasError  # noqa: E402
@@ -39,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=7500)
     parser.add_argument("--data-root", default=None, help="the IDX files [default: the system's Fashion-MNIST]")
     parser.add_argument("--proxy-train", type=int, default=2000)
-    parser.add_argument("--bn-batches", type=int, default=8)
+    parser.add_argument("--bn-batches", type=int, default=BN_BATCHES)
+    parser.add_argument("--val-size", type=int, default=VAL_SIZE, help="validation images scored (0: all)")
     args = parser.parse_args(argv)
     from evaluator.supernet.scoring import ScoringData, check_fits, score
     from evaluator.supernet.store import load_supernet
@@ -56,12 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ShufflenasError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    scoring = ScoringData.from_split(data, bn_batches=args.bn_batches)
+    scoring = ScoringData.from_split(data, bn_batches=args.bn_batches, val_size=args.val_size or None)
     subset = proxy_split(data, args.proxy_train)
     proxy = ProxyConfig(epochs=2, threads=1)
     print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, 1 torch thread; "
           f"supernet {info.checksum}; {data.train_size} training / {data.val_size} validation images at "
-          f"{data.input_size} px; proxy: 2 epochs on {subset.train_size} images")
+          f"{data.input_size} px; score: {args.bn_batches} BN batches of 128, {scoring.val_x.shape[0]} validation "
+          f"images; proxy: 2 epochs on {subset.train_size} images")
     print("| architecture | supernet score s | proxy s | ratio |")
     print("|---|---|---|---|")
     ratios = []

@@ -157,8 +157,9 @@ def recalibrate_bn(model: torch.nn.Module, images: torch.Tensor, batch: int) -> 
         m.reset_running_stats()
         m.momentum = None
     model.train()
-    for start in range(0, images.shape[0], batch):
-        model(images[start:start + batch])
+    with torch.no_grad():  # statistics only: no graph to build
+        for start in range(0, images.shape[0], batch):
+            model(images[start:start + batch])
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
 

@@ -70,9 +70,9 @@ class SupernetOptions:
 
     #: The folder ``shufflenas supernet train --out`` wrote (or its supernet.pt).
     checkpoint: str | None = None
-    bn_batches: int = 8
-    #: Validation images scored per candidate; None = the whole validation split.
-    val_size: int | None = None
+    bn_batches: int = 2
+    #: Validation images scored per candidate; 0 or None = the whole validation split.
+    val_size: int | None = 500
     #: Torch threads per scoring worker.
     threads: int = 1
 
@@ -372,11 +372,11 @@ def _check_values(config: SearchConfig) -> None:
     if config.evaluator == "supernet" and not (s.checkpoint and s.checkpoint.strip()):
         raise ConfigError('evaluator = "supernet" needs [supernet] checkpoint = the folder `shufflenas supernet '
                           'train --out DIR` wrote (or --supernet DIR)')
-    for name, value in (("supernet.bn_batches", s.bn_batches), ("supernet.threads", s.threads),
-                        ("supernet.val_size", s.val_size)):
-        if value is not None and value < 1:
-            raise ConfigError(f"{name} must be >= 1{' (or unset: the whole validation split)' if 'val' in name else ''}, "
-                              f"got {value}")
+    for name, value in (("supernet.bn_batches", s.bn_batches), ("supernet.threads", s.threads)):
+        if value < 1:
+            raise ConfigError(f"{name} must be >= 1, got {value}")
+    if s.val_size is not None and s.val_size < 0:
+        raise ConfigError(f"supernet.val_size must be >= 1 (or 0: the whole validation split), got {s.val_size}")
     if not config.study.strip():
         raise ConfigError("study name must not be empty")
     if config.storage is not None and not config.storage.strip():

@@ -58,7 +58,7 @@ def supernet_key(config: SearchConfig, checksum: str) -> str:
     and the data it scores on. Never equal to a proxy key (the setups differ in kind)."""
     p, s = config.proxy, config.supernet
     root = os.path.abspath(p.data_root) if p.data_root else p.data_root
-    setup = {"evaluator": "supernet", "checksum": checksum, "bn_batches": s.bn_batches, "val_size": s.val_size,
+    setup = {"evaluator": "supernet", "checksum": checksum, "bn_batches": s.bn_batches, "val_size": s.val_size or None,
              "dataset": p.dataset, "root": root, "input": p.input_size, "limit": p.limit, "seed": config.seed}
     return hashlib.sha1(json.dumps(setup, sort_keys=True).encode()).hexdigest()[:12]
 

@@ -167,3 +167,26 @@ def test_supernet_cost_prints_both_times_side_by_side(capsys, root, supernet_dir
     assert cost.main([*flags[:1], str(tmp_path / "none"), *flags[2:], "0.5x"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err
+
+
+def test_scoring_budget_grids_bn_batches_and_validation_images(bench, capsys, root, supernet_dir, tmp_path):
+    out = tmp_path / "budget"
+    flags = ("--n", "0", *TINY[2:], "--data-root", str(root), "--out", str(out))
+    code, _, err = run(bench, capsys, "reference", *flags, "--seeds", "0")
+    assert code == 0, err
+    spec = importlib.util.spec_from_file_location("bench_scoring_budget", REPO / "benchmarks" / "scoring_budget.py")
+    budget = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(budget)
+    fidelity_flags = [f for f in flags if f != "--out" and f != str(out)]
+    assert budget.main(["--supernet", f"spos={supernet_dir}", "--fidelity", str(out), "--bn", "1", "2",
+                        "--val", "10", "50", *fidelity_flags]) == 0
+    printed = capsys.readouterr().out
+    assert "| spos | 1 | 10 |" in printed and "| spos | 2 | 50 |" in printed
+    with (out / "scoring_budget.csv").open(newline="") as fh:
+        grid = list(csv.DictReader(fh))
+    assert len(grid) == 4 * 2 * 2  # the presets x BN settings x validation prefixes
+    assert {r["val_size"] for r in grid} == {"10", "50"} and all(0 <= float(r["accuracy"]) <= 1 for r in grid)
+    assert budget.main(["--supernet", f"spos={supernet_dir}", "--fidelity", str(tmp_path / "none"),
+                        *fidelity_flags]) == 2  # no reference rows there: one line
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no reference rows") and "\n" not in err

@@ -9,6 +9,7 @@ under a second.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -24,6 +25,7 @@ from evaluator.base import EvalTask
 from evaluator.datasets import load_dataset
 from evaluator.supernet import Supernet
 from evaluator.supernet.evaluator import SupernetEvaluator
+from evaluator.supernet.scoring import BN_BATCHES, VAL_SIZE
 from evaluator.supernet.store import load_supernet, save_supernet
 from evaluator.training.init_weights import read_init
 from evaluator.training.loop import dataset_identity
@@ -226,7 +228,7 @@ def test_cli_supernet_search_and_its_refusals(tmp_path, world):
     bad = {
         "": 'evaluator = "supernet" needs [supernet] checkpoint',
         'checkpoint = "sn"\nbn_batch = 2': "unknown option(s) 'supernet.bn_batch'",
-        'checkpoint = "sn"\nval_size = 0': "supernet.val_size must be >= 1",
+        'checkpoint = "sn"\nval_size = -1': "supernet.val_size must be >= 1",
         'checkpoint = "nowhere"': "no supernet at",
         f'checkpoint = "{world["digits"].path.parent}"': "was trained on digits at 16 px",
         f'checkpoint = "{world["px24"].path.parent}"': "at 24 px",
@@ -252,10 +254,32 @@ def test_cli_supernet_search_and_its_refusals(tmp_path, world):
 def test_config_keys(tmp_path, world):
     cfg = config(tmp_path, world)
     assert cfg.supernet.checkpoint == str(world["a"].path.parent) and cfg.supernet.bn_batches == 1
-    assert cfg.to_dict()["supernet"]["val_size"] is None
+    assert cfg.to_dict()["supernet"]["val_size"] == VAL_SIZE
     with pytest.raises(ConfigError, match="supernet.threads must be >= 1"):
         config(tmp_path, world, supernet={"checkpoint": "x", "threads": 0})
     assert load_config(None, {}).supernet.checkpoint is None  # the defaults need no supernet
+
+
+def test_scoring_defaults_are_one_pair_and_zero_means_the_whole_split(tmp_path, world):
+    """The config's and the CLI's defaults are the scorer's; val_size 0 scores on every image."""
+    defaults = load_config(None, {}).supernet
+    assert (defaults.bn_batches, defaults.val_size) == (BN_BATCHES, VAL_SIZE)
+    whole = config(tmp_path, world, supernet={"checkpoint": str(world["a"].path.parent), "val_size": 0})
+    assert whole.supernet.val_size == 0
+    evaluator = SupernetEvaluator(world["data"], world["a"].path, bn_batches=1, val_size=whole.supernet.val_size or None)
+    try:
+        (outcome,) = evaluator.run_all([EvalTask("in", Architecture.from_string(INSIDE))])
+    finally:
+        evaluator.close()
+    n = world["data"].val_size
+    assert outcome.ok and outcome.accuracy in {k / n for k in range(n + 1)}
+    scored = {}
+    for size in ("0", "3", "100000"):
+        run = run_main("supernet", "score", str(world["a"].path.parent), INSIDE, "--data-root", world["data_root"],
+                       "--val-size", size, "--json")
+        assert run.returncode == 0, run.stderr
+        scored[size] = json.loads(run.stdout)[0]["val_images"]
+    assert scored["0"] == scored["100000"] > scored["3"] == 3
 
 
 # -- shufflenas train --init supernet:DIR ---------------------------------------------------------------

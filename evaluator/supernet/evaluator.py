@@ -27,7 +27,7 @@ from typing import Any
 from evaluator.base import EvalOutcome, EvalTask, EvaluatorBase, describe_exception
 from evaluator.datasets import DataSplit
 from evaluator.proxy import ProxyResult
-from evaluator.supernet.scoring import BN_BATCH, BN_BATCHES, ScoringData, SupernetScore, check_fits, score
+from evaluator.supernet.scoring import BN_BATCH, BN_BATCHES, VAL_SIZE, ScoringData, SupernetScore, check_fits, score
 from evaluator.supernet.store import SUPERNET_NAME, SupernetInfo, load_supernet, supernet_file
 from evaluator.supernet.weights import Supernet, SupernetError
 from search_space.errors import ShufflenasError, first_line
@@ -96,7 +96,7 @@ class SupernetEvaluator(EvaluatorBase):
     """Scores candidates with the supernet at ``checkpoint``; see the module docstring."""
 
     def __init__(self, data: DataSplit, checkpoint: str | os.PathLike, bn_batches: int = BN_BATCHES,
-                 val_size: int | None = None, workers: int = 1, ray_address: str | None = None, threads: int = 1,
+                 val_size: int | None = VAL_SIZE, workers: int = 1, ray_address: str | None = None, threads: int = 1,
                  bn_batch: int = BN_BATCH, seed: int = 0, checksum: str | None = None,
                  num_cpus: float | None = None) -> None:
         for name, value in (("bn_batches", bn_batches), ("workers", workers), ("threads", threads),

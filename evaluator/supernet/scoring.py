@@ -4,6 +4,10 @@ The supernet trains with batch statistics only, so a candidate's BN running stat
 re-estimated on ``bn_batches`` training batches before it is validated (SPOS's recalibration).
 The same training images are used for every candidate (the first ones of a seeded permutation),
 so two candidates differ only by their weights, not by the draw of their calibration data.
+
+The defaults (2 batches of 128, the first 500 validation images) are measured: on the fidelity
+benchmark's 28 candidates two supernets rank the same from 1 to 16 BN batches and from 250 to 2,500
+validation images (Kendall tau within +-0.05, docs/supernet.md), while a score costs a quarter.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from evaluator.proxy import evaluate, recalibrate_bn, torch_threads
 from evaluator.supernet.weights import Supernet, SupernetError
 from search_space import Architecture
 
-BN_BATCHES = 8
+BN_BATCHES = 2
 BN_BATCH = 128
+#: Validation images a candidate is scored on (the first of the split, which is shuffled).
+VAL_SIZE = 500
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +49,8 @@ class ScoringData:
 
     @classmethod
     def from_split(cls, data: DataSplit, *, bn_batches: int = BN_BATCHES, bn_batch: int = BN_BATCH,
-                   val_size: int | None = None, seed: int = 0) -> ScoringData:
+                   val_size: int | None = VAL_SIZE, seed: int = 0) -> ScoringData:
+        """``val_size`` None: the whole validation split."""
         order = torch.randperm(data.train_size, generator=torch.Generator().manual_seed(seed))
         n_val = data.val_size if val_size is None else min(val_size, data.val_size)
         return cls(data.train_x[order[:bn_batches * bn_batch]], data.val_x[:n_val], data.val_y[:n_val])
@@ -70,4 +77,4 @@ def score(supernet: Supernet, arch: Architecture, scoring: ScoringData, *, bn_ba
                          int(scoring.val_x.shape[0]))
 
 
-__all__ = ["BN_BATCHES", "ScoringData", "SupernetScore", "check_fits", "score"]
+__all__ = ["BN_BATCHES", "VAL_SIZE", "ScoringData", "SupernetScore", "check_fits", "score"]

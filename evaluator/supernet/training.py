@@ -22,7 +22,7 @@ import torch
 from evaluator.datasets import DatasetError, DataSplit, load_dataset
 from evaluator.proxy import torch_threads
 from evaluator.supernet.outputs import CURVES_NAME, METRICS_NAME, write_curves, write_metrics
-from evaluator.supernet.scoring import BN_BATCHES, ScoringData, score
+from evaluator.supernet.scoring import ScoringData, score
 from evaluator.supernet.session import (
     LEGACY_RECIPE,
     CHECKPOINT_NAME,
@@ -78,7 +78,7 @@ class SupernetRecipe:
     nested_rows: bool = False        # a unit's outputs stored by fate (implies channel_ids); measured worse
     touched_only: bool = True        # a step changes only the bank elements its paths read
     input_size: int = 16             # the search's [proxy] default
-    probe_bn_batches: int = BN_BATCHES
+    probe_bn_batches: int = 8        # (the recipe identity of earlier checkpoints: not the scoring default)
     probe_val_size: int | None = None  # None: the whole validation split
     seed: int = 0
     threads: int | None = None

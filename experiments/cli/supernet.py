@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from experiments.cli.common import ARCH, emit_json, json_option
+from experiments.config import SupernetOptions
 from search_space import Architecture
 
 #: recipe flags: option name -> SupernetRecipe field
@@ -156,9 +157,10 @@ def _scoring_data(info, dataset: str | None, data_root: str | None, limit: int |
 @click.option("--dataset", help="Data set [default: the one the supernet was trained on, same root, cap and split].")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Where the data set's files are.")
 @click.option("--limit", type=click.IntRange(min=4), help="Use at most N images (train + val, stratified).")
-@click.option("--bn-batches", type=click.IntRange(min=1), default=8, show_default=True,
+@click.option("--bn-batches", type=click.IntRange(min=1), default=SupernetOptions.bn_batches, show_default=True,
               help="Training batches of 128 that recalibrate BatchNorm.")
-@click.option("--val-size", type=click.IntRange(min=1), help="Validate on the first N images [default: all].")
+@click.option("--val-size", type=click.IntRange(min=0), default=SupernetOptions.val_size, show_default=True,
+              help="Validate on the first N images of the (shuffled) validation split; 0: all of it.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads [default: torch's].")
 @json_option
 def score(directory: str, architectures: tuple[Architecture, ...], sample: int | None, seed: int,
@@ -179,7 +181,7 @@ def score(directory: str, architectures: tuple[Architecture, ...], sample: int |
     for arch in candidates:  # all refused before any is scored
         net.check(arch)
     data = _scoring_data(info, dataset, data_root, limit)
-    scoring = ScoringData.from_split(data, bn_batches=bn_batches, val_size=val_size)
+    scoring = ScoringData.from_split(data, bn_batches=bn_batches, val_size=val_size or None)
     rows = []
     for arch in candidates:
         result = score_one(net, arch, scoring, threads=threads)
