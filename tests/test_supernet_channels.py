@@ -141,7 +141,7 @@ def test_a_supernet_file_written_before_channel_ids_loads_positional(tmp_path: P
 
 
 def test_a_checkpoint_written_before_channel_ids_resumes_positional() -> None:
-    recipe = SupernetRecipe(epochs=2, batch_size=16, threads=1, channel_ids=False)  # as before the option
+    recipe = SupernetRecipe(epochs=2, batch_size=16, threads=1, method="spos", channel_ids=False)  # as before the option
     fresh = open_session((V2, 10, 16), 48, recipe, "cpu", state=None, checkpoint_path=Path("unused"))
     assert fresh.supernet.spec.channel_ids is False
     identity = {"spec": fresh.supernet.spec.to_dict(), "dataset": {"name": "tiny"}, "recipe": recipe.identity()}
@@ -152,7 +152,7 @@ def test_a_checkpoint_written_before_channel_ids_resumes_positional() -> None:
     resumed = open_session((V2, 10, 16), 48, recipe, "cpu", state=state, checkpoint_path=Path("checkpoint.pt"))
     assert resumed.supernet.spec.channel_ids is False and resumed.start_epoch == 1
     assert all(torch.equal(p, fresh.supernet.bank[k]) for k, p in resumed.supernet.bank.items())
-    with_ids = SupernetRecipe(epochs=2, batch_size=16, threads=1, channel_ids=True)
+    with_ids = SupernetRecipe(epochs=2, batch_size=16, threads=1, method="spos", channel_ids=True)
     asking = {**identity, "recipe": with_ids.identity(),
               "spec": {**identity["spec"], "channel_ids": True}}
     with pytest.raises(CheckpointError, match="channel_ids"):  # another run: refused, not silently positional

@@ -103,7 +103,7 @@ def test_a_nested_supernet_file_round_trips_and_older_files_read_first_rows(tmp_
 
 
 def test_a_checkpoint_without_nested_rows_resumes_as_it_was_and_refuses_the_option() -> None:
-    recipe = SupernetRecipe(epochs=2, batch_size=16, threads=1, channel_ids=True)
+    recipe = SupernetRecipe(epochs=2, batch_size=16, threads=1, method="spos", channel_ids=True)
     fresh = open_session((V2, 10, 16), 48, recipe, "cpu", state=None, checkpoint_path=Path("unused"))
     identity = {"spec": fresh.supernet.spec.to_dict(), "dataset": {"name": "tiny"}, "recipe": recipe.identity()}
     state = fresh.checkpoint(identity, 1, {})
@@ -127,7 +127,7 @@ def test_a_run_from_before_the_option_resumes_without_nested_rows(tmp_path: Path
 
     make_set(tmp_path / "data", n_train=48, n_val=16, size=16)
     data = DataSpec("fashion-mnist", root=str(tmp_path / "data"))
-    default = SupernetRecipe(epochs=2, batch_size=16, threads=1)
+    default = SupernetRecipe(epochs=2, batch_size=16, threads=1, method="spos")
     assert not plan_supernet(SPACE, data, default, tmp_path / "new").spec.nested_rows
     assert plan_supernet(SPACE, data, default.replace(nested_rows=True), tmp_path / "new").spec.nested_rows
     train_supernet(SPACE, data, default.replace(epochs=1, nested_rows=False), tmp_path / "old", progress=False)

@@ -35,7 +35,7 @@ SPACE = SearchSpace(width_ranges=((8, 16), (16, 32), (32, 64)), depth_ranges=((1
 SPACE_TOML = ("[space]\nwidth_ranges = [[8, 16], [16, 32], [32, 64]]\ndepth_ranges = [[1, 2], [1, 2], [1, 2]]\n"
               "stem_choices = [8]\nconv5_choices = [32]\n")
 OTHER_TOML = SPACE_TOML.replace("conv5_choices = [32]", "conv5_choices = [48]")
-RECIPE = SupernetRecipe(epochs=2, batch_size=16, threads=1)
+RECIPE = SupernetRecipe(epochs=2, batch_size=16, threads=1, method="spos")  # one path a step: the cheapest
 #: columns of metrics.csv a resumed run must share with an uninterrupted one (timings may differ)
 SAME = ("epoch", "train_loss", "lr", "val_top1_smallest", "val_top1_largest")
 
@@ -49,10 +49,10 @@ def world(tmp_path_factory) -> Path:
     return root
 
 
-def run_args(world: Path, out: Path, *extra: str) -> list[str]:
+def run_args(world: Path, out: Path, *extra: str, method: str | None = "spos") -> list[str]:
     return ["supernet", "train", "--dataset", "fashion-mnist", "--data-root", str(world / "data"), "--epochs", "2",
             "--batch-size", "16", "--threads", "1", "--space-config", str(world / "space.toml"), "--no-progress",
-            "--out", str(out), *extra]
+            *(("--method", method) if method else ()), "--out", str(out), *extra]
 
 
 def rows(folder: Path) -> list[tuple]:
@@ -163,9 +163,9 @@ def test_another_runs_checkpoint_is_refused_and_kept(world, reference, capsys, e
 
 
 def test_a_run_begun_under_older_defaults_resumes_with_its_own_options(world, tmp_path, capsys):
-    """The defaults changed (lr, warm-up, channel ids); rerunning the same command resumes a run begun
-    before, since every option the command does not give comes from the checkpoint. A flag that
-    differs from the checkpoint is still refused."""
+    """The defaults changed (lr, warm-up, channel ids, method spos -> sandwich); rerunning the same
+    command resumes a run begun before, since every option the command does not give comes from the
+    checkpoint. A flag that differs from the checkpoint is still refused."""
     out = tmp_path / "old"
     old = RECIPE.replace(epochs=1, lr=0.1, warmup_epochs=1.0, channel_ids=False)
     train_supernet(SPACE, DataSpec("fashion-mnist", root=str(world / "data")), old, out, progress=False)
@@ -175,7 +175,7 @@ def test_a_run_begun_under_older_defaults_resumes_with_its_own_options(world, tm
     torch.save(state, ckpt)   # as a build before those options wrote it
     before = snapshot(out)
     capsys.readouterr()
-    assert main([*run_args(world, out), "--epochs", "1"]) == 0
+    assert main([*run_args(world, out, method=None), "--epochs", "1"]) == 0  # no --method: the run's spos
     assert "all 1 epochs already trained" in capsys.readouterr().err
     assert snapshot(out)["supernet.pt"] == before["supernet.pt"]
     assert main([*run_args(world, out), "--epochs", "1", "--channel-ids"]) == 2
@@ -220,6 +220,14 @@ def test_sandwich_with_distillation_and_kernel_transform_trains(world, tmp_path)
     assert info.method == "sandwich" and info.spec.kernel_transform and result.epochs == 1
     assert len(net.transforms) > 0
     assert any(not torch.equal(t, torch.eye(t.shape[0])) for t in net.transforms.values())  # the matrices learnt
+
+
+def test_the_default_method_is_the_sandwich_rule(world, tmp_path):
+    """The measured better ranker (docs/supernet.md) is what a run without --method trains."""
+    assert SupernetRecipe(epochs=1).method == "sandwich"
+    out = tmp_path / "default"
+    assert main([*run_args(world, out, "--epochs", "1", method=None)]) == 0
+    assert read_info(out).method == "sandwich"
 
 
 def _step_once(recipe: SupernetRecipe, steps: int = 3):

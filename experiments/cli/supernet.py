@@ -63,7 +63,8 @@ def _recipe(config: str | None, flags: dict[str, Any]):
 @click.option("--space-config", type=click.Path(dir_okay=False),
               help="A search config whose [space] table sets the space [default: the default space].")
 @click.option("--method", type=click.Choice(["spos", "sandwich"]),
-              help="spos: one uniform path per batch; sandwich: largest + smallest + N random [default: spos].")
+              help="sandwich: largest + smallest + N random paths per step (about 4x an SPOS epoch; ranks "
+                   "candidates best, docs/supernet.md); spos: one uniform path per step [default: sandwich].")
 @click.option("--sandwich-paths", type=click.IntRange(min=0, max=64),
               help="Random paths per step besides the largest and smallest (sandwich) [default: 2].")
 @click.option("--distill/--no-distill", default=None,
