@@ -225,3 +225,13 @@ def test_params_match_build_model_for_sampled_architectures(seed):
     arch = DEFAULT_SPACE.sample(seed)
     for size in (224, 16):
         assert summary(arch, size)["params"] == count_parameters(build_model(arch, 1000, size))
+
+
+def test_summary_equals_the_sum_of_the_per_layer_table():
+    """summary() sums without building the table; both must say the same, at any size and batch."""
+    from latency_models.costs.analytic import costs, summary, totals
+    from search_space import DEFAULT_SPACE, PAPER_PRESETS
+
+    for arch in [*DEFAULT_SPACE.sample_many(12, seed=5), *PAPER_PRESETS.values()]:
+        for size, classes, batch in ((224, 1000, 1), (16, 10, 8)):
+            assert summary(arch, size, classes, batch) == totals(costs(arch, size, classes, batch))

@@ -71,8 +71,16 @@ def totals(table: pd.DataFrame) -> dict[str, int]:
 
 
 def summary(arch: Architecture, input_size: int = 224, num_classes: int = 1000, batch: int = 1) -> dict[str, int]:
-    """Totals for one architecture: ``{"params", "flops", "mac", "kernels", "elementwise"}``."""
-    return totals(costs(arch, input_size, num_classes, batch))
+    """Totals for one architecture: ``{"params", "flops", "mac", "kernels", "elementwise"}``.
+
+    ``totals(costs(...))`` without the per-layer table: every search trial calls this, and the
+    DataFrame was most of its cost (the costs are ints, so the sums are the same).
+    """
+    sums = dict.fromkeys(COST_COLUMNS, 0)
+    for layer in architecture_layers(arch, input_size, num_classes):
+        for column, value in layer.costs(batch).items():
+            sums[column] += value
+    return sums
 
 
 def parameter_count(arch: Architecture, input_size: int = 224, num_classes: int = 1000) -> int:
