@@ -8,11 +8,13 @@ local-cpu latency, and the latency of the paper-calibrated ARM and GPU estimates
 trial. The paper presets are not seeded into the searches: each method finds its own front.
 
 **Equal compute.** A search runs in increments of trials (a resumed study) until the proxy
-training it is charged for reaches ``--budget-s`` CPU-seconds, and stops at the first increment that
-crosses it. Each increment asks for the trials that the mean charge per finished trial so far
-predicts for 3/4 of the remaining budget (at least ``--step``), so increments shrink as the budget
-nears and the overshoot is one small increment; the report gives every method's charged seconds
-and its last increment's. Charging rule: a trial costs its recorded ``train_time_s`` (wall seconds
+training it is charged for reaches ``--budget-s`` CPU-seconds. Each increment asks for the trials
+that the mean charge per finished trial so far predicts for 3/4 of the remaining budget (at least
+``--step``), so increments shrink as the budget nears, and carries the budget itself
+(``budget_s``): the driver starts nothing once the study's charge reaches it, so the overshoot is
+the trials in flight when it did (one with ``--workers 1``), even when a cheap first trial makes an
+increment ask for too many. The report gives every method's charged seconds and its last
+increment's. Charging rule: a trial costs its recorded ``train_time_s`` (wall seconds
 of a 1-thread training, about its CPU-seconds on a free core), also when its result was copied from
 another study of the storage (methods of one seed share a proxy setup, so the benchmark never
 trains one architecture twice, but each method pays as if it had); a trial that repeats an
@@ -187,6 +189,8 @@ class Bench:
             "reuse_results": True, "evaluator": "supernet" if method == "supernet" else "auto",
             "proxy": {**self.proxy, "epochs": self.rungs[-1] if sha else self.epochs},
             "fidelity": {"rungs": list(self.rungs), "eta": self.eta} if sha else {"rungs": []},
+            # the driver stops within the trial that crosses it, however many trials were asked for
+            "budget_s": self.budget_s,
         }
         if method == "supernet":
             over["supernet"] = {"checkpoint": self.supernet}
@@ -720,7 +724,7 @@ def _run(bench: Bench, command: str, *, say: Callable[[str], None],
             "population)",
             f"equal compute: {bench.budget_s:g} CPU-s of proxy training per search, in increments (each for "
             f"{FILL:.0%} of the remaining budget at the mean charge per trial so far, at least {bench.step} trials), "
-            "stopping at the first increment that crosses the budget. Charged: each trial's train_time_s, also when "
+            "each carrying the budget (the driver starts nothing once it is reached). Charged: each trial's train_time_s, also when "
             "copied from another study; repeats within a study free; MO-SH: every rung reached (rung epochs x "
             "seconds per epoch). Latency measurement and reference training are not charged",
             f"finalists: k = {bench.k} per target front ({RULE}); MO-SH: its highest rung only",

@@ -128,6 +128,11 @@ def test_tiny_run_equal_compute_resume_and_report(bench, capsys, tmp_path, monke
         assert charged == pytest.approx(expected, abs=2e-3)  # the row keeps 3 decimals
         if row["method"] == "sha":
             assert {t.user_attrs["rung"] for t in complete} <= {1, 2}
+        else:  # the increment carried the budget: nothing charged started after the trial that crossed it
+            costs = [0.0 if t.user_attrs.get("reused_from") is not None else t.user_attrs["train_time_s"]
+                     for t in sorted(complete, key=lambda t: t.number)]
+            crossed = next(i for i in range(len(costs)) if sum(costs[:i + 1]) >= 0.8)
+            assert sum(costs[crossed + 1:]) == 0
     finalists = rows(out / "finalists.csv")
     sha_top = max(t.user_attrs["rung"] for t in load_study(storage, "sha-seed0").trials if t.state.name == "COMPLETE")
     assert all(int(f["rung"]) == sha_top for f in finalists if f["method"] == "sha")  # the highest rung only
