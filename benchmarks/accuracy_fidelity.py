@@ -423,8 +423,9 @@ def stage_supernet(run: Run, store: RowStore, data: DataSplit, name: str, folder
     info.check_data(data)
     check_fits(supernet, data)
     stage = f"supernet:{name}"
+    val_size = val_size or None  # 0 and None both mean the whole split; rows of it keep their earlier key
     fp = run.fingerprint(stage, checksum=info.checksum, bn_batches=bn_batches,
-                         **({} if val_size is None else {"val_size": val_size}))  # (rows of the whole split keep their key)
+                         **({} if val_size is None else {"val_size": val_size}))
     train_s = supernet_train_seconds(supernet_file(folder).parent)
     todo = [c for c in run.cands if (stage, c.arch_id, 0, fp) not in store.keys]
     print(f"{stage}: {info.path} (checksum {info.checksum}, {info.method}, {info.epochs} epochs"
@@ -743,13 +744,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             elif args.stage == "zero-cost":
                 failures += stage_zero_cost(run, store, data)
             elif args.stage == "supernet":
-                failures += stage_supernet(run, store, data, args.name, args.dir, args.bn_batches, args.val_size or None)
+                failures += stage_supernet(run, store, data, args.name, args.dir, args.bn_batches, args.val_size)
             else:  # all
                 failures += stage_reference(run, store, data, [0])
                 failures += stage_proxy(run, store, data)
                 failures += stage_zero_cost(run, store, data)
                 for name, folder in args.supernet:
-                    failures += stage_supernet(run, store, data, name, folder, args.bn_batches, args.val_size or None)
+                    failures += stage_supernet(run, store, data, name, folder, args.bn_batches, args.val_size)
                 failures += stage_reference(run, store, data, [1])
         if args.stage in ("report", "all"):
             stage_report(run, store)

@@ -6,8 +6,8 @@ top-1 on the first ``val`` validation images. For every candidate of the fidelit
 reads the accuracy of each ``--val`` prefix, so the grid costs one score per BN setting. Each cell's
 Kendall tau is against the fidelity benchmark's mean reference accuracy (its ``rows.csv``), with the
 mean seconds of recalibration and of validation per candidate beside it. Writes
-``scoring_budget.csv`` (one row per supernet, candidate and setting) into ``--out``, and prints the
-table. Data, split and calibration images are those of ``accuracy_fidelity.py supernet``; flags this
+``scoring_budget.csv`` (one row per supernet, candidate and setting; rows of other supernets already
+there are kept) into ``--out``, and prints the table. Data, split and calibration images are those of ``accuracy_fidelity.py supernet``; flags this
 script does not know go to that benchmark's parser (give the ones its report was run with).
 
     .venv/bin/python benchmarks/scoring_budget.py --supernet spos-ids20=runs/supernet/ids20 \\
@@ -29,7 +29,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from accuracy_fidelity import DataArgs, RowStore, _corr, _supernet_arg, build_run, parser as fidelity_parser  # noqa: E402
+from accuracy_fidelity import RowStore, _corr, _supernet_arg, build_run, fidelity  # noqa: E402
+from accuracy_fidelity import parser as fidelity_parser  # noqa: E402
 from evaluator.proxy import recalibrate_bn  # noqa: E402
 from evaluator.supernet.scoring import BN_BATCH, ScoringData, check_fits  # noqa: E402
 from search_space.errors import ShufflenasError  # noqa: E402
@@ -94,12 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         if min(args.bn) < 1 or min(args.val) < 1:
             raise ShufflenasError("--bn and --val must be >= 1")
         run = build_run(fidelity_parser().parse_args(["report", "--out", args.fidelity, *fidelity_flags]))
-        store = RowStore(run.out / "rows.csv")
-        per_seed: dict[str, list[float]] = {}
-        for r in store.rows:
-            if r.stage == "reference" and r.status == "ok" and r.fingerprint == run.reference_fp:
-                per_seed.setdefault(r.arch_id, []).append(r.score)
-        if not per_seed:
+        _, _, reference, _, _ = fidelity(run, RowStore(run.out / "rows.csv"))  # the report's mean reference
+        if not reference:
             raise ShufflenasError(f"no reference rows in {run.out / 'rows.csv'}: run accuracy_fidelity.py reference first")
         data = run.data_args.load()
         rows = []
@@ -110,11 +107,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out or args.fidelity)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "scoring_budget.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
+    path = out / "scoring_budget.csv"
+    names = {name for name, _ in args.supernet}
+    kept = []  # the rows of other supernets stay; this run's supernets are replaced
+    if path.exists():
+        with path.open(newline="") as fh:
+            kept = [r for r in csv.DictReader(fh) if r.get("supernet") not in names]
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=FIELDS)
         writer.writeheader()
-        writer.writerows(rows)
-    reference = {k: statistics.fmean(v) for k, v in per_seed.items()}
+        writer.writerows(kept + rows)
+    tmp.replace(path)
     print(f"{len(run.cands)} candidates; {data.train_size} training / {data.val_size} validation images at "
           f"{data.input_size} px (split {Fraction(run.data_args.val_fraction).limit_denominator(100)}); 1 thread")
     print(table(rows, reference))

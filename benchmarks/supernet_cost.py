@@ -27,8 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from accuracy_fidelity import DataArgs, proxy_split  # noqa: E402  (the same split and proxy subset)
-from evaluator.supernet.scoring import BN_BATCHES, VAL_SIZE  # noqa: E402
 from evaluator.proxy import ProxyConfig, train_proxy  # noqa: E402
+from evaluator.supernet.scoring import BN_BATCHES, VAL_SIZE, ScoringData, check_fits, score  # noqa: E402
+from evaluator.supernet.store import load_supernet  # noqa: E402
 from search_space import PAPER_PRESETS, Architecture  # noqa: E402
 from search_space.errors import ShufflenasError  # noqa: E402
 
@@ -43,9 +44,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bn-batches", type=int, default=BN_BATCHES)
     parser.add_argument("--val-size", type=int, default=VAL_SIZE, help="validation images scored (0: all)")
     args = parser.parse_args(argv)
-    from evaluator.supernet.scoring import ScoringData, check_fits, score
-    from evaluator.supernet.store import load_supernet
-
     torch.set_num_threads(1)
     try:
         archs = [PAPER_PRESETS[a] if a in PAPER_PRESETS else Architecture.from_string(a) for a in args.archs]
@@ -58,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ShufflenasError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    scoring = ScoringData.from_split(data, bn_batches=args.bn_batches, val_size=args.val_size or None)
+    scoring = ScoringData.from_split(data, bn_batches=args.bn_batches, val_size=args.val_size)
     subset = proxy_split(data, args.proxy_train)
     proxy = ProxyConfig(epochs=2, threads=1)
     print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, 1 torch thread; "

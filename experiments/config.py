@@ -376,7 +376,7 @@ def _check_values(config: SearchConfig) -> None:
         if value < 1:
             raise ConfigError(f"{name} must be >= 1, got {value}")
     if s.val_size is not None and s.val_size < 0:
-        raise ConfigError(f"supernet.val_size must be >= 1 (or 0: the whole validation split), got {s.val_size}")
+        raise ConfigError(f"supernet.val_size must be >= 0 (0: the whole validation split), got {s.val_size}")
     if not config.study.strip():
         raise ConfigError("study name must not be empty")
     if config.storage is not None and not config.storage.strip():

@@ -455,7 +455,7 @@ class SearchDriver:
             options: dict[str, Any] = {}
             if kind == "supernet":
                 s = c.supernet
-                options = {"checkpoint": s.checkpoint, "bn_batches": s.bn_batches, "val_size": s.val_size or None,
+                options = {"checkpoint": s.checkpoint, "bn_batches": s.bn_batches, "val_size": s.val_size,
                            "threads": s.threads, "workers": c.workers, "ray_address": c.ray_address,
                            "checksum": self.scorer.checksum}
                 if c.trial_timeout_s is not None:

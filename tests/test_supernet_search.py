@@ -228,7 +228,7 @@ def test_cli_supernet_search_and_its_refusals(tmp_path, world):
     bad = {
         "": 'evaluator = "supernet" needs [supernet] checkpoint',
         'checkpoint = "sn"\nbn_batch = 2': "unknown option(s) 'supernet.bn_batch'",
-        'checkpoint = "sn"\nval_size = -1': "supernet.val_size must be >= 1",
+        'checkpoint = "sn"\nval_size = -1': "supernet.val_size must be >= 0",
         'checkpoint = "nowhere"': "no supernet at",
         f'checkpoint = "{world["digits"].path.parent}"': "was trained on digits at 16 px",
         f'checkpoint = "{world["px24"].path.parent}"': "at 24 px",
@@ -266,7 +266,7 @@ def test_scoring_defaults_are_one_pair_and_zero_means_the_whole_split(tmp_path, 
     assert (defaults.bn_batches, defaults.val_size) == (BN_BATCHES, VAL_SIZE)
     whole = config(tmp_path, world, supernet={"checkpoint": str(world["a"].path.parent), "val_size": 0})
     assert whole.supernet.val_size == 0
-    evaluator = SupernetEvaluator(world["data"], world["a"].path, bn_batches=1, val_size=whole.supernet.val_size or None)
+    evaluator = SupernetEvaluator(world["data"], world["a"].path, bn_batches=1, val_size=whole.supernet.val_size)
     try:
         (outcome,) = evaluator.run_all([EvalTask("in", Architecture.from_string(INSIDE))])
     finally:

@@ -103,8 +103,9 @@ class SupernetEvaluator(EvaluatorBase):
                             ("bn_batch", bn_batch)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ShufflenasError(f"supernet evaluator: {name} must be an integer >= 1, got {value!r}")
-        if val_size is not None and (isinstance(val_size, bool) or not isinstance(val_size, int) or val_size < 1):
-            raise ShufflenasError(f"supernet evaluator: val_size must be an integer >= 1 or None, got {val_size!r}")
+        if val_size is not None and (isinstance(val_size, bool) or not isinstance(val_size, int) or val_size < 0):
+            raise ShufflenasError(f"supernet evaluator: val_size must be an integer >= 0 (0 or None: the whole "
+                                  f"validation split), got {val_size!r}")
         supernet, info = load_supernet(checkpoint)
         info.check_data(data)
         check_fits(supernet, data)

@@ -50,9 +50,9 @@ class ScoringData:
     @classmethod
     def from_split(cls, data: DataSplit, *, bn_batches: int = BN_BATCHES, bn_batch: int = BN_BATCH,
                    val_size: int | None = VAL_SIZE, seed: int = 0) -> ScoringData:
-        """``val_size`` None: the whole validation split."""
+        """``val_size`` None or 0: the whole validation split."""
         order = torch.randperm(data.train_size, generator=torch.Generator().manual_seed(seed))
-        n_val = data.val_size if val_size is None else min(val_size, data.val_size)
+        n_val = min(val_size, data.val_size) if val_size else data.val_size
         return cls(data.train_x[order[:bn_batches * bn_batch]], data.val_x[:n_val], data.val_y[:n_val])
 
 

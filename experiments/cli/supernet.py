@@ -182,7 +182,7 @@ def score(directory: str, architectures: tuple[Architecture, ...], sample: int |
     for arch in candidates:  # all refused before any is scored
         net.check(arch)
     data = _scoring_data(info, dataset, data_root, limit)
-    scoring = ScoringData.from_split(data, bn_batches=bn_batches, val_size=val_size or None)
+    scoring = ScoringData.from_split(data, bn_batches=bn_batches, val_size=val_size)
     rows = []
     for arch in candidates:
         result = score_one(net, arch, scoring, threads=threads)
