@@ -102,6 +102,23 @@ def tiny_args(folder: Path, budget: str = "0.8") -> tuple[str, ...]:
             "--workers", "1", "--out", str(folder / "out"))
 
 
+def test_an_increment_that_asks_too_much_stops_at_the_budget(bench, capsys, tmp_path, monkeypatch):
+    """--step 30 asks for 30 trials at once, far more than 0.3 CPU-s buys: the increment carries the
+    budget, so the driver starts nothing charged after the trial that crossed it."""
+    monkeypatch.setenv("SHUFFLENAS_HOME", str(tmp_path / "home"))
+    args = list(tiny_args(tmp_path, budget="0.3"))
+    args[args.index("--methods") + 1:args.index("--methods") + 4] = ["random"]
+    code, _, err = run(bench, capsys, *args, "--step", "30")
+    assert code == 0, err
+    out = tmp_path / "out"
+    (row,) = rows(out / "searches.csv")
+    study = load_study(f"sqlite:///{out / 'studies.db'}", row["study"])
+    complete = sorted((t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: t.number)
+    costs = [0.0 if t.user_attrs.get("reused_from") is not None else t.user_attrs["train_time_s"] for t in complete]
+    crossed = next(i for i in range(len(costs)) if sum(costs[:i + 1]) >= 0.3)
+    assert sum(costs[crossed + 1:]) == 0 and len(complete) < 30
+
+
 def test_tiny_run_equal_compute_resume_and_report(bench, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("SHUFFLENAS_HOME", str(tmp_path / "home"))
     out = tmp_path / "out"
@@ -128,11 +145,7 @@ def test_tiny_run_equal_compute_resume_and_report(bench, capsys, tmp_path, monke
         assert charged == pytest.approx(expected, abs=2e-3)  # the row keeps 3 decimals
         if row["method"] == "sha":
             assert {t.user_attrs["rung"] for t in complete} <= {1, 2}
-        else:  # the increment carried the budget: nothing charged started after the trial that crossed it
-            costs = [0.0 if t.user_attrs.get("reused_from") is not None else t.user_attrs["train_time_s"]
-                     for t in sorted(complete, key=lambda t: t.number)]
-            crossed = next(i for i in range(len(costs)) if sum(costs[:i + 1]) >= 0.8)
-            assert sum(costs[crossed + 1:]) == 0
+
     finalists = rows(out / "finalists.csv")
     sha_top = max(t.user_attrs["rung"] for t in load_study(storage, "sha-seed0").trials if t.state.name == "COMPLETE")
     assert all(int(f["rung"]) == sha_top for f in finalists if f["method"] == "sha")  # the highest rung only
