@@ -185,9 +185,14 @@ class SearchDriver:
 
     def _counts(self) -> TrialCounts:
         with self.clock:
-            if self._tally is None or self._tally.study is not self.study:
-                self._tally = StudyTally(self.study)
-            return self._tally.refresh()
+            return self._tallied().refresh()
+
+    def _tallied(self) -> StudyTally:
+        """The study's tally; it shows the reuse index each COMPLETE trial it sees, so the index
+        never reads the study itself."""
+        if self._tally is None or self._tally.study is not self.study:
+            self._tally = StudyTally(self.study, self._reuse.observe if self._reuse is not None else None)
+        return self._tally
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self) -> SearchResult:
@@ -394,11 +399,12 @@ class SearchDriver:
             attrs = {key: value for key, value in told.attrs.items() if key != OWNER}
             if told.values is None:
                 write_trial_attrs(self.study, trial, attrs)
-                self.study.tell(trial, state=TrialState.FAIL)
+                frozen = self.study.tell(trial, state=TrialState.FAIL)
             else:
                 write_trial_attrs(self.study, trial, attrs, {b.constraint_key: b.violation(told.attrs[b.key])
                                                              for b in self.budgets})
-                self.study.tell(trial, told.values)
+                frozen = self.study.tell(trial, told.values)
+            self._tallied().observe(frozen)  # counted (and indexed for reuse) without reading the study
             steps.trace("told", trial.number)
         if told.reason is None:
             self._environment_failures = 0
@@ -434,7 +440,7 @@ class SearchDriver:
     def _progress_update(self) -> None:
         if self._progress is None:
             return
-        finished = self._counts().finished
+        finished = self._tallied().counts.finished  # as of the last read plus every trial told since
         with self.clock:
             self._progress.update(min(finished, target_total(self.config, self.space)), self._front_size())
 

@@ -15,6 +15,7 @@ import json
 import os
 import time
 import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from experiments import trial_record as keys
@@ -228,10 +229,12 @@ class StudyTally:
     member off the front dominates the dropped trial as well).
     """
 
-    def __init__(self, study: optuna.Study) -> None:
+    def __init__(self, study: optuna.Study,
+                 on_complete: Callable[[optuna.trial.FrozenTrial], None] | None = None) -> None:
         from optuna.study import StudyDirection
 
         self.study = study
+        self.on_complete = on_complete   # told of each COMPLETE trial once, when first seen
         self._sign = [-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in study.directions]
         self._seen: set[int] = set()   # finished trials already counted
         self._complete = self._failed = 0
@@ -255,10 +258,28 @@ class StudyTally:
             if t.state == TrialState.RUNNING:
                 running += 1
             elif t.number not in self._seen:
-                self._seen.add(t.number)
-                self._count(t)
+                self._see(t)
         self.counts = TrialCounts(self._complete + self._failed, self._complete, self._failed, running)
         return self.counts
+
+    def observe(self, trial: optuna.trial.FrozenTrial) -> TrialCounts:
+        """Count a trial this driver just told (``study.tell`` returns it) without reading the study:
+        the next :meth:`refresh` skips it. ``running`` stays as of the last refresh."""
+        from optuna.trial import TrialState
+
+        if trial.state in (TrialState.COMPLETE, TrialState.FAIL) and trial.number not in self._seen:
+            self._see(trial)
+            self.counts = TrialCounts(self._complete + self._failed, self._complete, self._failed,
+                                      self.counts.running)
+        return self.counts
+
+    def _see(self, trial: optuna.trial.FrozenTrial) -> None:
+        from optuna.trial import TrialState
+
+        self._seen.add(trial.number)
+        self._count(trial)
+        if self.on_complete is not None and trial.state == TrialState.COMPLETE:
+            self.on_complete(trial)
 
     def _count(self, trial: optuna.trial.FrozenTrial) -> None:
         from optuna.trial import TrialState
@@ -301,7 +322,8 @@ class Reusable:
 
 class ReuseIndex:
     """Finds reusable results: this study first, then the other studies of the same storage
-    (read once, at start: their results do not change while this search runs)."""
+    (read once, at start: their results do not change while this search runs). This study's trials
+    come through :meth:`observe`, from the driver's :class:`StudyTally`, so a look-up reads nothing."""
 
     def __init__(self, study: optuna.Study, storage: optuna.storages.BaseStorage, setup: StudySetup) -> None:
         self.study = study
@@ -314,22 +336,24 @@ class ReuseIndex:
         self._indexed: set[int] = set()       # COMPLETE trials of this study already looked at
 
     def find(self, arch_id: str) -> Reusable | None:
-        """This study's lowest-numbered reusable trial of ``arch_id``, else another study's."""
+        """This study's lowest-numbered reusable trial of ``arch_id`` among those :meth:`observe` was
+        shown, else another study's. Reads nothing: the driver's :class:`StudyTally` shows it each
+        COMPLETE trial once (``on_complete``), as it reads the study or tells a trial."""
         if not self.enabled:
             return None
-        from optuna.trial import TrialState
-
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if t.number in self._indexed:  # a COMPLETE trial never changes: indexed once
-                continue
-            self._indexed.add(t.number)
-            found = t.user_attrs.get(keys.ARCH_ID)
-            if found and t.user_attrs.get(keys.PROXY_KEY) == self.proxy_key:
-                record = TrialRecord.from_user_attrs(t.user_attrs)
-                earlier = self._own.get(found)
-                if self._same_scorer(record) and (earlier is None or t.number < earlier.number):
-                    self._own[found] = Reusable(self.name, t.number, record, True)
         return self._own.get(arch_id) or self._others.get(arch_id)
+
+    def observe(self, trial: optuna.trial.FrozenTrial) -> None:
+        """Index one COMPLETE trial of this study (a finished trial never changes: indexed once)."""
+        if not self.enabled or trial.number in self._indexed:
+            return
+        self._indexed.add(trial.number)
+        found = trial.user_attrs.get(keys.ARCH_ID)
+        if found and trial.user_attrs.get(keys.PROXY_KEY) == self.proxy_key:
+            record = TrialRecord.from_user_attrs(trial.user_attrs)
+            earlier = self._own.get(found)
+            if self._same_scorer(record) and (earlier is None or trial.number < earlier.number):
+                self._own[found] = Reusable(self.name, trial.number, record, True)
 
     def _same_scorer(self, record: TrialRecord) -> bool:
         """The key already tells scorers apart; the source and checksum are checked as well."""

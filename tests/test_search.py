@@ -93,6 +93,22 @@ def test_presets_seeded_once_and_reused(tmp_path):
     assert last.values == study.trials[0].values
 
 
+def test_a_repeat_within_one_run_reuses_the_trial_told_earlier_in_that_run(tmp_path):
+    """The reuse index learns of this run's trials as they are told (not by reading the study)."""
+    run_search(tiny(tmp_path, space=PRESET_SPACE, presets=[], trials=1))
+    study = load(tiny(tmp_path))
+    params = {"w2": 48, "d2": 4, "r2": 0.5, "k2": 3, "w3": 96, "d3": 8, "r3": 0.5, "k3": 3, "w4": 192, "d4": 4,
+              "r4": 0.5, "k4": 3, "stem": 24, "conv5": 1024, "se": False, "extra_dw": False}  # 0.5x
+    assert study.trials[0].params != params
+    study.enqueue_trial(params)
+    study.enqueue_trial(params)
+    run_search(tiny(tmp_path, space=PRESET_SPACE, presets=[], trials=3))
+    _, first, second = load(tiny(tmp_path)).trials
+    assert first.params == second.params == params
+    assert "reused_from" not in first.user_attrs and second.user_attrs["reused_from"] == first.number
+    assert second.values == first.values
+
+
 def test_budget_is_an_optuna_constraint(tmp_path):
     config = tiny(tmp_path, trials=2, budgets={"mac": 1.0, "paper-arm-sd810": 1e9})
     result = run_search(config)

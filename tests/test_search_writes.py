@@ -155,6 +155,33 @@ def test_tally_keeps_the_counts_and_front_of_a_full_rescan(tmp_path, constrained
     assert again.front_numbers() == tally.front_numbers()
 
 
+def test_told_trials_observed_between_reads_count_once_and_reach_the_reuse_index_once(tmp_path):
+    """The driver counts a trial it tells from ``tell``'s return, and the reuse index learns of this
+    study's COMPLETE trials only through the tally: mixing that with reads must match a full rescan."""
+    study = _study(f"sqlite:///{tmp_path / 'study.db'}")
+    shown: list[int] = []
+    tally = StudyTally(study, on_complete=lambda t: shown.append(t.number))
+    rng = random.Random(3)
+    for step in range(5):
+        _random_trials(study, rng.randint(0, 6), rng, constrained=True)  # written by "another driver"
+        for _ in range(rng.randint(1, 4)):  # told by this one, observed from tell's return
+            trial = study.ask()
+            write_trial_attrs(study, trial, {"accuracy": 0.5})
+            if rng.random() < 0.3:
+                counts = tally.observe(study.tell(trial, state=TrialState.FAIL))
+            else:
+                counts = tally.observe(study.tell(trial, [round(rng.random(), 1), float(rng.randint(0, 9))]))
+            assert counts.finished == tally.counts.finished
+        if step % 2:
+            counts = tally.refresh()
+            assert (counts.finished, counts.complete, counts.failed, counts.running) == _old_counts(study), step
+    counts = tally.refresh()
+    assert (counts.finished, counts.complete, counts.failed, counts.running) == _old_counts(study)
+    assert tally.front_numbers() == front_numbers(study)
+    complete = [t.number for t in study.get_trials(states=(TrialState.COMPLETE,))]
+    assert sorted(shown) == complete  # each COMPLETE trial once, none twice, no FAIL
+
+
 def test_tally_counts_a_legacy_study_as_before(tmp_path):
     path = tmp_path / "legacy.db"
     shutil.copy(LEGACY, path)
