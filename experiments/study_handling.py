@@ -219,10 +219,12 @@ class StudyTally:
 
     A finished trial never changes, so each is counted (and offered to the front) once, when it is
     first seen; :meth:`refresh` reads the study once (Optuna's cached storage fetches only new and
-    unfinished trials) and looks at nothing it has seen finished. The driver refreshes this once or
-    twice per trial, so the cost per trial stays flat as the study grows, where counting every trial
-    and re-taking the front (quadratic in the worst case) grew with it. Other drivers' trials (journal
-    or server storages) are seen like this driver's.
+    unfinished trials) and looks at nothing it has seen finished; a trial the driver tells is counted
+    from ``tell``'s return (:meth:`observe`), without a read. The driver reads the study twice per
+    trial (before it asks, and after a result comes back), so the cost per trial stays flat as the
+    study grows, where counting every trial and re-taking the front (quadratic in the worst case)
+    grew with it. Other drivers' trials (journal or server storages) are seen like this driver's.
+    ``on_complete`` is shown each COMPLETE trial once (the reuse index, which so reads nothing).
 
     The front is :func:`experiments.report.front_trials`'s: feasible COMPLETE trials, non-dominated,
     ties kept. A trial one front member dominates is dropped for good (whatever later pushes that
