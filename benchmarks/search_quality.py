@@ -22,7 +22,8 @@ architecture of its own study costs nothing (a search run alone reuses that resu
 successive-halving trial costs every rung it reached: the rung's epochs x the trial's seconds per
 epoch (``train_time_s / epochs_run`` of its highest rung), since each rung trains from scratch. Failed
 trials cost what they recorded (usually nothing); latency measurement is not charged. MO-SH samples
-at random (``[fidelity] rungs``, ``eta``, the default promotion rule). Supernet + NSGA-II is charged its
+at random (``[fidelity] rungs``, ``eta``, the default promotion rule). Supernet + NSGA-II (and, for
+comparison, supernet + TPE and supernet + random: methods ``supernet-tpe``, ``supernet-random``) is charged its
 scoring seconds only (the supernet's own training is not charged) and runs only with
 ``--supernet DIR`` (a supernet trained on the benchmark's data: docs/supernet.md, "How well it ranks").
 
@@ -103,10 +104,11 @@ from latency_models.atomic import atomic_write_text  # noqa: E402
 from search_space import PAPER_PRESETS, Architecture  # noqa: E402
 from search_space.errors import ShufflenasError  # noqa: E402
 
-METHODS = ("random", "tpe", "nsga2", "sha", "supernet")
-SAMPLER = {"random": "random", "tpe": "tpe", "nsga2": "nsga2", "sha": "random", "supernet": "nsga2"}
+METHODS = ("random", "tpe", "nsga2", "sha", "supernet", "supernet-tpe", "supernet-random")
+SAMPLER = {"random": "random", "tpe": "tpe", "nsga2": "nsga2", "sha": "random", "supernet": "nsga2",
+           "supernet-tpe": "tpe", "supernet-random": "random"}
 TITLE = {"random": "random search", "tpe": "TPE", "nsga2": "NSGA-II", "sha": "MO successive halving",
-         "supernet": "supernet + NSGA-II"}
+         "supernet": "supernet + NSGA-II", "supernet-tpe": "supernet + TPE", "supernet-random": "supernet + random"}
 TARGETS = ("local-cpu", "paper-arm-sd810", "paper-gpu-1080ti")
 TARGET_TITLE = {"local-cpu": "local-cpu (measured)", "paper-arm-sd810": "ARM SD810 (est.)",
                 "paper-gpu-1080ti": "GPU 1080 Ti (est.)"}
@@ -130,6 +132,11 @@ RESULT_FIELDS = ("method", "seed", "charged_s", "last_increment_s", "trials", "f
                  "hv_ratio", *(f"dominates:{t}" for t in TARGETS),
                  *(f"{f}:{p}" for p in GOAL_PRESETS for f in ("fastest_ms", "speedup")),
                  "front_size", "front_mflops_median", "front_mflops_min", "front_mflops_max")
+
+
+def uses_supernet(method: str) -> bool:
+    """Whether a method scores its candidates with the ``--supernet`` (any of its samplers)."""
+    return method.startswith("supernet")
 
 
 class BenchError(ShufflenasError):
@@ -169,7 +176,7 @@ class Bench:
 
     @property
     def runnable(self) -> tuple[str, ...]:
-        return tuple(m for m in self.methods if m != "supernet" or self.supernet)
+        return tuple(m for m in self.methods if not uses_supernet(m) or self.supernet)
 
     @property
     def ref_key(self) -> str:
@@ -186,13 +193,13 @@ class Bench:
             "study": self.study(method, seed), "storage": self.storage, "out": str(self.out), "trials": trials,
             "sampler": SAMPLER[method], "seed": seed, "workers": self.workers, "presets": [],
             "targets": list(TARGETS), "objectives": ["accuracy", f"latency:{LOCAL}"], "progress": False,
-            "reuse_results": True, "evaluator": "supernet" if method == "supernet" else "auto",
+            "reuse_results": True, "evaluator": "supernet" if uses_supernet(method) else "auto",
             "proxy": {**self.proxy, "epochs": self.rungs[-1] if sha else self.epochs},
             "fidelity": {"rungs": list(self.rungs), "eta": self.eta} if sha else {"rungs": []},
             # the driver stops within the trial that crosses it, however many trials were asked for
             "budget_s": self.budget_s,
         }
-        if method == "supernet":
+        if uses_supernet(method):
             over["supernet"] = {"checkpoint": self.supernet}
         return load_config(self.config_file, over)
 
@@ -572,7 +579,8 @@ def plot(path: Path, finalists: Mapping[tuple[str, int], Sequence[Point]], prese
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colours = dict(zip(METHODS, ("tab:gray", "tab:blue", "tab:green", "tab:orange", "tab:purple")))
+    colours = dict(zip(METHODS, ("tab:gray", "tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:red",
+                                 "tab:brown")))
     markers = "osD^v<>p*h"
     fig, ax = plt.subplots(figsize=(9.5, 5.5), dpi=100)
     seeds = sorted({s for _, s in finalists})
@@ -636,16 +644,17 @@ def _run(bench: Bench, command: str, *, say: Callable[[str], None],
     driver = SearchDriver(first)
     driver.prepare()  # every check of the search (data, targets, supernet) before anything is written
     data = getattr(driver, "_data", None)
-    if bench.supernet and "supernet" in bench.methods and first.evaluator != "supernet":
-        SearchDriver(bench.config("supernet", bench.seeds[0])).prepare()  # the supernet fits the proxy data
+    wanted = [m for m in bench.methods if uses_supernet(m)]
+    if bench.supernet and wanted and first.evaluator != "supernet":
+        SearchDriver(bench.config(wanted[0], bench.seeds[0])).prepare()  # the supernet fits the proxy data
     from evaluator.training.loop import plan_run
 
     plan_run(PAPER_PRESETS[(bench.presets or PRESETS)[0]], bench.data_spec, bench.recipe,
              bench.out / "reference" / bench.ref_key / "check")  # the reference data and recipe, nothing written
     check_fingerprint(bench)
     notes: list[str] = []
-    if "supernet" in bench.methods and not bench.supernet:
-        notes.append("supernet + NSGA-II: not run: no --supernet DIR given; train one on the benchmark's data with "
+    if wanted and not bench.supernet:
+        notes.append(f"{', '.join(TITLE[m] for m in wanted)}: not run: no --supernet DIR given; train one on the benchmark's data with "
                      "`shufflenas supernet train` (docs/supernet.md) and pass --supernet DIR")
         say(notes[-1])
     owns_ray = ensure_ray(None) if bench.workers > 1 else False

@@ -197,3 +197,40 @@ def test_bad_input_is_one_line_and_writes_nothing(bench, capsys, tmp_path):
         assert err.startswith("error: ") and err.count("\n") == 1, (args, err)
     assert not out.exists()
     assert math.isfinite(bench.GOAL_HV_RATIO)
+
+
+def test_supernet_methods_score_with_the_supernet_under_their_own_samplers(bench, capsys, tmp_path, monkeypatch):
+    """supernet (NSGA-II), supernet-tpe and supernet-random: one study each, every trial scored by the
+    given supernet (untrained here: this checks the plumbing, not the scores) and charged its scoring
+    seconds, each under its own sampler."""
+    import torch
+
+    from evaluator.datasets import load_dataset
+    from evaluator.supernet import Supernet
+    from evaluator.supernet.store import save_supernet
+    from evaluator.training.loop import dataset_identity
+    from search_space import SearchSpace
+    from conftest import TINY_SPACE
+
+    monkeypatch.setenv("SHUFFLENAS_HOME", str(tmp_path / "home"))
+    torch.manual_seed(0)
+    split = load_dataset("digits", None, 8, 0, limit=200)  # the benchmark's proxy data in tiny_args
+    saved = save_supernet(tmp_path / "sn", Supernet(SearchSpace.from_dict(TINY_SPACE), 10, 8, shape_samples=4),
+                          dataset={**dataset_identity(split), "input_size": 8}, method="spos", epochs=0)
+    args = list(tiny_args(tmp_path, budget="0.3"))
+    args[args.index("--methods") + 1:args.index("--methods") + 4] = ["supernet", "supernet-tpe", "supernet-random"]
+    code, _, err = run(bench, capsys, *args, "--supernet", str(saved.path.parent))
+    assert code == 0, err
+    out = tmp_path / "out"
+    searches = rows(out / "searches.csv")
+    assert [r["method"] for r in searches] == ["supernet", "supernet-tpe", "supernet-random"]
+    samplers = {"supernet": "nsga2", "supernet-tpe": "tpe", "supernet-random": "random"}
+    for row in searches:
+        study = load_study(f"sqlite:///{out / 'studies.db'}", row["study"])
+        assert study.user_attrs["config"]["sampler"] == samplers[row["method"]]
+        complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+        assert complete and all(TrialRecord.from_user_attrs(t.user_attrs).source.startswith("supernet")
+                                for t in complete)
+        assert float(row["charged_s"]) >= 0.3
+    md = (out / "search_quality.md").read_text()
+    assert "| supernet + TPE | 0 |" in md and "| supernet + random | 0 |" in md and "not run" not in md
