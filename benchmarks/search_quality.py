@@ -28,7 +28,9 @@ scoring seconds only (the supernet's own training is not charged) and runs only 
 ``--supernet DIR`` (a supernet trained on the benchmark's data: docs/supernet.md, "How well it ranks").
 
 **Finalists and reference accuracy.** Each study's finalists are ``experiments.finalists.
-pick_finalists`` (the top ``--k`` of every target's front, spread along it; in a successive-halving
+pick_finalists`` (``--pick front``: the top ``--k`` of every target's front, spread along it;
+``--pick front+bands``: those plus the most accurate trial of each of ``--k`` log-latency bands they
+leave empty; in a successive-halving
 study only the trials of the highest rung compete, as on ``report.front_trials``). Each finalist and
 each paper preset is trained stand-alone with one reference recipe (``--recipe``, default
 ``experiments/configs/train_fashion.toml``, with ``--ref-epochs`` / ``--ref-limit`` /
@@ -97,7 +99,7 @@ from evaluator.training.recipe import DataSpec, TrainRecipe, read_train_table  #
 from experiments import trial_record as keys  # noqa: E402
 from experiments.compute_charge import Charge, study_charge  # noqa: E402
 from experiments.config import load_config  # noqa: E402
-from experiments.finalists import RULE, pick_finalists, setup_key  # noqa: E402
+from experiments.finalists import PICKS, RULES, pick_finalists, setup_key  # noqa: E402
 from experiments.report import comparable, hypervolume, non_dominated  # noqa: E402
 from experiments.trial_record import TrialRecord, finite  # noqa: E402
 from latency_models.atomic import atomic_write_text  # noqa: E402
@@ -165,6 +167,7 @@ class Bench:
     config_file: str | None = None      # a search config whose keys the benchmark's own settings override
     supernet: str | None = None
     presets: tuple[str, ...] = PRESETS
+    pick: str = "front"                 # finalists: experiments.finalists.PICKS
 
     @property
     def storage(self) -> str:
@@ -361,7 +364,7 @@ class Point:
     picked_for: tuple[str, ...] = ()
 
 
-def pick(study: Any, k: int) -> list[Point]:
+def pick(study: Any, k: int, rule: str = "front") -> list[Point]:
     """The study's finalists (``pick_finalists``: in a successive-halving study its highest rung only)."""
     from optuna.trial import TrialState
 
@@ -374,7 +377,7 @@ def pick(study: Any, k: int) -> list[Point]:
         if record.arch_id:
             records.setdefault(record.arch_id, record)
     out = []
-    for finalist in pick_finalists(study, k):
+    for finalist in pick_finalists(study, k, rule):
         r = records[finalist.arch.arch_id]
         out.append(Point("", finalist.arch.arch_id, finalist.arch.to_string(), None,
                          {t: r.latency_ms(t) for t in TARGETS}, _num(r.costs.get(keys.FLOPS)),
@@ -675,7 +678,7 @@ def _run(bench: Bench, command: str, *, say: Callable[[str], None],
         flops: dict[tuple[str, int], list[float]] = {}
         for (method, seed) in rows:
             study = load_study_if_any(bench.storage, bench.study(method, seed))
-            finalists[(method, seed)] = pick(study, bench.k) if study is not None else []
+            finalists[(method, seed)] = pick(study, bench.k, bench.pick) if study is not None else []
             flops[(method, seed)] = front_flops(study) if study is not None else []
         presets = preset_points(bench, driver.targets)
         todo: dict[str, tuple[str, Architecture]] = {p.arch_id: (name, Architecture.from_string(p.arch))
@@ -736,7 +739,7 @@ def _run(bench: Bench, command: str, *, say: Callable[[str], None],
             "each carrying the budget (the driver starts nothing once it is reached). Charged: each trial's train_time_s, also when "
             "copied from another study; repeats within a study free; MO-SH: every rung reached (rung epochs x "
             "seconds per epoch). Latency measurement and reference training are not charged",
-            f"finalists: k = {bench.k} per target front ({RULE}); MO-SH: its highest rung only",
+            f"finalists: k = {bench.k} per target, pick {bench.pick} ({RULES[bench.pick]}); MO-SH: its highest rung only",
             f"reference accuracy: trained ({describe_recipe(bench)}), recipe "
             f"{bench.recipe_file or 'TrainRecipe defaults'}, 1 thread, setup {bench.ref_key}; "
             f"{len(todo)} architectures, {ref_seconds:.0f} s of training in all",
@@ -789,7 +792,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rungs", type=int, nargs="+", default=[1, 3], help="MO-SH rungs, epochs")
     p.add_argument("--eta", type=int, default=3, help="MO-SH keeps 1/eta of each rung")
     p.add_argument("--step", type=int, default=None, help="smallest increment, trials (default: --workers)")
-    p.add_argument("--k", type=int, default=2, help="finalists per target front")
+    p.add_argument("--k", type=int, default=2, help="finalists per target")
+    p.add_argument("--pick", choices=PICKS, default="front",
+                   help="which finalists: k spread along each target's front; front+bands adds the best of each "
+                        "of k log-latency bands those leave empty")
     p.add_argument("--recipe", default=str(DEFAULT_RECIPE), help="reference recipe ([train] table)")
     p.add_argument("--ref-epochs", type=int, default=2)
     p.add_argument("--ref-limit", type=int, default=2000, help="reference images (train + val; 0: all)")
@@ -837,7 +843,7 @@ def build(args: argparse.Namespace, p: argparse.ArgumentParser) -> Bench:
     bench = Bench(Path(args.out), float(args.budget_s), tuple(args.seeds), tuple(args.methods), proxy, args.epochs,
                   tuple(args.rungs), args.eta, args.step or args.workers, args.k, args.workers,
                   DataSpec(args.dataset, args.data_root, args.ref_limit or None, seed=recipe.seed), recipe,
-                  args.recipe, args.config, args.supernet, tuple(args.presets))
+                  args.recipe, args.config, args.supernet, tuple(args.presets), args.pick)
     try:
         for method in bench.runnable:  # every config is checked (rungs, limits, the file) before any work
             bench.config(method, bench.seeds[0])

@@ -84,6 +84,9 @@ class FinalistOptions:
     Unset data keys default to the study's ``[proxy]`` data; ``epochs`` to the recipe's."""
 
     k: int = 5
+    #: Which k: "front" (spread along each target's front) or "front+bands" (those, plus the most accurate
+    #: trial of each of k log-latency bands they leave empty): experiments.finalists.
+    pick: str = "front"
     epochs: int | None = None
     #: A TOML file with a ``[train]`` table (``experiments/configs/train_fashion.toml``); None: TrainRecipe's defaults.
     recipe: str | None = None
@@ -268,6 +271,7 @@ def _validate_layer(where: str, table: Mapping[str, Any]) -> None:
 
 _FINALISTS: dict[str, tuple[str, Any]] = {
     "k": ("integer", int),
+    "pick": ("string", str),
     "epochs": ("integer", int),
     "recipe": ("string", str),
     "dataset": ("string", str),
@@ -277,6 +281,8 @@ _FINALISTS: dict[str, tuple[str, Any]] = {
     "workers": ("integer", int),
 }
 FINALIST_PATH_KEYS = ("recipe", "data_root")
+#: ``[finalists] pick`` values (experiments.finalists.PICKS; spelled here so the config imports nothing of it).
+FINALIST_PICKS = ("front", "front+bands")
 
 
 def finalist_options(table: Mapping[str, Any], where: str = "finalists.") -> FinalistOptions:
@@ -295,6 +301,8 @@ def finalist_options(table: Mapping[str, Any], where: str = "finalists.") -> Fin
         value = getattr(options, name)
         if value is not None and not value.strip():
             raise ConfigError(f"{where}{name} must not be empty (omit it for the default)")
+    if options.pick not in FINALIST_PICKS:
+        raise ConfigError(f"{where}pick must be one of {', '.join(FINALIST_PICKS)}, got {options.pick!r}")
     return options
 
 

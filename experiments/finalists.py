@@ -5,13 +5,23 @@ weights). Before anyone deploys a front, its best points are trained on their ow
 recipe (``shufflenas train``'s loop, on Ray through ``evaluator.training.parallel``), so the
 report can show which accuracy each point carries and how far the cheap one was off.
 
-**Which trials.** For every latency target the study records, the front of (accuracy, latency on
-that target) among feasible COMPLETE trials (one trial per architecture: the lowest number), sorted
-by latency. Its top k are ``k`` points spread evenly along it by rank, both ends included (the
-fastest and the most accurate); ``k = 1`` takes the most accurate; a front of ``k`` points or fewer
-is taken whole. Spreading, rather than the k most accurate, tests the whole trade-off the search
-claims, not only its slow end. Picks are merged across targets by architecture
-(``picked_for`` lists every target that picked it).
+**Which trials** (``pick``). Among feasible COMPLETE trials (one trial per architecture: the lowest
+number), for every latency target the study records:
+
+* ``"front"`` (the default): the front of (accuracy, latency on that target), sorted by latency;
+  its top k are ``k`` points spread evenly along it by rank, both ends included (the fastest and
+  the most accurate); ``k = 1`` takes the most accurate; a front of ``k`` points or fewer is taken
+  whole. Spreading, rather than the k most accurate, tests the whole trade-off the search claims,
+  not only its slow end.
+* ``"front+bands"``: the same picks, and the trials' latency range split into ``k`` bands of equal
+  width in log latency: every band that none of those picks falls in adds its most accurate trial
+  (ties: the faster, then the lower number; an empty band adds nothing), so up to ``2k`` per
+  target. A cheap accuracy biased toward small networks (a short proxy, a supernet) can make the
+  whole front a handful of the smallest networks (measured: a supernet search's front of three
+  13.5-13.7 MFLOPs networks, all in the fastest band); the band leaders still send the best-scored
+  larger networks to the stand-alone training, which is what decides (docs/search.md, "Finalists").
+
+Picks are merged across targets by architecture (``picked_for`` lists every target that picked it).
 
 **Where the result lives.** A finished trial's user attrs cannot change in Optuna, a study's can:
 each result is the study attr ``finalist:<trial>`` (``trial_record.FinalistRecord``), written as
@@ -29,6 +39,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import math
 import os
 import sys
 import time
@@ -37,7 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from experiments import trial_record as keys
-from experiments.config import FinalistOptions
+from experiments.config import FINALIST_PICKS, FinalistOptions
 from experiments.trial_record import FinalistRecord, TrialRecord, finalist_key, finalist_records
 from search_space import Architecture
 from search_space.errors import ShufflenasError
@@ -47,8 +58,14 @@ if TYPE_CHECKING:
 
     from evaluator.training.recipe import DataSpec, TrainRecipe
 
-#: How the top k of a front are chosen (stated in reports and ``--json``).
-RULE = "spread evenly along each target's front by latency rank, both ends included (k = 1: the most accurate)"
+#: How the top k are chosen, per ``pick`` (stated in reports and ``--json``).
+RULES = {
+    "front": "spread evenly along each target's front by latency rank, both ends included (k = 1: the most accurate)",
+    "front+bands": "spread evenly along each target's front as with front, plus the most accurate trial of each "
+                   "of k bands of equal width in log latency that no such pick falls in",
+}
+PICKS = FINALIST_PICKS  # the config checks ``[finalists] pick`` against these
+RULE = RULES["front"]
 CSV_NAME = "finalists.csv"
 FOLDER = "finalists"
 
@@ -77,6 +94,35 @@ def spread(n: int, k: int) -> list[int]:
     return sorted({int(i * (n - 1) / (k - 1) + 0.5) for i in range(k)})  # half up: symmetric picks
 
 
+def bands(latencies: Sequence[float], k: int) -> list[int]:
+    """Each latency's band of ``k`` of equal width in log latency over their range (0 = fastest)."""
+    if not latencies:
+        return []
+    low, high = math.log(min(latencies)), math.log(max(latencies))
+    if k == 1 or high <= low:
+        return [0] * len(latencies)
+    return [min(k - 1, int(k * (math.log(ms) - low) / (high - low))) for ms in latencies]
+
+
+def pick_indices(rows: Sequence[tuple[float, float, int]], k: int, pick: str) -> list[int]:
+    """Which of ``rows`` (latency ms, accuracy, trial number) a target picks under ``pick``."""
+    from experiments.report import non_dominated
+
+    front = sorted(non_dominated([r[:2] for r in rows], [False, True]),
+                   key=lambda i: (rows[i][0], -rows[i][1], rows[i][2]))
+    picked = [front[i] for i in spread(len(front), k)]
+    if pick == "front+bands":
+        band_of = bands([r[0] for r in rows], k)
+        leaders: dict[int, int] = {}   # band -> its most accurate trial (ties: faster, lower number)
+        for i, band in enumerate(band_of):
+            j = leaders.get(band)
+            if j is None or (-rows[i][1], rows[i][0], rows[i][2]) < (-rows[j][1], rows[j][0], rows[j][2]):
+                leaders[band] = i
+        covered = {band_of[i] for i in picked}
+        picked += [i for band, i in sorted(leaders.items()) if band not in covered]
+    return picked
+
+
 def study_targets(study: optuna.Study) -> list[str]:
     """The latency targets a study records (its ``targets`` attr, else those its trials hold)."""
     stored = study.user_attrs.get("targets")
@@ -88,15 +134,17 @@ def study_targets(study: optuna.Study) -> list[str]:
     return found
 
 
-def pick_finalists(study: optuna.Study, k: int) -> list[Finalist]:
-    """The top ``k`` of every target's (accuracy, latency) front, merged by architecture (see the module
-    docstring); ordered by trial number."""
+def pick_finalists(study: optuna.Study, k: int, pick: str = "front") -> list[Finalist]:
+    """The top ``k`` of every target (``pick``: along its front, or one per latency band), merged by
+    architecture (see the module docstring); ordered by trial number."""
     from optuna.trial import TrialState
 
-    from experiments.report import _feasible, comparable, non_dominated
+    from experiments.report import _feasible, comparable
 
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise FinalistError(f"finalists k must be >= 1, got {k!r}")
+    if pick not in PICKS:
+        raise FinalistError(f"finalists pick must be one of {', '.join(PICKS)}, got {pick!r}")
     by_arch: dict[str, tuple[Any, TrialRecord]] = {}
     for trial in comparable(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))):
         record = TrialRecord.from_user_attrs(trial.user_attrs)
@@ -108,11 +156,9 @@ def pick_finalists(study: optuna.Study, k: int) -> list[Finalist]:
     picked: dict[int, list[str]] = {}
     for target in study_targets(study):
         rows = [(record.latency_ms(target), record.accuracy, trial.number) for trial, record in by_arch.values()
-                if keys.finite(record.latency_ms(target))]
-        front = [rows[i] for i in non_dominated([r[:2] for r in rows], [False, True])]
-        front.sort(key=lambda r: (r[0], -r[1], r[2]))
-        for index in spread(len(front), k):
-            picked.setdefault(front[index][2], []).append(target)
+                if keys.finite(record.latency_ms(target)) and record.latency_ms(target) > 0]
+        for index in pick_indices(rows, k, pick):
+            picked.setdefault(rows[index][2], []).append(target)
     records = {trial.number: record for trial, record in by_arch.values()}
     return [Finalist(number, Architecture.from_string(records[number].arch), tuple(targets),
                      records[number].accuracy, records[number].source)
@@ -126,6 +172,7 @@ class FinalistPlan:
 
     study: str
     k: int
+    pick: str
     finalists: tuple[Finalist, ...]
     data_spec: DataSpec
     recipe: TrainRecipe
@@ -193,7 +240,7 @@ def plan_finalists(study: optuna.Study, options: FinalistOptions, out: str | Pat
     else:
         dataset, root, limit = options.dataset, options.data_root, options.limit
     spec = DataSpec(dataset, root, limit, seed=recipe.seed)
-    finalists = tuple(pick_finalists(study, options.k))
+    finalists = tuple(pick_finalists(study, options.k, options.pick))
     if not finalists:
         raise FinalistError(f"study {study.study_name!r} has no complete feasible trial with an accuracy and a "
                             "latency, so no front to pick finalists from")
@@ -202,7 +249,7 @@ def plan_finalists(study: optuna.Study, options: FinalistOptions, out: str | Pat
     key = setup_key(spec, recipe)
     done = {n: r for n, r in finalist_records(study.user_attrs).items()
             if r.setup_key == key and n in {f.trial for f in finalists}}
-    plan = FinalistPlan(study.study_name, options.k, finalists, spec, recipe, options.recipe,
+    plan = FinalistPlan(study.study_name, options.k, options.pick, finalists, spec, recipe, options.recipe,
                         spec.input_size(recipe), key, Path(out), max(1, int(workers)), done)
     for finalist in plan.todo:  # every run checked before the first one trains
         plan_run(finalist.arch, spec, recipe, plan.folder(finalist.trial))
@@ -295,7 +342,8 @@ def run_finalists(study: optuna.Study, options: FinalistOptions, out: str | Path
     failed = tuple((int(str(o.job.label).split()[-1]), o.error or "failed") for o in outcomes if not o.ok)
     if records:
         save()
-    return FinalistsResult(plan.study, str(plan.out / FOLDER), plan.k, RULE, plan.describe(), plan.setup_key,
+    return FinalistsResult(plan.study, str(plan.out / FOLDER), plan.k, RULES[plan.pick], plan.describe(),
+                           plan.setup_key,
                            tuple(records[f.trial] for f in plan.finalists if f.trial in records),
                            tuple(f.trial for f in todo if f.trial in records), tuple(sorted(plan.done)), failed,
                            str(csv_path) if records else None, time.perf_counter() - start)
@@ -309,6 +357,6 @@ def raise_failures(result: FinalistsResult) -> None:
                             f"failed; trial {number}: {error}")
 
 
-__all__ = ["CSV_NAME", "FOLDER", "Finalist", "FinalistError", "FinalistPlan", "FinalistsResult", "RULE",
-           "check_options", "pick_finalists", "plan_finalists", "raise_failures", "run_finalists", "setup_key",
-           "spread", "study_targets", "write_csv"]
+__all__ = ["CSV_NAME", "FOLDER", "Finalist", "FinalistError", "FinalistPlan", "FinalistsResult", "PICKS", "RULE",
+           "RULES", "bands", "check_options", "pick_finalists", "pick_indices", "plan_finalists", "raise_failures",
+           "run_finalists", "setup_key", "spread", "study_targets", "write_csv"]

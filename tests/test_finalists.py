@@ -18,7 +18,7 @@ import pytest
 from conftest import run_main
 from experiments import trial_record as keys
 from experiments.config import FinalistOptions
-from experiments.finalists import pick_finalists, run_finalists, spread
+from experiments.finalists import bands, pick_finalists, pick_indices, run_finalists, spread
 from experiments.report import non_dominated, scatter_figure, trials_frame, write_report
 from experiments.storage import load_study
 from experiments.trial_record import finalist_records
@@ -86,6 +86,33 @@ def test_spread_keeps_both_ends_and_spaces_the_rest():
     assert spread(9, 3) == [0, 4, 8]
     assert spread(7, 5) == [0, 2, 3, 5, 6]
     assert all(len(spread(n, k)) == min(n, k) for n in range(1, 30) for k in range(1, 8))
+
+
+def test_bands_split_the_latency_range_evenly_in_log():
+    assert bands([1.0, 2.0, 4.0, 8.0, 16.0], 2) == [0, 0, 1, 1, 1]   # the edge (4 ms) is the upper band's
+    assert bands([1.0, 2.0, 4.0, 8.0], 3) == [0, 1, 2, 2]
+    assert bands([1.0, 26.0, 5.0], 1) == [0, 0, 0] and bands([3.0, 3.0], 4) == [0, 0] and bands([], 2) == []
+
+
+def test_front_plus_bands_adds_the_best_of_each_band_the_front_leaves_empty():
+    # a collapsed front: the two smallest networks beat everything, all in the fastest band
+    rows = [(1.0, 0.63, 0), (1.1, 0.64, 1), (5.0, 0.58, 2), (9.0, 0.60, 3), (20.0, 0.55, 4), (9.0, 0.60, 5)]
+    assert sorted(pick_indices(rows, 2, "front")) == [0, 1]
+    assert sorted(pick_indices(rows, 2, "front+bands")) == [0, 1, 3]   # band 2 (> 4.5 ms): 9 ms, 0.60, lower number
+    # a front spanning both bands: nothing added, the same picks as "front"
+    spanning = [(1.0, 0.60, 0), (3.0, 0.62, 1), (20.0, 0.70, 2), (8.0, 0.65, 3)]
+    assert sorted(pick_indices(spanning, 2, "front+bands")) == sorted(pick_indices(spanning, 2, "front")) == [0, 2]
+    # k = 1: the most accurate point, and the best of one band is that same point
+    assert pick_indices(rows, 1, "front+bands") == pick_indices(rows, 1, "front") == [1]
+
+
+def test_pick_on_a_real_study_and_its_one_line_refusals(searched):
+    folder, _ = searched
+    study = study_of(folder)
+    front = {f.trial for f in pick_finalists(study, 2)}
+    assert front <= {f.trial for f in pick_finalists(study, 2, "front+bands")}
+    with pytest.raises(Exception, match="finalists pick must be one of front, front\\+bands, got 'bands'"):
+        pick_finalists(study, 2, "bands")
 
 
 def test_search_then_finalists_recorded_on_the_study(searched):
@@ -166,6 +193,8 @@ def test_on_ray_a_partial_run_resumes_without_retraining(searched, ray_session, 
     (["finalists", "--study", "nope"], "no study 'nope'"),
     (["finalists", "--config", "BAD"], "unknown option(s) 'finalists.kay'"),
     (["finalists", "--config", "ZERO"], "finalists.k must be >= 1, got 0"),
+    (["finalists", "--config", "PICK"], "finalists.pick must be one of front, front+bands, got 'spread'"),
+    (["finalists", "--pick", "bands"], "Invalid value for '--pick'"),
     (["finalists", "--recipe", "/nonexistent/train.toml"], "train.toml"),
     (["search", "--finalists", "0"], "finalists.k must be >= 1, got 0"),
     (["search", "--finalists", "2", "--no-finalists"], "not both"),
@@ -173,8 +202,9 @@ def test_on_ray_a_partial_run_resumes_without_retraining(searched, ray_session, 
 def test_bad_input_is_one_line_and_exit_2(searched, tmp_path, argv, message):
     folder, _ = searched
     bad = tmp_path / "bad.toml"
-    bad.write_text("[finalists]\nkay = 3\n" if "BAD" in argv else "[finalists]\nk = 0\n")
-    argv = [str(bad) if a in ("BAD", "ZERO") else a for a in argv]
+    bad.write_text("[finalists]\nkay = 3\n" if "BAD" in argv else "[finalists]\npick = \"spread\"\n"
+                   if "PICK" in argv else "[finalists]\nk = 0\n")
+    argv = [str(bad) if a in ("BAD", "ZERO", "PICK") else a for a in argv]
     if argv[0] == "finalists":
         argv[1:1] = ["--storage", f"sqlite:///{folder / 'out' / 'study.db'}"]
         if "--study" not in argv:

@@ -51,6 +51,10 @@ def echo_result(result: Any) -> None:
                    "slashes: a path relative to the working directory; four: absolute, journal:////abs/F.log).")
 @click.option("--study", "study_name", required=True, help="Study name.")
 @click.option("--k", "k", type=int, help="Finalists per latency target [default: 5, or the config's].")
+@click.option("--pick", type=click.Choice(["front", "front+bands"]),
+              help="Which finalists per target: K spread along its front; front+bands adds the most accurate "
+                   "trial of each of K log-latency bands those leave empty (hedges against a cheap accuracy that "
+                   "favours small networks) [default: front].")
 @click.option("--epochs", type=int, help="Training epochs per finalist [default: the recipe's].")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="A TOML file with a [finalists] table (k, epochs, recipe, dataset, data_root, limit, input_size, "
@@ -67,7 +71,7 @@ def echo_result(result: Any) -> None:
               help="Output folder; runs go to OUT/finalists/trial-<n>/ [default: the search's out].")
 @click.option("--no-progress", is_flag=True, help="No progress lines on stderr.")
 @json_option
-def finalists(storage: str, study_name: str, k: int | None, epochs: int | None, config_path: str | None,
+def finalists(storage: str, study_name: str, k: int | None, pick: str | None, epochs: int | None, config_path: str | None,
               recipe: str | None, dataset: str | None, data_root: str | None, limit: int | None,
               input_size: int | None, workers: int | None, ray_address: str | None, out: str | None,
               no_progress: bool, as_json: bool) -> None:
@@ -77,7 +81,7 @@ def finalists(storage: str, study_name: str, k: int | None, epochs: int | None, 
     from experiments.config import load_finalist_options
     from experiments.finalists import check_options, raise_failures
 
-    overrides = {"k": k, "epochs": epochs, "recipe": recipe, "dataset": dataset, "data_root": data_root,
+    overrides = {"k": k, "pick": pick, "epochs": epochs, "recipe": recipe, "dataset": dataset, "data_root": data_root,
                  "limit": limit, "input_size": input_size, "workers": workers}
     options = load_finalist_options(config_path, overrides)
     check_options(options)
