@@ -282,7 +282,7 @@ class FinalistsResult:
                 "seconds": round(self.seconds, 3)}
 
 
-CSV_COLUMNS = ("trial", "arch", "arch_id", "picked_for", "proxy_accuracy", "proxy_source", "accuracy", "top5",
+CSV_COLUMNS = ("trial", "arch", "arch_id", "picked_for", "picked_by", "proxy_accuracy", "proxy_source", "accuracy", "top5",
                "accuracy_source", "epochs", "dataset", "input_size", "limit", "setup_key", "recipe_file", "out",
                "seconds")
 
@@ -329,7 +329,8 @@ def run_finalists(study: optuna.Study, options: FinalistOptions, out: str | Path
                              finalist.proxy_accuracy, finalist.proxy_source, float(result.val_top1),
                              float(result.val_top5), int(result.epochs), plan.data_spec.name, plan.input_size,
                              plan.data_spec.limit, plan.setup_key, plan.data_spec.resolve(plan.recipe).to_dict(),
-                             plan.recipe_file, str(outcome.job.out_dir), float(result.seconds))
+                             plan.recipe_file, str(outcome.job.out_dir), float(result.seconds),
+                             picked_by=plan.pick)
         study.set_user_attr(finalist_key(trial), rec.to_dict())  # durable at once: a kill keeps it
         records[trial] = rec
         save()

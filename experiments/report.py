@@ -181,7 +181,7 @@ def _add_finalists(rows: list[dict[str, Any]], study: optuna.Study) -> None:
 
 def finalist_rows(study: optuna.Study) -> list[dict[str, Any]]:
     """The finalists as flat rows: both accuracies and where each came from."""
-    return [{"trial": n, "picked_for": ", ".join(r.picked_for), "accuracy": r.proxy_accuracy,
+    return [{"trial": n, "picked_for": ", ".join(r.picked_for), "picked_by": r.picked_by, "accuracy": r.proxy_accuracy,
              keys.ACCURACY_SOURCE: r.proxy_source, keys.TRAINED_ACCURACY: r.accuracy,
              keys.TRAINED_ACCURACY_SOURCE: r.describe(), keys.ARCH: r.arch}
             for n, r in finalist_records(study.user_attrs).items()]
@@ -275,13 +275,14 @@ def summary_markdown(summary: dict[str, Any], frame: pd.DataFrame) -> str:
                                     [c for c in cols if c in presets.columns]))
     finalists = summary.get("finalists") or []
     if finalists:
-        from experiments.finalists import RULE
+        from experiments.finalists import RULES
 
+        rules = "; ".join(f"{pick}: {RULES.get(pick, pick)}" for pick in sorted({f["picked_by"] for f in finalists}))
         lines += ["", f"## Finalists ({len(finalists)}: re-scored by stand-alone training)", "",
-                  f"Picked per latency target: {RULE}. `accuracy` is what the search scored (its source beside "
+                  f"Picked per latency target ({rules}). `accuracy` is what the search scored (its source beside "
                   "it); `trained_accuracy` is the stand-alone training's validation top-1. In the plots: diamonds, "
                   "joined to their search point by a dotted line.", ""]
-        lines.append(markdown_table(finalists, ["trial", "picked_for", "accuracy", keys.ACCURACY_SOURCE,
+        lines.append(markdown_table(finalists, ["trial", "picked_for", "picked_by", "accuracy", keys.ACCURACY_SOURCE,
                                                 keys.TRAINED_ACCURACY, keys.TRAINED_ACCURACY_SOURCE, keys.ARCH]))
     failed = frame[frame["state"] == "FAIL"] if "state" in frame.columns else frame.iloc[0:0]
     if not failed.empty:

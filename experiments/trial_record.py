@@ -381,6 +381,8 @@ class FinalistRecord:
     out: str | None = None
     seconds: float | None = None
     accuracy_source: str = TRAINED
+    #: The ``[finalists] pick`` that chose it (records of earlier versions: "front", the only rule then).
+    picked_by: str = "front"
 
     def describe(self) -> str:
         """Where the accuracy came from, in words: ``trained (1 epochs, digits 16 px, 400 images)``."""

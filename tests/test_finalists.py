@@ -115,6 +115,34 @@ def test_pick_on_a_real_study_and_its_one_line_refusals(searched):
         pick_finalists(study, 2, "bands")
 
 
+def test_front_plus_bands_trains_a_band_leader_of_a_collapsed_front_and_says_so(searched, tmp_path):
+    """A front collapsed to one tiny network (fastest and most accurate): ``front`` trains only it,
+    ``front+bands`` also the best-scored trial of the slower band; each record and the report name
+    the rule that picked it."""
+    folder, _ = searched
+    db = tmp_path / "study.db"
+    shutil.copy(folder / "out" / "study.db", db)
+    study = study_of(folder, db)
+    for key in [k for k in study.user_attrs if k.startswith("finalist:")]:
+        study.set_user_attr(key, None)  # start with no finalists on this copy
+    attrs = {"arch": TINY.to_string(), "arch_id": TINY.arch_id, "accuracy": 0.999, "accuracy_source": "proxy",
+             **{keys.latency_key(t): 1e-4 for t in TARGETS}}
+    study.add_trial(optuna.trial.create_trial(values=[0.999, 1e-4], user_attrs=attrs))
+    tiny = len(study.trials) - 1
+    assert [f.trial for f in pick_finalists(study, 2)] == [tiny]
+    picked = pick_finalists(study, 2, "front+bands")
+    assert tiny in {f.trial for f in picked} and len(picked) >= 2
+    result = run_finalists(study_of(folder, db), FinalistOptions(k=2, pick="front+bands", epochs=1, limit=300,
+                                                                  workers=1), tmp_path / "out", progress=False)
+    assert sorted(r.trial for r in result.records) == sorted(f.trial for f in picked) and "log latency" in result.rule
+    stored = finalist_records(study_of(folder, db).user_attrs)
+    assert {stored[f.trial].picked_by for f in picked} == {"front+bands"}
+    rows = list(csv.DictReader(open(tmp_path / "out" / "finalists" / "finalists.csv")))
+    assert {r["picked_by"] for r in rows} == {"front+bands"}
+    write_report(study_of(folder, db), tmp_path / "report")
+    assert "front+bands: spread evenly along" in (tmp_path / "report" / "summary.md").read_text()
+
+
 def test_search_then_finalists_recorded_on_the_study(searched):
     folder, data = searched
     study = study_of(folder)
@@ -235,6 +263,7 @@ def test_report_marks_each_points_accuracy_and_draws_the_finalists(searched, tmp
     assert keys.TRAINED_ACCURACY in pd.read_csv(tmp_path / "pareto.csv").columns
     assert [r["trial"] for r in summary["finalists"]] == sorted(records)
     assert "## Finalists" in (tmp_path / "summary.md").read_text()
+    assert {r["picked_by"] for r in summary["finalists"]} == {"front"}
 
     fig = scatter_figure(trials_frame(study), keys.latency_key("local-cpu"), keys.ACCURACY, "t", "latency",
                          "proxy accuracy", front_by=(False, True))
