@@ -64,6 +64,14 @@ For the goal (enough trials for the model-based samplers to act, a less biased r
     .venv/bin/python benchmarks/search_quality.py --budget-s 600 --ref-epochs 4 --ref-limit 4000 \\
         --out benchmarks/results/search_quality
 
+The supernet run of record (session 12): the searches of 150 CPU-s, their finalists and the presets
+re-trained for 8 epochs on 10,000 images (about 9,400 s of reference training for 50 architectures,
+two at once; the three supernet + random searches about 9 minutes each):
+
+    .venv/bin/python benchmarks/search_quality.py --budget-s 150 --seeds 0 1 2 \\
+        --methods random supernet supernet-random --supernet runs/supernet/sandwich_ids5 --k 2 \\
+        --pick front+bands --workers 2 --ref-epochs 8 --ref-limit 10000 --out runs/search_quality_ref8_bands
+
 Micro check (2 min wall, 85 CPU-s, on the loaded 2-core machine at niceness 10: 2 searches of 20
 CPU-s, 7 reference trainings of 1 epoch):
 
