@@ -135,8 +135,8 @@ def study_targets(study: optuna.Study) -> list[str]:
 
 
 def pick_finalists(study: optuna.Study, k: int, pick: str = "front") -> list[Finalist]:
-    """The top ``k`` of every target (``pick``: along its front, or one per latency band), merged by
-    architecture (see the module docstring); ordered by trial number."""
+    """The top ``k`` of every target's front (``pick = "front+bands"``: plus the leaders of the latency
+    bands those leave empty), merged by architecture (see the module docstring); ordered by trial number."""
     from optuna.trial import TrialState
 
     from experiments.report import _feasible, comparable
