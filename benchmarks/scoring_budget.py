@@ -7,7 +7,8 @@ reads the accuracy of each ``--val`` prefix, so the grid costs one score per BN 
 Kendall tau is against the fidelity benchmark's mean reference accuracy (its ``rows.csv``), with the
 mean seconds of recalibration and of validation per candidate beside it. Writes
 ``scoring_budget.csv`` (one row per supernet, candidate and setting; rows of other supernets already
-there are kept) into ``--out``, and prints the table. Data, split and calibration images are those of ``accuracy_fidelity.py supernet``; flags this
+there are kept) into ``--out``, and prints the table. Data, split and calibration images are those
+of ``accuracy_fidelity.py supernet``; flags this
 script does not know go to that benchmark's parser (give the ones its report was run with).
 
     .venv/bin/python benchmarks/scoring_budget.py --supernet spos-ids20=runs/supernet/ids20 \\
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import statistics
 import sys
 import time
@@ -32,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy_fidelity import RowStore, _corr, _supernet_arg, build_run, fidelity  # noqa: E402
 from accuracy_fidelity import parser as fidelity_parser  # noqa: E402
 from evaluator.proxy import recalibrate_bn  # noqa: E402
+from latency_models.atomic import atomic_write_text  # noqa: E402
 from evaluator.supernet.scoring import BN_BATCH, ScoringData, check_fits  # noqa: E402
 from search_space.errors import ShufflenasError  # noqa: E402
 
@@ -113,12 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     if path.exists():
         with path.open(newline="") as fh:
             kept = [r for r in csv.DictReader(fh) if r.get("supernet") not in names]
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows(kept + rows)
-    tmp.replace(path)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(kept + rows)
+    atomic_write_text(path, buffer.getvalue())  # a kill leaves the old file whole, never a torn one
     print(f"{len(run.cands)} candidates; {data.train_size} training / {data.val_size} validation images at "
           f"{data.input_size} px (split {Fraction(run.data_args.val_fraction).limit_denominator(100)}); 1 thread")
     print(table(rows, reference))

@@ -65,7 +65,6 @@ RULES = {
                    "of k bands of equal width in log latency that no such pick falls in",
 }
 PICKS = FINALIST_PICKS  # the config checks ``[finalists] pick`` against these
-RULE = RULES["front"]
 CSV_NAME = "finalists.csv"
 FOLDER = "finalists"
 
@@ -358,6 +357,6 @@ def raise_failures(result: FinalistsResult) -> None:
                             f"failed; trial {number}: {error}")
 
 
-__all__ = ["CSV_NAME", "FOLDER", "Finalist", "FinalistError", "FinalistPlan", "FinalistsResult", "PICKS", "RULE",
-           "RULES", "bands", "check_options", "pick_finalists", "pick_indices", "plan_finalists", "raise_failures",
+__all__ = ["CSV_NAME", "FOLDER", "Finalist", "FinalistError", "FinalistPlan", "FinalistsResult", "PICKS", "RULES",
+           "bands", "check_options", "pick_finalists", "pick_indices", "plan_finalists", "raise_failures",
            "run_finalists", "setup_key", "spread", "study_targets", "write_csv"]

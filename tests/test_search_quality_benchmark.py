@@ -191,7 +191,7 @@ def test_bad_input_is_one_line_and_writes_nothing(bench, capsys, tmp_path):
     for args in (("--budget-s", "0"), ("--budget-s", "nan"), ("--methods", "random", "grid"), ("--k", "0"),
                  ("--seeds", "1", "1"), ("--presets", "3.0x"), ("--rungs", "2", "1"), ("--limit", "2"),
                  ("--recipe", str(tmp_path / "none.toml")), ("--supernet", str(tmp_path / "none")),
-                 ("--workers", "x")):
+                 ("--workers", "x"), ("--pick", "bands")):
         code, stdout, err = run(bench, capsys, *args, "--out", out)
         assert code == 2, (args, err)
         assert err.startswith("error: ") and err.count("\n") == 1, (args, err)

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from experiments.cli.common import emit_json, json_option
+from experiments.config import FINALIST_PICKS
 
 
 def finalists_for_storage(storage: str, study_name: str, options: Any, out: str | None, *,
@@ -51,7 +52,7 @@ def echo_result(result: Any) -> None:
                    "slashes: a path relative to the working directory; four: absolute, journal:////abs/F.log).")
 @click.option("--study", "study_name", required=True, help="Study name.")
 @click.option("--k", "k", type=int, help="Finalists per latency target [default: 5, or the config's].")
-@click.option("--pick", type=click.Choice(["front", "front+bands"]),
+@click.option("--pick", type=click.Choice(FINALIST_PICKS),
               help="Which finalists per target: K spread along its front; front+bands adds the most accurate "
                    "trial of each of K log-latency bands those leave empty (hedges against a cheap accuracy that "
                    "favours small networks) [default: front].")
