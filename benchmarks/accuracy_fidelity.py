@@ -13,12 +13,14 @@ validated on that same split), each stage appends rows to ``OUT/rows.csv``:
 - ``zero-cost``: NASWOT and synflow;
 - ``supernet --name NAME --dir DIR``: the one-shot score of the supernet at DIR (inherited weights,
   BN recalibrated on ``--bn-batches`` training batches, top-1 on the first ``--val-size`` validation
-  images: by default the search's scoring, 2 batches of 128 and 500 images; ``--val-size 0``: all);
+  images: by default the search's scoring, 2 batches of 128 and 500 images; ``--val-size 0``: all).
+  ``--dir A B C``: their ensemble, the mean of the three scores, as a search with
+  ``[supernet] checkpoint = [A, B, C]`` scores (``evaluator.supernet.ensemble.score_mean``);
 - ``report``: ``OUT/fidelity.csv``, ``OUT/fidelity.md``, ``OUT/fidelity.png`` and the table: per
   estimator Spearman, Kendall tau and top-5 overlap against the mean reference accuracy, tau over
   the ceiling (the reference's own seed-0-vs-seed-1 tau), capacity bias (Spearman with FLOPs, beside
   the reference's) and seconds per candidate;
-- ``all``: reference seed 0, proxy, zero-cost, each ``--supernet NAME=DIR``, reference seed 1, report.
+- ``all``: reference seed 0, proxy, zero-cost, each ``--supernet NAME=DIR[,DIR...]``, reference seed 1, report.
 
 Every finished row is appended at once (flush + fsync). A rerun skips rows already there: the key is
 (stage, arch_id, seed, fingerprint), the fingerprint a hash of the data split and the stage's recipe,
@@ -414,19 +416,24 @@ def supernet_train_seconds(folder: Path) -> float | None:
         return None
 
 
-def stage_supernet(run: Run, store: RowStore, data: DataSplit, name: str, folder: str, bn_batches: int,
+def stage_supernet(run: Run, store: RowStore, data: DataSplit, name: str, folders: Sequence[str], bn_batches: int,
                    val_size: int | None) -> int:
-    from evaluator.supernet.scoring import ScoringData, check_fits, score
+    from evaluator.supernet.ensemble import as_scorer_info, score_mean
+    from evaluator.supernet.scoring import ScoringData, check_fits
     from evaluator.supernet.store import load_supernet, supernet_file
 
-    supernet, info = load_supernet(folder)
+    loaded = [load_supernet(folder) for folder in folders]
+    supernets = [s for s, _ in loaded]
+    info = as_scorer_info([i for _, i in loaded])
     info.check_data(data)
-    check_fits(supernet, data)
+    for supernet in supernets:
+        check_fits(supernet, data)
     stage = f"supernet:{name}"
     val_size = val_size or None  # 0 and None both mean the whole split; rows of it keep their earlier key
     fp = run.fingerprint(stage, checksum=info.checksum, bn_batches=bn_batches,
                          **({} if val_size is None else {"val_size": val_size}))
-    train_s = supernet_train_seconds(supernet_file(folder).parent)
+    each_s = [supernet_train_seconds(supernet_file(folder).parent) for folder in folders]
+    train_s = None if None in each_s else round(sum(each_s), 1)
     todo = [c for c in run.cands if (stage, c.arch_id, 0, fp) not in store.keys]
     print(f"{stage}: {info.path} (checksum {info.checksum}, {info.method}, {info.epochs} epochs"
           f"{'' if train_s is None else f', {train_s:.0f} s of training'}); BN recalibrated on {bn_batches} "
@@ -435,8 +442,9 @@ def stage_supernet(run: Run, store: RowStore, data: DataSplit, name: str, folder
     failures = 0
     for done, cand in enumerate(todo, 1):
         try:
-            supernet.check(cand.arch)
-            result = score(supernet, cand.arch, scoring, threads=1)
+            for supernet in supernets:
+                supernet.check(cand.arch)
+            result = score_mean(supernets, cand.arch, scoring, threads=1)
         except ShufflenasError as exc:
             failures += 1
             print(f"  [{stage}] {cand.label}: not scored: {str(exc).splitlines()[0]} ({done}/{len(todo)})", flush=True)
@@ -652,11 +660,12 @@ def _name(text: str) -> str:
     return text
 
 
-def _supernet_arg(text: str) -> tuple[str, str]:
-    name, sep, folder = text.partition("=")
-    if not sep or not folder:
-        raise argparse.ArgumentTypeError(f"--supernet takes NAME=DIR, got {text!r}")
-    return _name(name), folder
+def _supernet_arg(text: str) -> tuple[str, tuple[str, ...]]:
+    name, sep, folders = text.partition("=")
+    dirs = tuple(f for f in folders.split(",") if f)
+    if not sep or not dirs:
+        raise argparse.ArgumentTypeError(f"--supernet takes NAME=DIR (or NAME=DIR,DIR,... for an ensemble), got {text!r}")
+    return _name(name), dirs
 
 
 def parser() -> argparse.ArgumentParser:
@@ -687,10 +696,11 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("zero-cost", parents=[common], help="NASWOT and synflow")
     sup = sub.add_parser("supernet", parents=[common], help="one-shot scores of a trained supernet")
     sup.add_argument("--name", type=_name, required=True, help="the estimator's name in the report")
-    sup.add_argument("--dir", required=True, help="the folder `shufflenas supernet train --out` wrote")
+    sup.add_argument("--dir", required=True, nargs="+",
+                     help="the folder `shufflenas supernet train --out` wrote; several: their ensemble (mean score)")
     sub.add_parser("report", parents=[common], help="fidelity.csv / .md / .png and the table")
     every = sub.add_parser("all", parents=[common], help="every stage in turn, then the report")
-    every.add_argument("--supernet", type=_supernet_arg, action="append", default=[], metavar="NAME=DIR")
+    every.add_argument("--supernet", type=_supernet_arg, action="append", default=[], metavar="NAME=DIR[,DIR...]")
     return top
 
 
@@ -731,7 +741,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"validation images ({len(run.cands)} candidates)", flush=True)
             from evaluator.supernet.store import read_info
 
-            folders = [args.dir] if args.stage == "supernet" else [f for _, f in getattr(args, "supernet", [])]
+            folders = args.dir if args.stage == "supernet" else [f for _, fs in getattr(args, "supernet", []) for f in fs]
             for folder in folders:  # refused before anything is written (and before hours of training)
                 read_info(folder).check_data(data)
         if not listed:
@@ -749,8 +759,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 failures += stage_reference(run, store, data, [0])
                 failures += stage_proxy(run, store, data)
                 failures += stage_zero_cost(run, store, data)
-                for name, folder in args.supernet:
-                    failures += stage_supernet(run, store, data, name, folder, args.bn_batches, args.val_size)
+                for name, folders in args.supernet:
+                    failures += stage_supernet(run, store, data, name, folders, args.bn_batches, args.val_size)
                 failures += stage_reference(run, store, data, [1])
         if args.stage in ("report", "all"):
             stage_report(run, store)

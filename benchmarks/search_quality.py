@@ -173,7 +173,7 @@ class Bench:
     recipe: TrainRecipe
     recipe_file: str | None = None
     config_file: str | None = None      # a search config whose keys the benchmark's own settings override
-    supernet: str | None = None
+    supernet: tuple[str, ...] = ()       # one folder, or several: an ensemble (their mean score)
     presets: tuple[str, ...] = PRESETS
     pick: str = "front"                 # finalists: experiments.finalists.PICKS
 
@@ -211,14 +211,20 @@ class Bench:
             "budget_s": self.budget_s,
         }
         if uses_supernet(method):
-            over["supernet"] = {"checkpoint": self.supernet}
+            over["supernet"] = {"checkpoint": list(self.supernet)}
         return load_config(self.config_file, over)
 
     def fingerprint(self) -> dict[str, Any]:
         """What makes two runs' searches comparable (budget, seeds, methods and k may change)."""
         text = Path(self.config_file).read_text() if self.config_file else None
         return {"proxy": dict(self.proxy), "epochs": self.epochs, "rungs": list(self.rungs), "eta": self.eta,
-                "config_file": text, "supernet": os.path.abspath(self.supernet) if self.supernet else None}
+                "config_file": text, "supernet": _folders(self.supernet)}
+
+
+def _folders(supernet: tuple[str, ...]) -> str | list[str] | None:
+    """The supernet folders as the fingerprint stores them (one: a path, as runs before ensembles wrote)."""
+    paths = [os.path.abspath(f) for f in supernet]
+    return None if not paths else paths[0] if len(paths) == 1 else paths
 
 
 def check_fingerprint(bench: Bench) -> None:
@@ -810,7 +816,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ref-input-size", type=int, default=16, help="reference input size, px")
     p.add_argument("--presets", nargs="+", default=list(PRESETS), help="paper presets to compare with")
     p.add_argument("--workers", type=int, default=2, help="trainings at once (Ray when > 1)")
-    p.add_argument("--supernet", default=None, help="a folder of `shufflenas supernet train` (supernet + NSGA-II)")
+    p.add_argument("--supernet", nargs="+", default=[], metavar="DIR",
+                   help="a folder of `shufflenas supernet train` (the supernet methods); several: an ensemble")
     p.add_argument("--config", default=None, help="a search config file under the benchmark's settings "
                    "(space, latency, [proxy] extras)")
     p.add_argument("--verbose", action="store_true", help="every trial's line on stderr")
@@ -835,8 +842,9 @@ def build(args: argparse.Namespace, p: argparse.ArgumentParser) -> Bench:
     bad = [n for n in args.presets if n not in PRESETS]
     if bad or len(set(args.presets)) < len(args.presets):
         p.error(f"--presets takes distinct names of {', '.join(PRESETS)}, got {' '.join(args.presets)}")
-    if args.supernet and not Path(args.supernet).exists():
-        p.error(f"--supernet {args.supernet}: no such folder")
+    for folder in args.supernet:
+        if not Path(folder).exists():
+            p.error(f"--supernet {folder}: no such folder")
     try:
         table = read_train_table(args.recipe) if args.recipe else {}
         table.update(epochs=args.ref_epochs, input_size=args.ref_input_size, threads=1)
@@ -851,7 +859,7 @@ def build(args: argparse.Namespace, p: argparse.ArgumentParser) -> Bench:
     bench = Bench(Path(args.out), float(args.budget_s), tuple(args.seeds), tuple(args.methods), proxy, args.epochs,
                   tuple(args.rungs), args.eta, args.step or args.workers, args.k, args.workers,
                   DataSpec(args.dataset, args.data_root, args.ref_limit or None, seed=recipe.seed), recipe,
-                  args.recipe, args.config, args.supernet, tuple(args.presets), args.pick)
+                  args.recipe, args.config, tuple(args.supernet), tuple(args.presets), args.pick)
     try:
         for method in bench.runnable:  # every config is checked (rungs, limits, the file) before any work
             bench.config(method, bench.seeds[0])

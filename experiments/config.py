@@ -68,8 +68,9 @@ class SupernetOptions:
     """How a trained supernet scores candidates (``evaluator = "supernet"``): inherited weights,
     BatchNorm recalibrated on ``bn_batches`` training batches, top-1 on the validation split."""
 
-    #: The folder ``shufflenas supernet train --out`` wrote (or its supernet.pt).
-    checkpoint: str | None = None
+    #: The folder ``shufflenas supernet train --out`` wrote (or its supernet.pt); a list of several:
+    #: an ensemble, each candidate scored by the mean of their scores (evaluator.supernet.ensemble).
+    checkpoint: str | tuple[str, ...] | None = None
     bn_batches: int = 2
     #: Validation images scored per candidate; 0 or None = the whole validation split.
     val_size: int | None = 500
@@ -205,7 +206,7 @@ _PROXY: dict[str, tuple[str, Any]] = {
     "limit": ("integer", int),
 }
 _SUPERNET: dict[str, tuple[str, Any]] = {
-    "checkpoint": ("string", str),
+    "checkpoint": ("string or list of strings", (str, list)),
     "bn_batches": ("integer", int),
     "val_size": ("integer", int),
     "threads": ("integer", int),
@@ -229,7 +230,7 @@ def _check_type(where: str, value: Any, type_name: str, types: Any) -> None:
     if not ok:
         article = "an" if type_name[0] in "aeiou" else "a"
         raise ConfigError(f"{where} must be {article} {type_name}, got {type(value).__name__} {value!r}")
-    if type_name == "list of strings" and not all(isinstance(v, str) for v in value):
+    if type_name in ("list of strings", "string or list of strings") and isinstance(value, list) and not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{where} must be a list of strings, got {value!r}")
     if type_name == "list of integers" and not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         raise ConfigError(f"{where} must be a list of integers, got {value!r}")
@@ -340,7 +341,11 @@ def _build(table: Mapping[str, Any]) -> SearchConfig:
     proxy_known = {k: proxy_table.pop(k) for k in list(proxy_table) if k in _PROXY}
     proxy = ProxyOptions(**proxy_known, extra=proxy_table)
     latency = LatencyOptions(**values.pop("latency", {}))
-    supernet = SupernetOptions(**values.pop("supernet", {}))
+    supernet_table = dict(values.pop("supernet", {}))
+    if isinstance(supernet_table.get("checkpoint"), (list, tuple)):  # one folder listed alone is that supernet
+        members = tuple(supernet_table["checkpoint"])
+        supernet_table["checkpoint"] = members[0] if len(members) == 1 else members
+    supernet = SupernetOptions(**supernet_table)
     fidelity_table = dict(values.pop("fidelity", {}))
     if "rungs" in fidelity_table:
         fidelity_table["rungs"] = tuple(fidelity_table["rungs"])
@@ -377,9 +382,9 @@ def _check_values(config: SearchConfig) -> None:
     if config.evaluator not in EVALUATORS:
         raise ConfigError(f"unknown evaluator {config.evaluator!r} (known: {', '.join(EVALUATORS)})")
     s = config.supernet
-    if config.evaluator == "supernet" and not (s.checkpoint and s.checkpoint.strip()):
+    if config.evaluator == "supernet" and not (s.checkpoint and all(c.strip() for c in _as_tuple(s.checkpoint))):
         raise ConfigError('evaluator = "supernet" needs [supernet] checkpoint = the folder `shufflenas supernet '
-                          'train --out DIR` wrote (or --supernet DIR)')
+                          'train --out DIR` wrote, or a list of such folders (or --supernet DIR)')
     for name, value in (("supernet.bn_batches", s.bn_batches), ("supernet.threads", s.threads)):
         if value < 1:
             raise ConfigError(f"{name} must be >= 1, got {value}")
@@ -469,6 +474,10 @@ def load_configs(path: str | Path | None = None, overrides: Mapping[str, Any] | 
     return configs
 
 
+def _as_tuple(value: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
 def _resolve_paths(table: dict[str, Any], base: Path) -> None:
     """Make a config file's relative paths relative to its folder (in place; already type-checked)."""
     def resolve(value: Any) -> Any:
@@ -485,7 +494,9 @@ def _resolve_paths(table: dict[str, Any], base: Path) -> None:
         sub = table.get(section)
         if isinstance(sub, dict):
             for key in keys:
-                if key in sub:
+                if isinstance(sub.get(key), list):
+                    sub[key] = [resolve(v) for v in sub[key]]
+                elif key in sub:
                     sub[key] = resolve(sub[key])
 
 

@@ -214,18 +214,20 @@ def build_proxy_config(config: SearchConfig) -> Any:
 def check_supernet(config: SearchConfig, space: SearchSpace, data: Any) -> Any:
     """With ``evaluator = "supernet"``: the supernet's identity (a SupernetInfo), after checking that
     it is readable, was trained on this data set at this input size and class count, and that the
-    search space's largest candidates lie inside its space. None for the other evaluators."""
+    search space's largest candidates lie inside its space. A list of checkpoints: their ensemble
+    (each member checked). None for the other evaluators."""
     if config.evaluator != "supernet":
         return None
-    from evaluator.supernet.store import read_info
+    from evaluator.supernet.ensemble import members_of, read_scorer_info
 
-    info = read_info(config.supernet.checkpoint)
+    info = read_scorer_info(config.supernet.checkpoint)
     if data is not None:
         info.check_data(data)
-    for arch in largest_candidates(space):
-        problems = info.spec.space.violations(arch)
-        if problems:
-            raise SearchError(f"the search space reaches outside supernet {info.path}'s space "
-                              f"({arch.to_string()}: {problems[0]}); search its space or train one for this "
-                              "[space]")
+    for member in members_of(info):
+        for arch in largest_candidates(space):
+            problems = member.spec.space.violations(arch)
+            if problems:
+                raise SearchError(f"the search space reaches outside supernet {member.path}'s space "
+                                  f"({arch.to_string()}: {problems[0]}); search its space or train one for this "
+                                  "[space]")
     return info

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from test_idx import make_set
 
 from evaluator.datasets import load_dataset
@@ -124,6 +125,34 @@ def test_every_stage_rows_resume_and_report(bench, capsys, tmp_path, root, super
     code, stdout, err = run(bench, capsys, "report", *TINY, "--data-root", str(root), "--out", str(out))
     assert code == 0, err
     assert "reference: 6 rows of another data split or recipe left out" in stdout
+
+
+def test_an_ensemble_row_is_the_mean_of_its_members_rows(bench, capsys, tmp_path, root, supernet_dir):
+    data = load_dataset("fashion-mnist", root=root, input_size=8, limit=150, val_fraction=1 / 3)
+    other = tmp_path / "sn-other"
+    torch.manual_seed(1)
+    save_supernet(other, Supernet(DEFAULT_SPACE, 10, 8, shape_samples=4), dataset=dataset_identity(data),
+                  method="spos", epochs=0)
+    out = tmp_path / "fid-ens"
+    common = (*TINY, "--data-root", str(root), "--out", str(out))
+    for name, dirs in (("one", [str(supernet_dir)]), ("two", [str(other)]), ("both", [str(supernet_dir), str(other)])):
+        code, stdout, err = run(bench, capsys, "supernet", "--name", name, "--dir", *dirs, *common)
+        assert code == 0, err
+    by = {}
+    for r in rows(out):
+        by.setdefault(r["stage"], {})[r["arch_id"]] = r
+    assert len(by["supernet:both"]) == 6
+    for arch_id, row in by["supernet:both"].items():
+        mean = (float(by["supernet:one"][arch_id]["score"]) + float(by["supernet:two"][arch_id]["score"])) / 2
+        assert float(row["score"]) == pytest.approx(mean)
+        assert row["checksum"] == "+".join(sorted((by["supernet:one"][arch_id]["checksum"],
+                                                   by["supernet:two"][arch_id]["checksum"])))
+    assert {r["supernet_train_s"] for r in by["supernet:both"].values()} == {""}  # one member has no metrics.csv
+    before = (out / "rows.csv").read_bytes()
+    code, _, err = run(bench, capsys, "supernet", "--name", "twice", "--dir", str(supernet_dir), str(supernet_dir),
+                       *common)
+    assert code == 2 and err.count("\n") == 1 and "listed twice" in err
+    assert (out / "rows.csv").read_bytes() == before
 
 
 def test_supernet_of_another_input_size_is_refused_in_one_line(bench, capsys, tmp_path, root, supernet_dir):

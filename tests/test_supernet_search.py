@@ -10,6 +10,7 @@ under a second.
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 from pathlib import Path
@@ -320,3 +321,86 @@ def test_the_recipe_reads():
     cfg = load_config(Path(__file__).resolve().parents[1] / "experiments" / "configs" / "supernet.toml")
     assert cfg.evaluator == "supernet" and cfg.proxy.dataset == "fashion-mnist" and cfg.proxy.input_size == 16
     assert Path(cfg.supernet.checkpoint).is_absolute() and cfg.supernet.checkpoint.endswith("runs/supernet/fashion16")
+
+
+# -- an ensemble: [supernet] checkpoint = [A, B] --------------------------------------------------------
+def test_an_ensemble_scores_the_mean_of_its_members_in_either_order(world):
+    inside = [EvalTask("in", Architecture.from_string(INSIDE)), EvalTask("out", OUTSIDE)]
+    single = {n: SupernetEvaluator(world["data"], world[n].path.parent, bn_batches=1).run_all(inside[:1])[0]
+              for n in ("a", "b")}
+    both = SupernetEvaluator(world["data"], [world["a"].path.parent, world["b"].path], bn_batches=1)
+    out = both.run_all(inside)
+    assert out[0].accuracy == pytest.approx((single["a"].accuracy + single["b"].accuracy) / 2)
+    assert out[0].result.train_time_s >= max(s.result.train_time_s for s in single.values()) * 0.5
+    assert not out[1].ok and "outside the supernet's space" in out[1].error  # still an outcome, not a crash
+    joined = "+".join(sorted((world["a"].checksum, world["b"].checksum)))
+    assert both.info.checksum == both.identity.checksum == joined and both.info.method == "spos"
+    swapped = SupernetEvaluator(world["data"], [world["b"].path.parent, world["a"].path.parent], bn_batches=1)
+    assert swapped.info.checksum == joined
+    assert swapped.run_all(inside[:1])[0].accuracy == pytest.approx(out[0].accuracy)
+    alone = SupernetEvaluator(world["data"], [world["a"].path.parent], bn_batches=1)  # one listed: that supernet
+    assert alone.info is not None and alone.info.checksum == world["a"].checksum
+
+
+def test_an_ensemble_search_records_its_joined_checksum_and_never_mixes_with_a_member(tmp_path, world):
+    storage = f"sqlite:///{tmp_path / 'ens.db'}"
+    members = [str(world["a"].path.parent), str(world["b"].path.parent)]
+    cfg = config(tmp_path, world, storage=storage, study="ens", trials=2,
+                 supernet={"checkpoint": members, "bn_batches": 1})
+    assert cfg.supernet.checkpoint == tuple(members)
+    result = run_search(cfg)
+    joined = "+".join(sorted((world["a"].checksum, world["b"].checksum)))
+    assert result.complete == 2 and result.supernet["checksum"] == joined
+    assert all(t.user_attrs["supernet_checksum"] == joined for t in trials(cfg))
+    with pytest.raises(SearchError, match=rf"holds accuracies from supernet {re.escape(joined)}.*not from supernet "
+                                          rf"{world['a'].checksum}"):
+        run_search(config(tmp_path, world, storage=storage, study="ens", trials=3))
+    single = config(tmp_path, world, storage=storage, study="a-only", trials=2)  # the same draws: nothing reused
+    run_search(single)
+    assert all("reused_from" not in t.user_attrs for t in trials(single))
+    # the members in the other order are the same scorer: the study resumes, its trials are reused
+    again = config(tmp_path, world, storage=storage, study="ens-again", trials=2,
+                   supernet={"checkpoint": members[::-1], "bn_batches": 1})
+    run_search(again)
+    assert all(t.user_attrs["reused_from_study"] == "ens" for t in trials(again))
+
+
+def test_an_ensemble_on_two_ray_workers(world, ray_session):
+    folders = [world["a"].path.parent, world["b"].path.parent]
+    evaluator = SupernetEvaluator(world["data"], folders, bn_batches=1, workers=2)
+    try:
+        tasks = [EvalTask("in", Architecture.from_string(INSIDE)), EvalTask("out", OUTSIDE)]
+        remote = {o.key: o for o in evaluator.run_all(tasks)}  # completion order
+    finally:
+        evaluator.close()
+    here = SupernetEvaluator(world["data"], folders, bn_batches=1).run_all(tasks[:1])[0]
+    assert remote["in"].ok and remote["in"].accuracy == pytest.approx(here.accuracy)
+    assert remote["in"].worker_pid != os.getpid() and not remote["out"].ok
+
+
+def test_cli_ensemble_and_its_refusals(tmp_path, world):
+    for name in ("a", "b"):
+        shutil.copytree(world[name].path.parent, tmp_path / f"sn-{name}")
+    good = run_main("search", "--config", str(recipe(tmp_path, world, 'checkpoint = ["sn-a", "sn-b"]\nbn_batches = 1')),
+                    "--json")
+    assert good.returncode == 0, good.stderr  # the list's paths: relative to the config's folder
+    assert json.loads(good.stdout)["supernet"]["checksum"] == "+".join(sorted((world["a"].checksum,
+                                                                                world["b"].checksum)))
+    shutil.rmtree(tmp_path / "out")
+    bad = {
+        'checkpoint = ["sn-a", "sn-a"]': "is listed twice",
+        f'checkpoint = ["sn-a", "{world["digits"].path.parent}"]': "were trained on different data",
+        "checkpoint = []": 'evaluator = "supernet" needs [supernet] checkpoint',
+        'checkpoint = ["sn-a", 3]': "supernet.checkpoint must be a list of strings",
+        'checkpoint = ["sn-a", "nowhere"]': "no supernet at",
+    }
+    for text, message in bad.items():
+        run = run_main("search", "--config", str(recipe(tmp_path, world, text)))
+        lines = [line for line in run.stderr.splitlines() if line.strip()]
+        assert run.returncode == 2 and len(lines) == 1 and message in lines[0], (text, run.stderr)
+        assert not (tmp_path / "out").exists()
+    # --supernet A --supernet B: the flag form
+    run = run_main("search", "--config", str(recipe(tmp_path, world, "")), "--supernet", str(tmp_path / "sn-a"),
+                   "--supernet", str(tmp_path / "sn-b"), "--trials", "1", "--json")
+    assert run.returncode == 0, run.stderr
+    assert "+" in json.loads(run.stdout)["supernet"]["checksum"]

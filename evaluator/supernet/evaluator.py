@@ -13,6 +13,9 @@ With ``workers > 1`` the candidates go to that many Ray actors, each holding the
 scoring tensors once (``num_cpus`` each, default ``threads``), one candidate per actor at a time.
 The supernet travels as its file's bytes through the object store, so a cluster node needs no
 copy of the file (each actor checks the checksum of what it loaded).
+
+``checkpoint`` may list several supernets (:mod:`evaluator.supernet.ensemble`): each candidate is
+scored by every one on the same images and gets the mean; its seconds are their sum.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from typing import Any
 from evaluator.base import EvalOutcome, EvalTask, EvaluatorBase, describe_exception
 from evaluator.datasets import DataSplit
 from evaluator.proxy import ProxyResult
-from evaluator.supernet.scoring import BN_BATCH, BN_BATCHES, VAL_SIZE, ScoringData, SupernetScore, check_fits, score
+from evaluator.supernet.ensemble import Checkpoints, SupernetEnsemble, as_scorer_info, checkpoint_list, score_mean
+from evaluator.supernet.scoring import BN_BATCH, BN_BATCHES, VAL_SIZE, ScoringData, SupernetScore, check_fits
 from evaluator.supernet.store import SUPERNET_NAME, SupernetInfo, load_supernet, supernet_file
 from evaluator.supernet.weights import Supernet, SupernetError
 from search_space.errors import ShufflenasError, first_line
@@ -51,41 +55,47 @@ def as_result(s: SupernetScore) -> ProxyResult:
 
 
 class _Scoring:
-    """One process's loaded supernet and scoring tensors: scores a task, never raises."""
+    """One process's loaded supernets (one, or an ensemble's) and scoring tensors: scores a task, never raises."""
 
-    def __init__(self, supernet: Supernet, scoring: ScoringData, threads: int, bn_batch: int) -> None:
-        self.supernet = supernet.eval()
+    def __init__(self, supernets: list[Supernet], scoring: ScoringData, threads: int, bn_batch: int) -> None:
+        self.supernets = [s.eval() for s in supernets]
         self.scoring = scoring
         self.threads = threads
         self.bn_batch = bn_batch
 
     def run(self, task: EvalTask) -> tuple[ProxyResult | None, str | None]:
         try:
-            self.supernet.check(task.arch)
+            for supernet in self.supernets:
+                supernet.check(task.arch)
         except SupernetError as exc:
             return None, first_line(exc)
         try:
-            s = score(self.supernet, task.arch, self.scoring, bn_batch=self.bn_batch, threads=self.threads)
+            s = score_mean(self.supernets, task.arch, self.scoring, bn_batch=self.bn_batch, threads=self.threads)
         except Exception as exc:  # noqa: BLE001 - a failing candidate is an outcome, not a crash
             return None, describe_exception(exc)
         return as_result(s), None
 
 
 class _ScoringActor:
-    """Body of a Ray actor: loads the supernet from its bytes once, then scores candidates."""
+    """Body of a Ray actor: loads the supernets from their bytes once, then scores candidates."""
 
-    def __init__(self, blob: bytes, checksum: str, scoring: ScoringData, threads: int, bn_batch: int) -> None:
+    def __init__(self, blobs: list[Any], checksums: list[str], scoring: ScoringData, threads: int,
+                 bn_batch: int) -> None:
+        import ray
         import torch
 
         torch.set_num_threads(threads)  # Ray sets OMP_NUM_THREADS to the actor's CPUs
-        with tempfile.TemporaryDirectory(prefix="shufflenas-supernet-") as tmp:
-            path = Path(tmp) / SUPERNET_NAME
-            path.write_bytes(blob)
-            supernet, info = load_supernet(path)
-        if info.checksum != checksum:
-            raise SupernetError(f"the supernet reached this worker damaged (checksum {info.checksum}, "
-                                f"expected {checksum})")
-        self.scoring = _Scoring(supernet, scoring, threads, bn_batch)
+        supernets = []
+        for blob, checksum in zip(blobs, checksums):
+            with tempfile.TemporaryDirectory(prefix="shufflenas-supernet-") as tmp:
+                path = Path(tmp) / SUPERNET_NAME
+                path.write_bytes(ray.get(blob))
+                supernet, info = load_supernet(path)
+            if info.checksum != checksum:
+                raise SupernetError(f"the supernet reached this worker damaged (checksum {info.checksum}, "
+                                    f"expected {checksum})")
+            supernets.append(supernet)
+        self.scoring = _Scoring(supernets, scoring, threads, bn_batch)
 
     def score(self, task: EvalTask) -> dict[str, Any]:
         result, error = self.scoring.run(task)
@@ -93,9 +103,9 @@ class _ScoringActor:
 
 
 class SupernetEvaluator(EvaluatorBase):
-    """Scores candidates with the supernet at ``checkpoint``; see the module docstring."""
+    """Scores candidates with the supernet (or supernets) at ``checkpoint``; see the module docstring."""
 
-    def __init__(self, data: DataSplit, checkpoint: str | os.PathLike, bn_batches: int = BN_BATCHES,
+    def __init__(self, data: DataSplit, checkpoint: Checkpoints, bn_batches: int = BN_BATCHES,
                  val_size: int | None = VAL_SIZE, workers: int = 1, ray_address: str | None = None, threads: int = 1,
                  bn_batch: int = BN_BATCH, seed: int = 0, checksum: str | None = None,
                  num_cpus: float | None = None) -> None:
@@ -106,14 +116,17 @@ class SupernetEvaluator(EvaluatorBase):
         if val_size is not None and (isinstance(val_size, bool) or not isinstance(val_size, int) or val_size < 0):
             raise ShufflenasError(f"supernet evaluator: val_size must be an integer >= 0 (0 or None: the whole "
                                   f"validation split), got {val_size!r}")
-        supernet, info = load_supernet(checkpoint)
+        loaded = [load_supernet(path) for path in checkpoint_list(checkpoint)]
+        info = as_scorer_info([i for _, i in loaded])
         info.check_data(data)
-        check_fits(supernet, data)
+        for supernet, _ in loaded:
+            check_fits(supernet, data)
+        supernets = [s for s, _ in loaded]
         if checksum is not None and info.checksum != checksum:
             raise SupernetError(f"supernet {info.path} changed since the search was checked (checksum "
                                 f"{info.checksum}, expected {checksum}); run the search again")
         self.data = data
-        self.info: SupernetInfo = info
+        self.info: SupernetInfo | SupernetEnsemble = info
         self.identity = SupernetIdentity(info.checksum, info.method, bn_batches, val_size)
         self.workers = workers
         scoring = ScoringData.from_split(data, bn_batches=bn_batches, bn_batch=bn_batch, val_size=val_size, seed=seed)
@@ -123,7 +136,7 @@ class SupernetEvaluator(EvaluatorBase):
         self._ray: Any = None
         self._owns_ray = False
         if workers == 1:
-            self._local = _Scoring(supernet, scoring, threads, bn_batch)
+            self._local = _Scoring(supernets, scoring, threads, bn_batch)
             return
         from evaluator.ray_connect import ensure_ray
 
@@ -133,9 +146,11 @@ class SupernetEvaluator(EvaluatorBase):
         self._ray = ray
         actor = ray.remote(_ScoringActor).options(num_cpus=threads if num_cpus is None else num_cpus,
                                                   max_restarts=1, max_task_retries=1)
-        blob = ray.put(supernet_file(info.path).read_bytes())
+        # refs in a list reach the actor unresolved (it gets them); held here so an actor restart finds them
+        blobs = self._blobs = [ray.put(supernet_file(i.path).read_bytes()) for _, i in loaded]
+        checksums = [i.checksum for _, i in loaded]
         scoring_ref = ray.put(scoring)
-        self._actors = [actor.remote(blob, info.checksum, scoring_ref, threads, bn_batch) for _ in range(workers)]
+        self._actors = [actor.remote(blobs, checksums, scoring_ref, threads, bn_batch) for _ in range(workers)]
         self._idle: deque[Any] = deque(self._actors)
         self._flights: dict[Any, tuple[EvalTask, Any]] = {}  # ref -> (task, actor)
 
@@ -173,6 +188,7 @@ class SupernetEvaluator(EvaluatorBase):
                 except Exception:  # noqa: BLE001 - best effort on shutdown
                     pass
             self._flights.clear()
+            self._blobs = []
             release_ray(self._owns_ray)
 
     # -- internals ------------------------------------------------------------------------------

@@ -52,9 +52,10 @@ def _front_table(result: Any) -> str:
 @click.option("--workers", type=int, help="Parallel proxy trainings (1 = in-process, sequential).")
 @click.option("--evaluator", type=click.Choice(EVALUATORS), help="Training back-end [default: auto].")
 @click.option("--ray-address", help="Connect to this Ray cluster (HOST:PORT, ray://HOST:PORT or auto).")
-@click.option("--supernet", "supernet_dir", type=click.Path(),
+@click.option("--supernet", "supernet_dir", type=click.Path(), multiple=True,
               help="Score candidates with this trained supernet (the folder `shufflenas supernet train --out` "
-                   "wrote; relative to the working directory): sets --evaluator supernet and [supernet] checkpoint.")
+                   "wrote; relative to the working directory): sets --evaluator supernet and [supernet] checkpoint. "
+                   "Repeat it for an ensemble: each candidate scores the mean of the supernets' scores.")
 @click.option("--sampler", type=click.Choice(SAMPLERS), help="Optuna sampler [default: tpe].")
 @click.option("--seed", type=int, help="Sampler and proxy-training seed.")
 @click.option("--targets-file", type=click.Path(dir_okay=False), help="Extra/overriding latency targets (TOML).")
@@ -68,7 +69,7 @@ def _front_table(result: Any) -> str:
 def search(config_path: str | None, run_name: str | None, trials: int | None, budget_s: float | None,
            storage: str | None, study: str | None,
            out: str | None, epochs: int | None, dataset: str | None, data_root: str | None, workers: int | None, evaluator: str | None, ray_address: str | None,
-           sampler: str | None, seed: int | None, targets_file: str | None, supernet_dir: str | None,
+           sampler: str | None, seed: int | None, targets_file: str | None, supernet_dir: tuple[str, ...],
            finalists_k: int | None, no_finalists: bool, no_progress: bool, as_json: bool) -> None:
     """Search ShuffleNetV2 architectures for proxy accuracy vs latency on your targets.
 
@@ -90,11 +91,11 @@ def search(config_path: str | None, run_name: str | None, trials: int | None, bu
         overrides["proxy"] = {k: v for k, v in proxy.items() if v is not None}
     if no_progress:
         overrides["progress"] = False
-    if supernet_dir is not None:
+    if supernet_dir:
         if evaluator not in (None, "supernet"):
             raise click.UsageError(f"--supernet scores with the supernet evaluator, not --evaluator {evaluator}")
         overrides["evaluator"] = "supernet"
-        overrides["supernet"] = {"checkpoint": supernet_dir}
+        overrides["supernet"] = {"checkpoint": list(supernet_dir)}
     if finalists_k is not None and no_finalists:
         raise click.UsageError("give either --finalists K or --no-finalists, not both")
     if finalists_k is not None:
