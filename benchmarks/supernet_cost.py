@@ -2,7 +2,8 @@
 
 On the fidelity benchmark's data (Fashion-MNIST, ``--limit`` images at 16 px, a third of them
 validation: 5,000 training / 2,500 validation), for each architecture: the one-shot score of the
-supernet at ``--supernet DIR`` (extract, BN recalibrated on ``--bn-batches`` batches of 128, validate
+supernet at ``--supernet DIR`` (several folders: their ensemble, the mean of their scores, its
+seconds the sum; extract, BN recalibrated on ``--bn-batches`` batches of 128, validate
 on the first ``--val-size`` validation images; by default the search's scoring, 2 and 500) and ``train_proxy`` with
 the search's defaults for 2 epochs on ``--proxy-train`` training images (as its ``proxy`` stage), one
 torch thread each, one after the other. Prints both times and their ratio (the issue's goal: a score
@@ -28,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from accuracy_fidelity import DataArgs, proxy_split  # noqa: E402  (the same split and proxy subset)
 from evaluator.proxy import ProxyConfig, train_proxy  # noqa: E402
-from evaluator.supernet.scoring import BN_BATCHES, VAL_SIZE, ScoringData, check_fits, score  # noqa: E402
+from evaluator.supernet.ensemble import as_scorer_info, score_mean  # noqa: E402
+from evaluator.supernet.scoring import BN_BATCHES, VAL_SIZE, ScoringData, check_fits  # noqa: E402
 from evaluator.supernet.store import load_supernet  # noqa: E402
 from search_space import PAPER_PRESETS, Architecture  # noqa: E402
 from search_space.errors import ShufflenasError  # noqa: E402
@@ -37,7 +39,8 @@ from search_space.errors import ShufflenasError  # noqa: E402
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("archs", nargs="*", default=["0.5x", "1.0x", "2.0x"], help="presets or architecture strings")
-    parser.add_argument("--supernet", required=True, help="the folder `shufflenas supernet train --out` wrote")
+    parser.add_argument("--supernet", required=True, nargs="+",
+                        help="the folder `shufflenas supernet train --out` wrote; several: their ensemble")
     parser.add_argument("--limit", type=int, default=7500)
     parser.add_argument("--data-root", default=None, help="the IDX files [default: the system's Fashion-MNIST]")
     parser.add_argument("--proxy-train", type=int, default=2000)
@@ -47,12 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     try:
         archs = [PAPER_PRESETS[a] if a in PAPER_PRESETS else Architecture.from_string(a) for a in args.archs]
-        supernet, info = load_supernet(args.supernet)
-        data = DataArgs("fashion-mnist", args.data_root, supernet.spec.input_size, args.limit,
+        loaded = [load_supernet(folder) for folder in args.supernet]
+        supernets = [s for s, _ in loaded]
+        info = as_scorer_info([i for _, i in loaded])
+        data = DataArgs("fashion-mnist", args.data_root, supernets[0].spec.input_size, args.limit,
                         float(Fraction(1, 3))).load()
-        check_fits(supernet, data)
-        for arch in archs:
-            supernet.check(arch)
+        info.check_data(data)
+        for supernet in supernets:
+            check_fits(supernet, data)
+            for arch in archs:
+                supernet.check(arch)
     except (ShufflenasError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -67,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|")
     ratios = []
     for label, arch in zip(args.archs, archs):
-        result = score(supernet, arch, scoring, threads=1)
+        result = score_mean(supernets, arch, scoring, threads=1)
         started = time.perf_counter()
         train_proxy(arch, subset, proxy)
         proxy_s = time.perf_counter() - started

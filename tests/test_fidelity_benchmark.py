@@ -56,6 +56,17 @@ def supernet_dir(root, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def other_supernet_dir(root, tmp_path_factory) -> Path:
+    """Another untrained supernet of the same data (other weights): with ``supernet_dir``, an ensemble."""
+    data = load_dataset("fashion-mnist", root=root, input_size=8, limit=150, val_fraction=1 / 3)
+    out = tmp_path_factory.mktemp("sn-other")
+    torch.manual_seed(1)
+    save_supernet(out, Supernet(DEFAULT_SPACE, 10, 8, shape_samples=4), dataset=dataset_identity(data),
+                  method="spos", epochs=0)
+    return out
+
+
 def run(bench, capsys, *args: str) -> tuple[int, str, str]:
     capsys.readouterr()
     code = bench.main(list(args))
@@ -127,12 +138,9 @@ def test_every_stage_rows_resume_and_report(bench, capsys, tmp_path, root, super
     assert "reference: 6 rows of another data split or recipe left out" in stdout
 
 
-def test_an_ensemble_row_is_the_mean_of_its_members_rows(bench, capsys, tmp_path, root, supernet_dir):
-    data = load_dataset("fashion-mnist", root=root, input_size=8, limit=150, val_fraction=1 / 3)
-    other = tmp_path / "sn-other"
-    torch.manual_seed(1)
-    save_supernet(other, Supernet(DEFAULT_SPACE, 10, 8, shape_samples=4), dataset=dataset_identity(data),
-                  method="spos", epochs=0)
+def test_an_ensemble_row_is_the_mean_of_its_members_rows(bench, capsys, tmp_path, root, supernet_dir,
+                                                          other_supernet_dir):
+    other = other_supernet_dir
     out = tmp_path / "fid-ens"
     common = (*TINY, "--data-root", str(root), "--out", str(out))
     for name, dirs in (("one", [str(supernet_dir)]), ("two", [str(other)]), ("both", [str(supernet_dir), str(other)])):
@@ -184,7 +192,7 @@ def test_jobs_train_in_spawned_workers(tmp_path, root):
     assert "2 trainings at once" in done.stdout and "(8/8)" in done.stdout
 
 
-def test_supernet_cost_prints_both_times_side_by_side(capsys, root, supernet_dir, tmp_path):
+def test_supernet_cost_prints_both_times_side_by_side(capsys, root, supernet_dir, other_supernet_dir, tmp_path):
     spec = importlib.util.spec_from_file_location("bench_supernet_cost", REPO / "benchmarks" / "supernet_cost.py")
     cost = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cost)
@@ -196,6 +204,11 @@ def test_supernet_cost_prints_both_times_side_by_side(capsys, root, supernet_dir
     assert cost.main([*flags[:1], str(tmp_path / "none"), *flags[2:], "0.5x"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err
+    assert cost.main([*flags[:2], str(other_supernet_dir), *flags[2:], "0.5x"]) == 0  # an ensemble of two
+    assert "+" in capsys.readouterr().out.split("supernet ", 1)[1].split(";")[0]
+    assert cost.main([*flags[:2], str(supernet_dir), *flags[2:], "0.5x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "listed twice" in err and "\n" not in err
 
 
 def test_scoring_budget_grids_bn_batches_and_validation_images(bench, capsys, root, supernet_dir, tmp_path):
