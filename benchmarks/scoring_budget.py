@@ -84,9 +84,17 @@ def table(rows: list[dict[str, object]], reference: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def _one_supernet(text: str) -> tuple[str, str]:
+    """NAME=DIR of one supernet (the grid times one model per setting; an ensemble is not gridded)."""
+    name, folders = _supernet_arg(text)
+    if len(folders) != 1:
+        raise argparse.ArgumentTypeError(f"--supernet takes NAME=DIR of one supernet here, got {text!r}")
+    return name, folders[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--supernet", type=_supernet_arg, action="append", required=True, metavar="NAME=DIR")
+    parser.add_argument("--supernet", type=_one_supernet, action="append", required=True, metavar="NAME=DIR")
     parser.add_argument("--fidelity", default="benchmarks/results/fidelity",
                         help="the fidelity benchmark's folder (candidates.csv, rows.csv with the reference)")
     parser.add_argument("--bn", type=int, nargs="+", default=[1, 2, 4, 8, 16], help="BN batches of 128")

@@ -22,8 +22,9 @@ import pytest
 import torch
 from test_idx import make_set
 
+from evaluator.supernet import Supernet
 from evaluator.supernet.session import load_checkpoint, open_session
-from evaluator.supernet.store import load_supernet, read_info
+from evaluator.supernet.store import load_supernet, read_info, save_supernet
 from evaluator.supernet.training import SupernetRecipe, train_supernet
 from evaluator.training.recipe import DataSpec
 from experiments.cli.main import main
@@ -180,6 +181,25 @@ def test_a_run_begun_under_older_defaults_resumes_with_its_own_options(world, tm
     assert snapshot(out)["supernet.pt"] == before["supernet.pt"]
     assert main([*run_args(world, out), "--epochs", "1", "--channel-ids"]) == 2
     assert "channel_ids" in capsys.readouterr().err
+
+
+def test_score_also_scores_with_an_ensemble(reference, tmp_path, capsys):
+    info = read_info(reference)
+    torch.manual_seed(5)
+    other = save_supernet(tmp_path / "other", Supernet(SPACE, 10, 16, shape_samples=4), dataset=info.dataset,
+                          method="spos", epochs=0, data=info.extra["data"])
+    arch = "stem8_w16-32-64_d2-1-2_r0.5-0.5-0.5_k3-3-3_c32"
+    scored = {}
+    for name, argv in (("a", [str(reference)]), ("b", [str(other.path.parent)]),
+                       ("both", [str(reference), "--also", str(other.path.parent)])):
+        capsys.readouterr()
+        assert main(["supernet", "score", *argv, arch, "--json"]) == 0
+        scored[name] = json.loads(capsys.readouterr().out)[0]
+    assert scored["both"]["accuracy"] == pytest.approx((scored["a"]["accuracy"] + scored["b"]["accuracy"]) / 2)
+    assert scored["both"]["supernet"] == "+".join(sorted((info.checksum, other.checksum)))
+    assert main(["supernet", "score", str(reference), "--also", str(reference), arch]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "listed twice" in err[0]
 
 
 def test_score_refusals_are_one_line(world, reference, tmp_path, capsys):

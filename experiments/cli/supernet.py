@@ -163,31 +163,38 @@ def _scoring_data(info, dataset: str | None, data_root: str | None, limit: int |
 @click.option("--val-size", type=click.IntRange(min=0), default=SupernetOptions.val_size, show_default=True,
               help="Validate on the first N images of the (shuffled) validation split; 0: all of it.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads [default: torch's].")
+@click.option("--also", "also", type=click.Path(), multiple=True,
+              help="Another supernet folder (repeatable): each candidate scores the mean of every supernet's "
+                   "score (an ensemble, as a search with several [supernet] checkpoints).")
 @json_option
 def score(directory: str, architectures: tuple[Architecture, ...], sample: int | None, seed: int,
           dataset: str | None, data_root: str | None, limit: int | None, bn_batches: int, val_size: int | None,
-          threads: int | None, as_json: bool) -> None:
+          threads: int | None, also: tuple[str, ...], as_json: bool) -> None:
     """Score candidates with the supernet in DIRECTORY: extract, recalibrate BN, validate (top-1).
 
     One line per candidate: arch_id, accuracy, seconds, architecture.
     """
+    from evaluator.supernet.ensemble import as_scorer_info, score_mean
     from evaluator.supernet.scoring import ScoringData
-    from evaluator.supernet.scoring import score as score_one
     from evaluator.supernet.store import load_supernet
 
     if not architectures and sample is None:
         raise click.UsageError("give the architectures to score (ARCH...) or --sample N")
-    net, info = load_supernet(directory)
-    candidates = list(architectures) + (net.space.sample_many(sample, seed=seed) if sample else [])
+    loaded = [load_supernet(folder) for folder in (directory, *also)]
+    nets = [n for n, _ in loaded]
+    scorer = as_scorer_info([i for _, i in loaded])
+    candidates = list(architectures) + (nets[0].space.sample_many(sample, seed=seed) if sample else [])
     for arch in candidates:  # all refused before any is scored
-        net.check(arch)
-    data = _scoring_data(info, dataset, data_root, limit)
+        for net in nets:
+            net.check(arch)
+    data = _scoring_data(loaded[0][1], dataset, data_root, limit)
+    scorer.check_data(data)
     scoring = ScoringData.from_split(data, bn_batches=bn_batches, val_size=val_size)
     rows = []
     for arch in candidates:
-        result = score_one(net, arch, scoring, threads=threads)
+        result = score_mean(nets, arch, scoring, threads=threads)
         row = {"arch_id": arch.arch_id, "arch": result.arch, "accuracy": result.accuracy, "seconds": result.seconds,
-               "bn_images": result.bn_images, "val_images": result.val_images, "supernet": info.checksum}
+               "bn_images": result.bn_images, "val_images": result.val_images, "supernet": scorer.checksum}
         rows.append(row)
         if not as_json:
             click.echo(f"{row['arch_id']}  {row['accuracy']:.4f}  {row['seconds']:.2f} s  {row['arch']}")
