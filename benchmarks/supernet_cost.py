@@ -2,7 +2,7 @@
 
 On the fidelity benchmark's data (Fashion-MNIST, ``--limit`` images at 16 px, a third of them
 validation: 5,000 training / 2,500 validation), for each architecture: the one-shot score of the
-supernet at ``--supernet DIR`` (several folders: their ensemble, the mean of their scores, its
+supernet at ``--supernet DIR`` (the flag repeated: their ensemble, the mean of their scores, its
 seconds the sum; extract, BN recalibrated on ``--bn-batches`` batches of 128, validate
 on the first ``--val-size`` validation images; by default the search's scoring, 2 and 500) and ``train_proxy`` with
 the search's defaults for 2 epochs on ``--proxy-train`` training images (as its ``proxy`` stage), one
@@ -39,8 +39,8 @@ from search_space.errors import ShufflenasError  # noqa: E402
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("archs", nargs="*", default=["0.5x", "1.0x", "2.0x"], help="presets or architecture strings")
-    parser.add_argument("--supernet", required=True, nargs="+",
-                        help="the folder `shufflenas supernet train --out` wrote; several: their ensemble")
+    parser.add_argument("--supernet", required=True, action="append",
+                        help="the folder `shufflenas supernet train --out` wrote; repeated: their ensemble")
     parser.add_argument("--limit", type=int, default=7500)
     parser.add_argument("--data-root", default=None, help="the IDX files [default: the system's Fashion-MNIST]")
     parser.add_argument("--proxy-train", type=int, default=2000)

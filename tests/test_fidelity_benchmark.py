@@ -204,9 +204,9 @@ def test_supernet_cost_prints_both_times_side_by_side(capsys, root, supernet_dir
     assert cost.main([*flags[:1], str(tmp_path / "none"), *flags[2:], "0.5x"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err
-    assert cost.main([*flags[:2], str(other_supernet_dir), *flags[2:], "0.5x"]) == 0  # an ensemble of two
+    assert cost.main([*flags[:2], "--supernet", str(other_supernet_dir), *flags[2:], "0.5x"]) == 0  # an ensemble
     assert "+" in capsys.readouterr().out.split("supernet ", 1)[1].split(";")[0]
-    assert cost.main([*flags[:2], str(supernet_dir), *flags[2:], "0.5x"]) == 2
+    assert cost.main([*flags[:2], "--supernet", str(supernet_dir), *flags[2:], "0.5x"]) == 2
     err = capsys.readouterr().err.strip()
     assert "listed twice" in err and "\n" not in err
 
