@@ -19,7 +19,8 @@ validated on that same split), each stage appends rows to ``OUT/rows.csv``:
 - ``report``: ``OUT/fidelity.csv``, ``OUT/fidelity.md``, ``OUT/fidelity.png`` and the table: per
   estimator Spearman, Kendall tau and top-5 overlap against the mean reference accuracy, tau over
   the ceiling (the reference's own seed-0-vs-seed-1 tau), capacity bias (Spearman with FLOPs, beside
-  the reference's) and seconds per candidate;
+  the reference's) and seconds per candidate. ``--ref-seeds 0`` counts only those reference seeds
+  (a longer reference with one seed done so far), ``--report-dir DIR`` writes the three files there;
 - ``all``: reference seed 0, proxy, zero-cost, each ``--supernet NAME=DIR[,DIR...]``, reference seed 1, report.
 
 Every finished row is appended at once (flush + fsync). A rerun skips rows already there: the key is
@@ -190,6 +191,8 @@ class Run:
     proxy: ProxyConfig
     proxy_train: int
     jobs: int
+    ref_seeds: tuple[int, ...] | None = None   # report: the reference seeds counted (None: every seed there)
+    report_dir: Path | None = None              # report: where fidelity.* go (None: out)
 
     @property
     def data_key(self) -> str:
@@ -497,7 +500,8 @@ def estimates(run: Run, store: RowStore) -> tuple[dict[int, dict[str, float]], d
     ok = [r for r in store.rows if r.arch_id in wanted and r.status == "ok" and math.isfinite(r.score)]
     ref: dict[int, dict[str, float]] = {}
     for r in ok:
-        if r.stage == "reference" and r.fingerprint == run.reference_fp:
+        if r.stage == "reference" and r.fingerprint == run.reference_fp and (run.ref_seeds is None
+                                                                             or r.seed in run.ref_seeds):
             ref.setdefault(r.seed, {})[r.arch_id] = r.score
     chosen: dict[str, list[Row]] = {"proxy": [r for r in ok if r.stage == "proxy" and r.fingerprint == run.proxy_fp]}
     for name in ("naswot", "synflow"):
@@ -505,6 +509,11 @@ def estimates(run: Run, store: RowStore) -> tuple[dict[int, dict[str, float]], d
     notes = []
     expected = {"reference": run.reference_fp, "proxy": run.proxy_fp, "naswot": run.zero_cost_fp("naswot"),
                 "synflow": run.zero_cost_fp("synflow")}
+    if run.ref_seeds is not None:
+        other = sum(1 for r in ok if r.stage == "reference" and r.fingerprint == run.reference_fp
+                    and r.seed not in run.ref_seeds)
+        notes.append(f"reference: seeds {', '.join(map(str, run.ref_seeds))} only (--ref-seeds); {other} rows of "
+                     "other seeds left out")
     for stage, fp in expected.items():
         other = sum(1 for r in store.rows if r.stage == stage and r.arch_id in wanted and r.fingerprint != fp)
         if other:
@@ -611,8 +620,9 @@ def plot(path: Path, rows: list[Fidelity], mean: dict[str, float], scores: dict[
 
 def stage_report(run: Run, store: RowStore) -> int:
     rows, ref, mean, scores, notes = fidelity(run, store)
-    run.out.mkdir(parents=True, exist_ok=True)
-    with (run.out / "fidelity.csv").open("w", newline="", encoding="utf-8") as fh:
+    dest = run.report_dir or run.out
+    dest.mkdir(parents=True, exist_ok=True)
+    with (dest / "fidelity.csv").open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=FIDELITY_FIELDS)
         writer.writeheader()
         writer.writerows(dataclasses.asdict(f) for f in rows)
@@ -621,18 +631,18 @@ def stage_report(run: Run, store: RowStore) -> int:
              f"default space); {d.dataset} at {d.input_size} px, {d.limit or 'all'} images, validation fraction "
              f"{d.val_fraction:.4g}, data seed 0. Reference: train_proxy, {r.epochs} epochs, batch {r.batch_size}, "
              f"lr {r.lr:g} {r.schedule}, label smoothing {r.label_smoothing:g}, weight decay {r.weight_decay:g}, "
-             f"1 thread, seeds 0 and 1, whole training split. Proxy: {p.epochs} epochs (ProxyConfig defaults) on "
+             f"1 thread, seeds {' and '.join(map(str, sorted(ref))) or 'none'}, whole training split. Proxy: {p.epochs} epochs (ProxyConfig defaults) on "
              f"{run.proxy_train} training images. Ceiling: the reference's own seed-0-vs-seed-1 agreement.")
     table = markdown_table(rows)
     text = "\n".join(["# Accuracy-estimate fidelity", "", setup, "", table, "", *[f"- {n}" for n in notes],
                       "", "Against the mean reference top-1; capacity bias = Spearman with MFLOPs at 224 px; "
                       "s per candidate = mean seconds of one estimate (the ceiling row: one reference training)."])
-    (run.out / "fidelity.md").write_text(text + "\n", encoding="utf-8")
-    png = plot(run.out / "fidelity.png", rows, mean, scores, run, (ref.get(0, {}), ref.get(1, {})))
+    (dest / "fidelity.md").write_text(text + "\n", encoding="utf-8")
+    png = plot(dest / "fidelity.png", rows, mean, scores, run, (ref.get(0, {}), ref.get(1, {})))
     print(setup + "\n\n" + table + "\n")
     for note in notes:
         print(f"- {note}")
-    print(f"\nwritten: {run.out / 'fidelity.csv'}, {run.out / 'fidelity.md'}" + (f", {png}" if png else ""))
+    print(f"\nwritten: {dest / 'fidelity.csv'}, {dest / 'fidelity.md'}" + (f", {png}" if png else ""))
     return 0
 
 
@@ -698,7 +708,10 @@ def parser() -> argparse.ArgumentParser:
     sup.add_argument("--name", type=_name, required=True, help="the estimator's name in the report")
     sup.add_argument("--dir", required=True, nargs="+",
                      help="the folder `shufflenas supernet train --out` wrote; several: their ensemble (mean score)")
-    sub.add_parser("report", parents=[common], help="fidelity.csv / .md / .png and the table")
+    rep = sub.add_parser("report", parents=[common], help="fidelity.csv / .md / .png and the table")
+    rep.add_argument("--ref-seeds", type=_seeds, default=None,
+                     help="count only these reference seeds, e.g. 0 (default: every seed in rows.csv)")
+    rep.add_argument("--report-dir", default=None, help="write fidelity.csv/.md/.png here (default: --out)")
     every = sub.add_parser("all", parents=[common], help="every stage in turn, then the report")
     every.add_argument("--supernet", type=_supernet_arg, action="append", default=[], metavar="NAME=DIR[,DIR...]")
     return top
@@ -714,8 +727,9 @@ def build_run(args: argparse.Namespace) -> Run:
                             label_smoothing=0.1, weight_decay=5e-4, threads=1)
     proxy = ProxyConfig(epochs=args.proxy_epochs, batch_size=args.proxy_batch, threads=1)
     data_args = DataArgs(args.dataset, args.data_root, args.input_size, args.limit or None, args.val_fraction)
+    seeds, report_dir = getattr(args, "ref_seeds", None), getattr(args, "report_dir", None)
     return Run(Path(args.out), candidates(args.n, args.sample_seed), data_args, reference, proxy, args.proxy_train,
-               args.jobs)
+               args.jobs, None if seeds is None else tuple(seeds), None if report_dir is None else Path(report_dir))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -124,6 +124,17 @@ def test_every_stage_rows_resume_and_report(bench, capsys, tmp_path, root, super
     assert code == 0, err
     assert rows(out) == first and "6 of 6 already in" in stdout and "to train" in stdout
 
+    # one reference seed, reported elsewhere: the main report stays as it was
+    report_md = (out / "fidelity.md").read_text()
+    code, stdout, err = run(bench, capsys, "report", *TINY, "--data-root", str(root), "--out", str(out),
+                            "--ref-seeds", "0", "--report-dir", str(tmp_path / "seed0"))
+    assert code == 0, err
+    assert "seeds 0 only (--ref-seeds); 6 rows of other seeds left out" in stdout and "seed 0 n=6" in stdout
+    with (tmp_path / "seed0" / "fidelity.csv").open(newline="") as fh:
+        ceiling = next(csv.DictReader(fh))
+    assert ceiling["estimator"] == bench.CEILING and ceiling["n"] == "0"  # no second seed: no ceiling
+    assert (out / "fidelity.md").read_text() == report_md and (tmp_path / "seed0" / "fidelity.png").is_file()
+
     # a torn last line (a killed run) is skipped; another recipe makes new rows instead of mixing
     with (out / "rows.csv").open("a") as fh:
         fh.write("reference,0.5x,720b27c32ab2,0,0.5")
