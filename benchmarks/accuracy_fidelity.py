@@ -606,6 +606,10 @@ def plot(path: Path, rows: list[Fidelity], mean: dict[str, float], scores: dict[
         x = [(100 if f.estimator == CEILING else 1) * xs[a] for a in common]
         y = [100 * ys[a] for a in common]
         ax.scatter(x, y, s=16, c=["tab:red" if labels[a] in PRESETS else "tab:blue" for a in common])
+        if not common:  # e.g. the ceiling while one reference seed is counted
+            ax.text(0.5, 0.5, "no candidate with both", ha="center", va="center", fontsize=8, transform=ax.transAxes)
+            ax.set_xticks([])
+            ax.set_yticks([])
         for a, xv, yv in zip(common, x, y):
             if labels[a] in PRESETS:
                 ax.annotate(labels[a], (xv, yv), fontsize=7, xytext=(3, 3), textcoords="offset points")
