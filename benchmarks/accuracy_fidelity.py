@@ -421,16 +421,12 @@ def supernet_train_seconds(folder: Path) -> float | None:
 
 def stage_supernet(run: Run, store: RowStore, data: DataSplit, name: str, folders: Sequence[str], bn_batches: int,
                    val_size: int | None) -> int:
-    from evaluator.supernet.ensemble import as_scorer_info, score_mean
-    from evaluator.supernet.scoring import ScoringData, check_fits
-    from evaluator.supernet.store import load_supernet, supernet_file
+    from evaluator.supernet.ensemble import check_inside, check_scorer, load_scorer, score_mean
+    from evaluator.supernet.scoring import ScoringData
+    from evaluator.supernet.store import supernet_file
 
-    loaded = [load_supernet(folder) for folder in folders]
-    supernets = [s for s, _ in loaded]
-    info = as_scorer_info([i for _, i in loaded])
-    info.check_data(data)
-    for supernet in supernets:
-        check_fits(supernet, data)
+    supernets, info = load_scorer(folders)
+    check_scorer(supernets, info, data)
     stage = f"supernet:{name}"
     val_size = val_size or None  # 0 and None both mean the whole split; rows of it keep their earlier key
     fp = run.fingerprint(stage, checksum=info.checksum, bn_batches=bn_batches,
@@ -445,8 +441,7 @@ def stage_supernet(run: Run, store: RowStore, data: DataSplit, name: str, folder
     failures = 0
     for done, cand in enumerate(todo, 1):
         try:
-            for supernet in supernets:
-                supernet.check(cand.arch)
+            check_inside(supernets, cand.arch)
             result = score_mean(supernets, cand.arch, scoring, threads=1)
         except ShufflenasError as exc:
             failures += 1
@@ -635,8 +630,9 @@ def stage_report(run: Run, store: RowStore) -> int:
              f"default space); {d.dataset} at {d.input_size} px, {d.limit or 'all'} images, validation fraction "
              f"{d.val_fraction:.4g}, data seed 0. Reference: train_proxy, {r.epochs} epochs, batch {r.batch_size}, "
              f"lr {r.lr:g} {r.schedule}, label smoothing {r.label_smoothing:g}, weight decay {r.weight_decay:g}, "
-             f"1 thread, seeds {' and '.join(map(str, sorted(ref))) or 'none'}, whole training split. Proxy: {p.epochs} epochs (ProxyConfig defaults) on "
-             f"{run.proxy_train} training images. Ceiling: the reference's own seed-0-vs-seed-1 agreement.")
+             f"1 thread, seeds {' and '.join(map(str, sorted(ref))) or 'none'}, whole training split. "
+             f"Proxy: {p.epochs} epochs (ProxyConfig defaults) on {run.proxy_train} training images. "
+             "Ceiling: the reference's own seed-0-vs-seed-1 agreement.")
     table = markdown_table(rows)
     text = "\n".join(["# Accuracy-estimate fidelity", "", setup, "", table, "", *[f"- {n}" for n in notes],
                       "", "Against the mean reference top-1; capacity bias = Spearman with MFLOPs at 224 px; "
@@ -678,7 +674,8 @@ def _supernet_arg(text: str) -> tuple[str, tuple[str, ...]]:
     name, sep, folders = text.partition("=")
     dirs = tuple(f for f in folders.split(",") if f)
     if not sep or not dirs:
-        raise argparse.ArgumentTypeError(f"--supernet takes NAME=DIR (or NAME=DIR,DIR,... for an ensemble), got {text!r}")
+        raise argparse.ArgumentTypeError(f"--supernet takes NAME=DIR (or NAME=DIR,DIR,... for an ensemble), "
+                                         f"got {text!r}")
     return _name(name), dirs
 
 
@@ -759,7 +756,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"validation images ({len(run.cands)} candidates)", flush=True)
             from evaluator.supernet.store import read_info
 
-            folders = args.dir if args.stage == "supernet" else [f for _, fs in getattr(args, "supernet", []) for f in fs]
+            named = getattr(args, "supernet", [])
+            folders = args.dir if args.stage == "supernet" else [f for _, fs in named for f in fs]
             for folder in folders:  # refused before anything is written (and before hours of training)
                 read_info(folder).check_data(data)
         if not listed:

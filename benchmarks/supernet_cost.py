@@ -29,9 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from accuracy_fidelity import DataArgs, proxy_split  # noqa: E402  (the same split and proxy subset)
 from evaluator.proxy import ProxyConfig, train_proxy  # noqa: E402
-from evaluator.supernet.ensemble import as_scorer_info, score_mean  # noqa: E402
-from evaluator.supernet.scoring import BN_BATCHES, VAL_SIZE, ScoringData, check_fits  # noqa: E402
-from evaluator.supernet.store import load_supernet  # noqa: E402
+from evaluator.supernet.ensemble import check_inside, check_scorer, load_scorer, score_mean  # noqa: E402
+from evaluator.supernet.scoring import BN_BATCHES, VAL_SIZE, ScoringData  # noqa: E402
 from search_space import PAPER_PRESETS, Architecture  # noqa: E402
 from search_space.errors import ShufflenasError  # noqa: E402
 
@@ -50,16 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     try:
         archs = [PAPER_PRESETS[a] if a in PAPER_PRESETS else Architecture.from_string(a) for a in args.archs]
-        loaded = [load_supernet(folder) for folder in args.supernet]
-        supernets = [s for s, _ in loaded]
-        info = as_scorer_info([i for _, i in loaded])
+        supernets, info = load_scorer(args.supernet)
         data = DataArgs("fashion-mnist", args.data_root, supernets[0].spec.input_size, args.limit,
                         float(Fraction(1, 3))).load()
-        info.check_data(data)
-        for supernet in supernets:
-            check_fits(supernet, data)
-            for arch in archs:
-                supernet.check(arch)
+        check_scorer(supernets, info, data)
+        for arch in archs:
+            check_inside(supernets, arch)
     except (ShufflenasError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -230,7 +230,8 @@ def _check_type(where: str, value: Any, type_name: str, types: Any) -> None:
     if not ok:
         article = "an" if type_name[0] in "aeiou" else "a"
         raise ConfigError(f"{where} must be {article} {type_name}, got {type(value).__name__} {value!r}")
-    if type_name in ("list of strings", "string or list of strings") and isinstance(value, list) and not all(isinstance(v, str) for v in value):
+    listed = type_name in ("list of strings", "string or list of strings") and isinstance(value, list)
+    if listed and not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{where} must be a list of strings, got {value!r}")
     if type_name == "list of integers" and not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         raise ConfigError(f"{where} must be a list of integers, got {value!r}")

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -234,3 +236,15 @@ def test_supernet_methods_score_with_the_supernet_under_their_own_samplers(bench
         assert float(row["charged_s"]) >= 0.3
     md = (out / "search_quality.md").read_text()
     assert "| supernet + TPE | 0 |" in md and "| supernet + random | 0 |" in md and "not run" not in md
+    # one supernet keeps the setup's earlier form (a path); an ensemble is another setup: its own --out
+    assert json.loads((out / "setup.json").read_text())["supernet"] == os.path.abspath(saved.path.parent)
+    torch.manual_seed(1)
+    other = save_supernet(tmp_path / "sn2", Supernet(SearchSpace.from_dict(TINY_SPACE), 10, 8, shape_samples=4),
+                          dataset={**dataset_identity(split), "input_size": 8}, method="spos", epochs=0)
+    both = ("--supernet", str(saved.path.parent), str(other.path.parent))
+    code, _, err = run(bench, capsys, *args, *both)
+    assert code == 2 and "another search setup (supernet differ)" in err
+    bench_plan = bench.build(bench.parser().parse_args([*map(str, args), *both]), bench.parser())
+    assert bench_plan.config("supernet", 0).supernet.checkpoint == (str(saved.path.parent), str(other.path.parent))
+    assert bench_plan.fingerprint()["supernet"] == [os.path.abspath(saved.path.parent),
+                                                    os.path.abspath(other.path.parent)]

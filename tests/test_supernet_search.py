@@ -331,7 +331,7 @@ def test_an_ensemble_scores_the_mean_of_its_members_in_either_order(world):
     both = SupernetEvaluator(world["data"], [world["a"].path.parent, world["b"].path], bn_batches=1)
     out = both.run_all(inside)
     assert out[0].accuracy == pytest.approx((single["a"].accuracy + single["b"].accuracy) / 2)
-    assert out[0].result.train_time_s >= max(s.result.train_time_s for s in single.values()) * 0.5
+    assert out[0].result.epochs_run == 0 and out[0].result.train_time_s > 0
     assert not out[1].ok and "outside the supernet's space" in out[1].error  # still an outcome, not a crash
     joined = "+".join(sorted((world["a"].checksum, world["b"].checksum)))
     assert both.info.checksum == both.identity.checksum == joined and both.info.method == "spos"

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Union
 
 from evaluator.datasets import DataSplit
-from evaluator.supernet.scoring import BN_BATCH, ScoringData, SupernetScore, score
-from evaluator.supernet.store import SupernetInfo, read_info
+from evaluator.supernet.scoring import BN_BATCH, ScoringData, SupernetScore, check_fits, score
+from evaluator.supernet.store import SupernetInfo, load_supernet, read_info
 from evaluator.supernet.weights import Supernet, SupernetError
 from search_space import Architecture
 
@@ -105,6 +105,25 @@ def read_scorer_info(value: Checkpoints) -> SupernetInfo | SupernetEnsemble:
     return as_scorer_info([read_info(p) for p in checkpoint_list(value)])
 
 
+def load_scorer(value: Checkpoints) -> tuple[list[Supernet], SupernetInfo | SupernetEnsemble]:
+    """Every member's weights (in the order given) and the scorer's identity."""
+    loaded = [load_supernet(p) for p in checkpoint_list(value)]
+    return [s for s, _ in loaded], as_scorer_info([i for _, i in loaded])
+
+
+def check_scorer(supernets: Sequence[Supernet], info: SupernetInfo | SupernetEnsemble, data: DataSplit) -> None:
+    """Refuse, in one line, data that a member was not trained for (data set, input size, classes)."""
+    info.check_data(data)
+    for supernet in supernets:
+        check_fits(supernet, data)
+
+
+def check_inside(supernets: Sequence[Supernet], arch: Architecture) -> None:
+    """Refuse, in one line, a candidate outside any member's space."""
+    for supernet in supernets:
+        supernet.check(arch)
+
+
 def members_of(info: SupernetInfo | SupernetEnsemble) -> tuple[SupernetInfo, ...]:
     return info.members if isinstance(info, SupernetEnsemble) else (info,)
 
@@ -121,5 +140,5 @@ def score_mean(supernets: Sequence[Supernet], arch: Architecture, scoring: Scori
                          first.bn_images, first.val_images)
 
 
-__all__ = ["Checkpoints", "SupernetEnsemble", "as_scorer_info", "checkpoint_list", "members_of",
-           "read_scorer_info", "score_mean"]
+__all__ = ["Checkpoints", "SupernetEnsemble", "as_scorer_info", "check_inside", "check_scorer", "checkpoint_list",
+           "load_scorer", "members_of", "read_scorer_info", "score_mean"]

@@ -30,8 +30,9 @@ from typing import Any
 from evaluator.base import EvalOutcome, EvalTask, EvaluatorBase, describe_exception
 from evaluator.datasets import DataSplit
 from evaluator.proxy import ProxyResult
-from evaluator.supernet.ensemble import Checkpoints, SupernetEnsemble, as_scorer_info, checkpoint_list, score_mean
-from evaluator.supernet.scoring import BN_BATCH, BN_BATCHES, VAL_SIZE, ScoringData, SupernetScore, check_fits
+from evaluator.supernet.ensemble import (Checkpoints, SupernetEnsemble, check_inside, check_scorer, load_scorer,
+                                         members_of, score_mean)
+from evaluator.supernet.scoring import BN_BATCH, BN_BATCHES, VAL_SIZE, ScoringData, SupernetScore
 from evaluator.supernet.store import SUPERNET_NAME, SupernetInfo, load_supernet, supernet_file
 from evaluator.supernet.weights import Supernet, SupernetError
 from search_space.errors import ShufflenasError, first_line
@@ -65,8 +66,7 @@ class _Scoring:
 
     def run(self, task: EvalTask) -> tuple[ProxyResult | None, str | None]:
         try:
-            for supernet in self.supernets:
-                supernet.check(task.arch)
+            check_inside(self.supernets, task.arch)
         except SupernetError as exc:
             return None, first_line(exc)
         try:
@@ -116,12 +116,8 @@ class SupernetEvaluator(EvaluatorBase):
         if val_size is not None and (isinstance(val_size, bool) or not isinstance(val_size, int) or val_size < 0):
             raise ShufflenasError(f"supernet evaluator: val_size must be an integer >= 0 (0 or None: the whole "
                                   f"validation split), got {val_size!r}")
-        loaded = [load_supernet(path) for path in checkpoint_list(checkpoint)]
-        info = as_scorer_info([i for _, i in loaded])
-        info.check_data(data)
-        for supernet, _ in loaded:
-            check_fits(supernet, data)
-        supernets = [s for s, _ in loaded]
+        supernets, info = load_scorer(checkpoint)
+        check_scorer(supernets, info, data)
         if checksum is not None and info.checksum != checksum:
             raise SupernetError(f"supernet {info.path} changed since the search was checked (checksum "
                                 f"{info.checksum}, expected {checksum}); run the search again")
@@ -147,8 +143,8 @@ class SupernetEvaluator(EvaluatorBase):
         actor = ray.remote(_ScoringActor).options(num_cpus=threads if num_cpus is None else num_cpus,
                                                   max_restarts=1, max_task_retries=1)
         # refs in a list reach the actor unresolved (it gets them); held here so an actor restart finds them
-        blobs = self._blobs = [ray.put(supernet_file(i.path).read_bytes()) for _, i in loaded]
-        checksums = [i.checksum for _, i in loaded]
+        blobs = self._blobs = [ray.put(supernet_file(m.path).read_bytes()) for m in members_of(info)]
+        checksums = [m.checksum for m in members_of(info)]
         scoring_ref = ray.put(scoring)
         self._actors = [actor.remote(blobs, checksums, scoring_ref, threads, bn_batch) for _ in range(workers)]
         self._idle: deque[Any] = deque(self._actors)

@@ -174,21 +174,17 @@ def score(directory: str, architectures: tuple[Architecture, ...], sample: int |
 
     One line per candidate: arch_id, accuracy, seconds, architecture.
     """
-    from evaluator.supernet.ensemble import as_scorer_info, score_mean
+    from evaluator.supernet.ensemble import check_inside, check_scorer, load_scorer, members_of, score_mean
     from evaluator.supernet.scoring import ScoringData
-    from evaluator.supernet.store import load_supernet
 
     if not architectures and sample is None:
         raise click.UsageError("give the architectures to score (ARCH...) or --sample N")
-    loaded = [load_supernet(folder) for folder in (directory, *also)]
-    nets = [n for n, _ in loaded]
-    scorer = as_scorer_info([i for _, i in loaded])
+    nets, scorer = load_scorer([directory, *also])
     candidates = list(architectures) + (nets[0].space.sample_many(sample, seed=seed) if sample else [])
     for arch in candidates:  # all refused before any is scored
-        for net in nets:
-            net.check(arch)
-    data = _scoring_data(loaded[0][1], dataset, data_root, limit)
-    scorer.check_data(data)
+        check_inside(nets, arch)
+    data = _scoring_data(members_of(scorer)[0], dataset, data_root, limit)
+    check_scorer(nets, scorer, data)
     scoring = ScoringData.from_split(data, bn_batches=bn_batches, val_size=val_size)
     rows = []
     for arch in candidates:
