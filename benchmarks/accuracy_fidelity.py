@@ -41,6 +41,7 @@ import concurrent.futures as futures
 import csv
 import dataclasses
 import hashlib
+import io
 import json
 import math
 import multiprocessing
@@ -62,6 +63,7 @@ from scipy import stats
 from evaluator.datasets import DataSplit, canonical_name, load_dataset, stratified_subset
 from evaluator.proxy import ProxyConfig, train_proxy
 from evaluator.supernet.scoring import BN_BATCHES, VAL_SIZE
+from latency_models.atomic import atomic_write_figure, atomic_write_text
 from latency_models.costs.analytic import summary
 from search_space import DEFAULT_SPACE, Architecture, get_preset
 from search_space.errors import ShufflenasError
@@ -613,18 +615,18 @@ def plot(path: Path, rows: list[Fidelity], mean: dict[str, float], scores: dict[
         ax.set_ylabel("reference seed 1 top-1 %" if f.estimator == CEILING else "reference mean top-1 %", fontsize=8)
         ax.tick_params(labelsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
+    return atomic_write_figure(path, fig, dpi=110)
 
 
 def stage_report(run: Run, store: RowStore) -> int:
     rows, ref, mean, scores, notes = fidelity(run, store)
     dest = run.report_dir or run.out
     dest.mkdir(parents=True, exist_ok=True)
-    with (dest / "fidelity.csv").open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=FIDELITY_FIELDS)
-        writer.writeheader()
-        writer.writerows(dataclasses.asdict(f) for f in rows)
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=FIDELITY_FIELDS)
+    writer.writeheader()
+    writer.writerows(dataclasses.asdict(f) for f in rows)
+    atomic_write_text(dest / "fidelity.csv", buffer.getvalue())  # a kill leaves the old report whole
     d, r, p = run.data_args, run.reference, run.proxy
     setup = (f"{len(run.cands)} candidates ({', '.join(PRESETS)} + {len(run.cands) - len(PRESETS)} sampled from the "
              f"default space); {d.dataset} at {d.input_size} px, {d.limit or 'all'} images, validation fraction "
@@ -637,7 +639,7 @@ def stage_report(run: Run, store: RowStore) -> int:
     text = "\n".join(["# Accuracy-estimate fidelity", "", setup, "", table, "", *[f"- {n}" for n in notes],
                       "", "Against the mean reference top-1; capacity bias = Spearman with MFLOPs at 224 px; "
                       "s per candidate = mean seconds of one estimate (the ceiling row: one reference training)."])
-    (dest / "fidelity.md").write_text(text + "\n", encoding="utf-8")
+    atomic_write_text(dest / "fidelity.md", text + "\n")
     png = plot(dest / "fidelity.png", rows, mean, scores, run, (ref.get(0, {}), ref.get(1, {})))
     print(setup + "\n\n" + table + "\n")
     for note in notes:

@@ -110,7 +110,7 @@ from experiments.config import load_config  # noqa: E402
 from experiments.finalists import PICKS, RULES, pick_finalists, setup_key  # noqa: E402
 from experiments.report import comparable, hypervolume, non_dominated  # noqa: E402
 from experiments.trial_record import TrialRecord, finite  # noqa: E402
-from latency_models.atomic import atomic_write_text  # noqa: E402
+from latency_models.atomic import atomic_write_figure, atomic_write_text  # noqa: E402
 from search_space import PAPER_PRESETS, Architecture  # noqa: E402
 from search_space.errors import ShufflenasError  # noqa: E402
 
@@ -129,6 +129,7 @@ GOAL_HV_RATIO = 1.1
 GOAL_SPEEDUP = 1.15
 FILL = 0.75           # an increment aims at this share of the remaining budget
 IDLE_INCREMENTS = 3   # increments in a row that charge nothing: the sampler only repeats; stop
+IDLE_STOP = f"{IDLE_INCREMENTS} increments in a row charged nothing (the sampler only repeats architectures)"
 DEFAULT_RECIPE = REPO / "experiments" / "configs" / "train_fashion.toml"
 DONE = "1"            # last column of every appended row: a torn line never ends with it
 
@@ -335,15 +336,18 @@ class SearchRow:
 
 
 def run_to_budget(bench: Bench, method: str, seed: int, *, say: Callable[[str], None] = print,
-                  echo: Callable[[str], None] | None = None) -> SearchRow:
-    """Run (or resume) one method's search in increments until its charge reaches the budget."""
+                  echo: Callable[[str], None] | None = None, settled: bool = False) -> SearchRow:
+    """Run (or resume) one method's search in increments until its charge reaches the budget.
+
+    ``settled``: an earlier invocation stopped this search at this budget because its sampler only
+    repeated architectures; a rerun then leaves it as it is instead of asking again."""
     from experiments.search import run_search
 
     name = bench.study(method, seed)
     study = load_study_if_any(bench.storage, name)
     charge = study_charge(study) if study is not None else Charge(0.0, 0)
     started, increments, last, idle, stop = time.perf_counter(), 0, None, 0, "budget"
-    while charge.seconds < bench.budget_s:
+    while not settled and charge.seconds < bench.budget_s:
         sha = method == "sha"
         step = max(bench.step, bench.eta ** (len(bench.rungs) - 1)) if sha else bench.step  # one full bracket
         add = next_increment(charge, bench.budget_s, step, promotion_growth(bench.rungs, bench.eta) if sha else 1.0)
@@ -356,7 +360,7 @@ def run_to_budget(bench: Bench, method: str, seed: int, *, say: Callable[[str], 
             f"charged, {charge.finished} trials")
         idle = idle + 1 if last <= 0 else 0
         if idle >= IDLE_INCREMENTS:
-            stop = f"{IDLE_INCREMENTS} increments in a row charged nothing (the sampler only repeats architectures)"
+            stop = IDLE_STOP
             break
     return SearchRow(name, method, seed, bench.budget_s, round(charge.seconds, 3), charge.finished, increments,
                      None if last is None else round(last, 3), round(time.perf_counter() - started, 1), stop)
@@ -632,7 +636,7 @@ def plot(path: Path, finalists: Mapping[tuple[str, int], Sequence[Point]], prese
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never over a point
     fig.tight_layout()
-    fig.savefig(path)
+    atomic_write_figure(path, fig)
     plt.close(fig)
 
 
@@ -680,9 +684,10 @@ def _run(bench: Bench, command: str, *, say: Callable[[str], None],
         rows: dict[tuple[str, int], dict[str, Any]] = {}
         for seed in bench.seeds:
             for method in bench.runnable:
-                row = dataclasses.asdict(run_to_budget(bench, method, seed, say=say, echo=echo))
-                logged = next((r for r in searches.rows
-                               if r["study"] == row["study"] and _float(r["budget_s"]) == bench.budget_s), None)
+                logged = next((r for r in searches.rows if r["study"] == bench.study(method, seed)
+                               and _float(r["budget_s"]) == bench.budget_s), None)
+                settled = logged is not None and logged["stop"] == IDLE_STOP
+                row = dataclasses.asdict(run_to_budget(bench, method, seed, say=say, echo=echo, settled=settled))
                 if logged is None:
                     searches.append(row)
                 elif row["increments"] == 0:  # reached its budget in an earlier invocation: as it was logged

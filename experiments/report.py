@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from latency_models.atomic import atomic_write_figure, atomic_write_frame, atomic_write_text
 from experiments import trial_record as keys
 from experiments.report_plots import _flag, _pyplot, _source, curves_plot, scatter_figure, write_plots  # noqa: F401
 from experiments.trial_record import TrialRecord, finalist_records
@@ -229,22 +230,22 @@ def write_report(study: optuna.Study, out: str | Path) -> dict[str, Any]:
 
         raise ShufflenasError(f"cannot create the report directory {out}: {exc.strerror or exc}") from None
     frame = trials_frame(study)
-    frame.to_csv(out / "trials.csv", index=False)
+    atomic_write_frame(out / "trials.csv", frame, index=False)
     parquet = frame.copy()
     for column in parquet.columns:  # mixed-type object columns -> strings, so Arrow takes them
         if parquet[column].dtype == object and column not in ("datetime_start", "datetime_complete"):
             parquet[column] = parquet[column].map(lambda v: None if v is None else str(v))
-    parquet.to_parquet(out / "trials.parquet", index=False)
+    atomic_write_frame(out / "trials.parquet", parquet, index=False)
     if "on_front" in frame.columns:
         pareto = frame[frame["on_front"] | frame["over_budget_front"]]
     else:
         pareto = frame.iloc[0:0]
-    pareto.to_csv(out / "pareto.csv", index=False)
+    atomic_write_frame(out / "pareto.csv", pareto, index=False)
     plots = write_plots(frame, out)
     summary = study_summary(study, frame)
     summary["files"] = sorted(p.name for p in out.iterdir() if p.is_file())
     summary["plots"] = [p.name for p in plots]
-    (out / "summary.md").write_text(summary_markdown(summary, frame))
+    atomic_write_text(out / "summary.md", summary_markdown(summary, frame))
     summary["files"] = sorted(p.name for p in out.iterdir() if p.is_file())
     return summary
 
@@ -346,7 +347,7 @@ def compare_fronts(studies: Sequence[optuna.Study], out: str | Path) -> list[Pat
         ax.legend(fontsize=8)
         fig.tight_layout()
         path = out / f"compare_fronts_{target.replace('/', '_')}.png"
-        fig.savefig(path, dpi=110)
+        atomic_write_figure(path, fig, dpi=110)
         plt.close(fig)
         written.append(path)
     return written

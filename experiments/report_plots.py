@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from latency_models.atomic import atomic_write_figure
 from experiments import trial_record as keys
 from experiments.plotting import label_points
 
@@ -58,7 +59,7 @@ def _scatter(frame: pd.DataFrame, x: str, y: str, path: Path, title: str, xlabel
     fig = scatter_figure(frame, x, y, title, xlabel, ylabel, front_by, x_scale)
     if fig is None:
         return None
-    fig.savefig(path, dpi=fig.dpi)
+    atomic_write_figure(path, fig, dpi=fig.dpi)
     _pyplot().close(fig)
     return path
 
@@ -251,7 +252,7 @@ def curves_plot(frame: pd.DataFrame, path: Path) -> Path | None:
     fig.legend(handles=handles, fontsize=7, loc="lower center", ncol=len(handles), frameon=False)
     fig.tight_layout(rect=(0, 0.05, 1, 1))  # the legend sits below the panels: it covers no curve
     _end_labels(axes[0][0], labels)
-    fig.savefig(path, dpi=fig.dpi)
+    atomic_write_figure(path, fig, dpi=fig.dpi)
     plt.close(fig)
     return path
 

@@ -9,6 +9,7 @@ It lives in the lowest package that writes files, so ``evaluator`` and ``experim
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import tempfile
 from collections.abc import Callable
@@ -59,6 +60,22 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, **kwargs: bool) -> 
 
 def atomic_write_text(path: str | os.PathLike, text: str, **kwargs: bool) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"), **kwargs)
+
+
+def atomic_write_figure(path: str | os.PathLike, fig: object, *, mkdir: bool = True, **savefig: object) -> Path:
+    """A matplotlib figure rendered in memory, then written atomically (a kill never leaves half a PNG)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png", **savefig)  # type: ignore[attr-defined]
+    return atomic_write_bytes(path, buffer.getvalue(), mkdir=mkdir)
+
+
+def atomic_write_frame(path: str | os.PathLike, frame: object, *, mkdir: bool = True, **to_file: object) -> Path:
+    """A pandas DataFrame written atomically as CSV or, for a ``.parquet`` name, Parquet."""
+    if Path(path).suffix == ".parquet":
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, **to_file)  # type: ignore[attr-defined]
+        return atomic_write_bytes(path, buffer.getvalue(), mkdir=mkdir)
+    return atomic_write_text(path, frame.to_csv(**to_file), mkdir=mkdir)  # type: ignore[attr-defined]
 
 
 def remove_stale_temporaries(folder: Path) -> None:

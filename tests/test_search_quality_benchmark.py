@@ -120,6 +120,17 @@ def test_an_increment_that_asks_too_much_stops_at_the_budget(bench, capsys, tmp_
     crossed = next(i for i in range(len(costs)) if sum(costs[:i + 1]) >= 0.3)
     assert sum(costs[crossed + 1:]) == 0 and len(complete) < 30
 
+    # a search logged as stopped because its sampler only repeated is not resumed at that budget
+    with (out / "searches.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(row))
+        writer.writeheader()
+        writer.writerow({**row, "budget_s": "5", "stop": bench.IDLE_STOP})
+    args[args.index("--budget-s") + 1] = "5"
+    code, stdout, err = run(bench, capsys, *args, "--step", "30")
+    assert code == 0, err
+    assert "CPU-s charged" not in stdout and "stopped early" in stdout
+    assert len(load_study(f"sqlite:///{out / 'studies.db'}", row["study"]).trials) == len(study.trials)
+
 
 def test_tiny_run_equal_compute_resume_and_report(bench, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("SHUFFLENAS_HOME", str(tmp_path / "home"))

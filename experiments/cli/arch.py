@@ -33,12 +33,13 @@ classes_option = click.option("--num-classes", default=1000, show_default=True,
 def cost(architecture: Architecture, input_size: int, num_classes: int, batch: int, layers_csv: str | None,
          as_json: bool) -> None:
     """Analytic costs of ARCHITECTURE: params, FLOPs (multiply-adds), MAC, kernels, element-wise volume."""
+    from latency_models.atomic import atomic_write_frame
     from latency_models.costs.analytic import costs, totals
 
     table = costs(architecture, input_size, num_classes, batch)
     if layers_csv:
         try:
-            table.to_csv(layers_csv, index=False)
+            atomic_write_frame(layers_csv, table, index=False, mkdir=False)
         except OSError as exc:
             raise ShufflenasError(f"cannot write {layers_csv}: {exc.strerror or exc}") from None
     result = {"arch": architecture.to_string(), "arch_id": architecture.arch_id, "preset": preset_name(architecture),

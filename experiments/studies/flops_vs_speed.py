@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from latency_models.atomic import atomic_write_figure, atomic_write_frame, atomic_write_text
 from latency_models.costs.analytic import summary
 from search_space import DEFAULT_SPACE, PAPER_PRESETS, Architecture, SearchSpace, preset_name
 from search_space.presets import FAMILIES
@@ -236,7 +237,7 @@ def scatter_plots(table: pd.DataFrame, out_dir: Path) -> list[Path]:
             label_points(ax, [(r[metric] / 1e6, r["latency_ms"], r["preset"]) for _, r in presets.iterrows()],
                          list(zip(group[metric] / 1e6, group["latency_ms"])))
         path = out_dir / f"scatter_{_slug(str(target))}.png"
-        fig.savefig(path, dpi=110)
+        atomic_write_figure(path, fig, dpi=110)
         plt.close(fig)
         paths.append(path)
     return paths
@@ -317,15 +318,13 @@ def run_study(targets: Sequence[Target], samples: int, out_dir: str | Path, *, s
     pairs = same_flops_pairs(table)
     files = [out / "flops_vs_speed.csv", out / "flops_vs_speed.parquet", out / "correlations.csv",
              out / "same_flops_pairs.csv", out / "summary.md"]
-    table.to_csv(files[0], index=False)
-    table.to_parquet(files[1], index=False)
-    corr.to_csv(files[2], index=False)
-    pairs.to_csv(files[3], index=False)
+    for path, frame in zip(files, (table, table, corr, pairs)):
+        atomic_write_frame(path, frame, index=False)
     load = (load_before, load_after) if load_before is not None else None
-    files[4].write_text(summary_markdown(table, corr, pairs, command=command, load=load))
+    atomic_write_text(files[4], summary_markdown(table, corr, pairs, command=command, load=load))
     if families:
         files += [out / "family_pairs.csv", out / "table8.csv"]
-        fam.cross_family_pairs(table, FLOPS_TOLERANCE).to_csv(files[-2], index=False)
-        fam.table8_comparison(table).to_csv(files[-1], index=False)
+        atomic_write_frame(files[-2], fam.cross_family_pairs(table, FLOPS_TOLERANCE), index=False)
+        atomic_write_frame(files[-1], fam.table8_comparison(table), index=False)
     files += scatter_plots(table, out)
     return StudyResult(table, corr, pairs, out, tuple(files))

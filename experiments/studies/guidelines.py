@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from latency_models.atomic import atomic_write_figure, atomic_write_frame, atomic_write_text
 from latency_models.estimation import guideline as guideline_model
 from latency_models.paper import microbench
 from latency_models.estimation.calibrate import MICRO_KEY
@@ -140,7 +141,7 @@ def run_study(target: Target, out_dir: str | Path, *, quick: bool = False, budge
     files: list[Path] = []
     for g, t in tables.items():
         path = out / f"{g.lower()}.csv"
-        t.assign(ms_repeats=t["ms_repeats"].map(json.dumps)).to_csv(path, index=False)
+        atomic_write_frame(path, t.assign(ms_repeats=t["ms_repeats"].map(json.dumps)), index=False)
         files.append(path)
         files.append(_chart(t, g, target.name, out / f"{g.lower()}.png"))
     files.append(_summary(tables, target, source, model, out / "summary.md", command))
@@ -214,7 +215,7 @@ def _chart(table: pd.DataFrame, guideline: str, target: str, path: Path) -> Path
     fig.legend(handles, labels, loc="lower center", ncol=len(series), fontsize=7, frameon=False)
     fig.suptitle(f"{guideline}: {CLAIMS[guideline]}", fontsize=10)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
-    fig.savefig(path, dpi=100)
+    atomic_write_figure(path, fig, dpi=100)
     plt.close(fig)
     return path
 
@@ -299,8 +300,7 @@ def _summary(tables: dict[str, pd.DataFrame], target: Target, source: str,
             here = interval(r["rel_speed"], r["rel_lo"], r["rel_hi"], int(r["repeats"]))
             lines.append(f"| {r['config']} | {r['scale']} | {r['structure']} | {r['ms']:.3f} | {r['paper_gpu_rel']:.2f} | "
                          f"{r['paper_arm_rel']:.2f} | {here} | {model_rel} |")
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 __all__ = ["GuidelineStudy", "StudyError", "check_out_dir", "interval", "run_study", "verdicts"]
