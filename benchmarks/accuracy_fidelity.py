@@ -41,7 +41,6 @@ import concurrent.futures as futures
 import csv
 import dataclasses
 import hashlib
-import io
 import json
 import math
 import multiprocessing
@@ -63,7 +62,7 @@ from scipy import stats
 from evaluator.datasets import DataSplit, canonical_name, load_dataset, stratified_subset
 from evaluator.proxy import ProxyConfig, train_proxy
 from evaluator.supernet.scoring import BN_BATCHES, VAL_SIZE
-from latency_models.atomic import atomic_write_figure, atomic_write_text
+from latency_models.atomic import atomic_write_csv, atomic_write_figure, atomic_write_text
 from latency_models.costs.analytic import summary
 from search_space import DEFAULT_SPACE, Architecture, get_preset
 from search_space.errors import ShufflenasError
@@ -125,13 +124,7 @@ def check_candidates(path: Path, cands: list[Candidate], n: int, seed: int) -> b
 
 
 def write_candidates(path: Path, cands: list[Candidate]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CANDIDATE_FIELDS)
-        writer.writeheader()
-        writer.writerows(c.to_csv() for c in cands)
-    os.replace(tmp, path)
+    atomic_write_csv(path, CANDIDATE_FIELDS, (c.to_csv() for c in cands))
 
 
 def interleaved(cands: list[Candidate]) -> list[Candidate]:
@@ -622,11 +615,7 @@ def stage_report(run: Run, store: RowStore) -> int:
     rows, ref, mean, scores, notes = fidelity(run, store)
     dest = run.report_dir or run.out
     dest.mkdir(parents=True, exist_ok=True)
-    buffer = io.StringIO(newline="")
-    writer = csv.DictWriter(buffer, fieldnames=FIDELITY_FIELDS)
-    writer.writeheader()
-    writer.writerows(dataclasses.asdict(f) for f in rows)
-    atomic_write_text(dest / "fidelity.csv", buffer.getvalue())  # a kill leaves the old report whole
+    atomic_write_csv(dest / "fidelity.csv", FIDELITY_FIELDS, (dataclasses.asdict(f) for f in rows))
     d, r, p = run.data_args, run.reference, run.proxy
     setup = (f"{len(run.cands)} candidates ({', '.join(PRESETS)} + {len(run.cands) - len(PRESETS)} sampled from the "
              f"default space); {d.dataset} at {d.input_size} px, {d.limit or 'all'} images, validation fraction "

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import statistics
 import sys
 import time
@@ -34,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy_fidelity import RowStore, _corr, _supernet_arg, build_run, fidelity  # noqa: E402
 from accuracy_fidelity import parser as fidelity_parser  # noqa: E402
 from evaluator.proxy import recalibrate_bn  # noqa: E402
-from latency_models.atomic import atomic_write_text  # noqa: E402
+from latency_models.atomic import atomic_write_csv  # noqa: E402
 from evaluator.supernet.scoring import BN_BATCH, ScoringData, check_fits  # noqa: E402
 from search_space.errors import ShufflenasError  # noqa: E402
 
@@ -124,11 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     if path.exists():
         with path.open(newline="") as fh:
             kept = [r for r in csv.DictReader(fh) if r.get("supernet") not in names]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(kept + rows)
-    atomic_write_text(path, buffer.getvalue())  # a kill leaves the old file whole, never a torn one
+    atomic_write_csv(path, FIELDS, kept + rows)  # a kill leaves the old file whole, never a torn one
     print(f"{len(run.cands)} candidates; {data.train_size} training / {data.val_size} validation images at "
           f"{data.input_size} px (split {Fraction(run.data_args.val_fraction).limit_denominator(100)}); 1 thread")
     print(table(rows, reference))

@@ -110,7 +110,7 @@ from experiments.config import load_config  # noqa: E402
 from experiments.finalists import PICKS, RULES, pick_finalists, setup_key  # noqa: E402
 from experiments.report import comparable, hypervolume, non_dominated  # noqa: E402
 from experiments.trial_record import TrialRecord, finite  # noqa: E402
-from latency_models.atomic import atomic_write_figure, atomic_write_text  # noqa: E402
+from latency_models.atomic import atomic_write_csv, atomic_write_figure, atomic_write_text  # noqa: E402
 from search_space import PAPER_PRESETS, Architecture  # noqa: E402
 from search_space.errors import ShufflenasError  # noqa: E402
 
@@ -283,14 +283,7 @@ def _cell(value: Any) -> str:
 
 
 def write_table(path: Path, fields: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
-    import io
-
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(fields), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({f: _cell(row.get(f)) for f in fields})
-    atomic_write_text(path, buffer.getvalue())
+    atomic_write_csv(path, fields, ({f: _cell(row.get(f)) for f in fields} for row in rows))
 
 
 # -- equal compute ----------------------------------------------------------------------------------

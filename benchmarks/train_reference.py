@@ -15,7 +15,6 @@ Spearman(FLOPs, top-1) and, with two or more seeds, Kendall's tau between the fi
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import sys
 import time
@@ -28,6 +27,7 @@ from scipy import stats
 
 from evaluator.training.loop import TrainResult, train_architecture
 from evaluator.training.recipe import DataSpec, TrainRecipe
+from latency_models.atomic import atomic_write_csv
 from latency_models.costs.analytic import summary
 from search_space import DEFAULT_SPACE, Architecture, get_preset
 from search_space.errors import ShufflenasError
@@ -194,10 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.append(Row(entry, seed, cost["flops"] / 1e6, int(cost["params"]), input_size, result,
                         data.train_size, data.val_size))
     csv_path = folder / "results.csv"
-    with csv_path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
-        writer.writeheader()
-        writer.writerows(row.to_csv() for row in rows)
+    atomic_write_csv(csv_path, CSV_FIELDS, (row.to_csv() for row in rows))
 
     print(f"{data.name}: {data.train_size} training / {data.val_size} validation images at {input_size}x{input_size}, "
           f"{base.epochs} epochs, recipe {args.recipe} (lr {base.lr:g}, batch {base.batch_size}, "

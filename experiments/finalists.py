@@ -37,7 +37,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
-import io
 import json
 import math
 import os
@@ -288,16 +287,11 @@ CSV_COLUMNS = ("trial", "arch", "arch_id", "picked_for", "picked_by", "proxy_acc
 
 def write_csv(records: Sequence[FinalistRecord], path: Path) -> Path:
     """The finalists as one CSV (written to a temporary file and renamed: never torn)."""
-    from latency_models.atomic import atomic_write_text
+    from latency_models.atomic import atomic_write_csv
 
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for record in records:
-        row = record.to_dict()
-        row["picked_for"] = ";".join(record.picked_for)
-        writer.writerow(["" if row.get(c) is None else row[c] for c in CSV_COLUMNS])
-    return atomic_write_text(path, buffer.getvalue())
+    rows = [{**r.to_dict(), "picked_for": ";".join(r.picked_for)} for r in records]
+    return atomic_write_csv(path, CSV_COLUMNS, (["" if row.get(c) is None else row[c] for c in CSV_COLUMNS]
+                                                 for row in rows))
 
 
 def run_finalists(study: optuna.Study, options: FinalistOptions, out: str | Path, *, address: str | None = None,

@@ -9,10 +9,11 @@ It lives in the lowest package that writes files, so ``evaluator`` and ``experim
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -60,6 +61,18 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, **kwargs: bool) -> 
 
 def atomic_write_text(path: str | os.PathLike, text: str, **kwargs: bool) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"), **kwargs)
+
+
+def atomic_write_csv(path: str | os.PathLike, fields: Sequence[str],
+                     rows: Iterable[Sequence[object] | Mapping[str, object]], *, mkdir: bool = True) -> Path:
+    """A CSV table written atomically: the header ``fields``, then ``rows`` (sequences, or mappings read by
+    field name, a missing key an empty cell), "\\n" line ends."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(fields)
+    for row in rows:
+        writer.writerow([row.get(f, "") for f in fields] if isinstance(row, Mapping) else row)
+    return atomic_write_text(path, buffer.getvalue(), mkdir=mkdir)
 
 
 def atomic_write_figure(path: str | os.PathLike, fig: object, *, mkdir: bool = True, **savefig: object) -> Path:

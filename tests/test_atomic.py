@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from latency_models.atomic import TEMP_SUFFIX, atomic_write_figure, atomic_write_frame
+from latency_models.atomic import TEMP_SUFFIX, atomic_write_csv, atomic_write_figure, atomic_write_frame
 
 
 def _no_temporaries(folder):
@@ -47,4 +47,10 @@ def test_a_failed_write_keeps_the_old_file(tmp_path):
     with pytest.raises(RuntimeError):
         atomic_write_frame(tmp_path / "t.csv", _Broken())
     assert (tmp_path / "f.png").read_bytes() == b"old" and (tmp_path / "t.csv").read_bytes() == b"old"
+    assert _no_temporaries(tmp_path)
+
+
+def test_csv_rows_as_sequences_or_mappings(tmp_path):
+    path = atomic_write_csv(tmp_path / "t.csv", ("a", "b"), [[1, "x,y"], {"b": 2}])
+    assert path.read_text() == 'a,b\n1,"x,y"\n,2\n'
     assert _no_temporaries(tmp_path)

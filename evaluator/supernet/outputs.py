@@ -8,12 +8,11 @@ top-1 of a few fixed candidates (the smallest, the largest, the paper presets in
 from __future__ import annotations
 
 import csv
-import io
 from collections.abc import Sequence
 from pathlib import Path
 
 from evaluator.supernet.session import SupernetEpoch
-from evaluator.training.checkpoint import atomic_write_bytes
+from latency_models.atomic import atomic_write_csv, atomic_write_figure
 from evaluator.training.outputs import CURVES_NAME, METRICS_NAME
 
 BASE_COLUMNS = ("epoch", "train_loss", "lr", "images_per_s", "seconds")
@@ -21,14 +20,10 @@ PROBE_PREFIX = "val_top1_"
 
 
 def write_metrics(folder: Path, rows: Sequence[SupernetEpoch]) -> Path:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
     names = [n for n, _ in rows[0].probes] if rows else []
-    writer.writerow([*BASE_COLUMNS, *(PROBE_PREFIX + n for n in names)])
-    for row in rows:
-        writer.writerow([row.epoch, repr(row.train_loss), repr(row.lr), f"{row.images_per_s:.1f}",
-                         f"{row.seconds:.3f}", *(repr(a) for _, a in row.probes)])
-    return atomic_write_bytes(folder / METRICS_NAME, buffer.getvalue().encode())
+    return atomic_write_csv(folder / METRICS_NAME, [*BASE_COLUMNS, *(PROBE_PREFIX + n for n in names)], (
+        [row.epoch, repr(row.train_loss), repr(row.lr), f"{row.images_per_s:.1f}", f"{row.seconds:.3f}",
+         *(repr(a) for _, a in row.probes)] for row in rows))
 
 
 def read_metrics(folder: Path) -> list[SupernetEpoch]:
@@ -69,9 +64,7 @@ def write_curves(folder: Path, rows: Sequence[SupernetEpoch], title: str) -> Pat
             ax.set_xticks(epochs if len(epochs) <= 12 else epochs[:: max(1, len(epochs) // 10)])
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return atomic_write_bytes(folder / CURVES_NAME, buffer.getvalue())
+    return atomic_write_figure(folder / CURVES_NAME, fig)
 
 
 __all__ = ["CURVES_NAME", "METRICS_NAME", "read_metrics", "write_curves", "write_metrics"]

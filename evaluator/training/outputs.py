@@ -3,13 +3,11 @@ from the metrics held in the checkpoint (the checkpoint is the source of truth).
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 from collections.abc import Sequence
 from pathlib import Path
 
-from evaluator.training.checkpoint import atomic_write_bytes
+from latency_models.atomic import atomic_write_csv, atomic_write_figure
 
 METRICS_NAME = "metrics.csv"
 CURVES_NAME = "curves.png"
@@ -39,13 +37,9 @@ METRIC_COLUMNS = tuple(f.name for f in dataclasses.fields(EpochMetrics))
 
 
 def write_metrics(folder: Path, rows: Sequence[EpochMetrics]) -> Path:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(METRIC_COLUMNS)
-    for row in rows:
-        writer.writerow([row.epoch, repr(row.train_loss), repr(row.val_top1), repr(row.val_top5), repr(row.lr),
-                         f"{row.images_per_s:.1f}", f"{row.seconds:.3f}"])
-    return atomic_write_bytes(folder / METRICS_NAME, buffer.getvalue().encode())
+    return atomic_write_csv(folder / METRICS_NAME, METRIC_COLUMNS, (
+        [row.epoch, repr(row.train_loss), repr(row.val_top1), repr(row.val_top5), repr(row.lr),
+         f"{row.images_per_s:.1f}", f"{row.seconds:.3f}"] for row in rows))
 
 
 def write_curves(folder: Path, rows: Sequence[EpochMetrics], title: str) -> Path | None:
@@ -72,9 +66,7 @@ def write_curves(folder: Path, rows: Sequence[EpochMetrics], title: str) -> Path
             ax.set_xticks(epochs if len(epochs) <= 12 else epochs[:: max(1, len(epochs) // 10)])
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return atomic_write_bytes(folder / CURVES_NAME, buffer.getvalue())
+    return atomic_write_figure(folder / CURVES_NAME, fig)
 
 
 __all__ = ["CURVES_NAME", "EpochMetrics", "METRICS_NAME", "METRIC_COLUMNS", "write_curves", "write_metrics"]
