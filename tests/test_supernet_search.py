@@ -159,7 +159,8 @@ def test_studies_of_earlier_versions_hold_proxy_accuracies(tmp_path):
         assert record.to_user_attrs() == t.user_attrs
 
 
-def test_supernet_search_on_two_ray_workers(tmp_path, world, ray_session):
+def test_supernet_search_on_two_ray_workers(tmp_path, world, ray_session, capfd):
+    capfd.readouterr()
     evaluator = SupernetEvaluator(world["data"], world["a"].path.parent, bn_batches=1, workers=2)
     try:
         cfg = config(tmp_path, world, workers=2, trials=4)
@@ -171,6 +172,24 @@ def test_supernet_search_on_two_ray_workers(tmp_path, world, ray_session):
     pids = {t.user_attrs["worker_pid"] for t in trials(cfg)}
     assert len(pids) == 2 and os.getpid() not in pids  # spread over both actors, none in this process
     assert not outside[0].ok and "outside the supernet's space" in outside[0].error
+    # every constructor argument is inline (refs inside lists), so Ray has no restart warning to print
+    err = capfd.readouterr().err
+    assert "constructor arguments in the object store" not in err, err
+
+
+def test_a_dead_scoring_actor_is_replaced_and_its_candidate_scored_again(world, ray_session):
+    evaluator = SupernetEvaluator(world["data"], world["a"].path.parent, bn_batches=1, workers=2)
+    inside = Architecture.from_string(INSIDE)
+    try:
+        before = evaluator.run_all([EvalTask(i, inside) for i in range(2)])
+        ray_session.kill(evaluator._actors[0])  # its process is gone; Ray will not restart it
+        after = evaluator.run_all([EvalTask(i, inside) for i in range(2, 6)])
+    finally:
+        evaluator.close()
+    assert all(o.ok for o in before + after)
+    assert {o.accuracy for o in before + after} == {before[0].accuracy}  # same weights in the new actor
+    assert [o.attempts for o in after].count(2) == 1  # the one sent to the dead actor, scored again
+    assert {o.worker_pid for o in after} - {o.worker_pid for o in before}  # by a fresh process
 
 
 def test_a_candidate_outside_the_space_is_a_failed_outcome(world):

@@ -11,6 +11,8 @@ space is a failed outcome with the one-line reason, never an exception.
 
 With ``workers > 1`` the candidates go to that many Ray actors, each holding the supernet and the
 scoring tensors once (``num_cpus`` each, default ``threads``), one candidate per actor at a time.
+An actor that dies is replaced by the driver and its candidate scored once more (``attempts`` 2);
+a second death is the candidate's failed outcome (``worker died: ...``).
 The supernet travels as its file's bytes through the object store, so a cluster node needs no
 copy of the file (each actor checks the checksum of what it loaded).
 
@@ -24,6 +26,7 @@ import dataclasses
 import os
 import tempfile
 from collections import deque
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +82,7 @@ class _Scoring:
 class _ScoringActor:
     """Body of a Ray actor: loads the supernets from their bytes once, then scores candidates."""
 
-    def __init__(self, blobs: list[Any], checksums: list[str], scoring: ScoringData, threads: int,
+    def __init__(self, blobs: list[Any], checksums: list[str], scoring: list[Any], threads: int,
                  bn_batch: int) -> None:
         import ray
         import torch
@@ -95,7 +98,7 @@ class _ScoringActor:
                 raise SupernetError(f"the supernet reached this worker damaged (checksum {info.checksum}, "
                                     f"expected {checksum})")
             supernets.append(supernet)
-        self.scoring = _Scoring(supernets, scoring, threads, bn_batch)
+        self.scoring = _Scoring(supernets, ray.get(scoring[0]), threads, bn_batch)
 
     def score(self, task: EvalTask) -> dict[str, Any]:
         result, error = self.scoring.run(task)
@@ -140,14 +143,19 @@ class SupernetEvaluator(EvaluatorBase):
         import ray
 
         self._ray = ray
-        actor = ray.remote(_ScoringActor).options(num_cpus=threads if num_cpus is None else num_cpus,
-                                                  max_restarts=1, max_task_retries=1)
-        # refs in a list reach the actor unresolved (it gets them); held here so an actor restart finds them
-        blobs = self._blobs = [ray.put(supernet_file(m.path).read_bytes()) for m in members_of(info)]
+        # Ray does not restart the actors (``max_restarts=0``): the driver replaces a dead one itself
+        # and retries its candidate once (``_poll_ray``). Ray's own restart would re-run the
+        # constructor from arguments in the object store, which it warns on every start cannot be
+        # relied on (ray-project/ray#53727); here the refs stay held by the driver for its lifetime.
+        remote = ray.remote(_ScoringActor).options(num_cpus=threads if num_cpus is None else num_cpus,
+                                                   max_restarts=0)
+        self._refs = [ray.put(supernet_file(m.path).read_bytes()) for m in members_of(info)] + [ray.put(scoring)]
+        blobs, scoring_ref = self._refs[:-1], self._refs[-1:]  # in lists: they reach the actor unresolved
         checksums = [m.checksum for m in members_of(info)]
-        scoring_ref = ray.put(scoring)
-        self._actors = [actor.remote(blobs, checksums, scoring_ref, threads, bn_batch) for _ in range(workers)]
+        self._new_actor = lambda: remote.remote(blobs, checksums, scoring_ref, threads, bn_batch)
+        self._actors = [self._new_actor() for _ in range(workers)]
         self._idle: deque[Any] = deque(self._actors)
+        self._retried: set[Hashable] = set()  # tasks re-run once after their actor died
         self._flights: dict[Any, tuple[EvalTask, Any]] = {}  # ref -> (task, actor)
 
     # -- protocol -------------------------------------------------------------------------------
@@ -184,15 +192,26 @@ class SupernetEvaluator(EvaluatorBase):
                 except Exception:  # noqa: BLE001 - best effort on shutdown
                     pass
             self._flights.clear()
-            self._blobs = []
+            self._refs = []
             release_ray(self._owns_ray)
 
     # -- internals ------------------------------------------------------------------------------
     @staticmethod
-    def _outcome(task: EvalTask, result: ProxyResult | None, error: str | None, pid: int | None) -> EvalOutcome:
+    def _outcome(task: EvalTask, result: ProxyResult | None, error: str | None, pid: int | None,
+                 attempts: int = 1) -> EvalOutcome:
         if result is None:
-            return EvalOutcome(task.key, False, None, error or "scoring failed", 1, pid)
-        return EvalOutcome.from_result(task.key, result, 1, pid)
+            return EvalOutcome(task.key, False, None, error or "scoring failed", attempts, pid)
+        return EvalOutcome.from_result(task.key, result, attempts, pid)
+
+    def _replace(self, dead: Any) -> None:
+        """A fresh actor in place of one that died (its supernets and tensors from the held refs)."""
+        try:
+            self._ray.kill(dead)
+        except Exception:  # noqa: BLE001 - it is gone already
+            pass
+        fresh = self._new_actor()
+        self._actors = [fresh if a is dead else a for a in self._actors]
+        self._idle.append(fresh)
 
     def _launch(self) -> None:
         while self._queue and self._idle:
@@ -210,13 +229,21 @@ class SupernetEvaluator(EvaluatorBase):
         out = []
         for ref in done:
             task, actor = self._flights.pop(ref)
-            self._idle.append(actor)
             try:
                 payload = self._ray.get(ref)
-            except self._ray.exceptions.RayError as exc:  # the actor died (twice) or could not start
-                out.append(EvalOutcome(task.key, False, None, f"worker died: {first_line(exc)}", 1, None))
+            except self._ray.exceptions.RayError as exc:  # the actor died, or could not start
+                self._replace(actor)
+                if task.key not in self._retried:
+                    self._retried.add(task.key)
+                    self._queue.appendleft(task)
+                    continue
+                self._retried.discard(task.key)
+                out.append(EvalOutcome(task.key, False, None, f"worker died: {first_line(exc)}", 2, None))
                 continue
-            out.append(self._outcome(task, payload["result"], payload["error"], payload["pid"]))
+            self._idle.append(actor)
+            attempts = 2 if task.key in self._retried else 1
+            self._retried.discard(task.key)
+            out.append(self._outcome(task, payload["result"], payload["error"], payload["pid"], attempts))
         self._launch()
         return out
 
