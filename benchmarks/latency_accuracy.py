@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from latency_models.atomic import atomic_write_text
 from latency_models.estimation import guideline as guideline_model
 from latency_models.costs.analytic import architecture_layers, summary
 from latency_models.estimation.lut import LookupTable
@@ -76,7 +77,7 @@ class CpuClock:
         record = {"p10_ms": min(passes), "p10_passes": passes, "median_ms": float(np.median(t)),
                   "cv": float((np.percentile(t, 75) - np.percentile(t, 25)) / 1.349 / np.median(t)), "runs": len(t)}
         self.data[key] = record
-        self.path.write_text(json.dumps(self.data))
+        atomic_write_text(self.path, json.dumps(self.data))  # a kill mid-write keeps the cache whole
         return {**record, "cached": False}
 
     def network(self, arch):
@@ -198,8 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines)
     print(text)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
+        atomic_write_text(args.out, text + "\n")
     return 0
 
 
@@ -237,7 +237,7 @@ def _retest(archs, target, budget) -> np.ndarray:
         if not cached:
             store[arch.arch_id] = {"median_ms": measure(arch, target, budget_s=budget, cache=False).median_ms,
                                    "stamp": stamp}
-            path.write_text(json.dumps(store))
+            atomic_write_text(path, json.dumps(store))
         again.append(store[arch.arch_id]["median_ms"])
         print(f"[retest {i:3d}/{len(archs)}] {arch.arch_id} {again[-1]:8.3f} ms{' (kept)' if cached else ''}",
               file=sys.stderr, flush=True)

@@ -165,8 +165,9 @@ def main() -> None:
                   "to judge the 5 % target."]
     text = "\n".join(lines) + "\n"
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    from latency_models.atomic import atomic_write_text
+
+    atomic_write_text(args.out, text)
     print(f"wrote {args.out}")
 
 

@@ -21,6 +21,7 @@ from scipy.stats import spearmanr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from latency_models.estimation.quality import fmt  # noqa: E402
+from latency_models.atomic import atomic_write_text  # noqa: E402
 from latency_models.paper import paper_data  # noqa: E402
 from latency_models.costs.analytic import architecture_layers, summary  # noqa: E402
 from latency_models.estimation.calibrate import PAPER_TARGETS, fit_paper_calibration, network_quality  # noqa: E402
@@ -89,8 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    atomic_write_text(out, text)
     print(f"wrote {out}", file=sys.stderr)
     return 0
 

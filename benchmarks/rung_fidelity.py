@@ -34,6 +34,7 @@ from pathlib import Path
 from scipy import stats
 
 from experiments.report import hypervolume as _hypervolume
+from latency_models.atomic import atomic_write_text
 from experiments.successive_halving import Fidelity, RungResult, keep_count, ranking
 from search_space import DEFAULT_SPACE, Architecture, get_preset
 
@@ -165,7 +166,7 @@ def report(args: argparse.Namespace, rungs: list[int], out: Path) -> str:
     lines += ["", f"Machine: {platform.machine()}, {os.cpu_count()} cores; command: "
               f"`python benchmarks/rung_fidelity.py {' '.join(sys.argv[1:])}`"]
     text = "\n".join(lines)
-    (out / "rung_fidelity.md").write_text(text + "\n")
+    atomic_write_text(out / "rung_fidelity.md", text + "\n")
     return text
 
 
