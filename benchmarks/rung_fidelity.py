@@ -34,8 +34,8 @@ from pathlib import Path
 from scipy import stats
 
 from experiments.report import hypervolume as _hypervolume
-from latency_models.atomic import atomic_write_text
 from experiments.successive_halving import Fidelity, RungResult, keep_count, ranking
+from latency_models.atomic import atomic_write_text
 from search_space import DEFAULT_SPACE, Architecture, get_preset
 
 PRESETS = ("0.5x", "1.0x", "1.5x", "2.0x")

@@ -13,6 +13,7 @@ import json
 import re
 import os
 import shutil
+import time
 from pathlib import Path
 
 import optuna
@@ -172,7 +173,7 @@ def test_supernet_search_on_two_ray_workers(tmp_path, world, ray_session, capfd)
     pids = {t.user_attrs["worker_pid"] for t in trials(cfg)}
     assert len(pids) == 2 and os.getpid() not in pids  # spread over both actors, none in this process
     assert not outside[0].ok and "outside the supernet's space" in outside[0].error
-    # every constructor argument is inline (refs inside lists), so Ray has no restart warning to print
+    # the actors run with max_restarts=0 (the driver replaces them), so Ray has no restart warning to print
     err = capfd.readouterr().err
     assert "constructor arguments in the object store" not in err, err
 
@@ -182,7 +183,14 @@ def test_a_dead_scoring_actor_is_replaced_and_its_candidate_scored_again(world, 
     inside = Architecture.from_string(INSIDE)
     try:
         before = evaluator.run_all([EvalTask(i, inside) for i in range(2)])
-        ray_session.kill(evaluator._actors[0])  # its process is gone; Ray will not restart it
+        victim = evaluator._actors[0]
+        ray_session.kill(victim)  # Ray will not restart it; wait until it is gone, so a task must meet it dead
+        for _ in range(600):
+            try:
+                ray_session.get(victim.__ray_ready__.remote())
+            except ray_session.exceptions.RayActorError:
+                break
+            time.sleep(0.05)
         after = evaluator.run_all([EvalTask(i, inside) for i in range(2, 6)])
     finally:
         evaluator.close()

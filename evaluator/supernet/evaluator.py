@@ -26,7 +26,6 @@ import dataclasses
 import os
 import tempfile
 from collections import deque
-from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +81,7 @@ class _Scoring:
 class _ScoringActor:
     """Body of a Ray actor: loads the supernets from their bytes once, then scores candidates."""
 
-    def __init__(self, blobs: list[Any], checksums: list[str], scoring: list[Any], threads: int,
+    def __init__(self, blobs: list[Any], checksums: list[str], scoring: ScoringData, threads: int,
                  bn_batch: int) -> None:
         import ray
         import torch
@@ -98,7 +97,7 @@ class _ScoringActor:
                 raise SupernetError(f"the supernet reached this worker damaged (checksum {info.checksum}, "
                                     f"expected {checksum})")
             supernets.append(supernet)
-        self.scoring = _Scoring(supernets, ray.get(scoring[0]), threads, bn_batch)
+        self.scoring = _Scoring(supernets, scoring, threads, bn_batch)
 
     def score(self, task: EvalTask) -> dict[str, Any]:
         result, error = self.scoring.run(task)
@@ -149,14 +148,14 @@ class SupernetEvaluator(EvaluatorBase):
         # relied on (ray-project/ray#53727); here the refs stay held by the driver for its lifetime.
         remote = ray.remote(_ScoringActor).options(num_cpus=threads if num_cpus is None else num_cpus,
                                                    max_restarts=0)
-        self._refs = [ray.put(supernet_file(m.path).read_bytes()) for m in members_of(info)] + [ray.put(scoring)]
-        blobs, scoring_ref = self._refs[:-1], self._refs[-1:]  # in lists: they reach the actor unresolved
+        # the blobs in a list reach the actor unresolved (it gets them one at a time)
+        self._blobs = [ray.put(supernet_file(m.path).read_bytes()) for m in members_of(info)]
+        self._scoring_ref = ray.put(scoring)
         checksums = [m.checksum for m in members_of(info)]
-        self._new_actor = lambda: remote.remote(blobs, checksums, scoring_ref, threads, bn_batch)
+        self._new_actor = lambda: remote.remote(self._blobs, checksums, self._scoring_ref, threads, bn_batch)
         self._actors = [self._new_actor() for _ in range(workers)]
         self._idle: deque[Any] = deque(self._actors)
-        self._retried: set[Hashable] = set()  # tasks re-run once after their actor died
-        self._flights: dict[Any, tuple[EvalTask, Any]] = {}  # ref -> (task, actor)
+        self._flights: dict[Any, tuple[EvalTask, Any, int]] = {}  # ref -> (task, actor, attempt)
 
     # -- protocol -------------------------------------------------------------------------------
     def submit(self, task: EvalTask) -> None:
@@ -192,7 +191,7 @@ class SupernetEvaluator(EvaluatorBase):
                 except Exception:  # noqa: BLE001 - best effort on shutdown
                     pass
             self._flights.clear()
-            self._refs = []
+            self._blobs, self._scoring_ref = [], None
             release_ray(self._owns_ray)
 
     # -- internals ------------------------------------------------------------------------------
@@ -203,7 +202,7 @@ class SupernetEvaluator(EvaluatorBase):
             return EvalOutcome(task.key, False, None, error or "scoring failed", attempts, pid)
         return EvalOutcome.from_result(task.key, result, attempts, pid)
 
-    def _replace(self, dead: Any) -> None:
+    def _replace(self, dead: Any) -> Any:
         """A fresh actor in place of one that died (its supernets and tensors from the held refs)."""
         try:
             self._ray.kill(dead)
@@ -211,12 +210,12 @@ class SupernetEvaluator(EvaluatorBase):
             pass
         fresh = self._new_actor()
         self._actors = [fresh if a is dead else a for a in self._actors]
-        self._idle.append(fresh)
+        return fresh
 
     def _launch(self) -> None:
         while self._queue and self._idle:
             task, actor = self._queue.popleft(), self._idle.popleft()
-            self._flights[actor.score.remote(task)] = (task, actor)
+            self._flights[actor.score.remote(task)] = (task, actor, 1)
 
     def _poll_ray(self, timeout: float | None) -> list[EvalOutcome]:
         self._launch()
@@ -228,22 +227,19 @@ class SupernetEvaluator(EvaluatorBase):
             done, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0)
         out = []
         for ref in done:
-            task, actor = self._flights.pop(ref)
+            task, actor, attempt = self._flights.pop(ref)
             try:
                 payload = self._ray.get(ref)
             except self._ray.exceptions.RayError as exc:  # the actor died, or could not start
-                self._replace(actor)
-                if task.key not in self._retried:
-                    self._retried.add(task.key)
-                    self._queue.appendleft(task)
+                fresh = self._replace(actor)
+                if attempt == 1:  # scored once more, on the fresh actor
+                    self._flights[fresh.score.remote(task)] = (task, fresh, 2)
                     continue
-                self._retried.discard(task.key)
-                out.append(EvalOutcome(task.key, False, None, f"worker died: {first_line(exc)}", 2, None))
+                self._idle.append(fresh)
+                out.append(EvalOutcome(task.key, False, None, f"worker died: {first_line(exc)}", attempt, None))
                 continue
             self._idle.append(actor)
-            attempts = 2 if task.key in self._retried else 1
-            self._retried.discard(task.key)
-            out.append(self._outcome(task, payload["result"], payload["error"], payload["pid"], attempts))
+            out.append(self._outcome(task, payload["result"], payload["error"], payload["pid"], attempt))
         self._launch()
         return out
 
