@@ -218,8 +218,11 @@ class Bench:
     def fingerprint(self) -> dict[str, Any]:
         """What makes two runs' searches comparable (budget, seeds, methods and k may change)."""
         text = Path(self.config_file).read_text() if self.config_file else None
-        return {"proxy": dict(self.proxy), "epochs": self.epochs, "rungs": list(self.rungs), "eta": self.eta,
-                "config_file": text, "supernet": _folders(self.supernet)}
+        found = {"proxy": dict(self.proxy), "epochs": self.epochs, "rungs": list(self.rungs), "eta": self.eta,
+                 "config_file": text, "supernet": _folders(self.supernet)}
+        if self.supernet:  # scores read the supernet's own split (runs before that scored on the proxy's)
+            found["supernet_data"] = "supernet"
+        return found
 
 
 def _folders(supernet: tuple[str, ...]) -> str | list[str] | None:

@@ -76,6 +76,10 @@ class SupernetOptions:
     val_size: int | None = 500
     #: Torch threads per scoring worker.
     threads: int = 1
+    #: Which images a score reads: "supernet" (the split the supernet trained on: calibration from
+    #: its training images, validation from the images it held out) or "proxy" (the search's [proxy]
+    #: split, which may hold images the supernet trained on).
+    data: str = "supernet"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,6 +214,7 @@ _SUPERNET: dict[str, tuple[str, Any]] = {
     "bn_batches": ("integer", int),
     "val_size": ("integer", int),
     "threads": ("integer", int),
+    "data": ("string", str),
 }
 _FIDELITY: dict[str, tuple[str, Any]] = {
     "rungs": ("list of integers", list),
@@ -285,6 +290,8 @@ _FINALISTS: dict[str, tuple[str, Any]] = {
 FINALIST_PATH_KEYS = ("recipe", "data_root")
 #: ``[finalists] pick`` values (experiments.finalists.PICKS; spelled here so the config imports nothing of it).
 FINALIST_PICKS = ("front", "front+bands")
+#: ``[supernet] data``: the supernet's own split, or the search's [proxy] split.
+SUPERNET_DATA = ("supernet", "proxy")
 
 
 def finalist_options(table: Mapping[str, Any], where: str = "finalists.") -> FinalistOptions:
@@ -391,6 +398,8 @@ def _check_values(config: SearchConfig) -> None:
             raise ConfigError(f"{name} must be >= 1, got {value}")
     if s.val_size is not None and s.val_size < 0:
         raise ConfigError(f"supernet.val_size must be >= 0 (0: the whole validation split), got {s.val_size}")
+    if s.data not in SUPERNET_DATA:
+        raise ConfigError(f"supernet.data must be one of {', '.join(SUPERNET_DATA)}, got {s.data!r}")
     if not config.study.strip():
         raise ConfigError("study name must not be empty")
     if config.storage is not None and not config.storage.strip():

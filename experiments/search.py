@@ -169,7 +169,9 @@ class SearchDriver:
         if self.supernet_info is not None:
             info = self.supernet_info
             self.notes.append(f"accuracy: supernet {info.checksum} ({info.method}, {info.epochs} epochs, {info.path}), "
-                              f"BN recalibrated on {c.supernet.bn_batches} batches")
+                              f"BN recalibrated on {c.supernet.bn_batches} batches, validated on "
+                              f"{_val_images(c, self._data)} images of "
+                              f"{'the split it held out' if c.supernet.data == 'supernet' else 'the search split'}")
 
     def _setup(self) -> None:
         """Open (or create) the storage and the study: only after :meth:`prepare` passed."""
@@ -502,6 +504,12 @@ class SearchDriver:
                                    if self._eval_seconds else None),
             charged_s=round(self._charged, 2) if self._charged is not None else None,
         )
+
+
+def _val_images(config: SearchConfig, data: Any) -> int:
+    """How many validation images a supernet score reads (``val_size``, capped by the split)."""
+    total = int(getattr(data, "val_size", 0) or 0)
+    return min(config.supernet.val_size, total) if config.supernet.val_size else total
 
 
 def _supernet_summary(info: Any) -> dict[str, Any] | None:

@@ -171,24 +171,53 @@ def check_training_fits(space: SearchSpace, data: Any, proxy_config: Any) -> Non
 def load_data(config: SearchConfig, space: SearchSpace, proxy_config: Any, evaluator: Any = None) -> Any:
     """The proxy data set, loaded now (it is quick) so a bad one fails before the study is touched;
     a caller's evaluator brings its own."""
-    from evaluator.datasets import load_dataset
-
     c = config
     if evaluator is not None:
         data = getattr(evaluator, "data", None)
         if data is not None:
             proxy_config.check(data)
         return data
+    if c.evaluator == "supernet" and c.supernet.data == "supernet":
+        return supernet_split(c)
+    data = proxy_split(c)
+    proxy_config.check(data)
+    check_training_fits(space, data, proxy_config)
+    return data
+
+
+def proxy_split(config: SearchConfig) -> Any:
+    """The search's own split: ``[proxy]`` data set, root, input size and limit, the search's seed."""
+    from evaluator.datasets import load_dataset
+
+    c = config
     check_fits_before_loading(c)
     try:
-        data = load_dataset(c.proxy.dataset, c.proxy.data_root, c.proxy.input_size,
+        return load_dataset(c.proxy.dataset, c.proxy.data_root, c.proxy.input_size,
                             c.seed if c.seed is not None else 0, limit=c.proxy.limit)
     except MemoryError:
         raise SearchError(f"the {c.proxy.dataset} data set at {c.proxy.input_size}x{c.proxy.input_size} "
                           "does not fit into memory; lower proxy.input_size or set proxy.limit") from None
-    proxy_config.check(data)
-    check_training_fits(space, data, proxy_config)
-    return data
+
+
+def supernet_split(config: SearchConfig) -> Any:
+    """The split the supernet was trained on (``[supernet] data = "supernet"``, the default): scores
+    read the validation images it held out, as ``shufflenas supernet score`` and the fidelity
+    benchmark do, whatever the search's seed and ``[proxy] limit``. ``[proxy] data_root`` still says
+    where the files are."""
+    from evaluator.supernet.ensemble import own_split, read_scorer_info
+    from evaluator.training.recipe import dataset_key
+
+    c = config
+    info = read_scorer_info(c.supernet.checkpoint)
+    if (dataset_key(info.dataset_name) != dataset_key(c.proxy.dataset)
+            or info.dataset.get("input_size") != c.proxy.input_size):
+        info.check_data(proxy_split(c))  # refuses in one line: "trained on X at N px; this run uses Y at M px"
+    try:
+        data = own_split(info, data_root=c.proxy.data_root)
+    except MemoryError:
+        raise SearchError(f"the split supernet {info.path} was trained on does not fit into memory; score on "
+                          'the search\'s data instead ([supernet] data = "proxy", with a proxy.limit)') from None
+    return data  # (no proxy_config check: nothing trains on it)
 
 
 def build_proxy_config(config: SearchConfig) -> Any:

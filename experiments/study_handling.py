@@ -56,11 +56,17 @@ def proxy_key(config: SearchConfig) -> str:
 
 def supernet_key(config: SearchConfig, checksum: str) -> str:
     """Identifies supernet scoring: the supernet (its checksum), the BN batches, the validation size
-    and the data it scores on. Never equal to a proxy key (the setups differ in kind)."""
+    and the data it scores on. Never equal to a proxy key (the setups differ in kind). On the
+    supernet's own split (``[supernet] data = "supernet"``) the checksum fixes the images; the
+    search's split (``"proxy"``, every key before that option) adds the search's data and seed."""
     p, s = config.proxy, config.supernet
     root = os.path.abspath(p.data_root) if p.data_root else p.data_root
-    setup = {"evaluator": "supernet", "checksum": checksum, "bn_batches": s.bn_batches, "val_size": s.val_size or None,
-             "dataset": p.dataset, "root": root, "input": p.input_size, "limit": p.limit, "seed": config.seed}
+    setup: dict[str, Any] = {"evaluator": "supernet", "checksum": checksum, "bn_batches": s.bn_batches,
+                             "val_size": s.val_size or None, "dataset": p.dataset, "root": root}
+    if s.data == "proxy":
+        setup.update({"input": p.input_size, "limit": p.limit, "seed": config.seed})
+    else:
+        setup["data"] = "supernet"
     return hashlib.sha1(json.dumps(setup, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -37,6 +37,7 @@ from experiments.search import SearchError, run_search
 from experiments.study_handling import check_same_scorer
 from experiments.trial_record import Scorer, TrialRecord
 from search_space import Architecture, SearchSpace
+from search_space.errors import ShufflenasError
 
 SPACE = SearchSpace.from_dict(TINY_SPACE)
 #: wider than the tiny space: outside every supernet made here
@@ -285,6 +286,9 @@ def test_config_keys(tmp_path, world):
     assert cfg.to_dict()["supernet"]["val_size"] == VAL_SIZE
     with pytest.raises(ConfigError, match="supernet.threads must be >= 1"):
         config(tmp_path, world, supernet={"checkpoint": "x", "threads": 0})
+    assert cfg.supernet.data == "supernet"
+    with pytest.raises(ConfigError, match="supernet.data must be one of supernet, proxy, got 'val'"):
+        config(tmp_path, world, supernet={"checkpoint": "x", "data": "val"})
     assert load_config(None, {}).supernet.checkpoint is None  # the defaults need no supernet
 
 
@@ -308,6 +312,76 @@ def test_scoring_defaults_are_one_pair_and_zero_means_the_whole_split(tmp_path, 
         assert run.returncode == 0, run.stderr
         scored[size] = json.loads(run.stdout)[0]["val_images"]
     assert scored["0"] == scored["100000"] > scored["3"] == 3
+
+
+def _saved_on_split(world: dict, folder: Path, limit: int, seed: int = 0) -> object:
+    """A supernet of the tiny space that records the split it trained on (as `supernet train` does)."""
+    data = load_dataset("fashion-mnist", world["data_root"], 16, seed, limit=limit)
+    torch.manual_seed(limit)
+    supernet = Supernet(SPACE, 10, 16, shape_samples=4)
+    return save_supernet(folder, supernet, dataset=dataset_identity(data), method="spos", epochs=0,
+                         data={"name": "fashion-mnist", "root": world["data_root"], "limit": limit, "seed": seed,
+                               "val_fraction": 0.2})
+
+
+def test_scores_read_the_split_the_supernet_held_out_unless_told_otherwise(tmp_path, world):
+    """By default a trial's score is the supernet's top-1 on the validation images of its own split
+    (what `supernet score` and the fidelity benchmark read), whatever the search's seed and limit;
+    ``data = "proxy"`` scores on the search's split, under another reuse key."""
+    from evaluator.supernet.ensemble import load_scorer, own_split, score_mean
+    from evaluator.supernet.scoring import ScoringData
+
+    info = _saved_on_split(world, tmp_path / "sn-own", limit=80)
+    nets, _ = load_scorer(info.path.parent)
+    own = own_split(info)
+    search = load_dataset("fashion-mnist", world["data_root"], 16, 1, limit=40)
+    assert (own.val_size, search.val_size) == (16, 8)
+    keys = {}
+    for mode, split in (("supernet", own), ("proxy", search)):
+        cfg = config(tmp_path / mode, world, sn=None, evaluator="supernet", seed=1,
+                     proxy={"dataset": "fashion-mnist", "data_root": world["data_root"], "limit": 40, "batch_size": 8},
+                     supernet={"checkpoint": str(info.path.parent), "bn_batches": 1, "data": mode})
+        result = run_search(cfg)
+        assert result.complete == 3
+        where = "the split it held out" if mode == "supernet" else "the search split"
+        assert any(f"validated on {split.val_size} images of {where}" in n for n in result.notes), result.notes
+        scoring = ScoringData.from_split(split, bn_batches=1)
+        for t in trials(cfg):
+            expected = score_mean(nets, Architecture.from_string(t.user_attrs["arch"]), scoring).accuracy
+            assert t.values[0] == pytest.approx(expected)
+        keys[mode] = {t.user_attrs["proxy_key"] for t in trials(cfg)}
+    assert len(keys["supernet"]) == len(keys["proxy"]) == 1 and keys["supernet"] != keys["proxy"]
+
+
+def test_a_proxy_split_key_is_the_key_earlier_versions_wrote(tmp_path, world):
+    """``data = "proxy"`` keeps the reuse key of every version before the option (so their supernet
+    studies resume and reuse as before); the default key is another."""
+    import hashlib
+
+    from experiments.study_handling import supernet_key
+
+    cfg = config(tmp_path, world, supernet={"checkpoint": "x", "bn_batches": 1, "data": "proxy"})
+    earlier = {"evaluator": "supernet", "checksum": "c0ffee", "bn_batches": 1, "val_size": VAL_SIZE,
+               "dataset": "fashion-mnist", "root": os.path.abspath(world["data_root"]), "input": 16, "limit": None,
+               "seed": 1}
+    assert supernet_key(cfg, "c0ffee") == hashlib.sha1(json.dumps(earlier, sort_keys=True).encode()).hexdigest()[:12]
+    assert supernet_key(config(tmp_path, world, supernet={"checkpoint": "x", "bn_batches": 1}), "c0ffee") != \
+        supernet_key(cfg, "c0ffee")
+
+
+def test_an_ensemble_of_two_splits_is_refused_on_its_own_data(tmp_path, world):
+    """Members trained on different splits would each validate on images another trained on."""
+    folders = [str(_saved_on_split(world, tmp_path / f"sn-{n}", limit=n).path.parent) for n in (60, 80)]
+    cfg = config(tmp_path, world, sn=None, evaluator="supernet", supernet={"checkpoint": folders, "bn_batches": 1})
+    with pytest.raises(ShufflenasError, match="were trained on different splits of fashion-mnist "
+                                              r"\(limit 60, seed 0, .* vs limit 80, seed 0"):
+        run_search(cfg)
+    assert not (tmp_path / "study.db").exists()
+    run = run_main("supernet", "score", *folders[:1], INSIDE, "--also", folders[1])
+    assert run.returncode == 2 and "different splits" in run.stderr and "Traceback" not in run.stderr
+    proxy = config(tmp_path, world, sn=None, evaluator="supernet",
+                   supernet={"checkpoint": folders, "bn_batches": 1, "data": "proxy"})
+    assert run_search(proxy).complete == 3  # on the search's split they score as before
 
 
 # -- shufflenas train --init supernet:DIR ---------------------------------------------------------------

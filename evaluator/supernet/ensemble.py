@@ -118,6 +118,44 @@ def check_scorer(supernets: Sequence[Supernet], info: SupernetInfo | SupernetEns
         check_fits(supernet, data)
 
 
+def own_split(info: SupernetInfo | SupernetEnsemble, *, dataset: str | None = None, data_root: str | None = None,
+              limit: int | None = None) -> DataSplit:
+    """The data split the supernet was trained on (same set, root, cap, seed and validation share), so
+    a score is read off validation images it never trained on. ``dataset`` / ``data_root`` / ``limit``
+    override the stored ones (another data set keeps none of them). An ensemble's members must share
+    one split: each would otherwise have trained on some of the others' validation images."""
+    from evaluator.datasets import load_dataset
+    from evaluator.training.recipe import dataset_key
+
+    members = members_of(info)
+    splits = [_split_of(m) for m in members]
+    for m, split in zip(members[1:], splits[1:]):
+        if split != splits[0]:
+            raise SupernetError(f"supernets {members[0].path} and {m.path} were trained on different splits of "
+                                f"{members[0].dataset_name} ({_describe(splits[0])} vs {_describe(split)}), so "
+                                "each one's validation images hold some of the other's training images; train "
+                                "them on one split, or score on the search's data ([supernet] data = \"proxy\")")
+    stored = dict(members[0].extra.get("data") or {})
+    name = dataset or stored.get("name") or members[0].dataset_name
+    same = dataset_key(name) == dataset_key(str(stored.get("name") or members[0].dataset_name))
+    root = data_root if data_root is not None else (stored.get("root") if same else None)
+    limit = limit if limit is not None else (stored.get("limit") if same else None)
+    return load_dataset(name, root=root, input_size=members[0].spec.input_size, seed=int(stored.get("seed", 0)),
+                        val_fraction=float(stored.get("val_fraction", 0.2)), limit=limit)
+
+
+def _split_of(info: SupernetInfo) -> tuple[Any, ...]:
+    """What decides which images a supernet trained on (a supernet that stored no split: the defaults)."""
+    stored = dict(info.extra.get("data") or {})
+    return (info.dataset_name, stored.get("limit"), int(stored.get("seed", 0)),
+            float(stored.get("val_fraction", 0.2)))
+
+
+def _describe(split: tuple[Any, ...]) -> str:
+    _, limit, seed, val_fraction = split
+    return f"limit {limit or 'all'}, seed {seed}, validation share {val_fraction}"
+
+
 def check_inside(supernets: Sequence[Supernet], arch: Architecture) -> None:
     """Refuse, in one line, a candidate outside any member's space."""
     for supernet in supernets:
@@ -141,4 +179,4 @@ def score_mean(supernets: Sequence[Supernet], arch: Architecture, scoring: Scori
 
 
 __all__ = ["Checkpoints", "SupernetEnsemble", "as_scorer_info", "check_inside", "check_scorer", "checkpoint_list",
-           "load_scorer", "members_of", "read_scorer_info", "score_mean"]
+           "load_scorer", "members_of", "own_split", "read_scorer_info", "score_mean"]

@@ -134,22 +134,6 @@ def train(dataset: str, data_root: str | None, limit: int | None, out: str, conf
                f"(checksum {result.checksum})")
 
 
-def _scoring_data(info, dataset: str | None, data_root: str | None, limit: int | None):
-    """The data set to score on: by default the supernet's own (same root, cap and split)."""
-    from evaluator.datasets import load_dataset
-    from evaluator.training.recipe import dataset_key
-
-    stored = dict(info.extra.get("data") or {})
-    name = dataset or stored.get("name") or info.dataset_name
-    same = dataset_key(name) == dataset_key(str(stored.get("name") or info.dataset_name))
-    root = data_root if data_root is not None else (stored.get("root") if same else None)
-    limit = limit if limit is not None else (stored.get("limit") if same else None)
-    data = load_dataset(name, root=root, input_size=info.spec.input_size, seed=int(stored.get("seed", 0)),
-                        val_fraction=float(stored.get("val_fraction", 0.2)), limit=limit)
-    info.check_data(data)
-    return data
-
-
 @supernet.command("score")
 @click.argument("directory", type=click.Path())
 @click.argument("architectures", nargs=-1, type=ARCH)
@@ -174,7 +158,7 @@ def score(directory: str, architectures: tuple[Architecture, ...], sample: int |
 
     One line per candidate: arch_id, accuracy, seconds, architecture.
     """
-    from evaluator.supernet.ensemble import check_inside, check_scorer, load_scorer, members_of, score_mean
+    from evaluator.supernet.ensemble import check_inside, check_scorer, load_scorer, own_split, score_mean
     from evaluator.supernet.scoring import ScoringData
 
     if not architectures and sample is None:
@@ -183,7 +167,7 @@ def score(directory: str, architectures: tuple[Architecture, ...], sample: int |
     candidates = list(architectures) + (nets[0].space.sample_many(sample, seed=seed) if sample else [])
     for arch in candidates:  # all refused before any is scored
         check_inside(nets, arch)
-    data = _scoring_data(members_of(scorer)[0], dataset, data_root, limit)
+    data = own_split(scorer, dataset=dataset, data_root=data_root, limit=limit)
     check_scorer(nets, scorer, data)
     scoring = ScoringData.from_split(data, bn_batches=bn_batches, val_size=val_size)
     rows = []
