@@ -248,7 +248,10 @@ def test_supernet_methods_score_with_the_supernet_under_their_own_samplers(bench
     md = (out / "search_quality.md").read_text()
     assert "| supernet + TPE | 0 |" in md and "| supernet + random | 0 |" in md and "not run" not in md
     # one supernet keeps the setup's earlier form (a path); an ensemble is another setup: its own --out
-    assert json.loads((out / "setup.json").read_text())["supernet"] == os.path.abspath(saved.path.parent)
+    setup = json.loads((out / "setup.json").read_text())
+    assert setup["supernet"] == os.path.abspath(saved.path.parent)
+    # scores read the supernet's own split: a run of an earlier version (scored on the proxy split) is another setup
+    assert setup["supernet_data"] == "supernet"
     torch.manual_seed(1)
     other = save_supernet(tmp_path / "sn2", Supernet(SearchSpace.from_dict(TINY_SPACE), 10, 8, shape_samples=4),
                           dataset={**dataset_identity(split), "input_size": 8}, method="spos", epochs=0)
