@@ -34,8 +34,11 @@ leave empty; in a successive-halving
 study only the trials of the highest rung compete, as on ``report.front_trials``). Each finalist and
 each paper preset is trained stand-alone with one reference recipe (``--recipe``, default
 ``experiments/configs/train_fashion.toml``, with ``--ref-epochs`` / ``--ref-limit`` /
-``--ref-input-size``), once per architecture: runs live in ``OUT/reference/<setup key>/<arch_id>/``
-(resumed from their checkpoints) and each result is appended to ``OUT/reference.csv`` as it ends.
+``--ref-input-size``), once per architecture and reference seed (``--ref-seeds N``: the recipe's
+seed and the N - 1 next ones, on the same data split; the reference accuracy is their mean, which
+divides the variance of one training's noise, about +-0.8 points here, by N): runs live in
+``OUT/reference/<setup key>/<arch_id>/`` (one setup key per seed; resumed from their checkpoints)
+and each result is appended to ``OUT/reference.csv`` as it ends. More seeds later reuse the first.
 
 **Scores** per method and seed: the hypervolume of the finalists' (reference accuracy, measured
 local-cpu ms), with one reference point for the whole run (the worst accuracy and the worst latency
@@ -177,6 +180,7 @@ class Bench:
     supernet: tuple[str, ...] = ()       # one folder, or several: an ensemble (their mean score)
     presets: tuple[str, ...] = PRESETS
     pick: str = "front"                 # finalists: experiments.finalists.PICKS
+    ref_seeds: int = 1                  # reference trainings per architecture (recipe seeds seed, seed+1, ...)
 
     @property
     def storage(self) -> str:
@@ -193,6 +197,11 @@ class Bench:
     @property
     def ref_key(self) -> str:
         return setup_key(self.data_spec, self.recipe)
+
+    @property
+    def ref_recipes(self) -> tuple[TrainRecipe, ...]:
+        """One recipe per reference seed: the same data split, other initial weights and batch order."""
+        return tuple(self.recipe.replace(seed=self.recipe.seed + i) for i in range(self.ref_seeds))
 
     @property
     def ref_input_size(self) -> int:
@@ -413,38 +422,51 @@ def _num(value: Any) -> float | None:
 # -- reference trainings ----------------------------------------------------------------------------
 def train_references(bench: Bench, todo: Mapping[str, tuple[str, Architecture]], log: RowLog, *,
                      say: Callable[[str], None] = print) -> dict[str, dict[str, str]]:
-    """Train every architecture of ``todo`` (arch_id -> (label, arch)) with the reference recipe,
-    unless ``reference.csv`` holds it under this setup; returns arch_id -> row for every done one."""
+    """Train every architecture of ``todo`` (arch_id -> (label, arch)) with the reference recipe under
+    each reference seed, unless ``reference.csv`` holds that run; returns arch_id -> row (accuracy,
+    top-5 and seconds: over its seeds, the mean and the sum) for every architecture whose seeds are all done."""
     from evaluator.training.parallel import TrainJob, TrainOutcome, train_many
 
-    key = bench.ref_key
-    done = {r["arch_id"]: r for r in log.rows if r["setup_key"] == key}
-    jobs = [TrainJob(arch, bench.data_spec, bench.recipe, str(bench.out / "reference" / key / arch_id), arch_id)
-            for arch_id, (_, arch) in todo.items() if arch_id not in done]
-    say(f"reference trainings: {len(todo)} architectures, {len(todo) - len(jobs)} already trained, {len(jobs)} to "
-        f"train ({describe_recipe(bench)}, {bench.workers} at once)")
+    keys = [setup_key(bench.data_spec, recipe) for recipe in bench.ref_recipes]
+    runs = {(r["setup_key"], r["arch_id"]): r for r in log.rows if r["setup_key"] in keys}
+    run_of = {(arch_id if len(keys) == 1 else f"{arch_id} (seed {recipe.seed})"): (key, recipe, arch_id, arch)
+              for key, recipe in zip(keys, bench.ref_recipes) for arch_id, (_, arch) in todo.items()
+              if (key, arch_id) not in runs}
+    jobs = [TrainJob(arch, bench.data_spec, recipe, str(bench.out / "reference" / key / arch_id), label)
+            for label, (key, recipe, arch_id, arch) in run_of.items()]
+    total = len(todo) * len(keys)
+    say(f"reference trainings: {len(todo)} architectures x {len(keys)} seed(s), {total - len(jobs)} already trained, "
+        f"{len(jobs)} to train ({describe_recipe(bench)}, {bench.workers} at once)")
 
     def record(outcome: TrainOutcome) -> None:
         if not outcome.ok or outcome.result is None:
             return
-        arch_id, result = str(outcome.job.label), outcome.result
+        (key, _, arch_id, _), result = run_of[str(outcome.job.label)], outcome.result
         row = {"setup_key": key, "arch_id": arch_id, "arch": outcome.job.arch.to_string(), "label": todo[arch_id][0],
                "accuracy": float(result.val_top1), "top5": float(result.val_top5), "epochs": int(result.epochs),
                "dataset": bench.data_spec.name, "input_size": bench.ref_input_size, "limit": bench.data_spec.limit,
                "seconds": float(result.seconds)}
         log.append(row)
-        done[arch_id] = log.rows[-1]
+        runs[(key, arch_id)] = log.rows[-1]
 
     outcomes = train_many(jobs, workers=bench.workers, progress=True, on_outcome=record)
     for outcome in outcomes:
         if not outcome.ok:
             say(f"reference training of {outcome.job.label} failed: {outcome.error}")
+    done = {}
+    for arch_id in {a for _, a in runs}:
+        rows = [runs.get((key, arch_id)) for key in keys]
+        if all(rows):
+            done[arch_id] = {**rows[0], **{f: str(sum(float(r[f]) for r in rows) / (len(rows) if f != "seconds" else 1))
+                                           for f in ("accuracy", "top5", "seconds")}}
     return done
 
 
 def describe_recipe(bench: Bench) -> str:
     limit = f", {bench.data_spec.limit} images" if bench.data_spec.limit else ""
-    return f"{bench.recipe.epochs} epochs, {bench.data_spec.name} {bench.ref_input_size} px{limit}"
+    seeds = (f"; the mean of {bench.ref_seeds} training seeds ({bench.recipe.seed}-{bench.recipe.seed + bench.ref_seeds - 1})"
+             if bench.ref_seeds > 1 else "")
+    return f"{bench.recipe.epochs} epochs, {bench.data_spec.name} {bench.ref_input_size} px{limit}{seeds}"
 
 
 def preset_points(bench: Bench, targets: Mapping[str, Any]) -> dict[str, Point]:
@@ -756,7 +778,8 @@ def _run(bench: Bench, command: str, *, say: Callable[[str], None],
             "seconds per epoch). Latency measurement and reference training are not charged",
             f"finalists: k = {bench.k} per target, pick {bench.pick} ({RULES[bench.pick]}); MO-SH: its highest rung only",
             f"reference accuracy: trained ({describe_recipe(bench)}), recipe "
-            f"{bench.recipe_file or 'TrainRecipe defaults'}, 1 thread, setup {bench.ref_key}; "
+            f"{bench.recipe_file or 'TrainRecipe defaults'}, 1 thread, setup "
+            f"{', '.join(setup_key(bench.data_spec, r) for r in bench.ref_recipes)}; "
             f"{len(todo)} architectures, {ref_seconds:.0f} s of training in all",
             "HV: hypervolume of the finalists' (reference accuracy, local-cpu ms), reference point the worst accuracy "
             + (f"({box.worst_acc:.4f}) and the worst latency ({box.worst_ms:.2f} ms) of every finalist and preset in "
@@ -814,6 +837,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", default=str(DEFAULT_RECIPE), help="reference recipe ([train] table)")
     p.add_argument("--ref-epochs", type=int, default=2)
     p.add_argument("--ref-limit", type=int, default=2000, help="reference images (train + val; 0: all)")
+    p.add_argument("--ref-seeds", type=int, default=1,
+                   help="reference trainings per architecture, the recipe's seed and the next ones (same data "
+                        "split); the reference accuracy is their mean")
     p.add_argument("--ref-input-size", type=int, default=16, help="reference input size, px")
     p.add_argument("--presets", nargs="+", default=list(PRESETS), help="paper presets to compare with")
     p.add_argument("--workers", type=int, default=2, help="trainings at once (Ray when > 1)")
@@ -831,6 +857,7 @@ def build(args: argparse.Namespace, p: argparse.ArgumentParser) -> Bench:
         p.error(f"--budget-s must be a number > 0, got {args.budget_s}")
     for flag, value, low in (("--k", args.k, 1), ("--workers", args.workers, 1), ("--epochs", args.epochs, 1),
                              ("--ref-epochs", args.ref_epochs, 1), ("--ref-limit", args.ref_limit, 0),
+                             ("--ref-seeds", args.ref_seeds, 1),
                              ("--limit", args.limit, 4), ("--input-size", args.input_size, 8),
                              ("--ref-input-size", args.ref_input_size, 8), ("--step", args.step or 1, 1)):
         if value < low:
@@ -860,7 +887,7 @@ def build(args: argparse.Namespace, p: argparse.ArgumentParser) -> Bench:
     bench = Bench(Path(args.out), float(args.budget_s), tuple(args.seeds), tuple(args.methods), proxy, args.epochs,
                   tuple(args.rungs), args.eta, args.step or args.workers, args.k, args.workers,
                   DataSpec(args.dataset, args.data_root, args.ref_limit or None, seed=recipe.seed), recipe,
-                  args.recipe, args.config, tuple(args.supernet), tuple(args.presets), args.pick)
+                  args.recipe, args.config, tuple(args.supernet), tuple(args.presets), args.pick, args.ref_seeds)
     try:
         for method in bench.runnable:  # every config is checked (rungs, limits, the file) before any work
             bench.config(method, bench.seeds[0])

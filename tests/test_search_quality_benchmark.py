@@ -190,6 +190,22 @@ def test_tiny_run_equal_compute_resume_and_report(bench, capsys, tmp_path, monke
     again = rows(out / "reference.csv")
     assert [r["arch_id"] for r in again if r["complete"] == "1"] == [r["arch_id"] for r in refs]
 
+    # a second reference seed: the first seed's runs are kept, each architecture trained once more
+    # (same data, the recipe's next seed), and the reference accuracy is the mean of the two
+    code, stdout, err = run(bench, capsys, *args, "--ref-seeds", "2")
+    assert code == 0, err
+    n = len({r["arch_id"] for r in refs})
+    assert f"{n} architectures x 2 seed(s), {n} already trained, {n} to train" in stdout
+    kept = [r for r in again if r["complete"] == "1"]
+    both = [r for r in rows(out / "reference.csv") if r["complete"] == "1"]
+    assert both[:n] == kept and len(both) == 2 * n
+    first, second = {r["setup_key"] for r in kept}, {r["setup_key"] for r in both[n:]}
+    assert len(first) == len(second) == 1 and first != second
+    for f in rows(out / "finalists.csv"):
+        runs = [float(r["accuracy"]) for r in both if r["arch_id"] == f["arch_id"]]
+        assert len(runs) == 2 and float(f["reference_accuracy"]) == pytest.approx(sum(runs) / 2, abs=1e-4)
+    assert "the mean of 2 training seeds" in (out / "search_quality.md").read_text()
+
     # a larger budget (above what both studies hold) extends the same studies
     budget = round(max(float(r["charged_s"]) for r in searches) + 0.5, 2)
     code, stdout, err = run(bench, capsys, *tiny_args(tmp_path, budget=str(budget)))
@@ -204,7 +220,7 @@ def test_bad_input_is_one_line_and_writes_nothing(bench, capsys, tmp_path):
     for args in (("--budget-s", "0"), ("--budget-s", "nan"), ("--methods", "random", "grid"), ("--k", "0"),
                  ("--seeds", "1", "1"), ("--presets", "3.0x"), ("--rungs", "2", "1"), ("--limit", "2"),
                  ("--recipe", str(tmp_path / "none.toml")), ("--supernet", str(tmp_path / "none")),
-                 ("--workers", "x"), ("--pick", "bands")):
+                 ("--workers", "x"), ("--pick", "bands"), ("--ref-seeds", "0")):
         code, stdout, err = run(bench, capsys, *args, "--out", out)
         assert code == 2, (args, err)
         assert err.startswith("error: ") and err.count("\n") == 1, (args, err)
