@@ -422,6 +422,7 @@ def test_the_recipe_reads():
     cfg = load_config(Path(__file__).resolve().parents[1] / "experiments" / "configs" / "supernet.toml")
     assert cfg.evaluator == "supernet" and cfg.proxy.dataset == "fashion-mnist" and cfg.proxy.input_size == 16
     assert Path(cfg.supernet.checkpoint).is_absolute() and cfg.supernet.checkpoint.endswith("runs/supernet/fashion16")
+    assert cfg.supernet.data == "supernet"
 
 
 # -- an ensemble: [supernet] checkpoint = [A, B] --------------------------------------------------------
