@@ -464,8 +464,8 @@ def train_references(bench: Bench, todo: Mapping[str, tuple[str, Architecture]],
 
 def describe_recipe(bench: Bench) -> str:
     limit = f", {bench.data_spec.limit} images" if bench.data_spec.limit else ""
-    seeds = (f"; the mean of {bench.ref_seeds} training seeds ({bench.recipe.seed}-{bench.recipe.seed + bench.ref_seeds - 1})"
-             if bench.ref_seeds > 1 else "")
+    first, last = bench.recipe.seed, bench.recipe.seed + bench.ref_seeds - 1
+    seeds = f"; the mean of {bench.ref_seeds} training seeds ({first}-{last})" if bench.ref_seeds > 1 else ""
     return f"{bench.recipe.epochs} epochs, {bench.data_spec.name} {bench.ref_input_size} px{limit}{seeds}"
 
 
