@@ -186,3 +186,27 @@ def test_bad_output_and_input_are_refused_before_writing(tmp_path, capsys):
         refused(capsys, argv, message)
         assert not (tmp_path / "o").exists()
     assert afile.read_text() == "keep me"
+
+
+def test_a_second_training_into_a_busy_folder_is_refused_and_the_first_resumes(reference, tmp_path, capsys):
+    """While a real run holds its folder (stopped right after its first checkpoint), a second
+    `shufflenas train` there is refused in one line and writes nothing; once the first is killed
+    the kernel has dropped its lock, and the same command resumes it to the uninterrupted metrics."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "experiments", "train", TINY, *RUN, *EPOCHS, "--out", str(out)],
+                            cwd=REPO, env={**os.environ, "SHUFFLENAS_TRACE": "1"}, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:
+            if line.strip() == "trace: checkpoint 1":
+                proc.send_signal(signal.SIGSTOP)  # holds the folder, writes nothing more
+                break
+        before = snapshot(out)
+        assert "checkpoint.pt" in before
+        refused(capsys, [TINY, *RUN, *EPOCHS, "--out", str(out)], "another training is writing to")
+        assert snapshot(out) == before
+    finally:
+        proc.kill()
+        proc.wait(timeout=600)
+        proc.stderr.close()
+    assert main(["train", TINY, *RUN, *EPOCHS, "--out", str(out)]) == 0
+    assert rows(out) == rows(reference)

@@ -38,7 +38,7 @@ from evaluator.supernet.weights import Supernet, SupernetSpec
 from evaluator.training.augment import random_crop_flip
 from evaluator.training.loop import _check_out, _Progress, _trace, dataset_identity
 from evaluator.training.recipe import DataSpec, RecipeError, TrainRecipe
-from evaluator.training.run_files import prepare_out, software_versions
+from evaluator.training.run_files import claim_out, software_versions
 from evaluator.training.session import TrainError
 from latency_models.artifacts import read_toml
 from search_space import Architecture, SearchSpace
@@ -264,8 +264,7 @@ def run_plan(plan: SupernetPlan, *, progress: bool = True, device: str | None = 
     """Train (or finish) a checked run."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     cuda = device.startswith("cuda")
-    prepare_out(plan.out)
-    with torch_threads(None if cuda else plan.recipe.threads) as threads:
+    with claim_out(plan.out), torch_threads(None if cuda else plan.recipe.threads) as threads:
         return _run(plan, device=device, threads=threads, progress=progress)
 
 

@@ -25,7 +25,7 @@ from evaluator.training.augment import random_crop_flip
 from evaluator.training.checkpoint import CHECKPOINT_NAME, check_identity, load_checkpoint, save_checkpoint
 from evaluator.training.outputs import CURVES_NAME, METRICS_NAME, EpochMetrics, write_curves, write_metrics
 from evaluator.training.recipe import DataSpec, TrainRecipe
-from evaluator.training.run_files import (MODEL_NAME, ONNX_NAME, OUTPUT_NAMES, prepare_out, run_title,
+from evaluator.training.run_files import (MODEL_NAME, ONNX_NAME, OUTPUT_NAMES, claim_out, run_title,
                                           software_versions, weights, write_model_files)
 from evaluator.training.session import (TrainError, lr_at, make_optimizer, open_session, param_groups,
                                         schedule_steps)
@@ -261,8 +261,7 @@ def run_plan(plan: RunPlan, *, progress: bool = True, device: str | None = None)
     """Train (or finish) a checked run."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     cuda = device.startswith("cuda")
-    prepare_out(plan.out)
-    with torch_threads(None if cuda else plan.recipe.threads) as threads:
+    with claim_out(plan.out), torch_threads(None if cuda else plan.recipe.threads) as threads:
         return _run(plan.arch, plan.data, plan.recipe, plan.out, plan.state, plan.init_state, plan.identity,
                     device=device, threads=threads, progress=progress, data_spec=plan.data_spec)
 

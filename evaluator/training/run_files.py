@@ -5,8 +5,11 @@ Shared by the single-process loop and rank 0 of a DDP run, which write the same 
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -38,6 +41,38 @@ def software_versions() -> dict[str, str]:
     """What a checkpoint and a model file record about the software that wrote them."""
     found = weights.current_versions() if weights is not None else {"torch": torch.__version__}
     return {str(k): str(v) for k, v in found.items()}  # plain strings: torch.__version__ is not
+
+
+@contextlib.contextmanager
+def claim_out(out: Path) -> Iterator[None]:
+    """Hold ``out`` for one training process: a second one writing there is refused in one line.
+
+    Two trainings in one folder would overwrite each other's checkpoint and metrics rows, and the
+    second one's start would delete the first one's half-written temporaries. The lock is ``flock``
+    on the folder itself (no file is created); the kernel drops it when the process dies, so a run
+    killed with kill -9 resumes at once. It is taken before :func:`prepare_out` cleans up.
+    """
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TrainError(f"cannot write to --out {out}: {exc.strerror or exc}") from None
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        prepare_out(out)
+        yield
+        return
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise TrainError(f"another training is writing to {out}; wait for it to end (a killed one resumes "
+                             "from there) or give another --out") from None
+        prepare_out(out)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def prepare_out(out: Path) -> None:
