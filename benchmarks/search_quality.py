@@ -36,7 +36,8 @@ each paper preset is trained stand-alone with one reference recipe (``--recipe``
 ``experiments/configs/train_fashion.toml``, with ``--ref-epochs`` / ``--ref-limit`` /
 ``--ref-input-size``), once per architecture and reference seed (``--ref-seeds N``: the recipe's
 seed and the N - 1 next ones, on the same data split; the reference accuracy is their mean, which
-divides the variance of one training's noise, about +-0.8 points here, by N): runs live in
+divides the variance of one training's noise by N: two 8-epoch trainings of one architecture differ
+by 0.67 points on average, docs/search.md): runs live in
 ``OUT/reference/<setup key>/<arch_id>/`` (one setup key per seed; resumed from their checkpoints)
 and each result is appended to ``OUT/reference.csv`` as it ends. More seeds later reuse the first.
 
@@ -456,9 +457,9 @@ def train_references(bench: Bench, todo: Mapping[str, tuple[str, Architecture]],
     done = {}
     for arch_id in {a for _, a in runs}:
         rows = [runs.get((key, arch_id)) for key in keys]
-        if all(rows):
-            done[arch_id] = {**rows[0], **{f: str(sum(float(r[f]) for r in rows) / (len(rows) if f != "seconds" else 1))
-                                           for f in ("accuracy", "top5", "seconds")}}
+        if all(rows):  # every seed trained: the mean accuracies, the seconds of all of them
+            mean = {f: str(sum(float(r[f]) for r in rows) / len(rows)) for f in ("accuracy", "top5")}
+            done[arch_id] = {**rows[0], **mean, "seconds": str(sum(float(r["seconds"]) for r in rows))}
     return done
 
 

@@ -158,8 +158,10 @@ class SearchDriver:
         self.proxy_config = checks.build_proxy_config(c)
         checks.check_ray(c, self.targets)
         checks.check_device(c, self.proxy_config)
-        self._data = checks.load_data(c, self.space, self.proxy_config, None if self._own_evaluator else self._evaluator)
-        self.supernet_info = checks.check_supernet(c, self.space, self._data)  # before any trial
+        scorer = checks.read_scorer(c)
+        callers = None if self._own_evaluator else self._evaluator
+        self._data = checks.load_data(c, self.space, self.proxy_config, callers, scorer)
+        self.supernet_info = checks.check_supernet(c, self.space, self._data, scorer)  # before any trial
         self.scorer = scorer_for(c, self.supernet_info)
         self.proxy_key = self.scorer.key
         given = getattr(self._evaluator, "info", None) if not self._own_evaluator else None

@@ -168,9 +168,10 @@ def check_training_fits(space: SearchSpace, data: Any, proxy_config: Any) -> Non
                      training=True, what="train the space's largest candidate (proxy options)")
 
 
-def load_data(config: SearchConfig, space: SearchSpace, proxy_config: Any, evaluator: Any = None) -> Any:
+def load_data(config: SearchConfig, space: SearchSpace, proxy_config: Any, evaluator: Any = None,
+              scorer: Any = None) -> Any:
     """The proxy data set, loaded now (it is quick) so a bad one fails before the study is touched;
-    a caller's evaluator brings its own."""
+    a caller's evaluator brings its own. ``scorer``: the supernet's identity (:func:`read_scorer`)."""
     c = config
     if evaluator is not None:
         data = getattr(evaluator, "data", None)
@@ -178,7 +179,7 @@ def load_data(config: SearchConfig, space: SearchSpace, proxy_config: Any, evalu
             proxy_config.check(data)
         return data
     if c.evaluator == "supernet" and c.supernet.data == "supernet":
-        return supernet_split(c)
+        return supernet_split(c, scorer if scorer is not None else read_scorer(c))
     data = proxy_split(c)
     proxy_config.check(data)
     check_training_fits(space, data, proxy_config)
@@ -199,16 +200,25 @@ def proxy_split(config: SearchConfig) -> Any:
                           "does not fit into memory; lower proxy.input_size or set proxy.limit") from None
 
 
-def supernet_split(config: SearchConfig) -> Any:
+def read_scorer(config: SearchConfig) -> Any:
+    """The identity of the ``[supernet] checkpoint`` (a SupernetInfo, or an ensemble's), read once
+    per search (each read loads and hashes the file); None for the other evaluators."""
+    if config.evaluator != "supernet":
+        return None
+    from evaluator.supernet.ensemble import read_scorer_info
+
+    return read_scorer_info(config.supernet.checkpoint)
+
+
+def supernet_split(config: SearchConfig, info: Any) -> Any:
     """The split the supernet was trained on (``[supernet] data = "supernet"``, the default): scores
     read the validation images it held out, as ``shufflenas supernet score`` and the fidelity
     benchmark do, whatever the search's seed and ``[proxy] limit``. ``[proxy] data_root`` still says
     where the files are."""
-    from evaluator.supernet.ensemble import own_split, read_scorer_info
+    from evaluator.supernet.ensemble import own_split
     from evaluator.training.recipe import dataset_key
 
     c = config
-    info = read_scorer_info(c.supernet.checkpoint)
     if (dataset_key(info.dataset_name) != dataset_key(c.proxy.dataset)
             or info.dataset.get("input_size") != c.proxy.input_size):
         info.check_data(proxy_split(c))  # refuses in one line: "trained on X at N px; this run uses Y at M px"
@@ -240,16 +250,16 @@ def build_proxy_config(config: SearchConfig) -> Any:
         raise ConfigError(f"bad [proxy] options: {exc}") from None
 
 
-def check_supernet(config: SearchConfig, space: SearchSpace, data: Any) -> Any:
+def check_supernet(config: SearchConfig, space: SearchSpace, data: Any, info: Any = None) -> Any:
     """With ``evaluator = "supernet"``: the supernet's identity (a SupernetInfo), after checking that
     it is readable, was trained on this data set at this input size and class count, and that the
     search space's largest candidates lie inside its space. A list of checkpoints: their ensemble
     (each member checked). None for the other evaluators."""
     if config.evaluator != "supernet":
         return None
-    from evaluator.supernet.ensemble import members_of, read_scorer_info
+    from evaluator.supernet.ensemble import members_of
 
-    info = read_scorer_info(config.supernet.checkpoint)
+    info = info if info is not None else read_scorer(config)
     if data is not None:
         info.check_data(data)
     for member in members_of(info):

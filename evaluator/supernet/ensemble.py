@@ -135,19 +135,20 @@ def own_split(info: SupernetInfo | SupernetEnsemble, *, dataset: str | None = No
                                 f"{members[0].dataset_name} ({_describe(splits[0])} vs {_describe(split)}), so "
                                 "each one's validation images hold some of the other's training images; train "
                                 "them on one split, or score on the search's data ([supernet] data = \"proxy\")")
-    stored = dict(members[0].extra.get("data") or {})
-    name = dataset or stored.get("name") or members[0].dataset_name
-    same = dataset_key(name) == dataset_key(str(stored.get("name") or members[0].dataset_name))
-    root = data_root if data_root is not None else (stored.get("root") if same else None)
-    limit = limit if limit is not None else (stored.get("limit") if same else None)
-    return load_dataset(name, root=root, input_size=members[0].spec.input_size, seed=int(stored.get("seed", 0)),
-                        val_fraction=float(stored.get("val_fraction", 0.2)), limit=limit)
+    own_name, own_limit, seed, val_fraction = splits[0]
+    name = dataset or own_name
+    same = dataset_key(name) == dataset_key(own_name)
+    own_root = (members[0].extra.get("data") or {}).get("root")
+    root = data_root if data_root is not None else (own_root if same else None)
+    limit = limit if limit is not None else (own_limit if same else None)
+    return load_dataset(name, root=root, input_size=members[0].spec.input_size, seed=seed, val_fraction=val_fraction,
+                        limit=limit)
 
 
 def _split_of(info: SupernetInfo) -> tuple[Any, ...]:
     """What decides which images a supernet trained on (a supernet that stored no split: the defaults)."""
     stored = dict(info.extra.get("data") or {})
-    return (info.dataset_name, stored.get("limit"), int(stored.get("seed", 0)),
+    return (str(stored.get("name") or info.dataset_name), stored.get("limit"), int(stored.get("seed", 0)),
             float(stored.get("val_fraction", 0.2)))
 
 
