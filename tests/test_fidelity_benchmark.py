@@ -243,3 +243,52 @@ def test_scoring_budget_grids_bn_batches_and_validation_images(bench, capsys, ro
                         *fidelity_flags]) == 2  # no reference rows there: one line
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: no reference rows") and "\n" not in err
+
+
+def test_finalist_fidelity_scores_a_reference_file_with_each_scorer(root, supernet_dir, other_supernet_dir, tmp_path,
+                                                                  capsys):
+    """``finalist_fidelity.py``: every architecture of one setup of a search_quality reference.csv scored by
+    one supernet and by an ensemble, the table and plot written; bad input is one line, exit 2."""
+    spec = importlib.util.spec_from_file_location("bench_finalist_fidelity", REPO / "benchmarks" / "finalist_fidelity.py")
+    ff = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = ff
+    spec.loader.exec_module(ff)
+    archs = ["0.5x", "1.0x", "1.5x", *(a.to_string() for a in DEFAULT_SPACE.sample_many(3, seed=5))]
+    from search_space import Architecture, get_preset
+
+    archs = [get_preset(a) if a.endswith("x") else Architecture.from_string(a) for a in archs]
+    ref = tmp_path / "reference.csv"
+    lines = ["setup_key,arch_id,arch,label,accuracy,epochs,complete"]
+    lines += [f"k8,{a.arch_id},{a.to_string()},,{0.6 + 0.01 * i},8,1" for i, a in enumerate(archs)]
+    lines += [f"k2,{a.arch_id},{a.to_string()},,0.5,2,1" for a in archs[:2]]  # a shorter setup: not read
+    ref.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "ff"
+    args = ["--reference", str(ref), "--supernet", f"one={supernet_dir}", "--supernet",
+            f"two={supernet_dir},{other_supernet_dir}", "--data-root", str(root), "--val-size", "20", "--out", str(out)]
+    capsys.readouterr()
+    assert ff.main(args) == 0
+    text = capsys.readouterr().out
+    assert "setup k8, 6 architectures" in text and "| one | 6 |" in text and "| two | 6 |" in text
+    with (out / "rows.csv").open(newline="") as fh:
+        got = list(csv.DictReader(fh))
+    assert len(got) == 6 and [float(r["mflops"]) for r in got] == sorted(float(r["mflops"]) for r in got)
+    assert all(0 <= float(r["score:one"]) <= 1 and 0 <= float(r["score:two"]) <= 1 for r in got)
+    assert (out / "finalist_fidelity.png").stat().st_size > 0 and (out / "finalist_fidelity.md").read_text() == text
+    for bad, message in ((["--supernet", "x=missing-dir"], "no such folder"),
+                         (["--reference", str(tmp_path / "none.csv")], "cannot read it"),
+                         (["--val-size", "-1"], "--val-size")):
+        argv = [*args, *bad]
+        assert ff.main(argv) == 2
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+
+
+def test_small_end_lift_is_the_smallest_quarters_rank_gain():
+    spec = importlib.util.spec_from_file_location("bench_finalist_fidelity", REPO / "benchmarks" / "finalist_fidelity.py")
+    ff = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ff)
+    flops = {"a": 1, "b": 2, "c": 3, "d": 4}
+    reference = {"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.4}  # training: the smallest is the worst
+    assert ff.small_end_lift({"a": 0.9, "b": 0.2, "c": 0.3, "d": 0.4}, reference, flops) == pytest.approx(1.0)
+    assert ff.small_end_lift(reference, reference, flops) == 0
+    assert ff.rank_fraction({"x": 1.0, "y": 1.0, "z": 0.0}) == {"x": 0.75, "y": 0.75, "z": 0.0}

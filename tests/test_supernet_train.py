@@ -172,7 +172,8 @@ def test_a_run_begun_under_older_defaults_resumes_with_its_own_options(world, tm
     train_supernet(SPACE, DataSpec("fashion-mnist", root=str(world / "data")), old, out, progress=False)
     ckpt = out / "checkpoint.pt"
     state = torch.load(ckpt, weights_only=True)
-    state["recipe"] = {k: v for k, v in state["recipe"].items() if k not in ("channel_ids", "nested_rows")}
+    state["recipe"] = {k: v for k, v in state["recipe"].items()
+                       if k not in ("channel_ids", "nested_rows", "sandwich_smallest")}
     torch.save(state, ckpt)   # as a build before those options wrote it
     before = snapshot(out)
     capsys.readouterr()
@@ -303,6 +304,23 @@ def test_paths_are_drawn_from_the_seed():
                             checkpoint_path=Path("x"))
     paths = sandwich.draw()
     assert paths[:2] == [sandwich.supernet.largest, sandwich.supernet.smallest] and len(paths) == 4
+    no_min = open_session((SPACE, 10, 16), 48, recipe.replace(method="sandwich", sandwich_smallest=False), "cpu",
+                          state=None, checkpoint_path=Path("x"))
+    paths = no_min.draw()
+    assert paths[0] == no_min.supernet.largest and len(paths) == 3  # the largest and the two random ones
+
+
+def test_a_sandwich_without_the_smallest_trains_and_is_its_own_run(world, tmp_path, capsys):
+    """``--no-sandwich-smallest`` is recorded in the checkpoint, so the same run resumes and a run
+    with the smallest is refused on that folder."""
+    out = tmp_path / "nomin"
+    args = run_args(world, out, "--epochs", "1", "--no-sandwich-smallest", method="sandwich")
+    assert main(args) == 0
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["recipe"]["sandwich_smallest"] is False
+    capsys.readouterr()
+    assert main(args) == 0 and "all 1 epochs already trained" in capsys.readouterr().err
+    assert main([*args[:-1], "--sandwich-smallest"]) == 2
+    assert "sandwich_smallest" in capsys.readouterr().err
 
 
 def test_ddp_finishes_a_single_process_run_and_one_process_reads_it_back(world, killed, ray_session, tmp_path):

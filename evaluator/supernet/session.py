@@ -144,11 +144,12 @@ class SupernetSession:
         return lr
 
     def draw(self) -> list[Architecture]:
-        """The paths of one batch: one uniform draw (SPOS), or the largest, the smallest and
-        ``sandwich_paths`` uniform draws (the sandwich rule)."""
+        """The paths of one batch: one uniform draw (SPOS), or the largest, the smallest (unless
+        ``sandwich_smallest`` is off) and ``sandwich_paths`` uniform draws (the sandwich rule)."""
         if self.recipe.method == "spos":
             return [self.supernet.sample(self.paths)]
-        return [self.supernet.largest, self.supernet.smallest,
+        smallest = [self.supernet.smallest] if self.recipe.sandwich_smallest else []
+        return [self.supernet.largest, *smallest,
                 *(self.supernet.sample(self.paths) for _ in range(self.recipe.sandwich_paths))]
 
     def train_step(self, forward: nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -299,7 +300,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 #: recipe options a checkpoint written before they existed lacks, with the value its run had
-LEGACY_RECIPE = {"channel_ids": False, "nested_rows": False}
+LEGACY_RECIPE = {"channel_ids": False, "nested_rows": False, "sandwich_smallest": True}
 
 
 def check_identity(data: dict[str, Any], path: Path, identity: dict[str, Any]) -> None:

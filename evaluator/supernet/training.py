@@ -75,6 +75,9 @@ class SupernetRecipe:
     # less than the 20 SPOS needs here
     method: str = "sandwich"
     sandwich_paths: int = 2
+    # false: the largest + N random only. The smallest trained every step makes its near neighbours
+    # score above larger networks that train as well (docs/supernet.md, "The smallest path")
+    sandwich_smallest: bool = True
     distill: bool = True             # sandwich only: the others learn from the largest's soft outputs
     kernel_transform: bool = False   # OFA's kernel transformation matrices
     channel_ids: bool = True         # index input channels by canonical id (docs/supernet.md: ranks best)
@@ -104,7 +107,7 @@ class SupernetRecipe:
                     (high is not None and value > high):
                 bound = f"between {low} and {high}" if high is not None else f">= {low}"
                 raise RecipeError(f"{TABLE} option {name} must be an integer {bound}, got {value!r}")
-        for name in ("distill", "kernel_transform", "channel_ids", "nested_rows", "touched_only"):
+        for name in ("sandwich_smallest", "distill", "kernel_transform", "channel_ids", "nested_rows", "touched_only"):
             if not isinstance(getattr(self, name), bool):
                 raise RecipeError(f"{TABLE} option {name} must be true or false, got {getattr(self, name)!r}")
 

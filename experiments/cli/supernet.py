@@ -13,7 +13,7 @@ from search_space import Architecture
 
 #: recipe flags: option name -> SupernetRecipe field
 _RECIPE_FLAGS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "warmup_epochs",
-                 "label_smoothing", "augment", "flip", "method", "sandwich_paths", "distill", "kernel_transform",
+                 "label_smoothing", "augment", "flip", "method", "sandwich_paths", "sandwich_smallest", "distill", "kernel_transform",
                  "channel_ids", "nested_rows", "touched_only", "input_size", "seed", "threads")
 
 
@@ -67,6 +67,9 @@ def _recipe(config: str | None, flags: dict[str, Any]):
                    "candidates best, docs/supernet.md); spos: one uniform path per step [default: sandwich].")
 @click.option("--sandwich-paths", type=click.IntRange(min=0, max=64),
               help="Random paths per step besides the largest and smallest (sandwich) [default: 2].")
+@click.option("--sandwich-smallest/--no-sandwich-smallest", "sandwich_smallest", default=None,
+              help="Sandwich: train the smallest path every step; off, only the largest and the random ones "
+                   "(docs/supernet.md) [default: on].")
 @click.option("--distill/--no-distill", default=None,
               help="Sandwich: the other paths learn from the largest's soft outputs [default: on].")
 @click.option("--kernel-transform/--no-kernel-transform", default=None,
