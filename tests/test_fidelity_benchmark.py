@@ -27,6 +27,7 @@ from search_space import DEFAULT_SPACE
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "accuracy_fidelity.py"
+FINALIST_SCRIPT = REPO / "benchmarks" / "finalist_fidelity.py"
 TINY = ("--n", "2", "--limit", "150", "--input-size", "8", "--ref-epochs", "1", "--proxy-train", "64")
 
 
@@ -249,7 +250,7 @@ def test_finalist_fidelity_scores_a_reference_file_with_each_scorer(root, supern
                                                                   capsys):
     """``finalist_fidelity.py``: every architecture of one setup of a search_quality reference.csv scored by
     one supernet and by an ensemble, the table and plot written; bad input is one line, exit 2."""
-    spec = importlib.util.spec_from_file_location("bench_finalist_fidelity", REPO / "benchmarks" / "finalist_fidelity.py")
+    spec = importlib.util.spec_from_file_location("bench_finalist_fidelity", FINALIST_SCRIPT)
     ff = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = ff
     spec.loader.exec_module(ff)
@@ -284,7 +285,7 @@ def test_finalist_fidelity_scores_a_reference_file_with_each_scorer(root, supern
 
 
 def test_small_end_lift_is_the_smallest_quarters_rank_gain():
-    spec = importlib.util.spec_from_file_location("bench_finalist_fidelity", REPO / "benchmarks" / "finalist_fidelity.py")
+    spec = importlib.util.spec_from_file_location("bench_finalist_fidelity", FINALIST_SCRIPT)
     ff = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ff)
     flops = {"a": 1, "b": 2, "c": 3, "d": 4}
