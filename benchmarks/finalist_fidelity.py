@@ -129,8 +129,13 @@ def plot(path: Path, reference: Mapping[str, float], scores: Mapping[str, Mappin
     plt.close(fig)
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse's default adds the usage)
+        self.exit(2, f"error: {message}\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = _Parser(description=__doc__.splitlines()[0])
     p.add_argument("--reference", required=True, type=Path, help="a search_quality run's reference.csv")
     p.add_argument("--setup", default=None, help="its setup_key to read [default: most epochs, then most rows]")
     p.add_argument("--supernet", action="append", type=_supernet_arg, required=True, metavar="NAME=DIR[,DIR]",
@@ -143,9 +148,15 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
     if args.val_size < 0:
         print(f"error: --val-size must be >= 0, got {args.val_size}", file=sys.stderr)
+        return 2
+    if args.out.exists() and not args.out.is_dir():  # before minutes of scoring
+        print(f"error: --out {args.out} is a file; give a folder", file=sys.stderr)
         return 2
     started = time.perf_counter()
     try:
@@ -164,7 +175,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ShufflenasError as exc:
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"error: --out {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     fields = ["arch_id", "arch", "mflops", "reference", *(f"score:{n}" for n in scores)]
     atomic_write_csv(args.out / "rows.csv", fields, [
         {"arch_id": a, "arch": archs[a], "mflops": round(flops[a] / 1e6, 3), "reference": reference[a],

@@ -277,7 +277,9 @@ def test_finalist_fidelity_scores_a_reference_file_with_each_scorer(root, supern
     assert (out / "finalist_fidelity.png").stat().st_size > 0 and (out / "finalist_fidelity.md").read_text() == text
     for bad, message in ((["--supernet", "x=missing-dir"], "no such folder"),
                          (["--reference", str(tmp_path / "none.csv")], "cannot read it"),
-                         (["--val-size", "-1"], "--val-size")):
+                         (["--val-size", "-1"], "--val-size"),
+                         (["--supernet", "no-equals-sign"], "NAME=DIR"),
+                         (["--out", str(ref)], "--out")):  # a file, not a folder
         argv = [*args, *bad]
         assert ff.main(argv) == 2
         err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
