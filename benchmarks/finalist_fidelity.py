@@ -87,7 +87,7 @@ def small_end_lift(score: Mapping[str, float], reference: Mapping[str, float], f
 
 
 def score_all(folders: Sequence[str], archs: Mapping[str, str], val_size: int,
-              data_root: str | None = None) -> tuple[dict[str, float], float]:
+              data_root: str | None = None, bn_batches: int = 2) -> tuple[dict[str, float], float]:
     """Each architecture's score by the supernet (or ensemble) at ``folders`` on its own split; the
     median seconds per score. Architectures outside its space are left out."""
     from evaluator.supernet.ensemble import check_inside, load_scorer, own_split, score_mean
@@ -95,7 +95,8 @@ def score_all(folders: Sequence[str], archs: Mapping[str, str], val_size: int,
     from evaluator.supernet.weights import SupernetError
 
     supernets, info = load_scorer(list(folders) if len(folders) > 1 else folders[0])
-    scoring = ScoringData.from_split(own_split(info, data_root=data_root), val_size=val_size)
+    scoring = ScoringData.from_split(own_split(info, data_root=data_root), bn_batches=bn_batches,
+                                     val_size=val_size)
     scores, seconds = {}, []
     for arch_id, text in archs.items():
         arch = Architecture.from_string(text)
@@ -141,6 +142,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--supernet", action="append", type=_supernet_arg, required=True, metavar="NAME=DIR[,DIR]",
                    help="a scorer (repeatable); several folders: an ensemble")
     p.add_argument("--val-size", type=int, default=500, help="validation images per score (0: all) [default: 500]")
+    p.add_argument("--bn-batches", type=int, default=2,
+                   help="training batches of 128 that recalibrate BatchNorm per score [default: 2]")
     p.add_argument("--data-root", default=None, help="where the supernets' data set is [default: where it was]")
     p.add_argument("--out", required=True, type=Path, help="folder of rows.csv, the table and the plot")
     return p
@@ -154,6 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     if args.val_size < 0:
         print(f"error: --val-size must be >= 0, got {args.val_size}", file=sys.stderr)
+        return 2
+    if args.bn_batches < 1:
+        print(f"error: --bn-batches must be >= 1, got {args.bn_batches}", file=sys.stderr)
         return 2
     if args.out.exists() and not args.out.is_dir():  # before minutes of scoring
         print(f"error: --out {args.out} is a file; give a folder", file=sys.stderr)
@@ -171,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         scores, seconds = {}, {}
         for name, folders in args.supernet:
             print(f"scoring {len(archs)} architectures with {name} ...", file=sys.stderr, flush=True)
-            scores[name], seconds[name] = score_all(folders, archs, args.val_size, args.data_root)
+            scores[name], seconds[name] = score_all(folders, archs, args.val_size, args.data_root, args.bn_batches)
     except ShufflenasError as exc:
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2

@@ -265,7 +265,8 @@ def test_finalist_fidelity_scores_a_reference_file_with_each_scorer(root, supern
     ref.write_text("\n".join(lines) + "\n")
     out = tmp_path / "ff"
     args = ["--reference", str(ref), "--supernet", f"one={supernet_dir}", "--supernet",
-            f"two={supernet_dir},{other_supernet_dir}", "--data-root", str(root), "--val-size", "20", "--out", str(out)]
+            f"two={supernet_dir},{other_supernet_dir}", "--data-root", str(root), "--val-size", "20", "--bn-batches", "1",
+            "--out", str(out)]
     capsys.readouterr()
     assert ff.main(args) == 0
     text = capsys.readouterr().out
@@ -278,6 +279,7 @@ def test_finalist_fidelity_scores_a_reference_file_with_each_scorer(root, supern
     for bad, message in ((["--supernet", "x=missing-dir"], "no such folder"),
                          (["--reference", str(tmp_path / "none.csv")], "cannot read it"),
                          (["--val-size", "-1"], "--val-size"),
+                         (["--bn-batches", "0"], "--bn-batches"),
                          (["--supernet", "no-equals-sign"], "NAME=DIR"),
                          (["--out", str(ref)], "--out")):  # a file, not a folder
         argv = [*args, *bad]
