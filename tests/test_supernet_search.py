@@ -161,28 +161,18 @@ def test_studies_of_earlier_versions_hold_proxy_accuracies(tmp_path):
         assert record.to_user_attrs() == t.user_attrs
 
 
-def test_supernet_search_on_two_ray_workers(tmp_path, world, ray_session, capfd):
+def test_supernet_search_on_two_ray_workers_and_a_dead_actor_replaced(tmp_path, world, ray_session, capfd):
+    """A search spread over two scoring actors; then one actor is killed, and the candidate sent to it is
+    scored again by a fresh one with the same weights (one pair of actors: each costs seconds to start)."""
     capfd.readouterr()
     evaluator = SupernetEvaluator(world["data"], world["a"].path.parent, bn_batches=1, workers=2)
+    inside = Architecture.from_string(INSIDE)
     try:
         cfg = config(tmp_path, world, workers=2, trials=4)
         result = run_search(cfg, evaluator=evaluator)
         outside = evaluator.run_all([EvalTask("outside", OUTSIDE)])
-    finally:
-        evaluator.close()
-    assert result.complete == 4
-    pids = {t.user_attrs["worker_pid"] for t in trials(cfg)}
-    assert len(pids) == 2 and os.getpid() not in pids  # spread over both actors, none in this process
-    assert not outside[0].ok and "outside the supernet's space" in outside[0].error
-    # the actors run with max_restarts=0 (the driver replaces them), so Ray has no restart warning to print
-    err = capfd.readouterr().err
-    assert "constructor arguments in the object store" not in err, err
-
-
-def test_a_dead_scoring_actor_is_replaced_and_its_candidate_scored_again(world, ray_session):
-    evaluator = SupernetEvaluator(world["data"], world["a"].path.parent, bn_batches=1, workers=2)
-    inside = Architecture.from_string(INSIDE)
-    try:
+        # the actors run with max_restarts=0 (the driver replaces them), so Ray has no restart warning to print
+        err = capfd.readouterr().err
         before = evaluator.run_all([EvalTask(i, inside) for i in range(2)])
         victim = evaluator._actors[0]
         ray_session.kill(victim)  # Ray will not restart it; wait until it is gone, so a task must meet it dead
@@ -195,6 +185,11 @@ def test_a_dead_scoring_actor_is_replaced_and_its_candidate_scored_again(world, 
         after = evaluator.run_all([EvalTask(i, inside) for i in range(2, 6)])
     finally:
         evaluator.close()
+    assert result.complete == 4
+    pids = {t.user_attrs["worker_pid"] for t in trials(cfg)}
+    assert len(pids) == 2 and os.getpid() not in pids  # spread over both actors, none in this process
+    assert not outside[0].ok and "outside the supernet's space" in outside[0].error
+    assert "constructor arguments in the object store" not in err, err
     assert all(o.ok for o in before + after)
     assert {o.accuracy for o in before + after} == {before[0].accuracy}  # same weights in the new actor
     assert [o.attempts for o in after].count(2) == 1  # the one sent to the dead actor, scored again

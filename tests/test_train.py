@@ -344,16 +344,6 @@ def test_a_diverging_run_stops_with_one_line(tmp_path, capsys):
     assert not (out / "model.pt").exists() and not (out / "checkpoint.pt").exists()
 
 
-def test_train_architecture_runs_as_a_ray_task(ray_session, tmp_path):
-    """The per-architecture unit is picklable: a Ray worker runs it and returns the TrainResult."""
-    remote = ray_session.remote(num_cpus=1)(train_architecture)
-    recipe = TrainRecipe(epochs=1, batch_size=32, threads=1, input_size=16)
-    result = ray_session.get(remote.remote(Architecture.from_string(TINY), DataSpec("digits", limit=300), recipe,
-                                           str(tmp_path / "r"), progress=False), timeout=600)
-    assert result.epochs == 1 and result.arch == TINY and len(result.metrics) == 1
-    assert (tmp_path / "r" / "model.onnx").is_file() and (tmp_path / "r" / "checkpoint.pt").is_file()
-
-
 def test_batchnorm_statistics_are_re_estimated_before_validation(tmp_path):
     """The saved model's BatchNorm statistics are those of its final weights on the first training
     images, not running averages that lag behind a high learning rate."""

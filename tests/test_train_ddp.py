@@ -40,29 +40,9 @@ def rows(folder) -> list[tuple]:
         return [tuple(r[c] for c in SAME) for r in csv.DictReader(fh)]
 
 
-def test_two_workers_train_and_write_the_model(ray_session, tmp_path, capsys):
-    out = tmp_path / "run"
-    result = train_ddp(ARCH, DATA, RECIPE, out, num_workers=2)
-    assert result.epochs == 2 and result.resumed_from == 0 and result.device == "cpu" and result.threads == 1
-    assert 0.0 <= result.val_top1 <= result.val_top5 <= 1.0 and np.isfinite(result.train_loss)
-    ckpt = load_checkpoint(out / "checkpoint.pt")
-    assert ckpt["epoch"] == 2 and ckpt["ddp_workers"] == 2 and ckpt["arch"] == TINY
-    assert [int(r[0]) for r in rows(out)] == [1, 2]
-    assert float(rows(out)[-1][2]) == result.val_top1
-    err = capsys.readouterr().err
-    assert "training with DDP on 2 CPU workers x 1 thread (gloo)" in err
-    assert "epoch 1/2: loss" in err and "epoch 2/2: loss" in err
-
-    # the exported model runs in ONNX Runtime and gives ten class scores
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(result.model_onnx, providers=["CPUExecutionProvider"])
-    x = np.zeros((1, *session.get_inputs()[0].shape[1:]), dtype=np.float32)
-    assert session.run(None, {session.get_inputs()[0].name: x})[0].shape == (1, 10)
-
-
-def test_a_killed_single_process_run_is_finished_by_two_workers(ray_session, tmp_path):
-    """The checkpoint format is shared: DDP picks up a run one process started and was killed in."""
+def test_a_killed_single_process_run_is_finished_by_two_workers(ray_session, tmp_path, capsys):
+    """The checkpoint format is shared: DDP picks up a run one process started and was killed in, trains
+    the last epoch on two workers and writes the model (one Ray Train run: each costs tens of seconds here)."""
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "experiments", "train", TINY, *CLI_RUN, "--out", str(out)],
                             cwd=REPO, env={**os.environ, "SHUFFLENAS_TRACE": "1"}, stderr=subprocess.PIPE, text=True)
@@ -78,11 +58,24 @@ def test_a_killed_single_process_run_is_finished_by_two_workers(ray_session, tmp
     first = load_checkpoint(out / "checkpoint.pt")
     assert first["epoch"] == 1 and not (out / "model.pt").exists()
 
-    result = train_ddp(ARCH, DATA, RECIPE, out, num_workers=2, progress=False)
+    capsys.readouterr()
+    result = train_ddp(ARCH, DATA, RECIPE, out, num_workers=2)
     assert result.resumed_from == 1 and result.epochs == 2  # epoch 1 was not trained again
+    assert result.device == "cpu" and result.threads == 1
+    assert 0.0 <= result.val_top1 <= result.val_top5 <= 1.0 and np.isfinite(result.train_loss)
     ckpt = load_checkpoint(out / "checkpoint.pt")
     assert ckpt["metrics"][0] == first["metrics"][0] and ckpt["epoch"] == 2 and ckpt["ddp_workers"] == 2
+    assert ckpt["arch"] == TINY and [int(r[0]) for r in rows(out)] == [1, 2]
+    assert float(rows(out)[-1][2]) == result.val_top1
+    err = capsys.readouterr().err
+    assert "training with DDP on 2 CPU workers x 1 thread (gloo)" in err and "epoch 2/2: loss" in err
     assert (out / "model.pt").is_file() and (out / "model.onnx").is_file()
+    # the exported model runs in ONNX Runtime and gives ten class scores
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(result.model_onnx, providers=["CPUExecutionProvider"])
+    x = np.zeros((1, *session.get_inputs()[0].shape[1:]), dtype=np.float32)
+    assert session.run(None, {session.get_inputs()[0].name: x})[0].shape == (1, 10)
     # one process reads what two wrote: a finished run, nothing is trained or rewritten
     model, before = (out / "model.pt").read_bytes(), rows(out)
     assert train_architecture(ARCH, DATA, RECIPE, out, progress=False).resumed_from == 2
