@@ -265,8 +265,8 @@ def test_finalist_fidelity_scores_a_reference_file_with_each_scorer(root, supern
     ref.write_text("\n".join(lines) + "\n")
     out = tmp_path / "ff"
     args = ["--reference", str(ref), "--supernet", f"one={supernet_dir}", "--supernet",
-            f"two={supernet_dir},{other_supernet_dir}", "--data-root", str(root), "--val-size", "20", "--bn-batches", "1",
-            "--out", str(out)]
+            f"two={supernet_dir},{other_supernet_dir}", "--data-root", str(root), "--val-size", "20",
+            "--bn-batches", "1", "--out", str(out)]
     capsys.readouterr()
     assert ff.main(args) == 0
     text = capsys.readouterr().out
