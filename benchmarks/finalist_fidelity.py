@@ -5,12 +5,12 @@ finalists are not uniform: a supernet search sends networks from near the space'
 the sandwich rule trains the smallest path every step. This reads the reference accuracies that
 ``search_quality.py`` runs trained (``reference.csv``: every finalist of every method, and the
 presets), scores each architecture with every ``--supernet NAME=DIR`` (``DIR,DIR``: an ensemble) on
-the supernet's own held-out images as a search scores it (2 BN batches of 128, the first
-``--val-size`` validation images), and reports per scorer, against the reference: Kendall tau,
-Spearman, capacity bias (Spearman with FLOPs, beside the reference's own) and the **small-end
-lift**: the mean rank, as a fraction of the list, that the scorer gives the quarter of networks
-with the fewest FLOPs, minus the one the reference gives them (> 0: it puts them higher than
-training does).
+the supernet's own held-out images as a search scores it (``--bn-batches`` BN batches of 128, 2 as a
+search's default, and the first ``--val-size`` validation images), and reports per scorer, against the
+reference: Kendall tau, Spearman, capacity bias (Spearman with FLOPs, beside the reference's own)
+and the **small-end lift**: the mean rank, as a fraction of the list, that the scorer gives the
+quarter of networks with the fewest FLOPs, minus the one the reference gives them (> 0: it puts
+them higher than training does).
 
     python benchmarks/finalist_fidelity.py --reference benchmarks/results/search_quality_ref2/reference.csv \\
         --supernet sandwich=runs/supernet/sandwich_ids5 --out benchmarks/results/finalist_fidelity
