@@ -5,8 +5,8 @@ finalists are not uniform: a supernet search sends networks from near the space'
 the sandwich rule trains the smallest path every step. This reads the reference accuracies that
 ``search_quality.py`` runs trained (``reference.csv``: every finalist of every method, and the
 presets), scores each architecture with every ``--supernet NAME=DIR`` (``DIR,DIR``: an ensemble) on
-the supernet's own held-out images as a search scores it (``--bn-batches`` BN batches of 128, 2 as a
-search's default, and the first ``--val-size`` validation images), and reports per scorer, against the
+the supernet's own held-out images as a search scores it (``--bn-batches`` BN batches of 128 and the
+first ``--val-size`` validation images, by default a search's), and reports per scorer, against the
 reference: Kendall tau, Spearman, capacity bias (Spearman with FLOPs, beside the reference's own)
 and the **small-end lift**: the mean rank, as a fraction of the list, that the scorer gives the
 quarter of networks with the fewest FLOPs, minus the one the reference gives them (> 0: it puts
@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from accuracy_fidelity import _corr, _supernet_arg  # noqa: E402  (the benchmark beside this one)
 
+from evaluator.supernet.scoring import BN_BATCHES, VAL_SIZE  # noqa: E402  (a search's scoring defaults)
 from latency_models.atomic import atomic_write_csv, atomic_write_figure, atomic_write_text  # noqa: E402
 from latency_models.costs.analytic import summary  # noqa: E402
 from search_space import Architecture  # noqa: E402
@@ -87,7 +88,7 @@ def small_end_lift(score: Mapping[str, float], reference: Mapping[str, float], f
 
 
 def score_all(folders: Sequence[str], archs: Mapping[str, str], val_size: int,
-              data_root: str | None = None, bn_batches: int = 2) -> tuple[dict[str, float], float]:
+              data_root: str | None = None, bn_batches: int = BN_BATCHES) -> tuple[dict[str, float], float]:
     """Each architecture's score by the supernet (or ensemble) at ``folders`` on its own split; the
     median seconds per score. Architectures outside its space are left out."""
     from evaluator.supernet.ensemble import check_inside, load_scorer, own_split, score_mean
@@ -141,9 +142,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--setup", default=None, help="its setup_key to read [default: most epochs, then most rows]")
     p.add_argument("--supernet", action="append", type=_supernet_arg, required=True, metavar="NAME=DIR[,DIR]",
                    help="a scorer (repeatable); several folders: an ensemble")
-    p.add_argument("--val-size", type=int, default=500, help="validation images per score (0: all) [default: 500]")
-    p.add_argument("--bn-batches", type=int, default=2,
-                   help="training batches of 128 that recalibrate BatchNorm per score [default: 2]")
+    p.add_argument("--val-size", type=int, default=VAL_SIZE,
+                   help=f"validation images per score (0: all) [default: {VAL_SIZE}, a search's]")
+    p.add_argument("--bn-batches", type=int, default=BN_BATCHES,
+                   help=f"training batches of 128 that recalibrate BatchNorm per score "
+                        f"[default: {BN_BATCHES}, a search's]")
     p.add_argument("--data-root", default=None, help="where the supernets' data set is [default: where it was]")
     p.add_argument("--out", required=True, type=Path, help="folder of rows.csv, the table and the plot")
     return p
