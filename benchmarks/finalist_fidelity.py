@@ -117,7 +117,8 @@ def plot(path: Path, reference: Mapping[str, float], scores: Mapping[str, Mappin
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(scores), figsize=(4.2 * len(scores), 3.8), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(scores), figsize=(4.2 * len(scores), 3.8), squeeze=False, sharey=True,
+                             layout="constrained")  # the shared colour bar keeps its room
     for ax, (name, score) in zip(axes[0], scores.items()):
         ids = sorted(set(score) & set(reference))
         dots = ax.scatter([score[a] for a in ids], [reference[a] for a in ids],
