@@ -3,6 +3,9 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# test processes (pytest-xdist): each runs torch on one thread, so two use both cores of a
+# 2-core machine (TEST_WORKERS=1 for one process, as when a test is debugged)
+TEST_WORKERS ?= 2
 
 .PHONY: setup demo test clean
 
@@ -20,7 +23,7 @@ demo: setup
 	$(VENV)/bin/shufflenas search --out runs/demo
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,5 +1,7 @@
 """Shared fixtures. A real local Ray instance is started once per test session (2 CPUs, no
-dashboard, loopback only) and only when a test asks for it.
+dashboard, loopback only) and only when a test asks for it. ``make test`` runs the suite in two
+processes (pytest-xdist, ``-n 2``): each is a test session of its own, with its own Ray when one of
+its tests asks; every test keeps its files under its own ``tmp_path``.
 
 Torch runs one intra-op thread here and in every subprocess a test starts (``OMP_NUM_THREADS=1``):
 the suite runs on a small shared machine next to its own subprocesses and Ray workers, where
@@ -36,7 +38,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """A small local Ray instance shared by every test that needs one.
+    """A small local Ray instance shared by every test of this process that needs one.
 
     Advertises the custom resource ``device:test-board`` so remote-target placement is tested
     for real. Tests must not call ``ray.shutdown()``.
