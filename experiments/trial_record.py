@@ -44,7 +44,7 @@ PARAMS, FLOPS, MAC, KERNELS, ELEMENTWISE = COST_KEYS = ("params", "flops", "mac"
 PROXY_RENAMES = {"val_curve": CURVE, "status": "proxy_status", "reason": "proxy_reason"}
 PROXY_KEYS = (ACCURACY, "train_time_s", "images_per_s", CURVE, "loss_curve", "epochs_run", "proxy_status",
               "proxy_reason")
-LATENCY_FIELDS = ("ms", "source", "p90_ms", "cv", "runs", "cached", "estimate_ms", "estimate_model")
+LATENCY_FIELDS = ("ms", "source", "p90_ms", "cv", "runs", "cached", "stable", "estimate_ms", "estimate_model")
 MEASURED = "measured"                # latency_source of a measurement (else "estimate:<model>")
 #: Where ``accuracy`` came from: the proxy training, or a weight-sharing supernet (then with its
 #: checksum and training method, so scores of two supernets are never mixed). Absent on trials of
@@ -127,15 +127,17 @@ class LatencyRecord:
     cv: float | None = None
     runs: int | None = None
     cached: bool | None = None
+    stable: bool | None = None           # False: a disturbed run, kept on the trial but never cached
     estimate_ms: float | None = None
     estimate_model: str | None = None
 
     @classmethod
     def measured(cls, data: Mapping[str, Any], *, estimate: LatencyRecord | None = None) -> LatencyRecord:
-        """From a measurement's ``to_dict()`` (median, p90, cv, runs, cached)."""
+        """From a measurement's ``to_dict()`` (median, p90, cv, runs, cached, stable)."""
         base = estimate or cls()
         return dataclasses.replace(base, ms=float(data["median_ms"]), source=MEASURED,
-                                   **{f: plain(data[f]) for f in ("p90_ms", "cv", "runs", "cached") if f in data})
+                                   **{f: plain(data[f]) for f in ("p90_ms", "cv", "runs", "cached", "stable")
+                                      if f in data})
 
     @classmethod
     def estimated(cls, ms: float, model: str) -> LatencyRecord:
