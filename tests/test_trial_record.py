@@ -99,6 +99,7 @@ def test_latency_keys():
     assert latency_key("local-cpu") == "latency_ms:local-cpu"
     assert parse_latency_key("latency_estimate_model:paper-gpu") == ("estimate_model", "paper-gpu")
     assert parse_latency_key("latency_ms") is None and parse_latency_key("accuracy") is None
+    assert parse_latency_key("latency_stable:local-cpu") == ("stable", "local-cpu")
     assert latency_targets(["accuracy", "latency_ms:a", "latency_source:a", "latency_ms:b"]) == ["a", "b"]
 
 
@@ -153,3 +154,10 @@ def test_one_hypervolume_rule():
     assert hypervolume([], [False, False], (1.0, 1.0)) == 0.0
     with pytest.raises(ValueError):
         hypervolume([(1, 2, 3)], [False] * 3, (1, 1, 1))
+
+
+def test_a_disturbed_measurement_is_recorded_as_unstable_and_read_back():
+    record = TrialRecord().with_latency("local-cpu", LatencyRecord.measured({"median_ms": 3.0, "stable": False}))
+    attrs = record.to_user_attrs()
+    assert attrs["latency_stable:local-cpu"] is False
+    assert TrialRecord.from_user_attrs(attrs).latency["local-cpu"].stable is False
