@@ -178,7 +178,10 @@ def test_cli_measure_errors(cli_here, target, needle, home):
 def test_num_classes_is_part_of_the_key():
     target = tiny_target()
     cache = MeasurementCache()
-    assert not measure(TINY, target, cache=cache, budget_s=FAST, num_classes=10).cached
+    ten = measure(TINY, target, cache=cache, budget_s=FAST, num_classes=10)
+    assert not ten.cached
+    while not ten.stable:  # a disturbed run (a busy machine) is never cached: measure until one is
+        ten = measure(TINY, target, cache=cache, budget_s=FAST, num_classes=10)
     assert not measure(TINY, target, cache=cache, budget_s=FAST).cached
     assert measure(TINY, target, cache=cache, budget_s=FAST, num_classes=10).cached
     assert lookup(TINY, target, cache, num_classes=10) is not None
@@ -241,6 +244,8 @@ def test_a_redrawn_anchor_rescales_cached_measurements():
 
     target = ref_target()
     stored = measure(TINY, target, budget_s=FAST)
+    while not stored.stable:  # a disturbed run is never cached: measure until one is
+        stored = measure(TINY, target, budget_s=FAST)
     old = reference_anchor(target)
     new = reference_anchor(target, redraw=True)
     assert reference_anchor(target) == new
