@@ -23,7 +23,6 @@ import platform
 import shlex
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -185,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         lines += ["", "Same, scoring against each measurement's 10th-percentile run time (less sensitive to other "
                   "processes on a shared machine than the median):", "", *_table(rows_p10)]
     if table is not None:
-        lines += ["", f"Lookup-table misses (> +-10%) on the test set, as measured ms (error): "
+        lines += ["", "Lookup-table misses (> +-10%) on the test set, as measured ms (error): "
                   + (", ".join(f"{m:.2f} ({100 * e:+.1f}%)" for m, e in lut_misses) or "none") + "."]
         lines += _sweep_lines(table, train, test, y)
     if args.retest:

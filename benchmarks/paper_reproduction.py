@@ -41,7 +41,7 @@ def device_report(device: str) -> list[str]:
     lines = [f"## {'GPU (GTX 1080Ti, batch 8)' if device == 'gpu' else 'ARM (Snapdragon 810, batch 1)'}", "",
              f"Micro-benchmark-only fit (Tables 1-4, n={micro.quality['fit']['n']}): in-sample MAPE "
              f"{fmt(micro.quality['fit']['mape'], '.2f')}%, Spearman {fmt(micro.quality['fit']['spearman'], '.4f')}.", "",
-             f"Parameters (micro only): " + ", ".join(f"{k}={v:g}" for k, v in micro.params.to_dict().items()), "",
+             "Parameters (micro only): " + ", ".join(f"{k}={v:g}" for k, v in micro.params.to_dict().items()), "",
              f"| network | paper {unit} | paper ms/batch | predicted from Tables 1-4 (ms) | error | shipped calibration, in-sample (ms) | error |",
              "|---|---|---|---|---|---|---|"]
     speeds = paper_data.network_speeds(device)
@@ -49,7 +49,7 @@ def device_report(device: str) -> list[str]:
         lines.append(f"| {out_row['preset']} | {speeds[out_row['preset']]:g} | {out_row['paper_ms']:.3f} | "
                      f"{out_row['predicted_ms']:.3f} | {out_row['error_pct']:+.1f}% | {in_row['predicted_ms']:.3f} | "
                      f"{in_row['error_pct']:+.1f}% |")
-    lines += ["", f"| summary over the 5 networks | MAPE | max error | Spearman (ms) |", "|---|---|---|---|",
+    lines += ["", "| summary over the 5 networks | MAPE | max error | Spearman (ms) |", "|---|---|---|---|",
               f"| out of sample (Tables 1-4 only) | {fmt(out_of_sample['mape'], '.2f')}% | {fmt(out_of_sample['max_error'], '.2f')}% | "
               f"{fmt(out_of_sample['spearman'], '.4f')} |",
               f"| shipped calibration, in-sample (Tables 1-4 + 8) | {fmt(in_sample['mape'], '.2f')}% | {fmt(in_sample['max_error'], '.2f')}% | "

@@ -34,7 +34,6 @@ each training finishes, plus ``<out>/finalists/finalists.csv``; the runs themsel
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import json

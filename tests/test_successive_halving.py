@@ -4,7 +4,6 @@ searches on SQLite (rungs stored on every trial, promotions, kill -9 and resume 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import optuna

@@ -16,12 +16,8 @@ resumes on one process or on several), ``metrics.csv``, ``curves.png`` and at th
 from __future__ import annotations
 
 import os
-import sys
-import tempfile
-import threading
 import time
 from collections.abc import Collection
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -44,7 +40,7 @@ from evaluator.supernet.training import (
     score_probes,
     write_supernet,
 )
-from evaluator.training.distributed import DDPSettings, _check_resources, _check_settings, _failure_line
+from evaluator.training.distributed import EpochLines, _check_settings, ddp_banner, fit_on_ray
 from evaluator.training.recipe import DataSpec
 from evaluator.training.run_files import prepare_out, software_versions
 from evaluator.training.session import TrainError
@@ -119,29 +115,6 @@ def _train_rank(plan: SupernetPlan, *, rank: int, world: int, device: torch.devi
 
 
 # -- the driver ---------------------------------------------------------------------------------------
-class _EpochLines(threading.Thread):
-    """One line per epoch as rank 0 rewrites ``metrics.csv`` (worker output stays in Ray's logs)."""
-
-    def __init__(self, out: Path, epochs: int, already: int) -> None:
-        super().__init__(daemon=True)
-        self.out, self.epochs, self.shown = out, epochs, already
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.wait(0.5):
-            self.poll()
-        self.poll()
-
-    def poll(self) -> None:
-        try:
-            rows = read_metrics(self.out)
-        except (OSError, KeyError, TypeError, ValueError):
-            return
-        for row in rows[self.shown:]:
-            print(row.line(self.epochs), file=sys.stderr, flush=True)
-            self.shown += 1
-
-
 def train_supernet_ddp(space: SearchSpace, data: DataSpec | DataSplit, recipe: SupernetRecipe,
                        out_dir: str | os.PathLike, *, num_workers: int, use_gpu: bool = False,
                        address: str | None = None, cpus_per_worker: float = 1,
@@ -154,51 +127,16 @@ def train_supernet_ddp(space: SearchSpace, data: DataSpec | DataSplit, recipe: S
     settings = _check_settings(recipe, num_workers, use_gpu, cpus_per_worker)
     plan = plan_supernet(space, data, recipe, out_dir, given=given)  # everything checked before anything starts
     prepare_out(plan.out)
-    try:
-        import ray.train
-        from ray.train import RunConfig, ScalingConfig
-        from ray.train.torch import TorchConfig, TorchTrainer
-    except ImportError as exc:
-        raise TrainError(f"DDP training needs Ray Train (pip install 'ray[train]'): {exc}") from None
-    from evaluator.ray_connect import ensure_ray, release_ray
-
     started = time.perf_counter()
-    owns_ray = ensure_ray(address)
-    import ray
-
     start_epoch = int(plan.state["epoch"]) if plan.state is not None else 0
     epochs = plan.recipe.epochs
-    watcher = None
-    try:
-        _check_resources(ray, settings)
-        if progress:
-            print(f"training the supernet with DDP on {_where(settings)} ({settings.backend}), global batch "
-                  f"{plan.recipe.batch_size}", file=sys.stderr, flush=True)
-            if start_epoch:
-                print(f"resuming from {plan.out / CHECKPOINT_NAME} after epoch {start_epoch}/{epochs}"
-                      if start_epoch < epochs else f"{plan.out / CHECKPOINT_NAME}: all {epochs} epochs already "
-                      "trained", file=sys.stderr, flush=True)
-            watcher = _EpochLines(plan.out, epochs, start_epoch)
-            watcher.start()
-        absolute = SupernetPlan(plan.space, plan.data, plan.recipe, plan.out.absolute(), plan.identity, plan.state,
-                                plan.data_spec)
-        config = {"plan": ray.put(absolute), "threads": settings.threads}
-        resources = {"CPU": settings.cpus_per_worker, **({"GPU": 1} if settings.use_gpu else {})}
-        with tempfile.TemporaryDirectory(prefix="shufflenas-ray-train-") as storage:
-            trainer = TorchTrainer(
-                _worker, train_loop_config=config, torch_config=TorchConfig(backend=settings.backend),
-                scaling_config=ScalingConfig(num_workers=settings.num_workers, use_gpu=settings.use_gpu,
-                                             resources_per_worker=resources),
-                run_config=RunConfig(name="ddp-supernet", storage_path=storage))
-            try:
-                trainer.fit()
-            except ray.train.TrainingFailedError as exc:
-                raise TrainError(f"distributed supernet training failed on {_failure_line(exc)}") from None
-    finally:
-        if watcher is not None:
-            watcher.stop.set()
-            watcher.join(timeout=5)
-        release_ray(owns_ray)
+    absolute = SupernetPlan(plan.space, plan.data, plan.recipe, plan.out.absolute(), plan.identity, plan.state,
+                            plan.data_spec)
+    fit_on_ray(_worker, lambda ray: {"plan": ray.put(absolute), "threads": settings.threads}, settings,
+               name="ddp-supernet", failed="distributed supernet training failed", address=address,
+               banner=ddp_banner("training the supernet", settings, plan.recipe.batch_size,
+                                 plan.out / CHECKPOINT_NAME, start_epoch, epochs) if progress else None,
+               lines=EpochLines(lambda: read_metrics(plan.out), epochs, start_epoch) if progress else None)
     state = load_checkpoint(plan.out / CHECKPOINT_NAME)  # what rank 0 wrote
     rows = [SupernetEpoch.from_dict(r) for r in state["metrics"]]
     if not rows or not (plan.out / SUPERNET_NAME).exists():
@@ -208,12 +146,6 @@ def train_supernet_ddp(space: SearchSpace, data: DataSpec | DataSplit, recipe: S
     return result_of(plan, read_info(plan.out / SUPERNET_NAME), rows, started=started, images_per_s=speed,
                      device="cuda" if settings.use_gpu else "cpu",
                      threads=None if settings.use_gpu else settings.threads)
-
-
-def _where(settings: DDPSettings) -> str:
-    if settings.use_gpu:
-        return f"{settings.num_workers} GPU workers"
-    return f"{settings.num_workers} CPU workers x {settings.threads} thread{'s' if settings.threads != 1 else ''}"
 
 
 __all__ = ["train_supernet_ddp"]

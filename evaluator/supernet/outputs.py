@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from evaluator.supernet.session import SupernetEpoch
-from latency_models.atomic import atomic_write_csv, atomic_write_figure
-from evaluator.training.outputs import CURVES_NAME, METRICS_NAME
+from evaluator.training.outputs import CURVES_NAME, METRICS_NAME, write_loss_and_accuracy
+from latency_models.atomic import atomic_write_csv
 
 BASE_COLUMNS = ("epoch", "train_loss", "lr", "images_per_s", "seconds")
 PROBE_PREFIX = "val_top1_"
@@ -40,31 +40,13 @@ def read_metrics(folder: Path) -> list[SupernetEpoch]:
 
 def write_curves(folder: Path, rows: Sequence[SupernetEpoch], title: str) -> Path | None:
     """Training loss and each probe's one-shot top-1 per epoch, side by side (None without matplotlib)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        from matplotlib.figure import Figure
-    except ImportError:
-        return None
-    epochs = [r.epoch for r in rows]
-    fig = Figure(figsize=(9, 3.4), dpi=100)
-    loss_ax, acc_ax = fig.subplots(1, 2)
-    loss_ax.plot(epochs, [r.train_loss for r in rows], marker="o", color="tab:red")
-    loss_ax.set(xlabel="epoch", ylabel="training loss (summed over a step's paths)", title="training loss")
     names = [n for n, _ in rows[0].probes] if rows else []
-    for i, name in enumerate(names):
-        acc_ax.plot(epochs, [100 * r.probes[i][1] for r in rows], marker="o", label=name)
-    acc_ax.set(xlabel="epoch", ylabel="validation top-1 (%)", title="one-shot accuracy of fixed probes")
-    if names:
-        acc_ax.legend(loc="best", fontsize=7)  # probes near chance sit low: "lower right" hid them
-    for ax in (loss_ax, acc_ax):
-        ax.grid(alpha=0.3)
-        if epochs:
-            ax.set_xticks(epochs if len(epochs) <= 12 else epochs[:: max(1, len(epochs) // 10)])
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return atomic_write_figure(folder / CURVES_NAME, fig)
+    series = [(name, [100 * r.probes[i][1] for r in rows], {"marker": "o"}) for i, name in enumerate(names)]
+    # probes near chance sit low: a legend at "lower right" hid them
+    return write_loss_and_accuracy(folder / CURVES_NAME, rows, series, title,
+                                   loss_label="training loss (summed over a step's paths)",
+                                   accuracy_label="validation top-1 (%)",
+                                   accuracy_title="one-shot accuracy of fixed probes", legend="best", legend_size=7)
 
 
 __all__ = ["CURVES_NAME", "METRICS_NAME", "read_metrics", "write_curves", "write_metrics"]

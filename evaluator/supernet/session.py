@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from evaluator.supernet.weights import Supernet
-from evaluator.training.checkpoint import LOAD_ERRORS, CheckpointError, atomic_write, capture_rng, restore_rng
+from evaluator.training.checkpoint import CHECKPOINT_FORMAT as TRAINING_FORMAT
+from evaluator.training.checkpoint import CheckpointError, capture_rng, load_tagged, restore_rng, save_tagged
 from evaluator.training.session import TrainError, lr_at, make_optimizer, schedule_steps
 from search_space import Architecture
 
@@ -36,7 +37,8 @@ CHECKPOINT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pt"
 #: Per-element optimiser state (SGD's momentum, AdamW's moments) that ``touched_only`` puts back.
 _STATE_TENSORS = ("momentum_buffer", "exp_avg", "exp_avg_sq")
-_REQUIRED = ("spec", "dataset", "recipe", "epoch", "metrics", "supernet", "optimizer", "rng", "paths")
+#: what a supernet checkpoint must hold
+REQUIRED = ("spec", "dataset", "recipe", "epoch", "metrics", "supernet", "optimizer", "rng", "paths")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,33 +272,14 @@ def open_session(supernet_args: tuple, train_size: int, recipe: Any, device: str
 # -- the checkpoint file --------------------------------------------------------------------------------
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     """Write ``state`` with the supernet format tag, atomically (a kill leaves the old file or the new one)."""
-    payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
-    return atomic_write(path, lambda fh: torch.save(payload, fh))
+    return save_tagged(path, state, CHECKPOINT_FORMAT, CHECKPOINT_VERSION)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a supernet checkpoint; anything unreadable or foreign is a one-line :class:`CheckpointError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist" if not path.exists()
-                              else f"checkpoint {path} is not a file")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except LOAD_ERRORS:
-        raise CheckpointError(f"checkpoint {path} is unreadable (corrupt, truncated or not a shufflenas "
-                              "checkpoint); remove it to start over") from None
-    if isinstance(data, dict) and data.get("format") == "shufflenas-checkpoint":
-        raise CheckpointError(f"{path} is the checkpoint of a `shufflenas train` run, not of a supernet; choose "
-                              "another --out")
-    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a shufflenas supernet checkpoint")
-    if data.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"checkpoint {path} has format version {data.get('version')!r}; this build reads "
-                              f"version {CHECKPOINT_VERSION}")
-    missing = [k for k in _REQUIRED if k not in data]
-    if missing:
-        raise CheckpointError(f"checkpoint {path} is incomplete (no {', '.join(missing)})")
-    return data
+    return load_tagged(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, REQUIRED, "supernet checkpoint",
+                       foreign={TRAINING_FORMAT: "is the checkpoint of a `shufflenas train` run, not of a supernet; "
+                                              "choose another --out"})
 
 
 #: recipe options a checkpoint written before they existed lacks, with the value its run had

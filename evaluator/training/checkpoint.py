@@ -66,14 +66,23 @@ def restore_rng(state: Mapping[str, Any], data_generator: torch.Generator) -> No
 
 
 # -- save / load ------------------------------------------------------------------------------------
-def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> Path:
-    """Write ``state`` (tensors and plain data) with the format tag, atomically."""
-    payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
+#: what a training checkpoint must hold
+REQUIRED = ("arch", "dataset", "recipe", "epoch", "metrics", "model", "optimizer", "rng")
+
+
+def save_tagged(path: str | os.PathLike, state: Mapping[str, Any], fmt: str, version: int) -> Path:
+    """Write ``state`` under a format tag and version, atomically (a kill leaves the old file or the new one)."""
+    payload = {"format": fmt, "version": version, **state}
     return atomic_write(path, lambda fh: torch.save(payload, fh))
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint; anything unreadable or foreign is a one-line :class:`CheckpointError`."""
+def load_tagged(path: str | os.PathLike, fmt: str, version: int, required: tuple[str, ...], what: str,
+                foreign: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Read a file :func:`save_tagged` wrote; anything unreadable or foreign is a one-line :class:`CheckpointError`.
+
+    ``what`` names the kind in the message ("training checkpoint"); ``foreign`` maps another format tag
+    to the message its file gets here (a supernet's checkpoint handed to training, and the reverse).
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist" if not path.exists()
@@ -83,16 +92,28 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     except LOAD_ERRORS:
         raise CheckpointError(f"checkpoint {path} is unreadable (corrupt, truncated or not a shufflenas "
                               "checkpoint); remove it to start over") from None
-    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a shufflenas training checkpoint")
-    if data.get("version") != CHECKPOINT_VERSION:
+    tag = data.get("format") if isinstance(data, dict) else None
+    if tag != fmt and tag in (foreign or {}):
+        raise CheckpointError(f"{path} {foreign[tag]}")
+    if tag != fmt:
+        raise CheckpointError(f"{path} is not a shufflenas {what}")
+    if data.get("version") != version:
         raise CheckpointError(f"checkpoint {path} has format version {data.get('version')!r}; this build reads "
-                              f"version {CHECKPOINT_VERSION}")
-    missing = [k for k in ("arch", "dataset", "recipe", "epoch", "metrics", "model", "optimizer", "rng")
-               if k not in data]
+                              f"version {version}")
+    missing = [k for k in required if k not in data]
     if missing:
         raise CheckpointError(f"checkpoint {path} is incomplete (no {', '.join(missing)})")
     return data
+
+
+def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> Path:
+    """Write a training run's ``state`` (tensors and plain data) with the format tag, atomically."""
+    return save_tagged(path, state, CHECKPOINT_FORMAT, CHECKPOINT_VERSION)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a training checkpoint; anything unreadable or foreign is a one-line :class:`CheckpointError`."""
+    return load_tagged(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, REQUIRED, "training checkpoint")
 
 
 def check_identity(data: Mapping[str, Any], path: Path, *, arch: str, dataset: Mapping[str, Any],
@@ -116,5 +137,5 @@ def check_identity(data: Mapping[str, Any], path: Path, *, arch: str, dataset: M
 
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "CHECKPOINT_VERSION", "LOAD_ERRORS", "CheckpointError", "atomic_write",
-           "atomic_write_bytes", "capture_rng", "check_identity", "load_checkpoint", "remove_stale_temporaries",
-           "restore_rng", "save_checkpoint"]
+           "atomic_write_bytes", "capture_rng", "check_identity", "load_checkpoint", "load_tagged",
+           "remove_stale_temporaries", "restore_rng", "save_checkpoint", "save_tagged"]

@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,8 @@ from evaluator.training.loop import (
     recalibrate_for_eval,
     torch_threads,
 )
-from evaluator.training.outputs import CURVES_NAME, METRICS_NAME, EpochMetrics, write_curves, write_metrics
+from evaluator.training.outputs import (CURVES_NAME, METRICS_NAME, EpochMetrics, read_metrics, write_curves,
+                                        write_metrics)
 from evaluator.training.recipe import DataSpec, TrainRecipe
 from evaluator.training.run_files import MODEL_NAME, ONNX_NAME, prepare_out, run_title, software_versions, write_model_files
 from evaluator.training.session import TrainError, open_session
@@ -178,12 +180,16 @@ def _train_rank(arch: Architecture, data: DataSplit, recipe: TrainRecipe, out: P
 
 
 # -- the driver ---------------------------------------------------------------------------------------
-class _EpochLines(threading.Thread):
-    """Print one line per epoch as rank 0 rewrites ``metrics.csv`` (worker output stays in Ray's logs)."""
+class EpochLines(threading.Thread):
+    """Print one line per epoch as rank 0 rewrites ``metrics.csv`` (worker output stays in Ray's logs).
 
-    def __init__(self, out: Path, epochs: int, already: int) -> None:
+    ``read`` returns the rows written so far (each with ``line(epochs)``); a file caught mid-write
+    raises and is read again at the next poll.
+    """
+
+    def __init__(self, read: Callable[[], Sequence[Any]], epochs: int, already: int) -> None:
         super().__init__(daemon=True)
-        self.path, self.epochs, self.shown = out / METRICS_NAME, epochs, already
+        self.read, self.epochs, self.shown = read, epochs, already
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -193,20 +199,75 @@ class _EpochLines(threading.Thread):
 
     def poll(self) -> None:
         try:
-            with open(self.path, newline="") as fh:
-                rows = list(csv.DictReader(fh))
-        except (OSError, csv.Error):
+            rows = self.read()
+        except (OSError, KeyError, TypeError, ValueError, csv.Error):
             return
-        for raw in rows[self.shown:]:
-            try:
-                row = EpochMetrics(epoch=int(raw["epoch"]), **{k: float(raw[k]) for k in
-                                   ("train_loss", "val_top1", "val_top5", "lr", "images_per_s", "seconds")})
-            except (KeyError, TypeError, ValueError):
-                return
-            print(f"epoch {row.epoch}/{self.epochs}: loss {row.train_loss:.4f}  val top-1 {row.val_top1:.4f}  "
-                  f"top-5 {row.val_top5:.4f}  lr {row.lr:.4g}  {row.images_per_s:.0f} img/s  {row.seconds:.1f} s",
-                  file=sys.stderr, flush=True)
+        for row in rows[self.shown:]:
+            print(row.line(self.epochs), file=sys.stderr, flush=True)
             self.shown += 1
+
+
+def describe_workers(settings: DDPSettings) -> str:
+    if settings.use_gpu:
+        return f"{settings.num_workers} GPU workers"
+    return f"{settings.num_workers} CPU workers x {settings.threads} thread{'s' if settings.threads != 1 else ''}"
+
+
+def fit_on_ray(worker: Callable[[dict[str, Any]], None], make_config: Callable[[Any], dict[str, Any]],
+               settings: DDPSettings, *, name: str, failed: str, address: str | None,
+               banner: str | None = None, lines: EpochLines | None = None) -> None:
+    """Run ``worker`` on ``settings.num_workers`` Ray Train workers and wait for it; the one launcher of
+    every DDP run (a training, a supernet).
+
+    Starts a local Ray or connects to ``address``, refuses a run the cluster cannot place, builds the
+    workers' config with ``make_config(ray)`` (so it can put large objects in the object store), shows
+    ``banner`` and the epoch ``lines`` while it runs, and turns a worker's failure into one
+    :class:`TrainError` line starting with ``failed`` ("distributed training failed"). Ray Train's own run
+    folder is a temporary one, removed after.
+    """
+    try:
+        import ray.train
+        from ray.train import RunConfig, ScalingConfig
+        from ray.train.torch import TorchConfig, TorchTrainer
+    except ImportError as exc:
+        raise TrainError(f"DDP training needs Ray Train (pip install 'ray[train]'): {exc}") from None
+    from evaluator.ray_connect import ensure_ray, release_ray
+
+    owns_ray = ensure_ray(address)
+    import ray
+
+    try:
+        _check_resources(ray, settings)
+        if banner:
+            print(banner, file=sys.stderr, flush=True)
+        if lines is not None:
+            lines.start()
+        config = make_config(ray)
+        resources = {"CPU": settings.cpus_per_worker, **({"GPU": 1} if settings.use_gpu else {})}
+        with tempfile.TemporaryDirectory(prefix="shufflenas-ray-train-") as storage:
+            trainer = TorchTrainer(
+                worker, train_loop_config=config, torch_config=TorchConfig(backend=settings.backend),
+                scaling_config=ScalingConfig(num_workers=settings.num_workers, use_gpu=settings.use_gpu,
+                                             resources_per_worker=resources),
+                run_config=RunConfig(name=name, storage_path=storage))
+            try:
+                trainer.fit()
+            except ray.train.TrainingFailedError as exc:
+                raise TrainError(f"{failed} on {_failure_line(exc)}") from None
+    finally:
+        if lines is not None and lines.is_alive():
+            lines.stop.set()
+            lines.join(timeout=5)
+        release_ray(owns_ray)
+
+
+def ddp_banner(what: str, settings: DDPSettings, batch: int, checkpoint: Path, start_epoch: int, epochs: int) -> str:
+    """The driver's first lines: where it trains, and what it resumes."""
+    text = f"{what} with DDP on {describe_workers(settings)} ({settings.backend}), global batch {batch}"
+    if start_epoch:
+        text += (f"\nresuming from {checkpoint} after epoch {start_epoch}/{epochs}" if start_epoch < epochs
+                 else f"\n{checkpoint}: all {epochs} epochs already trained")
+    return text
 
 
 def _failure_line(exc: BaseException) -> str:
@@ -240,54 +301,20 @@ def train_ddp(arch: Architecture, data_spec: DataSpec, recipe: TrainRecipe, out_
     plan = plan_run(arch, data_spec, recipe, out_dir)  # everything checked before anything starts
     recipe = plan.recipe  # with the data set's defaults filled in
     prepare_out(plan.out)
-    try:
-        import ray.train
-        from ray.train import RunConfig, ScalingConfig
-        from ray.train.torch import TorchConfig, TorchTrainer
-    except ImportError as exc:
-        raise TrainError(f"DDP training needs Ray Train (pip install 'ray[train]'): {exc}") from None
-    from evaluator.ray_connect import ensure_ray, release_ray
-
     started = time.perf_counter()
-    owns_ray = ensure_ray(address)
-    import ray
-
     start_epoch = int(plan.state["epoch"]) if plan.state is not None else 0
-    watcher = None
-    try:
-        _check_resources(ray, settings)
-        if progress:
-            where = f"{settings.num_workers} GPU workers" if settings.use_gpu else \
-                f"{settings.num_workers} CPU workers x {settings.threads} thread{'s' if settings.threads != 1 else ''}"
-            print(f"training with DDP on {where} ({settings.backend}), global batch {recipe.batch_size}",
-                  file=sys.stderr, flush=True)
-            if start_epoch:
-                print(f"resuming from {plan.out / CHECKPOINT_NAME} after epoch {start_epoch}/{recipe.epochs}"
-                      if start_epoch < recipe.epochs else
-                      f"{plan.out / CHECKPOINT_NAME}: all {recipe.epochs} epochs already trained",
-                      file=sys.stderr, flush=True)
-            watcher = _EpochLines(plan.out, recipe.epochs, start_epoch)
-            watcher.start()
-        refs = [ray.put(plan.data), ray.put(plan.state), ray.put(plan.init_state)]
-        config = {"arch": arch.to_string(), "recipe": recipe, "out": str(plan.out.absolute()),
-                  "identity": plan.identity, "threads": settings.threads, "refs": refs}
-        resources = {"CPU": settings.cpus_per_worker, **({"GPU": 1} if settings.use_gpu else {})}
-        with tempfile.TemporaryDirectory(prefix="shufflenas-ray-train-") as storage:
-            trainer = TorchTrainer(
-                _worker, train_loop_config=config, torch_config=TorchConfig(backend=settings.backend),
-                scaling_config=ScalingConfig(num_workers=settings.num_workers, use_gpu=settings.use_gpu,
-                                             resources_per_worker=resources),
-                run_config=RunConfig(name=f"ddp-{arch.arch_id}", storage_path=storage))
-            try:
-                result = trainer.fit()
-            except ray.train.TrainingFailedError as exc:
-                raise TrainError(f"distributed training failed on {_failure_line(exc)}") from None
-    finally:
-        if watcher is not None:
-            watcher.stop.set()
-            watcher.join(timeout=5)
-        release_ray(owns_ray)
-    del result  # what the run produced is in out_dir, written by rank 0
+    checkpoint = plan.out / CHECKPOINT_NAME
+
+    def make_config(ray: Any) -> dict[str, Any]:
+        return {"arch": arch.to_string(), "recipe": recipe, "out": str(plan.out.absolute()),
+                "identity": plan.identity, "threads": settings.threads,
+                "refs": [ray.put(plan.data), ray.put(plan.state), ray.put(plan.init_state)]}
+
+    fit_on_ray(_worker, make_config, settings, name=f"ddp-{arch.arch_id}", failed="distributed training failed",
+               address=address,
+               banner=ddp_banner("training", settings, recipe.batch_size, checkpoint, start_epoch, recipe.epochs)
+               if progress else None,
+               lines=EpochLines(lambda: read_metrics(plan.out), recipe.epochs, start_epoch) if progress else None)
     return _result(arch, plan, settings, start_epoch, started)
 
 
@@ -314,4 +341,4 @@ def _result(arch: Architecture, plan: RunPlan, settings: DDPSettings, start_epoc
         threads=None if settings.use_gpu else settings.threads, metrics=rows)
 
 
-__all__ = ["MIN_PER_RANK", "DDPSettings", "train_ddp"]
+__all__ = ["MIN_PER_RANK", "DDPSettings", "EpochLines", "ddp_banner", "describe_workers", "fit_on_ray", "train_ddp"]

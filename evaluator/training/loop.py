@@ -172,8 +172,7 @@ class _Progress:
             self._progress.update(self._task, completed=done, **({"loss": f"{loss:.3f}"} if loss is not None else {}))
 
     def epoch_done(self, row: EpochMetrics, epochs: int) -> None:
-        line = (f"epoch {row.epoch}/{epochs}: loss {row.train_loss:.4f}  val top-1 {row.val_top1:.4f}  "
-                f"top-5 {row.val_top5:.4f}  lr {row.lr:.4g}  {row.images_per_s:.0f} img/s  {row.seconds:.1f} s")
+        line = row.line(epochs)
         if self._progress is not None:
             self._progress.console.print(line, markup=False, highlight=False)
         elif self.enabled:
