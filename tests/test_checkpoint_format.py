@@ -28,6 +28,15 @@ def test_a_training_checkpoint_handed_to_the_supernet_is_named(tmp_path):
         supernet_ckpt.load_checkpoint(path)
 
 
+@pytest.mark.parametrize("tag", [["a", "list"], {"a": 1}, None, 3])
+def test_a_file_with_an_odd_format_tag_is_one_line_for_both_kinds(tmp_path, tag):
+    path = tmp_path / "odd.pt"
+    torch.save({"format": tag, "version": 1}, path)
+    for module, what in ((train_ckpt, "training"), (supernet_ckpt, "supernet")):
+        with pytest.raises(CheckpointError, match=f"is not a shufflenas {what} checkpoint"):
+            module.load_checkpoint(path)
+
+
 def test_a_supernet_checkpoint_handed_to_training_is_refused(tmp_path):
     path = supernet_ckpt.save_checkpoint(tmp_path / "s.pt", full(supernet_ckpt.REQUIRED))
     with pytest.raises(CheckpointError, match="is not a shufflenas training checkpoint"):

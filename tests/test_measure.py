@@ -25,6 +25,18 @@ FAST = 0.05  # seconds of timed runs: enough for statistics, keeps the suite fas
 STATS = ("median_ms", "mean_ms", "p10_ms", "p90_ms", "iqr_ms", "cv", "runs")
 
 
+def until_stable(m: Measurement, again, tries: int = 5) -> Measurement:
+    """A disturbed run (a busy machine) is never cached: measure again, a few times, until one is stable;
+    skip when none is (bounded, so a loaded CI machine cannot hang the suite)."""
+    for _ in range(tries):
+        if m.stable:
+            return m
+        m = again()
+    if not m.stable:
+        pytest.skip(f"{tries + 1} measurements in a row were disturbed (a busy machine): nothing to cache")
+    return m
+
+
 def tiny_target(backend: str = "onnxruntime", name: str = "tiny-cpu", batch: int = 1) -> Target:
     providers = ("CPUExecutionProvider",) if backend == "onnxruntime" else ()
     return Target(name, "16 px test target", "measure", backend, "cpu", providers, 1, batch, 16, {}, None)
@@ -76,8 +88,7 @@ def test_measure_caches_export_and_result(home):
     assert json.loads(json.dumps(data))["median_ms"] == first.median_ms
     for key in STATS + ("target", "device", "versions"):
         assert key in data
-    if not first.stable:  # a disturbed run is never cached: measure until one is
-        first = measure(TINY, target, budget_s=FAST)
+    first = until_stable(first, lambda: measure(TINY, target, budget_s=FAST))
     second = measure(TINY, target, budget_s=FAST)
     assert second.cached and second.median_ms == first.median_ms
     assert lookup(TINY, target) == second
@@ -180,8 +191,7 @@ def test_num_classes_is_part_of_the_key():
     cache = MeasurementCache()
     ten = measure(TINY, target, cache=cache, budget_s=FAST, num_classes=10)
     assert not ten.cached
-    while not ten.stable:  # a disturbed run (a busy machine) is never cached: measure until one is
-        ten = measure(TINY, target, cache=cache, budget_s=FAST, num_classes=10)
+    ten = until_stable(ten, lambda: measure(TINY, target, cache=cache, budget_s=FAST, num_classes=10))
     assert not measure(TINY, target, cache=cache, budget_s=FAST).cached
     assert measure(TINY, target, cache=cache, budget_s=FAST, num_classes=10).cached
     assert lookup(TINY, target, cache, num_classes=10) is not None
@@ -243,9 +253,7 @@ def test_a_redrawn_anchor_rescales_cached_measurements():
     from latency_models.measurement.measure import reference_anchor
 
     target = ref_target()
-    stored = measure(TINY, target, budget_s=FAST)
-    while not stored.stable:  # a disturbed run is never cached: measure until one is
-        stored = measure(TINY, target, budget_s=FAST)
+    stored = until_stable(measure(TINY, target, budget_s=FAST), lambda: measure(TINY, target, budget_s=FAST))
     old = reference_anchor(target)
     new = reference_anchor(target, redraw=True)
     assert reference_anchor(target) == new

@@ -93,10 +93,9 @@ def load_tagged(path: str | os.PathLike, fmt: str, version: int, required: tuple
         raise CheckpointError(f"checkpoint {path} is unreadable (corrupt, truncated or not a shufflenas "
                               "checkpoint); remove it to start over") from None
     tag = data.get("format") if isinstance(data, dict) else None
-    if tag != fmt and tag in (foreign or {}):
-        raise CheckpointError(f"{path} {foreign[tag]}")
-    if tag != fmt:
-        raise CheckpointError(f"{path} is not a shufflenas {what}")
+    if tag != fmt:  # a tag of another kind is named; anything else (a foreign pickle, a non-string) is not ours
+        hint = (foreign or {}).get(tag) if isinstance(tag, str) else None
+        raise CheckpointError(f"{path} {hint or f'is not a shufflenas {what}'}")
     if data.get("version") != version:
         raise CheckpointError(f"checkpoint {path} has format version {data.get('version')!r}; this build reads "
                               f"version {version}")
