@@ -132,6 +132,7 @@ class SearchDriver:
         self.study: optuna.Study | None = None  # type: ignore[assignment]
         self._reuse: ReuseIndex | None = None
         self._tally: StudyTally | None = None   # counts and front size, kept as trials finish
+        self._total: int | None = None   # the finished trials to reach (set when the run starts)
         self._progress: SearchProgress | None = None
         self._environment_failures = 0
         self.rungs: RungScheduler | None = None   # successive halving ([fidelity] rungs), made in _setup
@@ -212,7 +213,7 @@ class SearchDriver:
             from experiments.compute_charge import study_charge
 
             self._charged = study_charge(self.study).seconds
-        total = target_total(self.config, self.space)
+        total = self._total = target_total(self.config, self.space)
         finished = self._counts().finished
         new_trials = 0
         pending: dict[str, PendingTrial] = {}
@@ -268,11 +269,16 @@ class SearchDriver:
         return True
 
     def _start_round(self, n: int, pending: dict[str, PendingTrial]) -> int:
-        """Ask ``n`` trials; measure them (after draining local trainings when isolating); submit them."""
+        """Ask up to ``n`` trials (fewer when another process took the last places first); measure them
+        (after draining local trainings when isolating); submit them. Returns how many were asked."""
         batch: list[PendingTrial] = []
+        asked = 0
         for _ in range(n):
             with self.clock:
-                item = steps.ask(self.study, self.space, self.config, self.owner, self.scorer)
+                item = steps.ask(self.study, self.space, self.config, self.owner, self.scorer, self._total)
+            if item is None:  # another process took the last place first
+                break
+            asked += 1
             if item.arch is None:
                 self._finish(item, None)
                 continue
@@ -288,7 +294,7 @@ class SearchDriver:
                     continue
             batch.append(item)
         if not batch:
-            return n
+            return asked
         if self.config.latency.isolate and pending and not steps.all_cached(batch, self.targets, self.config):
             while pending:  # trainings would share the cores with the measurement
                 self._collect(pending)
@@ -304,7 +310,7 @@ class SearchDriver:
                           f"(acc {item.record.accuracy:.3f}), nothing retrained")
                 continue
             self._submit(item, pending)
-        return n
+        return asked
 
     def _submit(self, item: PendingTrial, pending: dict[str, PendingTrial], rung: int = 0) -> None:
         """Train ``item`` (with successive halving: for the epochs of rung index ``rung``)."""

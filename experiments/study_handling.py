@@ -293,7 +293,7 @@ class StudyTally:
         from optuna.trial import TrialState
 
         if trial.state != TrialState.COMPLETE:
-            if not trial.user_attrs.get(keys.REQUEUED) and trial.user_attrs.get(keys.FAILURE_KIND) != "environment":
+            if counts_toward_target(trial):
                 self._failed += 1
             return
         self._complete += 1
@@ -309,6 +309,29 @@ class StudyTally:
         for other in [n for n, q in self._front.items() if dominates(point, q)]:
             del self._front[other]
         self._front[number] = point
+
+
+def counts_toward_target(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether a finished trial is one of the ``trials`` to reach: COMPLETE, or FAILED for a reason of
+    its own (a re-queued trial or an environment failure is run again and does not count)."""
+    from optuna.trial import TrialState
+
+    if trial.state == TrialState.COMPLETE:
+        return True
+    return (trial.state == TrialState.FAIL and not trial.user_attrs.get(keys.REQUEUED)
+            and trial.user_attrs.get(keys.FAILURE_KIND) != "environment")
+
+
+def places_taken_before(study: optuna.Study, number: int) -> int:
+    """Trials numbered below ``number`` that hold a place toward the target: waiting, running, or
+    finished and counted. The storage numbers trials in the order it creates them, so when several
+    processes ask at the same moment for the study's last place, every one of them agrees on who
+    asked first: each keeps its trial only while fewer than ``trials`` places are taken before it."""
+    from optuna.trial import TrialState
+
+    held = (TrialState.WAITING, TrialState.RUNNING)
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.number < number
+               and (t.state in held or counts_toward_target(t)))
 
 
 def target_total(config: SearchConfig, space: SearchSpace) -> int:

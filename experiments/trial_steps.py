@@ -62,12 +62,18 @@ class PendingTrial:
 
 
 def ask(study: optuna.Study, space: SearchSpace, config: SearchConfig, owner: str,
-        scorer: Scorer | str) -> PendingTrial:
+        scorer: Scorer | str, target: int | None = None) -> PendingTrial | None:
     """A new trial, its owner stored at once (stale-trial recovery reads it), costed analytically;
-    ``scorer`` (or a proxy key) says what will give it its accuracy."""
+    ``scorer`` (or a proxy key) says what will give it its accuracy. With ``target`` (the trials to
+    reach), None when another process took the study's last place first: the trial is given back."""
     from latency_models.costs.analytic import summary
 
+    from experiments.study_handling import places_taken_before
+
     trial = owned_trial(study, owner)
+    if target is not None and places_taken_before(study, trial.number) >= target:
+        give_back(study, trial)
+        return None
     record = TrialRecord(owner=owner).scored_by(scorer if isinstance(scorer, Scorer) else Scorer("proxy", scorer))
     try:
         arch = space.suggest(trial)
@@ -103,6 +109,22 @@ def owned_trial(study: optuna.Study, owner: str) -> optuna.trial.Trial:
                            distributions={}, user_attrs={OWNER: owner}, system_attrs={}, intermediate_values={},
                            trial_id=-1)
     return optuna.Trial(study, study._storage.create_new_trial(study._study_id, template_trial=template))
+
+
+def give_back(study: optuna.Study, trial: optuna.trial.Trial) -> None:
+    """Fail a trial asked beyond the study's target as re-queued (it does not count, and nothing ran);
+    one taken from the queue (a preset, a re-queued trial) goes back to the queue as it was."""
+    from optuna.trial import TrialState
+
+    frozen = study._storage.get_trial(trial._trial_id)
+    marks = TrialRecord(fail_reason="surplus: another process took the study's last place first; not run",
+                        requeued=True)
+    for key, value in marks.to_user_attrs().items():
+        trial.set_user_attr(key, value)
+    study.tell(trial, state=TrialState.FAIL)
+    params = frozen.system_attrs.get("fixed_params")
+    if params:
+        study.enqueue_trial(dict(params), user_attrs={k: v for k, v in frozen.user_attrs.items() if k != OWNER})
 
 
 def local_latency(arch: Architecture, target: Target, config: SearchConfig) -> LatencyRecord:

@@ -223,3 +223,36 @@ def test_a_new_trial_has_its_owner_from_its_first_write(kind, tmp_path):
     assert stored[0].user_attrs == {"preset": "p", "owner": "host:1:2"}
     assert stored[1].user_attrs == {"owner": "host:1:2"} and stored[1].datetime_start is not None
     study.tell(fresh, [0.5, 1.0])
+
+
+def test_a_trial_asked_beyond_the_target_is_given_back(tmp_path):
+    """Two drivers ask for a journal study's last place at the same moment: the second-numbered trial is
+    failed as re-queued (it does not count, nothing runs) and a queued one goes back to the queue."""
+    from experiments.config import SearchConfig
+    from experiments.study_handling import places_taken_before
+    from experiments.trial_steps import ask, owned_trial
+    from search_space import SearchSpace
+
+    url = f"journal:///{tmp_path / 'study.log'}"
+    first = _study(url)
+    second = optuna.load_study(study_name="s", storage=open_storage(url, create=False))  # another process
+    space, config = SearchSpace(), SearchConfig()
+    for _ in range(2):
+        done = ask(first, space, config, "host:1:2", "proxy", target=3)
+        first.tell(done.trial, [0.5, 1.0])
+    taken = owned_trial(first, "host:1:2")  # the last place, not yet told
+    assert places_taken_before(second, taken.number + 1) == 3
+    assert ask(second, space, config, "host:3:4", "proxy", target=3) is None
+    surplus = second.trials[-1]
+    assert surplus.state == TrialState.FAIL and surplus.user_attrs[REQUEUED] and surplus.number == taken.number + 1
+    assert StudyTally(second).refresh().finished == 2  # the surplus trial does not count
+
+    # a queued trial (a preset) asked beyond the target is queued again, with its attributes
+    first.enqueue_trial({"stem": 24}, user_attrs={"preset": "p"})
+    assert ask(second, space, config, "host:3:4", "proxy", target=3) is None
+    waiting = [t for t in second.get_trials(states=(TrialState.WAITING,))]
+    assert len(waiting) == 1 and waiting[0].system_attrs["fixed_params"] == {"stem": 24}
+    assert waiting[0].user_attrs == {"preset": "p"}
+    # with the target raised, the queued trial is taken and kept
+    item = ask(second, space, config, "host:3:4", "proxy", target=6)
+    assert item is not None and item.trial.number == waiting[0].number
