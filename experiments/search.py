@@ -42,7 +42,8 @@ from experiments.objectives import Budget, Objective, parse_budgets, parse_objec
 from experiments.progress import SearchProgress
 from experiments.rung_scheduler import RungScheduler, carried_attrs
 from experiments.search_checks import largest_candidate, resolve_targets
-from experiments.storage import check_writer_free, open_storage, owner_token, write_trial_attrs, writer_lock
+from experiments.storage import (check_writer_free, open_storage, owner_token, parse_storage_url, write_trial_attrs,
+                                 writer_lock)
 from experiments.study_handling import (STUDY_FORMAT, ReuseIndex, SearchError, StudySetup, TrialCounts,
                                         make_sampler, open_study, proxy_key, scorer_for, seed_queue, target_total)
 from experiments.study_handling import StudyTally
@@ -132,7 +133,7 @@ class SearchDriver:
         self.study: optuna.Study | None = None  # type: ignore[assignment]
         self._reuse: ReuseIndex | None = None
         self._tally: StudyTally | None = None   # counts and front size, kept as trials finish
-        self._total: int | None = None   # the finished trials to reach (set when the run starts)
+        self._shared_target: int | None = None   # the trials to reach, where other processes may ask too
         self._progress: SearchProgress | None = None
         self._environment_failures = 0
         self.rungs: RungScheduler | None = None   # successive halving ([fidelity] rungs), made in _setup
@@ -213,7 +214,10 @@ class SearchDriver:
             from experiments.compute_charge import study_charge
 
             self._charged = study_charge(self.study).seconds
-        total = self._total = target_total(self.config, self.space)
+        total = target_total(self.config, self.space)
+        # SQLite has one writer (the lock above); on a journal or server storage other processes ask too,
+        # so each new trial checks that the study's last place was not taken first (one more read)
+        self._shared_target = total if parse_storage_url(self.config.storage_url).kind != "sqlite" else None
         finished = self._counts().finished
         new_trials = 0
         pending: dict[str, PendingTrial] = {}
@@ -275,7 +279,8 @@ class SearchDriver:
         asked = 0
         for _ in range(n):
             with self.clock:
-                item = steps.ask(self.study, self.space, self.config, self.owner, self.scorer, self._total)
+                item = steps.ask(self.study, self.space, self.config, self.owner, self.scorer,
+                                 self._shared_target)
             if item is None:  # another process took the last place first
                 break
             asked += 1
