@@ -13,8 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from experiments import trial_record as keys
-from experiments.trial_record import TrialRecord, finite
+from experiments.trial_record import TrialRecord, counts_toward_target, finite
 
 
 def trial_charge(record: TrialRecord, study: str) -> float:
@@ -43,12 +42,10 @@ def study_charge(study: Any) -> Charge:
 
     seconds, finished = 0.0, 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
-        attrs = trial.user_attrs
-        redone = attrs.get(keys.REQUEUED) or attrs.get(keys.FAILURE_KIND) == "environment"
-        if trial.state == TrialState.FAIL and redone:
+        if not counts_toward_target(trial):  # re-queued or an environment failure: run again, not charged
             continue
         finished += 1
-        seconds += trial_charge(TrialRecord.from_user_attrs(attrs), study.study_name)
+        seconds += trial_charge(TrialRecord.from_user_attrs(trial.user_attrs), study.study_name)
     return Charge(seconds, finished)
 
 

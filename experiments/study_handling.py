@@ -22,7 +22,7 @@ from experiments import trial_record as keys
 from experiments.config import SEED_LIMIT, SearchConfig
 from experiments.samplers import make_sampler
 from experiments.storage import StorageError, owner_alive, parse_storage_url, recover_stale_trials
-from experiments.trial_record import Scorer, TrialRecord, plain
+from experiments.trial_record import Scorer, TrialRecord, counts_toward_target, plain
 from search_space import SearchSpace, get_preset
 from search_space.errors import ShufflenasError
 
@@ -309,17 +309,6 @@ class StudyTally:
         for other in [n for n, q in self._front.items() if dominates(point, q)]:
             del self._front[other]
         self._front[number] = point
-
-
-def counts_toward_target(trial: optuna.trial.FrozenTrial) -> bool:
-    """Whether a finished trial is one of the ``trials`` to reach: COMPLETE, or FAILED for a reason of
-    its own (a re-queued trial or an environment failure is run again and does not count)."""
-    from optuna.trial import TrialState
-
-    if trial.state == TrialState.COMPLETE:
-        return True
-    return (trial.state == TrialState.FAIL and not trial.user_attrs.get(keys.REQUEUED)
-            and trial.user_attrs.get(keys.FAILURE_KIND) != "environment")
 
 
 def places_taken_before(study: optuna.Study, number: int) -> int:

@@ -428,3 +428,14 @@ def trial_architecture(trial: Any, study_name: str) -> Architecture:
         raise ShufflenasError(f"trial {trial.number} of study {study_name!r} has no architecture recorded "
                               f"(state {trial.state.name})")
     return Architecture.from_string(text)
+
+
+def counts_toward_target(trial: Any) -> bool:
+    """Whether a finished trial is one of the ``trials`` to reach: COMPLETE, or FAILED for a reason of
+    its own (a re-queued trial or an environment failure is run again and does not count)."""
+    from optuna.trial import TrialState
+
+    if trial.state == TrialState.COMPLETE:
+        return True
+    return (trial.state == TrialState.FAIL and not trial.user_attrs.get(REQUEUED)
+            and trial.user_attrs.get(FAILURE_KIND) != "environment")
