@@ -1,28 +1,35 @@
-"""How well a supernet ranks the networks that searches send to training (issues 16 and 17).
+"""How well a supernet, the short proxy and free baselines rank the networks that searches send to training.
 
 The fidelity benchmark (``accuracy_fidelity.py``) ranks 28 uniform samples of the space. A search's
 finalists are not uniform: a supernet search sends networks from near the space's small end, where
 the sandwich rule trains the smallest path every step. This reads the reference accuracies that
 ``search_quality.py`` runs trained (``reference.csv``: every finalist of every method, and the
-presets), scores each architecture with every ``--supernet NAME=DIR`` (``DIR,DIR``: an ensemble) on
-the supernet's own held-out images as a search scores it (``--bn-batches`` BN batches of 128 and the
-first ``--val-size`` validation images, by default a search's), and reports per scorer, against the
-reference: Kendall tau, Spearman, capacity bias (Spearman with FLOPs, beside the reference's own)
-and the **small-end lift**: the mean rank, as a fraction of the list, that the scorer gives the
-quarter of networks with the fewest FLOPs, minus the one the reference gives them (> 0: it puts
-them higher than training does).
+presets; several files are pooled, an architecture trained twice under one setup counting as its
+mean). ``--ref-seeds 2`` averages the recipe's two training seeds (two setup keys), keeps the
+architectures trained under both and reports their seed-to-seed agreement as the ceiling.
+
+Scorers: each ``--supernet NAME=DIR`` (``DIR,DIR``: an ensemble) on the supernet's own held-out
+images as a search scores (``--bn-batches`` BN batches of 128 and the first ``--val-size``
+validation images, by default a search's); with ``--proxy``, the fidelity benchmark's 2-epoch proxy
+trained on 2,000 images of the reference's own split (``--jobs`` at once, kept in
+``OUT/proxy_rows.csv``, so a killed run resumes); and -FLOPs and -params, which cost nothing. Per
+scorer, against the reference: Kendall tau, Spearman, capacity bias (Spearman with FLOPs, beside the
+reference's own) and the **small-end lift**: the mean rank, as a fraction of the list, that the
+scorer gives the quarter of networks with the fewest FLOPs, minus the one the reference gives them
+(> 0: it puts them higher than training does).
 
     python benchmarks/finalist_fidelity.py --reference benchmarks/results/search_quality_ref2/reference.csv \\
         --supernet sandwich=runs/supernet/sandwich_ids5 --out benchmarks/results/finalist_fidelity
 
-Writes ``OUT/rows.csv`` (one row per architecture: FLOPs, reference, every score), ``OUT/finalist_fidelity.md``
-and ``OUT/finalist_fidelity.png`` (score against reference, per scorer).
+Writes ``OUT/rows.csv`` (one row per architecture: FLOPs, params, reference, every trained score),
+``OUT/finalist_fidelity.md`` and ``OUT/finalist_fidelity.png`` (score against reference, per scorer).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import math
 import os
 import platform
@@ -36,7 +43,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from accuracy_fidelity import _corr, _supernet_arg  # noqa: E402  (the benchmark beside this one)
+import accuracy_fidelity as af  # noqa: E402  (the benchmark beside this one: its proxy stage and row store)
+from accuracy_fidelity import _corr, _supernet_arg  # noqa: E402
 
 from evaluator.supernet.scoring import BN_BATCHES, VAL_SIZE  # noqa: E402  (a search's scoring defaults)
 from latency_models.atomic import atomic_write_csv, atomic_write_figure, atomic_write_text  # noqa: E402
@@ -45,26 +53,75 @@ from search_space import Architecture  # noqa: E402
 from search_space.errors import ShufflenasError  # noqa: E402
 
 SMALL_SHARE = 0.25
+REFERENCE_VAL_FRACTION = 0.2  # search_quality.py's reference split (DataSpec's default)
+CEILING = "reference seed vs seed (the ceiling)"
+FREE = ("-FLOPs", "-params")  # scorers that cost nothing
 
 
-def read_reference(path: Path, setup: str | None) -> tuple[str, dict[str, tuple[str, float]]]:
-    """(setup key, arch_id -> (arch string, accuracy)) of one setup of a ``reference.csv``: ``setup``, or
-    the one with the most epochs and, among those, the most rows."""
-    try:
-        with open(path, newline="") as fh:
-            rows = [r for r in csv.DictReader(fh) if r.get("complete", "1") == "1"]
-    except OSError as exc:
-        raise ShufflenasError(f"--reference {path}: cannot read it ({exc.strerror or exc})") from None
-    if not rows or not {"setup_key", "arch_id", "arch", "accuracy", "epochs"} <= set(rows[0]):
-        raise ShufflenasError(f"--reference {path}: not a search_quality reference.csv (no rows, or no "
-                              "setup_key / arch_id / arch / accuracy / epochs columns)")
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """The reference accuracies read: one setup per training seed of one recipe, and the data they trained on."""
+
+    setups: tuple[str, ...]               # first: the chosen setup; then the same recipe's other seeds
+    archs: dict[str, str]                 # arch_id -> arch string, every one trained under every setup
+    seeds: tuple[dict[str, float], ...]   # per setup: arch_id -> accuracy (the mean of repeated rows)
+    dataset: str
+    input_size: int | None
+    limit: int | None
+    epochs: int
+
+    @property
+    def mean(self) -> dict[str, float]:
+        return {a: statistics.fmean(s[a] for s in self.seeds) for a in self.archs}
+
+
+def _recipe_of(row: Mapping[str, str]) -> tuple[str, ...]:
+    """What makes two setups the same recipe but for the training seed (the seed is in the key only)."""
+    return tuple(row.get(f) or "" for f in ("dataset", "input_size", "limit", "epochs"))
+
+
+def read_reference(paths: Sequence[Path], setup: str | None, ref_seeds: int = 1) -> Reference:
+    """The rows of ``paths`` (search_quality ``reference.csv`` files, pooled) for one setup: ``setup``, or
+    the one with the most epochs and, among those, the most rows; with ``ref_seeds`` > 1 also the same
+    recipe's other setups (other training seeds), most rows first, keeping the architectures trained under
+    all of them. An architecture trained more than once under one setup (two runs) counts as its mean."""
+    rows: list[dict[str, str]] = []
+    for path in paths:
+        try:
+            with open(path, newline="") as fh:
+                found = [r for r in csv.DictReader(fh) if r.get("complete", "1") == "1"]
+        except OSError as exc:
+            raise ShufflenasError(f"--reference {path}: cannot read it ({exc.strerror or exc})") from None
+        if not found or not {"setup_key", "arch_id", "arch", "accuracy", "epochs"} <= set(found[0]):
+            raise ShufflenasError(f"--reference {path}: not a search_quality reference.csv (no rows, or no "
+                                  "setup_key / arch_id / arch / accuracy / epochs columns)")
+        rows += found
+    counts = Counter((int(r["epochs"]), r["setup_key"]) for r in rows)
     if setup is None:
-        counts = Counter((int(r["epochs"]), r["setup_key"]) for r in rows)
         setup = max(counts, key=lambda k: (k[0], counts[k]))[1]
-    out = {r["arch_id"]: (r["arch"], float(r["accuracy"])) for r in rows if r["setup_key"] == setup}
-    if len(out) < 3:
-        raise ShufflenasError(f"--reference {path}: setup {setup} has {len(out)} architectures; need 3 or more")
-    return setup, out
+    recipe = {_recipe_of(r) for r in rows if r["setup_key"] == setup}
+    if len(recipe) != 1:
+        raise ShufflenasError(f"--setup {setup}: " + ("no rows of that setup" if not recipe else
+                                                       "its rows disagree on data set, input size, limit or epochs"))
+    siblings = sorted({r["setup_key"] for r in rows if _recipe_of(r) in recipe} - {setup},
+                      key=lambda k: (-sum(n for (_, key), n in counts.items() if key == k), k))
+    setups = (setup, *siblings)[:ref_seeds]
+    if len(setups) < ref_seeds:
+        raise ShufflenasError(f"--ref-seeds {ref_seeds}: the references hold {len(setups)} training seed(s) of "
+                              f"setup {setup}'s recipe")
+    runs: dict[tuple[str, str], list[float]] = {}
+    archs: dict[str, str] = {}
+    for r in rows:
+        if r["setup_key"] in setups:
+            runs.setdefault((r["setup_key"], r["arch_id"]), []).append(float(r["accuracy"]))
+            archs.setdefault(r["arch_id"], r["arch"])
+    keep = {a: t for a, t in archs.items() if all((k, a) in runs for k in setups)}
+    if len(keep) < 3:
+        raise ShufflenasError(f"--reference: {len(keep)} architectures trained under setup "
+                              f"{' and '.join(setups)}; need 3 or more")
+    dataset, input_size, limit, epochs = next(iter(recipe))
+    return Reference(setups, keep, tuple({a: statistics.fmean(runs[(k, a)]) for a in keep} for k in setups),
+                     dataset, int(input_size) if input_size else None, int(limit) if limit else None, int(epochs))
 
 
 def rank_fraction(values: Mapping[str, float]) -> dict[str, float]:
@@ -110,6 +167,36 @@ def score_all(folders: Sequence[str], archs: Mapping[str, str], val_size: int,
     return scores, statistics.median(seconds) if seconds else math.nan
 
 
+def proxy_scores(ref: Reference, out: Path, *, epochs: int, train_images: int, jobs: int,
+                 data_root: str | None) -> tuple[dict[str, float], float]:
+    """Each architecture's short-training proxy accuracy and the median seconds of one training.
+
+    The fidelity benchmark's proxy stage (``ProxyConfig`` defaults with ``epochs``, one thread, on a seeded
+    stratified subset of ``train_images`` of the reference's own training split, validated on its validation
+    images), in ``jobs`` processes; each result is appended to ``OUT/proxy_rows.csv`` as it ends, so a killed
+    run goes on where it stopped."""
+    from evaluator.proxy import ProxyConfig
+
+    if not ref.dataset or ref.input_size is None:
+        raise ShufflenasError("--proxy: the reference rows do not name their data set and input size "
+                              "(dataset / input_size columns)")
+    data_args = af.DataArgs(ref.dataset, data_root, ref.input_size, ref.limit, REFERENCE_VAL_FRACTION)
+    cands = []
+    for arch_id, text in ref.archs.items():
+        arch = Architecture.from_string(text)
+        cost = summary(arch)
+        cands.append(af.Candidate(arch_id, arch, cost["flops"] / 1e6, int(cost["params"])))
+    run = af.Run(out, cands, data_args, ProxyConfig(), ProxyConfig(epochs=epochs, threads=1), train_images, jobs)
+    store = af.RowStore(out / "proxy_rows.csv")
+    data = data_args.load()
+    failures = af.stage_proxy(run, store, data)
+    if failures:
+        print(f"{failures} proxy training(s) failed; they are left out", file=sys.stderr)
+    rows = [r for r in store.rows if r.stage == "proxy" and r.fingerprint == run.proxy_fp and r.status == "ok"
+            and math.isfinite(r.score) and r.arch_id in ref.archs]
+    return {r.arch_id: r.score for r in rows}, statistics.median(r.seconds for r in rows) if rows else math.nan
+
+
 def plot(path: Path, reference: Mapping[str, float], scores: Mapping[str, Mapping[str, float]],
          flops: Mapping[str, float]) -> None:
     import matplotlib
@@ -124,7 +211,7 @@ def plot(path: Path, reference: Mapping[str, float], scores: Mapping[str, Mappin
         dots = ax.scatter([score[a] for a in ids], [reference[a] for a in ids],
                           c=[math.log10(flops[a] / 1e6) for a in ids], cmap="viridis", s=18)
         ax.set_title(name, fontsize=10)
-        ax.set_xlabel("supernet score (own held-out split)")
+        ax.set_xlabel("proxy top-1 (reference split)" if name == "proxy" else "supernet score (own held-out split)")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("reference top-1")
     fig.colorbar(dots, ax=axes[0].tolist(), label="log10 MFLOPs (224 px)")
@@ -139,18 +226,67 @@ class _Parser(argparse.ArgumentParser):
 
 def parser() -> argparse.ArgumentParser:
     p = _Parser(description=__doc__.splitlines()[0])
-    p.add_argument("--reference", required=True, type=Path, help="a search_quality run's reference.csv")
+    p.add_argument("--reference", required=True, type=Path, action="extend", nargs="+", metavar="CSV",
+                   help="search_quality runs' reference.csv (several: pooled; repeatable)")
     p.add_argument("--setup", default=None, help="its setup_key to read [default: most epochs, then most rows]")
-    p.add_argument("--supernet", action="append", type=_supernet_arg, required=True, metavar="NAME=DIR[,DIR]",
+    p.add_argument("--ref-seeds", type=int, default=1,
+                   help="training seeds of the setup's recipe to average (each a setup of its own); with 2 or "
+                        "more, only architectures trained under all of them, and the seed-to-seed ceiling "
+                        "[default: 1]")
+    p.add_argument("--supernet", action="append", type=_supernet_arg, default=[], metavar="NAME=DIR[,DIR]",
                    help="a scorer (repeatable); several folders: an ensemble")
+    p.add_argument("--proxy", action="store_true",
+                   help="also train the short proxy on the reference's own split (rows kept in OUT/proxy_rows.csv)")
+    p.add_argument("--proxy-epochs", type=int, default=2, help="the proxy's epochs [default: 2, a search's]")
+    p.add_argument("--proxy-train", type=int, default=2000, help="the proxy's training images [default: 2000]")
+    p.add_argument("--jobs", type=int, default=1, help="proxy trainings at once, one thread each [default: 1]")
     p.add_argument("--val-size", type=int, default=VAL_SIZE,
                    help=f"validation images per score (0: all) [default: {VAL_SIZE}, a search's]")
     p.add_argument("--bn-batches", type=int, default=BN_BATCHES,
                    help=f"training batches of 128 that recalibrate BatchNorm per score "
                         f"[default: {BN_BATCHES}, a search's]")
-    p.add_argument("--data-root", default=None, help="where the supernets' data set is [default: where it was]")
+    p.add_argument("--data-root", default=None, help="where the data set is [default: where it was]")
     p.add_argument("--out", required=True, type=Path, help="folder of rows.csv, the table and the plot")
     return p
+
+
+def check_args(args: argparse.Namespace) -> str | None:
+    """The first usage error, before minutes of scoring, or None."""
+    if not args.supernet and not args.proxy:
+        return "give a --supernet or --proxy to score with"
+    for flag, value, low in (("--val-size", args.val_size, 0), ("--bn-batches", args.bn_batches, 1),
+                             ("--ref-seeds", args.ref_seeds, 1), ("--proxy-epochs", args.proxy_epochs, 1),
+                             ("--proxy-train", args.proxy_train, 1), ("--jobs", args.jobs, 1)):
+        if value < low:
+            return f"{flag} must be >= {low}, got {value}"
+    if args.out.exists() and not args.out.is_dir():
+        return f"--out {args.out} is a file; give a folder"
+    for name, folders in args.supernet:
+        missing = [f for f in folders if not Path(f).is_dir()]
+        if missing:
+            return f"--supernet {name}: no such folder {missing[0]}"
+    return None
+
+
+def table(ref: Reference, scores: Mapping[str, Mapping[str, float]], seconds: Mapping[str, float],
+          flops: Mapping[str, float]) -> list[str]:
+    """The markdown rows: the seed-to-seed ceiling (two seeds or more), then one row per scorer."""
+    reference = ref.mean
+    out = ["| scorer | n | Kendall tau | Spearman | capacity bias | small-end lift | s per score |",
+           "|---|---|---|---|---|---|---|"]
+    if len(ref.seeds) > 1:
+        first, second = ref.seeds[0], ref.seeds[1]
+        ids = sorted(ref.archs)
+        x, y = [first[a] for a in ids], [second[a] for a in ids]
+        out.append(f"| {CEILING} | {len(ids)} | {_corr('kendall', x, y):.3f} | {_corr('spearman', x, y):.3f} | "
+                   f"{_corr('spearman', [flops[a] for a in ids], x):+.3f} (first seed) | | |")
+    for name, score in scores.items():
+        ids = sorted(set(score) & set(reference))
+        x, y = [score[a] for a in ids], [reference[a] for a in ids]
+        out.append(f"| {name} | {len(ids)} | {_corr('kendall', x, y):.3f} | {_corr('spearman', x, y):.3f} | "
+                   f"{_corr('spearman', [flops[a] for a in ids], x):+.3f} | "
+                   f"{small_end_lift(score, reference, flops):+.3f} | {seconds[name]:.2f} |")
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -159,59 +295,62 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser().parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
-    if args.val_size < 0:
-        print(f"error: --val-size must be >= 0, got {args.val_size}", file=sys.stderr)
-        return 2
-    if args.bn_batches < 1:
-        print(f"error: --bn-batches must be >= 1, got {args.bn_batches}", file=sys.stderr)
-        return 2
-    if args.out.exists() and not args.out.is_dir():  # before minutes of scoring
-        print(f"error: --out {args.out} is a file; give a folder", file=sys.stderr)
+    problem = check_args(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     started = time.perf_counter()
     try:
-        for name, folders in args.supernet:
-            missing = [f for f in folders if not Path(f).is_dir()]
-            if missing:
-                raise ShufflenasError(f"--supernet {name}: no such folder {missing[0]}")
-        setup, ref = read_reference(args.reference, args.setup)
-        archs = {a: text for a, (text, _) in ref.items()}
-        reference = {a: acc for a, (_, acc) in ref.items()}
-        flops = {a: float(summary(Architecture.from_string(t))["flops"]) for a, t in archs.items()}
-        scores, seconds = {}, {}
-        for name, folders in args.supernet:
-            print(f"scoring {len(archs)} architectures with {name} ...", file=sys.stderr, flush=True)
-            scores[name], seconds[name] = score_all(folders, archs, args.val_size, args.data_root, args.bn_batches)
+        ref = read_reference(args.reference, args.setup, args.ref_seeds)
+        args.out.mkdir(parents=True, exist_ok=True)
     except ShufflenasError as exc:
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
-    try:
-        args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         print(f"error: --out {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    fields = ["arch_id", "arch", "mflops", "reference", *(f"score:{n}" for n in scores)]
+    archs, reference = ref.archs, ref.mean
+    costs = {a: summary(Architecture.from_string(t)) for a, t in archs.items()}
+    flops = {a: float(c["flops"]) for a, c in costs.items()}
+    scores: dict[str, dict[str, float]] = {}
+    seconds: dict[str, float] = {}
+    try:
+        for name, folders in args.supernet:
+            print(f"scoring {len(archs)} architectures with {name} ...", file=sys.stderr, flush=True)
+            scores[name], seconds[name] = score_all(folders, archs, args.val_size, args.data_root, args.bn_batches)
+        if args.proxy:
+            scores["proxy"], seconds["proxy"] = proxy_scores(ref, args.out, epochs=args.proxy_epochs,
+                                                             train_images=args.proxy_train, jobs=args.jobs,
+                                                             data_root=args.data_root)
+    except ShufflenasError as exc:
+        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    trained = dict(scores)
+    scores["-FLOPs"] = {a: -flops[a] for a in archs}
+    scores["-params"] = {a: -float(c["params"]) for a, c in costs.items()}
+    seconds.update(dict.fromkeys(FREE, 0.0))
+    per_seed = {f"reference:{k}": s for k, s in zip(ref.setups, ref.seeds)} if len(ref.seeds) > 1 else {}
+    fields = ["arch_id", "arch", "mflops", "params", "reference", *per_seed, *(f"score:{n}" for n in trained)]
     atomic_write_csv(args.out / "rows.csv", fields, [
-        {"arch_id": a, "arch": archs[a], "mflops": round(flops[a] / 1e6, 3), "reference": reference[a],
-         **{f"score:{n}": s.get(a, "") for n, s in scores.items()}} for a in sorted(archs, key=lambda a: flops[a])])
+        {"arch_id": a, "arch": archs[a], "mflops": round(flops[a] / 1e6, 3), "params": int(costs[a]["params"]),
+         "reference": reference[a], **{k: s[a] for k, s in per_seed.items()},
+         **{f"score:{n}": s.get(a, "") for n, s in trained.items()}} for a in sorted(archs, key=lambda a: flops[a])])
     ref_bias = _corr("spearman", [flops[a] for a in reference], [reference[a] for a in reference])
+    seeds = f"the mean of {len(ref.seeds)} training seeds (setups {', '.join(ref.setups)})" if len(ref.seeds) > 1 \
+        else f"setup {ref.setups[0]}"
     lines = [f"command: `{shlex.join(['benchmarks/finalist_fidelity.py', *argv])}`",
              f"machine: {platform.platform()}, {os.cpu_count()} CPUs; {time.perf_counter() - started:.0f} s wall",
-             f"reference: {args.reference} setup {setup}, {len(reference)} architectures; its capacity bias "
-             f"(Spearman with FLOPs) {ref_bias:+.3f}",
+             f"reference: {', '.join(map(str, args.reference))}: {seeds}, {len(reference)} architectures "
+             f"({ref.epochs} epochs); its capacity bias (Spearman with FLOPs) {ref_bias:+.3f}",
              f"small-end lift: mean rank fraction given to the {SMALL_SHARE:.0%} of networks with the fewest FLOPs, "
-             "scorer minus reference (> 0: the scorer ranks them above where training puts them)", "",
-             "| scorer | n | Kendall tau | Spearman | capacity bias | small-end lift | s per score |",
-             "|---|---|---|---|---|---|---|"]
-    for name, score in scores.items():
-        ids = sorted(set(score) & set(reference))
-        x, y = [score[a] for a in ids], [reference[a] for a in ids]
-        lines.append(f"| {name} | {len(ids)} | {_corr('kendall', x, y):.3f} | {_corr('spearman', x, y):.3f} | "
-                     f"{_corr('spearman', [flops[a] for a in ids], x):+.3f} | "
-                     f"{small_end_lift(score, reference, flops):+.3f} | {seconds[name]:.2f} |")
-    text = "\n".join(lines) + "\n"
+             "scorer minus reference (> 0: the scorer ranks them above where training puts them)"]
+    if args.proxy:
+        lines.append(f"proxy: {args.proxy_epochs} epochs (ProxyConfig defaults, one thread) on {args.proxy_train} "
+                     f"training images of the reference's split, validated on its validation images; "
+                     f"{args.jobs} at once; s per score: median training seconds")
+    text = "\n".join([*lines, "", *table(ref, scores, seconds, flops)]) + "\n"
     atomic_write_text(args.out / "finalist_fidelity.md", text)
-    plot(args.out / "finalist_fidelity.png", reference, scores, flops)
+    plot(args.out / "finalist_fidelity.png", reference, trained, flops)
     print(text, end="")
     return 0
 

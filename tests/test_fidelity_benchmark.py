@@ -288,6 +288,54 @@ def test_finalist_fidelity_scores_a_reference_file_with_each_scorer(root, supern
         assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
 
 
+def test_finalist_fidelity_pools_files_averages_seeds_and_trains_the_proxy(root, tmp_path, capsys):
+    """Two reference files pooled; two training seeds of one recipe averaged (their seed-to-seed tau is the
+    ceiling row); the proxy trained for real on the reference's own split, its rows kept so a rerun trains
+    nothing; the free scorers beside it."""
+    spec = importlib.util.spec_from_file_location("bench_finalist_fidelity", FINALIST_SCRIPT)
+    ff = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = ff
+    spec.loader.exec_module(ff)
+    from search_space import get_preset
+
+    archs = [get_preset("0.5x"), get_preset("1.0x"), *DEFAULT_SPACE.sample_many(2, seed=5)]
+    head = "setup_key,arch_id,arch,label,accuracy,epochs,dataset,input_size,limit,complete"
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    first.write_text("\n".join([head, *(f"s0,{a.arch_id},{a.to_string()},,{0.5 + 0.1 * i},8,fashion-mnist,8,150,1"
+                                        for i, a in enumerate(archs)),
+                                *(f"s1,{a.arch_id},{a.to_string()},,{0.9 - 0.1 * i},8,fashion-mnist,8,150,1"
+                                  for i, a in enumerate(archs[:3]))]) + "\n")
+    a0 = archs[0]
+    second.write_text(f"{head}\ns0,{a0.arch_id},{a0.to_string()},,0.4,8,fashion-mnist,8,150,1\n")  # a second run
+    out = tmp_path / "pool"
+    args = ["--reference", str(first), str(second), "--ref-seeds", "2", "--proxy", "--proxy-epochs", "1",
+            "--proxy-train", "64", "--data-root", str(root), "--out", str(out)]
+    capsys.readouterr()
+    assert ff.main(args) == 0
+    text = capsys.readouterr().out
+    assert "the mean of 2 training seeds (setups s0, s1), 3 architectures (8 epochs)" in text
+    assert f"| {ff.CEILING} | 3 | -1.000 |" in text  # s1 ranks the three the other way round
+    assert "| proxy | 3 |" in text and "| -FLOPs | 3 |" in text and "| -params | 3 |" in text
+    with (out / "rows.csv").open(newline="") as fh:
+        got = {r["arch_id"]: r for r in csv.DictReader(fh)}
+    assert set(got) == {a.arch_id for a in archs[:3]}
+    assert float(got[a0.arch_id]["reference:s0"]) == pytest.approx(0.45)  # 0.5 and 0.4: one setup, two runs
+    assert float(got[a0.arch_id]["reference"]) == pytest.approx(0.675)
+    assert all(0 <= float(r["score:proxy"]) <= 1 for r in got.values())
+    with (out / "proxy_rows.csv").open(newline="") as fh:
+        proxy_rows = list(csv.DictReader(fh))
+    assert len(proxy_rows) == 3 and {r["train_images"] for r in proxy_rows} == {"64"}
+    assert {r["val_images"] for r in proxy_rows} == {"30"}  # the reference's split: 150 images, a fifth held out
+    assert ff.main(args) == 0  # a rerun reads the rows it kept
+    assert "3 of 3 already in" in capsys.readouterr().out
+    for bad, message in ((["--ref-seeds", "3"], "training seed(s)"), (["--setup", "nope"], "no rows of that setup")):
+        assert ff.main([*args, *bad]) == 2
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(err) == 1 and message in err[0], err
+    assert ff.main(["--reference", str(first), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == "error: give a --supernet or --proxy to score with"
+
+
 def test_small_end_lift_is_the_smallest_quarters_rank_gain():
     spec = importlib.util.spec_from_file_location("bench_finalist_fidelity", FINALIST_SCRIPT)
     ff = importlib.util.module_from_spec(spec)
