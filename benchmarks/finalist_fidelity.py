@@ -204,17 +204,22 @@ def plot(path: Path, reference: Mapping[str, float], scores: Mapping[str, Mappin
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(scores), figsize=(4.2 * len(scores), 3.8), squeeze=False, sharey=True,
+    cols = min(3, len(scores))
+    rows = math.ceil(len(scores) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows + 0.4), squeeze=False, sharey=True,
                              layout="constrained")  # the shared colour bar keeps its room
-    for ax, (name, score) in zip(axes[0], scores.items()):
+    for ax in axes.flat[len(scores):]:
+        ax.set_visible(False)
+    for ax, (name, score) in zip(axes.flat, scores.items()):
         ids = sorted(set(score) & set(reference))
         dots = ax.scatter([score[a] for a in ids], [reference[a] for a in ids],
                           c=[math.log10(flops[a] / 1e6) for a in ids], cmap="viridis", s=18)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("proxy top-1 (reference split)" if name == "proxy" else "supernet score (own held-out split)")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("reference top-1")
-    fig.colorbar(dots, ax=axes[0].tolist(), label="log10 MFLOPs (224 px)")
+    for row in axes:
+        row[0].set_ylabel("reference top-1")
+    fig.colorbar(dots, ax=axes.ravel().tolist(), label="log10 MFLOPs (224 px)")
     atomic_write_figure(path, fig, dpi=110)
     plt.close(fig)
 
