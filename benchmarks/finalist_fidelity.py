@@ -345,7 +345,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else f"setup {ref.setups[0]}"
     lines = [f"command: `{shlex.join(['benchmarks/finalist_fidelity.py', *argv])}`",
              f"machine: {platform.platform()}, {os.cpu_count()} CPUs; {time.perf_counter() - started:.0f} s wall",
-             f"reference: {', '.join(map(str, args.reference))}: {seeds}, {len(reference)} architectures "
+             f"reference: {args.reference[0] if len(args.reference) == 1 else f'{len(args.reference)} files pooled'}"
+             f": {seeds}, {len(reference)} architectures "
              f"({ref.epochs} epochs); its capacity bias (Spearman with FLOPs) {ref_bias:+.3f}",
              f"small-end lift: mean rank fraction given to the {SMALL_SHARE:.0%} of networks with the fewest FLOPs, "
              "scorer minus reference (> 0: the scorer ranks them above where training puts them)"]
