@@ -5,7 +5,9 @@ named recipe, so each is checkpointed per epoch and a killed benchmark resumes w
 stopped: rerun the same command. The output folders carry the data subset, input size and
 epoch count in their name, so differently sized runs never collide.
 
-Writes ``results.csv`` (one row per architecture and seed) under the run folder and prints a
+Writes ``results.csv`` (one row per architecture and seed) under the run folder, the same rows as
+``reference.csv`` in ``search_quality.py``'s format (keyed by the same setup key, so
+``finalist_fidelity.py`` pools them with a search benchmark's references), and prints a
 markdown table (mean top-1 over seeds, the per-seed values, FLOPs at the training input size),
 Spearman(FLOPs, top-1) and, with two or more seeds, Kendall's tau between the first two seeds.
 
@@ -25,12 +27,16 @@ from pathlib import Path
 import torch
 from scipy import stats
 
-from evaluator.training.loop import TrainResult, train_architecture
-from evaluator.training.recipe import DataSpec, TrainRecipe
-from latency_models.atomic import atomic_write_csv
-from latency_models.costs.analytic import summary
-from search_space import DEFAULT_SPACE, Architecture, get_preset
-from search_space.errors import ShufflenasError
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from evaluator.training.loop import TrainResult, train_architecture  # noqa: E402
+from evaluator.training.recipe import DataSpec, TrainRecipe  # noqa: E402
+from experiments.finalists import setup_key  # noqa: E402
+from latency_models.atomic import atomic_write_csv  # noqa: E402
+from latency_models.costs.analytic import summary  # noqa: E402
+from search_space import DEFAULT_SPACE, Architecture, get_preset  # noqa: E402
+from search_space.errors import ShufflenasError  # noqa: E402
+from search_quality import REF_FIELDS  # noqa: E402  (the benchmark beside this one: its reference rows)
 
 PRESETS = ("0.5x", "1.0x", "1.5x", "2.0x")
 DEFAULT_RECIPE = Path(__file__).resolve().parents[1] / "experiments" / "configs" / "train_fashion.toml"
@@ -68,6 +74,14 @@ class Row:
                 "dataset": r.dataset, "val_top1": round(r.val_top1, 4), "val_top5": round(r.val_top5, 4),
                 "seconds": round(sum(m.seconds for m in r.metrics), 1),
                 "images_per_s": round(statistics.median(m.images_per_s for m in r.metrics), 1)}
+
+    def to_reference(self, spec: DataSpec, recipe: TrainRecipe) -> dict[str, object]:
+        """The row as ``search_quality.py`` records a reference training (``recipe``: this seed's)."""
+        r = self.result
+        return {"setup_key": setup_key(spec, recipe), "arch_id": self.entry.arch.arch_id, "arch": r.arch,
+                "label": self.entry.preset, "accuracy": float(r.val_top1), "top5": float(r.val_top5),
+                "epochs": r.epochs, "dataset": spec.name, "input_size": self.input_size, "limit": spec.limit or "",
+                "seconds": float(r.seconds), "complete": 1}
 
 
 def entries(k: int, sample_seed: int, presets: Sequence[str] = PRESETS) -> list[Entry]:
@@ -195,6 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         data.train_size, data.val_size))
     csv_path = folder / "results.csv"
     atomic_write_csv(csv_path, CSV_FIELDS, (row.to_csv() for row in rows))
+    atomic_write_csv(folder / "reference.csv", REF_FIELDS,
+                     (row.to_reference(spec, base.replace(seed=row.seed)) for row in rows))
 
     print(f"{data.name}: {data.train_size} training / {data.val_size} validation images at {input_size}x{input_size}, "
           f"{base.epochs} epochs, recipe {args.recipe} (lr {base.lr:g}, batch {base.batch_size}, "

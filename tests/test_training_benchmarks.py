@@ -50,6 +50,11 @@ def test_train_reference_trains_resumes_and_tabulates(tmp_path, scripts, capsys)
     assert all(r["input_size"] == "8" and r["epochs"] == "1" and 0 <= float(r["val_top1"]) <= 1 for r in rows)
     assert (tmp_path / "digits-n400-8px-1ep" / "0.5x-seed1" / "checkpoint.pt").exists()
     assert "| 0.5x | 0.5x |" in out and "320 training / 80 validation images at 8x8" in out
+    ref = list(csv.DictReader((tmp_path / "digits-n400-8px-1ep" / "reference.csv").open()))  # search_quality's rows
+    assert [(r["arch_id"], r["label"]) for r in ref][:2] == [("720b27c32ab2", "0.5x")] * 2
+    assert len({r["setup_key"] for r in ref}) == 2 and ref[0]["setup_key"] == ref[2]["setup_key"]  # one per seed
+    assert [float(r["accuracy"]) for r in ref] == pytest.approx([float(r["val_top1"]) for r in rows], abs=1e-4)
+    assert {(r["limit"], r["input_size"], r["epochs"], r["complete"]) for r in ref} == {("400", "8", "1", "1")}
     code, _, err = run(scripts, capsys, "train_reference", *args)  # all trained: same figures, nothing retrained
     assert code == 0, err
     assert "already trained" in err
