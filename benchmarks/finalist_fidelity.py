@@ -38,7 +38,7 @@ import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -80,11 +80,13 @@ def _recipe_of(row: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(row.get(f) or "" for f in ("dataset", "input_size", "limit", "epochs"))
 
 
-def read_reference(paths: Sequence[Path], setup: str | None, ref_seeds: int = 1) -> Reference:
+def read_reference(paths: Sequence[Path], setup: str | None, ref_seeds: int = 1,
+                   only: Collection[str] | None = None) -> Reference:
     """The rows of ``paths`` (search_quality ``reference.csv`` files, pooled) for one setup: ``setup``, or
     the one with the most epochs and, among those, the most rows; with ``ref_seeds`` > 1 also the same
     recipe's other setups (other training seeds), most rows first, keeping the architectures trained under
-    all of them. An architecture trained more than once under one setup (two runs) counts as its mean."""
+    all of them. An architecture trained more than once under one setup (two runs) counts as its mean.
+    ``only``: the arch_ids to keep (the others are left out)."""
     rows: list[dict[str, str]] = []
     for path in paths:
         try:
@@ -115,7 +117,7 @@ def read_reference(paths: Sequence[Path], setup: str | None, ref_seeds: int = 1)
         if r["setup_key"] in setups:
             runs.setdefault((r["setup_key"], r["arch_id"]), []).append(float(r["accuracy"]))
             archs.setdefault(r["arch_id"], r["arch"])
-    keep = {a: t for a, t in archs.items() if all((k, a) in runs for k in setups)}
+    keep = {a: t for a, t in archs.items() if all((k, a) in runs for k in setups) and (only is None or a in only)}
     if len(keep) < 3:
         raise ShufflenasError(f"--reference: {len(keep)} architectures trained under setup "
                               f"{' and '.join(setups)}; need 3 or more")
@@ -165,6 +167,18 @@ def score_all(folders: Sequence[str], archs: Mapping[str, str], val_size: int,
         result = score_mean(supernets, arch, scoring, threads=1)
         scores[arch_id], seconds = result.accuracy, [*seconds, result.seconds]
     return scores, statistics.median(seconds) if seconds else math.nan
+
+
+def read_candidates(path: Path) -> set[str]:
+    """The arch_ids of a CSV with an ``arch_id`` column (e.g. the fidelity benchmark's candidates.csv)."""
+    try:
+        with open(path, newline="") as fh:
+            ids = {r.get("arch_id") or "" for r in csv.DictReader(fh)} - {""}
+    except OSError as exc:
+        raise ShufflenasError(f"--candidates {path}: cannot read it ({exc.strerror or exc})") from None
+    if not ids:
+        raise ShufflenasError(f"--candidates {path}: no arch_id column, or no rows")
+    return ids
 
 
 def proxy_scores(ref: Reference, out: Path, *, epochs: int, train_images: int, jobs: int,
@@ -238,6 +252,9 @@ def parser() -> argparse.ArgumentParser:
                    help="training seeds of the setup's recipe to average (each a setup of its own); with 2 or "
                         "more, only architectures trained under all of them, and the seed-to-seed ceiling "
                         "[default: 1]")
+    p.add_argument("--candidates", type=Path, default=None, metavar="CSV",
+                   help="rank only these architectures (a CSV with an arch_id column, e.g. the fidelity "
+                        "benchmark's candidates.csv) [default: every one the references hold]")
     p.add_argument("--supernet", action="append", type=_supernet_arg, default=[], metavar="NAME=DIR[,DIR]",
                    help="a scorer (repeatable); several folders: an ensemble")
     p.add_argument("--proxy", action="store_true",
@@ -306,7 +323,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     started = time.perf_counter()
     try:
-        ref = read_reference(args.reference, args.setup, args.ref_seeds)
+        only = read_candidates(args.candidates) if args.candidates else None
+        ref = read_reference(args.reference, args.setup, args.ref_seeds, only)
         args.out.mkdir(parents=True, exist_ok=True)
     except ShufflenasError as exc:
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
@@ -346,14 +364,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines = [f"command: `{shlex.join(['benchmarks/finalist_fidelity.py', *argv])}`",
              f"machine: {platform.platform()}, {os.cpu_count()} CPUs; {time.perf_counter() - started:.0f} s wall",
              f"reference: {args.reference[0] if len(args.reference) == 1 else f'{len(args.reference)} files pooled'}"
-             f": {seeds}, {len(reference)} architectures "
+             f": {seeds}, {len(reference)} architectures{f' of {args.candidates}' if args.candidates else ''} "
              f"({ref.epochs} epochs); its capacity bias (Spearman with FLOPs) {ref_bias:+.3f}",
              f"small-end lift: mean rank fraction given to the {SMALL_SHARE:.0%} of networks with the fewest FLOPs, "
              "scorer minus reference (> 0: the scorer ranks them above where training puts them)"]
     if args.proxy:
         lines.append(f"proxy: {args.proxy_epochs} epochs (ProxyConfig defaults, one thread) on {args.proxy_train} "
                      f"training images of the reference's split, validated on its validation images; "
-                     f"{args.jobs} at once; s per score: median training seconds")
+                     "s per score: the median training seconds in proxy_rows.csv")
     text = "\n".join([*lines, "", *table(ref, scores, seconds, flops)]) + "\n"
     atomic_write_text(args.out / "finalist_fidelity.md", text)
     plot(args.out / "finalist_fidelity.png", reference, trained, flops)

@@ -334,6 +334,14 @@ def test_finalist_fidelity_pools_files_averages_seeds_and_trains_the_proxy(root,
         assert len(err) == 1 and message in err[0], err
     assert ff.main(["--reference", str(first), "--out", str(out)]) == 2
     assert capsys.readouterr().err.strip() == "error: give a --supernet or --proxy to score with"
+    cands = tmp_path / "candidates.csv"  # --candidates: only these (one seed: all four trained, three kept)
+    cands.write_text("label,arch_id\n" + "".join(f"x,{a.arch_id}\n" for a in archs[1:]))
+    only = ["--reference", str(first), "--candidates", str(cands), "--proxy", "--proxy-epochs", "1", "--proxy-train",
+            "64", "--data-root", str(root), "--out", str(tmp_path / "only")]
+    assert ff.main(only) == 0
+    assert f"setup s0, 3 architectures of {cands} (8 epochs)" in capsys.readouterr().out
+    assert ff.main([*only[:3], str(tmp_path / "none.csv"), *only[4:]]) == 2
+    assert "--candidates" in capsys.readouterr().err
 
 
 def test_small_end_lift_is_the_smallest_quarters_rank_gain():
