@@ -76,12 +76,13 @@ class Row:
                 "images_per_s": round(statistics.median(m.images_per_s for m in r.metrics), 1)}
 
     def to_reference(self, spec: DataSpec, recipe: TrainRecipe) -> dict[str, object]:
-        """The row as ``search_quality.py`` records a reference training (``recipe``: this seed's)."""
+        """The row as ``search_quality.py`` records a reference training (``recipe``: this seed's; the seconds of
+        all its epochs, as in results.csv, also when it was resumed)."""
         r = self.result
         return {"setup_key": setup_key(spec, recipe), "arch_id": self.entry.arch.arch_id, "arch": r.arch,
                 "label": self.entry.preset, "accuracy": float(r.val_top1), "top5": float(r.val_top5),
                 "epochs": r.epochs, "dataset": spec.name, "input_size": self.input_size, "limit": spec.limit or "",
-                "seconds": float(r.seconds), "complete": 1}
+                "seconds": sum(m.seconds for m in r.metrics), "complete": 1}
 
 
 def entries(k: int, sample_seed: int, presets: Sequence[str] = PRESETS) -> list[Entry]:

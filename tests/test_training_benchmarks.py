@@ -59,6 +59,7 @@ def test_train_reference_trains_resumes_and_tabulates(tmp_path, scripts, capsys)
     assert code == 0, err
     assert "already trained" in err
     assert list(csv.DictReader(csv_path.open())) == rows
+    assert list(csv.DictReader((tmp_path / "digits-n400-8px-1ep" / "reference.csv").open())) == ref  # epochs' seconds
 
 
 def test_budget_bias_rows_per_budget_and_resume(tmp_path, scripts, capsys):
