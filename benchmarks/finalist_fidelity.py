@@ -53,7 +53,6 @@ from search_space import Architecture  # noqa: E402
 from search_space.errors import ShufflenasError  # noqa: E402
 
 SMALL_SHARE = 0.25
-REFERENCE_VAL_FRACTION = 0.2  # search_quality.py's reference split (DataSpec's default)
 CEILING = "reference seed vs seed (the ceiling)"
 FREE = ("-FLOPs", "-params")  # scorers that cost nothing
 
@@ -181,8 +180,8 @@ def read_candidates(path: Path) -> set[str]:
     return ids
 
 
-def proxy_scores(ref: Reference, out: Path, *, epochs: int, train_images: int, jobs: int,
-                 data_root: str | None) -> tuple[dict[str, float], float]:
+def proxy_scores(ref: Reference, costs: Mapping[str, Mapping[str, int]], out: Path, *, epochs: int,
+                 train_images: int, jobs: int, data_root: str | None) -> tuple[dict[str, float], float]:
     """Each architecture's short-training proxy accuracy and the median seconds of one training.
 
     The fidelity benchmark's proxy stage (``ProxyConfig`` defaults with ``epochs``, one thread, on a seeded
@@ -190,16 +189,15 @@ def proxy_scores(ref: Reference, out: Path, *, epochs: int, train_images: int, j
     images), in ``jobs`` processes; each result is appended to ``OUT/proxy_rows.csv`` as it ends, so a killed
     run goes on where it stopped."""
     from evaluator.proxy import ProxyConfig
+    from evaluator.training.recipe import DataSpec
 
     if not ref.dataset or ref.input_size is None:
         raise ShufflenasError("--proxy: the reference rows do not name their data set and input size "
                               "(dataset / input_size columns)")
-    data_args = af.DataArgs(ref.dataset, data_root, ref.input_size, ref.limit, REFERENCE_VAL_FRACTION)
-    cands = []
-    for arch_id, text in ref.archs.items():
-        arch = Architecture.from_string(text)
-        cost = summary(arch)
-        cands.append(af.Candidate(arch_id, arch, cost["flops"] / 1e6, int(cost["params"])))
+    val_fraction = DataSpec(ref.dataset).val_fraction  # the split search_quality.py's references train on
+    data_args = af.DataArgs(ref.dataset, data_root, ref.input_size, ref.limit, val_fraction)
+    cands = [af.Candidate(a, Architecture.from_string(text), costs[a]["flops"] / 1e6, int(costs[a]["params"]))
+             for a, text in ref.archs.items()]
     run = af.Run(out, cands, data_args, ProxyConfig(), ProxyConfig(epochs=epochs, threads=1), train_images, jobs)
     store = af.RowStore(out / "proxy_rows.csv")
     data = data_args.load()
@@ -342,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"scoring {len(archs)} architectures with {name} ...", file=sys.stderr, flush=True)
             scores[name], seconds[name] = score_all(folders, archs, args.val_size, args.data_root, args.bn_batches)
         if args.proxy:
-            scores["proxy"], seconds["proxy"] = proxy_scores(ref, args.out, epochs=args.proxy_epochs,
+            scores["proxy"], seconds["proxy"] = proxy_scores(ref, costs, args.out, epochs=args.proxy_epochs,
                                                              train_images=args.proxy_train, jobs=args.jobs,
                                                              data_root=args.data_root)
     except ShufflenasError as exc:
