@@ -16,7 +16,9 @@ trained on 2,000 images of the reference's own split (``--jobs`` at once, kept i
 scorer, against the reference: Kendall tau, Spearman, capacity bias (Spearman with FLOPs, beside the
 reference's own) and the **small-end lift**: the mean rank, as a fraction of the list, that the
 scorer gives the quarter of networks with the fewest FLOPs, minus the one the reference gives them
-(> 0: it puts them higher than training does).
+(> 0: it puts them higher than training does). With ``--bootstrap N``, each scorer's capacity bias minus the
+reference's (< 0: it favours small networks more than training does) with a 90% interval from N resamples of
+the networks, so a gap that the list's size alone could make reads as such.
 
     python benchmarks/finalist_fidelity.py --reference benchmarks/results/search_quality_ref2/reference.csv \\
         --supernet sandwich=runs/supernet/sandwich_ids5 --out benchmarks/results/finalist_fidelity
@@ -145,6 +147,30 @@ def small_end_lift(score: Mapping[str, float], reference: Mapping[str, float], f
     return statistics.mean(by_score[a] - by_ref[a] for a in small)
 
 
+def bias_gap_interval(score: Mapping[str, float], reference: Mapping[str, float], flops: Mapping[str, float],
+                      resamples: int, seed: int = 0) -> tuple[float, float]:
+    """90% bootstrap interval of the scorer's capacity bias minus the reference's (< 0: it favours small networks
+    more than training does). The networks are resampled with replacement, so the interval says how large a gap
+    the list's size alone could make."""
+    import numpy as np
+
+    common = sorted(set(score) & set(reference))
+    f = [flops[a] for a in common]
+    s, r = [score[a] for a in common], [reference[a] for a in common]
+    rng = np.random.default_rng(seed)
+    gaps = []
+    for _ in range(resamples):
+        i = rng.integers(0, len(common), len(common))
+        fi = [f[k] for k in i]
+        gap = _corr("spearman", fi, [s[k] for k in i]) - _corr("spearman", fi, [r[k] for k in i])
+        if math.isfinite(gap):
+            gaps.append(gap)
+    if not gaps:
+        return math.nan, math.nan
+    low, high = np.percentile(gaps, [5, 95])
+    return float(low), float(high)
+
+
 def score_all(folders: Sequence[str], archs: Mapping[str, str], val_size: int,
               data_root: str | None = None, bn_batches: int = BN_BATCHES) -> tuple[dict[str, float], float]:
     """Each architecture's score by the supernet (or ensemble) at ``folders`` on its own split; the
@@ -265,6 +291,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--bn-batches", type=int, default=BN_BATCHES,
                    help=f"training batches of 128 that recalibrate BatchNorm per score "
                         f"[default: {BN_BATCHES}, a search's]")
+    p.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                   help="add each scorer's capacity bias minus the reference's, with a 90%% interval from N "
+                        "resamples of the networks [default: 0, no column]")
     p.add_argument("--data-root", default=None, help="where the data set is [default: where it was]")
     p.add_argument("--out", required=True, type=Path, help="folder of rows.csv, the table and the plot")
     return p
@@ -276,7 +305,8 @@ def check_args(args: argparse.Namespace) -> str | None:
         return "give a --supernet or --proxy to score with"
     for flag, value, low in (("--val-size", args.val_size, 0), ("--bn-batches", args.bn_batches, 1),
                              ("--ref-seeds", args.ref_seeds, 1), ("--proxy-epochs", args.proxy_epochs, 1),
-                             ("--proxy-train", args.proxy_train, 1), ("--jobs", args.jobs, 1)):
+                             ("--proxy-train", args.proxy_train, 1), ("--jobs", args.jobs, 1),
+                             ("--bootstrap", args.bootstrap, 0)):
         if value < low:
             return f"{flag} must be >= {low}, got {value}"
     if args.out.exists() and not args.out.is_dir():
@@ -289,23 +319,31 @@ def check_args(args: argparse.Namespace) -> str | None:
 
 
 def table(ref: Reference, scores: Mapping[str, Mapping[str, float]], seconds: Mapping[str, float],
-          flops: Mapping[str, float]) -> list[str]:
-    """The markdown rows: the seed-to-seed ceiling (two seeds or more), then one row per scorer."""
+          flops: Mapping[str, float], bootstrap: int = 0) -> list[str]:
+    """The markdown rows: the seed-to-seed ceiling (two seeds or more), then one row per scorer; with
+    ``bootstrap`` resamples, a column of each scorer's capacity bias minus the reference's, with its 90% interval."""
     reference = ref.mean
-    out = ["| scorer | n | Kendall tau | Spearman | capacity bias | small-end lift | s per score |",
-           "|---|---|---|---|---|---|---|"]
+    extra = " | bias minus reference's (90% interval)" if bootstrap else ""
+    out = [f"| scorer | n | Kendall tau | Spearman | capacity bias | small-end lift | s per score{extra} |",
+           "|---|---|---|---|---|---|---|" + ("---|" if bootstrap else "")]
     if len(ref.seeds) > 1:
         first, second = ref.seeds[0], ref.seeds[1]
         ids = sorted(ref.archs)
         x, y = [first[a] for a in ids], [second[a] for a in ids]
         out.append(f"| {CEILING} | {len(ids)} | {_corr('kendall', x, y):.3f} | {_corr('spearman', x, y):.3f} | "
-                   f"{_corr('spearman', [flops[a] for a in ids], x):+.3f} (first seed) | | |")
+                   f"{_corr('spearman', [flops[a] for a in ids], x):+.3f} (first seed) | | |"
+                   + (" |" if bootstrap else ""))
     for name, score in scores.items():
         ids = sorted(set(score) & set(reference))
         x, y = [score[a] for a in ids], [reference[a] for a in ids]
-        out.append(f"| {name} | {len(ids)} | {_corr('kendall', x, y):.3f} | {_corr('spearman', x, y):.3f} | "
-                   f"{_corr('spearman', [flops[a] for a in ids], x):+.3f} | "
-                   f"{small_end_lift(score, reference, flops):+.3f} | {seconds[name]:.2f} |")
+        bias = _corr("spearman", [flops[a] for a in ids], x)
+        row = (f"| {name} | {len(ids)} | {_corr('kendall', x, y):.3f} | {_corr('spearman', x, y):.3f} | {bias:+.3f} | "
+               f"{small_end_lift(score, reference, flops):+.3f} | {seconds[name]:.2f} |")
+        if bootstrap:
+            gap = bias - _corr("spearman", [flops[a] for a in ids], y)
+            low, high = bias_gap_interval(score, reference, flops, bootstrap)
+            row += f" {gap:+.3f} ({low:+.3f} to {high:+.3f}) |"
+        out.append(row)
     return out
 
 
@@ -370,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines.append(f"proxy: {args.proxy_epochs} epochs (ProxyConfig defaults, one thread) on {args.proxy_train} "
                      f"training images of the reference's split, validated on its validation images; "
                      "s per score: the median training seconds in proxy_rows.csv")
-    text = "\n".join([*lines, "", *table(ref, scores, seconds, flops)]) + "\n"
+    text = "\n".join([*lines, "", *table(ref, scores, seconds, flops, args.bootstrap)]) + "\n"
     atomic_write_text(args.out / "finalist_fidelity.md", text)
     plot(args.out / "finalist_fidelity.png", reference, trained, flops)
     print(text, end="")

@@ -41,6 +41,16 @@ def bench():
 
 
 @pytest.fixture(scope="module")
+def ff():
+    """``benchmarks/finalist_fidelity.py`` as a module."""
+    spec = importlib.util.spec_from_file_location("bench_finalist_fidelity", FINALIST_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("fashion")
     make_set(path, n_train=200, n_val=100, size=28)
@@ -246,14 +256,10 @@ def test_scoring_budget_grids_bn_batches_and_validation_images(bench, capsys, ro
     assert err.startswith("error: no reference rows") and "\n" not in err
 
 
-def test_finalist_fidelity_scores_a_reference_file_with_each_scorer(root, supernet_dir, other_supernet_dir, tmp_path,
-                                                                  capsys):
+def test_finalist_fidelity_scores_a_reference_file_with_each_scorer(ff, root, supernet_dir, other_supernet_dir,
+                                                                  tmp_path, capsys):
     """``finalist_fidelity.py``: every architecture of one setup of a search_quality reference.csv scored by
     one supernet and by an ensemble, the table and plot written; bad input is one line, exit 2."""
-    spec = importlib.util.spec_from_file_location("bench_finalist_fidelity", FINALIST_SCRIPT)
-    ff = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = ff
-    spec.loader.exec_module(ff)
     archs = ["0.5x", "1.0x", "1.5x", *(a.to_string() for a in DEFAULT_SPACE.sample_many(3, seed=5))]
     from search_space import Architecture, get_preset
 
@@ -288,14 +294,10 @@ def test_finalist_fidelity_scores_a_reference_file_with_each_scorer(root, supern
         assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
 
 
-def test_finalist_fidelity_pools_files_averages_seeds_and_trains_the_proxy(root, tmp_path, capsys):
+def test_finalist_fidelity_pools_files_averages_seeds_and_trains_the_proxy(ff, root, tmp_path, capsys):
     """Two reference files pooled; two training seeds of one recipe averaged (their seed-to-seed tau is the
     ceiling row); the proxy trained for real on the reference's own split, its rows kept so a rerun trains
     nothing; the free scorers beside it."""
-    spec = importlib.util.spec_from_file_location("bench_finalist_fidelity", FINALIST_SCRIPT)
-    ff = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = ff
-    spec.loader.exec_module(ff)
     from search_space import get_preset
 
     archs = [get_preset("0.5x"), get_preset("1.0x"), *DEFAULT_SPACE.sample_many(2, seed=5)]
@@ -344,12 +346,22 @@ def test_finalist_fidelity_pools_files_averages_seeds_and_trains_the_proxy(root,
     assert "--candidates" in capsys.readouterr().err
 
 
-def test_small_end_lift_is_the_smallest_quarters_rank_gain():
-    spec = importlib.util.spec_from_file_location("bench_finalist_fidelity", FINALIST_SCRIPT)
-    ff = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ff)
+def test_small_end_lift_is_the_smallest_quarters_rank_gain(ff):
     flops = {"a": 1, "b": 2, "c": 3, "d": 4}
     reference = {"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.4}  # training: the smallest is the worst
     assert ff.small_end_lift({"a": 0.9, "b": 0.2, "c": 0.3, "d": 0.4}, reference, flops) == pytest.approx(1.0)
     assert ff.small_end_lift(reference, reference, flops) == 0
     assert ff.rank_fraction({"x": 1.0, "y": 1.0, "z": 0.0}) == {"x": 0.75, "y": 0.75, "z": 0.0}
+
+
+def test_bias_gap_interval_brackets_the_gap_a_list_of_this_size_allows(ff):
+    ids = [f"n{i}" for i in range(30)]
+    flops = {a: float(i) for i, a in enumerate(ids)}
+    reference = {a: float((7 * i) % 30) for i, a in enumerate(ids)}  # nearly no capacity bias
+    assert ff.bias_gap_interval(reference, reference, flops, 200) == (0.0, 0.0)
+    low, high = ff.bias_gap_interval({a: -f for a, f in flops.items()}, reference, flops, 200)
+    assert -2 <= low <= high < 0  # -FLOPs: favours small networks in every resample
+    rows = ff.table(ff.Reference(("s0",), {a: a for a in ids}, (reference,), "d", 16, None, 8),
+                    {"-FLOPs": {a: -f for a, f in flops.items()}}, {"-FLOPs": 0.0}, flops, bootstrap=50)
+    assert rows[0].endswith("| bias minus reference's (90% interval) |")
+    assert rows[1].count("|") == rows[2].count("|") == 9
