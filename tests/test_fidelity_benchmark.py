@@ -9,7 +9,6 @@ default space, saved with ``store.save_supernet``.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import os
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from bench_scripts import load_benchmark
 from test_idx import make_set
 
 from evaluator.datasets import load_dataset
@@ -27,27 +27,17 @@ from search_space import DEFAULT_SPACE
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "accuracy_fidelity.py"
-FINALIST_SCRIPT = REPO / "benchmarks" / "finalist_fidelity.py"
 TINY = ("--n", "2", "--limit", "150", "--input-size", "8", "--ref-epochs", "1", "--proxy-train", "64")
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_accuracy_fidelity", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("accuracy_fidelity")
 
 
 @pytest.fixture(scope="module")
 def ff():
-    """``benchmarks/finalist_fidelity.py`` as a module."""
-    spec = importlib.util.spec_from_file_location("bench_finalist_fidelity", FINALIST_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("finalist_fidelity")
 
 
 @pytest.fixture(scope="module")
@@ -215,9 +205,7 @@ def test_jobs_train_in_spawned_workers(tmp_path, root):
 
 
 def test_supernet_cost_prints_both_times_side_by_side(capsys, root, supernet_dir, other_supernet_dir, tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_supernet_cost", REPO / "benchmarks" / "supernet_cost.py")
-    cost = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cost)
+    cost = load_benchmark("supernet_cost")
     flags = ["--supernet", str(supernet_dir), "--data-root", str(root), "--limit", "150", "--proxy-train", "64",
              "--bn-batches", "1"]
     assert cost.main([*flags, "0.5x"]) == 0
@@ -238,9 +226,7 @@ def test_scoring_budget_grids_bn_batches_and_validation_images(bench, capsys, ro
     flags = ("--n", "0", *TINY[2:], "--data-root", str(root), "--out", str(out))
     code, _, err = run(bench, capsys, "reference", *flags, "--seeds", "0")
     assert code == 0, err
-    spec = importlib.util.spec_from_file_location("bench_scoring_budget", REPO / "benchmarks" / "scoring_budget.py")
-    budget = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(budget)
+    budget = load_benchmark("scoring_budget")
     fidelity_flags = [f for f in flags if f != "--out" and f != str(out)]
     assert budget.main(["--supernet", f"spos={supernet_dir}", "--fidelity", str(out), "--bn", "1", "2",
                         "--val", "10", "50", *fidelity_flags]) == 0

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from bench_scripts import load_benchmark
 
 from experiments.successive_halving import Fidelity, RungResult
 
@@ -19,11 +19,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "rung_fidelity.py"
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_rung_fidelity", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("rung_fidelity")
 
 
 def test_survivors_follow_the_rule(bench):

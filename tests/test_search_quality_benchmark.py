@@ -9,31 +9,23 @@ hypervolume and the domination logic are also checked on known values.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 import os
-import sys
 from pathlib import Path
 
 import pytest
+from bench_scripts import load_benchmark
 
 from conftest import TINY_SPACE_TOML
 from experiments.compute_charge import trial_charge
 from experiments.storage import load_study
 from experiments.trial_record import TrialRecord
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "benchmarks" / "search_quality.py"
-
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_search_quality", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("search_quality")
 
 
 def run(bench, capsys, *args: str) -> tuple[int, str, str]:

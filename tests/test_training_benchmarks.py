@@ -7,27 +7,14 @@ a few hundred digits images: the same code paths as a full run, in seconds rathe
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-BENCH = REPO / "benchmarks"
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+from bench_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def scripts():
-    return {name: _script(name) for name in ("train_reference", "budget_bias")}
+    return {name: load_benchmark(name) for name in ("train_reference", "budget_bias")}
 
 
 def run(scripts, capsys, script: str, *args: str) -> tuple[int, str, str]:
