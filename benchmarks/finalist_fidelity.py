@@ -150,25 +150,20 @@ def small_end_lift(score: Mapping[str, float], reference: Mapping[str, float], f
 def bias_gap_interval(score: Mapping[str, float], reference: Mapping[str, float], flops: Mapping[str, float],
                       resamples: int, seed: int = 0) -> tuple[float, float]:
     """90% bootstrap interval of the scorer's capacity bias minus the reference's (< 0: it favours small networks
-    more than training does). The networks are resampled with replacement, so the interval says how large a gap
-    the list's size alone could make."""
+    more than training does). The networks are resampled with replacement (scipy's percentile bootstrap), so the
+    interval says how large a gap the list's size alone could make."""
     import numpy as np
+    from scipy import stats
 
     common = sorted(set(score) & set(reference))
-    f = [flops[a] for a in common]
-    s, r = [score[a] for a in common], [reference[a] for a in common]
-    rng = np.random.default_rng(seed)
-    gaps = []
-    for _ in range(resamples):
-        i = rng.integers(0, len(common), len(common))
-        fi = [f[k] for k in i]
-        gap = _corr("spearman", fi, [s[k] for k in i]) - _corr("spearman", fi, [r[k] for k in i])
-        if math.isfinite(gap):
-            gaps.append(gap)
-    if not gaps:
-        return math.nan, math.nan
-    low, high = np.percentile(gaps, [5, 95])
-    return float(low), float(high)
+    columns = ([flops[a] for a in common], [score[a] for a in common], [reference[a] for a in common])
+
+    def gap(f, s, r) -> float:
+        return _corr("spearman", f, s) - _corr("spearman", f, r)
+
+    ci = stats.bootstrap(columns, gap, n_resamples=resamples, paired=True, vectorized=False, confidence_level=0.9,
+                         method="percentile", rng=np.random.default_rng(seed)).confidence_interval
+    return float(ci.low), float(ci.high)
 
 
 def score_all(folders: Sequence[str], archs: Mapping[str, str], val_size: int,
