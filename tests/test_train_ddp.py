@@ -85,7 +85,8 @@ def test_a_killed_single_process_run_is_finished_by_two_workers(ray_session, tmp
 def test_a_worker_error_is_one_line_and_keeps_the_folder_clean(ray_session, tmp_path):
     out = tmp_path / "run"
     recipe = RECIPE.replace(epochs=1, lr=1e12, warmup_epochs=0.0)
-    with pytest.raises(TrainError, match=r"^distributed training failed on rank 0: training diverged in epoch 1"):
+    # every rank diverges; whichever Ray reports first names itself
+    with pytest.raises(TrainError, match=r"^distributed training failed on rank [01]: training diverged in epoch 1"):
         train_ddp(ARCH, DATA, recipe, out, num_workers=2, progress=False)
     assert not (out / "checkpoint.pt").exists() and not (out / "model.pt").exists()
 
