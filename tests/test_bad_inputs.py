@@ -434,7 +434,7 @@ def cases() -> list[dict]:
     # supernets: train (checked before the bank is built), score and info of missing or damaged folders
     sn = ("supernet", "train", "--dataset", "digits", "--limit", "100", "--batch-size", "16", "--no-progress")
     for flag, value in (("--epochs", "0"), ("--batch-size", "100000"), ("--method", "nope"),
-                        ("--sandwich-paths", "-1"), ("--lr", "nan"), ("--input-size", "4"),
+                        ("--sandwich-paths", "-1"), ("--path-draws", "0"), ("--lr", "nan"), ("--input-size", "4"),
                         ("--config", "in/malformed.toml"), ("--config", "in/missing.toml"),
                         ("--config", "in/unknown-key.toml"), ("--space-config", "in/bad-space.toml"),
                         ("--space-config", "in/malformed.toml"), ("--space-config", "in/missing.toml"),

@@ -14,6 +14,7 @@ import os
 import random
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -173,7 +174,7 @@ def test_a_run_begun_under_older_defaults_resumes_with_its_own_options(world, tm
     ckpt = out / "checkpoint.pt"
     state = torch.load(ckpt, weights_only=True)
     state["recipe"] = {k: v for k, v in state["recipe"].items()
-                       if k not in ("channel_ids", "nested_rows", "sandwich_smallest")}
+                       if k not in ("channel_ids", "nested_rows", "sandwich_smallest", "path_draws")}
     torch.save(state, ckpt)   # as a build before those options wrote it
     before = snapshot(out)
     capsys.readouterr()
@@ -310,6 +311,23 @@ def test_paths_are_drawn_from_the_seed():
     assert paths[0] == no_min.supernet.largest and len(paths) == 3  # the largest and the two random ones
 
 
+def test_path_draws_trains_the_largest_of_several_uniform_draws():
+    """``path_draws`` N: each random path is the one with the most FLOPs among N uniform draws from
+    the same generator, so larger networks are trained more often; 1 keeps the uniform draw."""
+    recipe = RECIPE.replace(seed=3)
+    uniform = open_session((SPACE, 10, 16), 48, recipe, "cpu", state=None, checkpoint_path=Path("x"))
+    tilted = open_session((SPACE, 10, 16), 48, recipe.replace(path_draws=3), "cpu", state=None,
+                          checkpoint_path=Path("x"))
+    rng = random.Random(3)
+    for _ in range(5):
+        three = [SPACE.sample(rng) for _ in range(3)]
+        assert tilted.draw() == [max(three, key=tilted.supernet._flops)]
+    flops = tilted.supernet._flops
+    mean = {name: statistics.mean(flops(s.draw()[0]) for _ in range(60)) for name, s in (("uniform", uniform),
+                                                                                         ("tilted", tilted))}
+    assert mean["tilted"] > mean["uniform"]
+
+
 def test_a_sandwich_without_the_smallest_trains_and_is_its_own_run(world, tmp_path, capsys):
     """``--no-sandwich-smallest`` is recorded in the checkpoint, so the same run resumes and a run
     with the smallest is refused on that folder."""
@@ -321,6 +339,8 @@ def test_a_sandwich_without_the_smallest_trains_and_is_its_own_run(world, tmp_pa
     assert main(args) == 0 and "all 1 epochs already trained" in capsys.readouterr().err
     assert main([*args[:-1], "--sandwich-smallest"]) == 2
     assert "sandwich_smallest" in capsys.readouterr().err
+    assert main([*args[:-1], "--path-draws", "2"]) == 2  # nor is a run that draws its paths otherwise
+    assert "path_draws" in capsys.readouterr().err
 
 
 def test_ddp_finishes_a_single_process_run_and_one_process_reads_it_back(world, killed, ray_session, tmp_path):

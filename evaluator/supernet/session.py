@@ -146,13 +146,15 @@ class SupernetSession:
         return lr
 
     def draw(self) -> list[Architecture]:
-        """The paths of one batch: one uniform draw (SPOS), or the largest, the smallest (unless
-        ``sandwich_smallest`` is off) and ``sandwich_paths`` uniform draws (the sandwich rule)."""
+        """The paths of one batch: one random draw (SPOS), or the largest, the smallest (unless
+        ``sandwich_smallest`` is off) and ``sandwich_paths`` random draws (the sandwich rule). A random
+        draw is uniform, or the largest of ``path_draws`` uniform ones."""
+        draws = self.recipe.path_draws
         if self.recipe.method == "spos":
-            return [self.supernet.sample(self.paths)]
+            return [self.supernet.sample(self.paths, draws)]
         smallest = [self.supernet.smallest] if self.recipe.sandwich_smallest else []
         return [self.supernet.largest, *smallest,
-                *(self.supernet.sample(self.paths) for _ in range(self.recipe.sandwich_paths))]
+                *(self.supernet.sample(self.paths, draws) for _ in range(self.recipe.sandwich_paths))]
 
     def train_step(self, forward: nn.Module, x: torch.Tensor, y: torch.Tensor,
                    archs: Sequence[Architecture]) -> torch.Tensor:
@@ -283,7 +285,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 #: recipe options a checkpoint written before they existed lacks, with the value its run had
-LEGACY_RECIPE = {"channel_ids": False, "nested_rows": False, "sandwich_smallest": True}
+LEGACY_RECIPE = {"channel_ids": False, "nested_rows": False, "sandwich_smallest": True, "path_draws": 1}
 
 
 def check_identity(data: dict[str, Any], path: Path, identity: dict[str, Any]) -> None:

@@ -79,6 +79,9 @@ class SupernetRecipe:
     # score above larger networks that train as well (docs/supernet.md, "The smallest path")
     sandwich_smallest: bool = True
     distill: bool = True             # sandwich only: the others learn from the largest's soft outputs
+    # each random path is the one with the most FLOPs among this many uniform draws: 1 is uniform;
+    # more trains larger networks more often, against the small-network bias (docs/supernet.md)
+    path_draws: int = 1
     kernel_transform: bool = False   # OFA's kernel transformation matrices
     channel_ids: bool = True         # index input channels by canonical id (docs/supernet.md: ranks best)
     nested_rows: bool = False        # a unit's outputs stored by fate (implies channel_ids); measured worse
@@ -98,7 +101,8 @@ class SupernetRecipe:
             object.__setattr__(self, name, getattr(checked, name))
         if self.method not in METHODS:
             raise RecipeError(f"{TABLE} option method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        for name, low, high, optional in (("sandwich_paths", 0, 64, False), ("probe_bn_batches", 1, 10000, False),
+        for name, low, high, optional in (("sandwich_paths", 0, 64, False), ("path_draws", 1, 64, False),
+                                          ("probe_bn_batches", 1, 10000, False),
                                           ("probe_val_size", 1, None, True)):
             value = getattr(self, name)
             if optional and value is None:

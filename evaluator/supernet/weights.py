@@ -229,9 +229,12 @@ class Supernet(nn.Module):
         if problems:
             raise SupernetError(f"{arch} is outside the supernet's space: {'; '.join(problems)}")
 
-    def sample(self, rng: random.Random) -> Architecture:
-        """A uniform single path (SPOS): every field drawn independently from the space."""
-        return self.space.sample(rng)
+    def sample(self, rng: random.Random, draws: int = 1) -> Architecture:
+        """A uniform single path (SPOS): every field drawn independently from the space; with
+        ``draws`` > 1, the one with the most FLOPs among that many uniform draws (the first on a tie),
+        so larger networks are trained more often than a uniform draw trains them."""
+        paths = [self.space.sample(rng) for _ in range(draws)]
+        return paths[0] if draws == 1 else max(paths, key=self._flops)
 
     def _flops(self, arch: Architecture) -> int:
         from latency_models.costs.analytic import summary  # an evaluator may use the cost models

@@ -13,8 +13,8 @@ from search_space import Architecture
 
 #: recipe flags: option name -> SupernetRecipe field
 _RECIPE_FLAGS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "warmup_epochs",
-                 "label_smoothing", "augment", "flip", "method", "sandwich_paths", "sandwich_smallest", "distill",
-                 "kernel_transform", "channel_ids", "nested_rows", "touched_only", "input_size", "seed", "threads")
+                 "label_smoothing", "augment", "flip", "method", "sandwich_paths", "sandwich_smallest", "path_draws",
+                 "distill", "kernel_transform", "channel_ids", "nested_rows", "touched_only", "input_size", "seed", "threads")
 
 
 @click.group()
@@ -70,6 +70,9 @@ def _recipe(config: str | None, flags: dict[str, Any]):
 @click.option("--sandwich-smallest/--no-sandwich-smallest", "sandwich_smallest", default=None,
               help="Sandwich: train the smallest path every step; off, only the largest and the random ones "
                    "(docs/supernet.md) [default: on].")
+@click.option("--path-draws", type=click.IntRange(min=1, max=64),
+              help="Each random path is the one with the most FLOPs among N uniform draws: 1 is uniform, more "
+                   "trains larger networks more often (docs/supernet.md) [default: 1].")
 @click.option("--distill/--no-distill", default=None,
               help="Sandwich: the other paths learn from the largest's soft outputs [default: on].")
 @click.option("--kernel-transform/--no-kernel-transform", default=None,
