@@ -49,6 +49,51 @@ def test_train_reference_trains_resumes_and_tabulates(tmp_path, scripts, capsys)
     assert list(csv.DictReader((tmp_path / "digits-n400-8px-1ep" / "reference.csv").open())) == ref  # epochs' seconds
 
 
+TINY = ("--dataset", "digits", "--limit", "400", "--input-size", "8", "--epochs", "1", "--k", "1",
+        "--presets", "0.5x", "--threads", "1")
+
+
+def test_train_reference_reuses_committed_rows(tmp_path, scripts, capsys):
+    """A second seed trained in a fresh folder from the first run's results.csv: the reused rows are not retrained."""
+    code, _, err = run(scripts, capsys, "train_reference", *TINY, "--seeds", "1", "--out", str(tmp_path / "a"))
+    assert code == 0, err
+    first = tmp_path / "a" / "digits-n400-8px-1ep" / "results.csv"
+    rows_a = list(csv.DictReader(first.open()))
+    assert [(r["label"], r["seed"]) for r in rows_a] == [("0.5x", "0"), ("sample0", "0")]
+    code, out, err = run(scripts, capsys, "train_reference", *TINY, "--seeds", "2", "--out", str(tmp_path / "b"),
+                         "--reuse", str(first))
+    assert code == 0, err
+    folder = tmp_path / "b" / "digits-n400-8px-1ep"
+    rows_b = list(csv.DictReader((folder / "results.csv").open()))
+    assert [(r["label"], r["seed"]) for r in rows_b] == [("0.5x", "0"), ("0.5x", "1"), ("sample0", "0"),
+                                                         ("sample0", "1")]
+    assert [rows_b[0], rows_b[2]] == rows_a  # byte for byte the committed rows
+    assert not (folder / "0.5x-seed0").exists() and (folder / "0.5x-seed1" / "checkpoint.pt").exists()
+    assert f"reused 2 rows of {first}" in out
+    ref = list(csv.DictReader((folder / "reference.csv").open()))
+    assert [(r["label"], r["epochs"], r["complete"]) for r in ref][:2] == [("0.5x", "1", "1")] * 2
+    assert [r["arch_id"] for r in ref][:2] == ["720b27c32ab2"] * 2
+
+
+def test_train_reference_refuses_other_setups(tmp_path, scripts, capsys):
+    code, _, err = run(scripts, capsys, "train_reference", *TINY, "--k", "0", "--seeds", "1",
+                       "--out", str(tmp_path / "a"))
+    assert code == 0, err
+    rows = list(csv.DictReader((tmp_path / "a" / "digits-n400-8px-1ep" / "results.csv").open()))
+    other = tmp_path / "other.csv"
+    with other.open("w", newline="") as fh:  # the same row, trained for 2 epochs
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({**r, "epochs": "2"} for r in rows)
+    for path, words in ((other, ("other.csv", "0.5x", "epochs")), (tmp_path / "none.csv", ("none.csv",))):
+        code, _, err = run(scripts, capsys, "train_reference", *TINY, "--seeds", "1", "--out", str(tmp_path / "b"),
+                           "--reuse", str(path))
+        assert code == 2, err
+        assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+        assert all(word in err for word in words), err
+    assert not (tmp_path / "b").exists()  # refused before anything was trained
+
+
 def test_budget_bias_rows_per_budget_and_resume(tmp_path, scripts, capsys):
     args = ("--candidates", "digits:200@8", "--budgets", "1,2", "--n", "1", "--out", str(tmp_path))
     code, out, err = run(scripts, capsys, "budget_bias", *args)
