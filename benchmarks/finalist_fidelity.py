@@ -18,7 +18,9 @@ reference's own) and the **small-end lift**: the mean rank, as a fraction of the
 scorer gives the quarter of networks with the fewest FLOPs, minus the one the reference gives them
 (> 0: it puts them higher than training does). With ``--bootstrap N``, each scorer's capacity bias minus the
 reference's (< 0: it favours small networks more than training does) with a 90% interval from N resamples of
-the networks, so a gap that the list's size alone could make reads as such.
+the networks, so a gap that the list's size alone could make reads as such. ``--scores NAME=JSON`` reads
+scores saved by ``shufflenas supernet score --json``: written before the reference was trained, they are
+judged later without the supernet at hand.
 
     python benchmarks/finalist_fidelity.py --reference benchmarks/results/search_quality_ref2/reference.csv \\
         --supernet sandwich=runs/supernet/sandwich_ids5 --out benchmarks/results/finalist_fidelity
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import json
 import math
 import os
 import platform
@@ -189,6 +192,23 @@ def score_all(folders: Sequence[str], archs: Mapping[str, str], val_size: int,
     return scores, statistics.median(seconds) if seconds else math.nan
 
 
+def read_stored_scores(path: Path, archs: Mapping[str, str]) -> tuple[dict[str, float], float]:
+    """Scores saved by ``shufflenas supernet score --json`` (a list of records with arch_id, accuracy,
+    seconds) for the reference's architectures, and their median seconds: a supernet's scores can be
+    written before the reference they are judged against exists, and judged without the supernet."""
+    try:
+        records = json.loads(path.read_text())
+        found = {r["arch_id"]: (float(r["accuracy"]), float(r["seconds"])) for r in records if r["arch_id"] in archs}
+    except OSError as exc:
+        raise ShufflenasError(f"--scores {path}: cannot read it ({exc.strerror or exc})") from None
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ShufflenasError(f"--scores {path}: not the JSON of `shufflenas supernet score --json` "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if not found:
+        raise ShufflenasError(f"--scores {path}: none of its architectures is in the reference")
+    return {a: v[0] for a, v in found.items()}, statistics.median(v[1] for v in found.values())
+
+
 def read_candidates(path: Path) -> set[str]:
     """The arch_ids of a CSV with an ``arch_id`` column (e.g. the fidelity benchmark's candidates.csv)."""
     try:
@@ -262,6 +282,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}\n")
 
 
+def _scores_arg(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=JSON, got {text!r}")
+    return name, Path(path)
+
+
 def parser() -> argparse.ArgumentParser:
     p = _Parser(description=__doc__.splitlines()[0])
     p.add_argument("--reference", required=True, type=Path, action="extend", nargs="+", metavar="CSV",
@@ -276,6 +303,8 @@ def parser() -> argparse.ArgumentParser:
                         "benchmark's candidates.csv) [default: every one the references hold]")
     p.add_argument("--supernet", action="append", type=_supernet_arg, default=[], metavar="NAME=DIR[,DIR]",
                    help="a scorer (repeatable); several folders: an ensemble")
+    p.add_argument("--scores", action="append", type=_scores_arg, default=[], metavar="NAME=JSON",
+                   help="a scorer's stored scores: the output of `shufflenas supernet score --json` (repeatable)")
     p.add_argument("--proxy", action="store_true",
                    help="also train the short proxy on the reference's own split (rows kept in OUT/proxy_rows.csv)")
     p.add_argument("--proxy-epochs", type=int, default=2, help="the proxy's epochs [default: 2, a search's]")
@@ -296,8 +325,8 @@ def parser() -> argparse.ArgumentParser:
 
 def check_args(args: argparse.Namespace) -> str | None:
     """The first usage error, before minutes of scoring, or None."""
-    if not args.supernet and not args.proxy:
-        return "give a --supernet or --proxy to score with"
+    if not args.supernet and not args.scores and not args.proxy:
+        return "give a --supernet, --scores or --proxy to score with"
     for flag, value, low in (("--val-size", args.val_size, 0), ("--bn-batches", args.bn_batches, 1),
                              ("--ref-seeds", args.ref_seeds, 1), ("--proxy-epochs", args.proxy_epochs, 1),
                              ("--proxy-train", args.proxy_train, 1), ("--jobs", args.jobs, 1),
@@ -372,6 +401,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, folders in args.supernet:
             print(f"scoring {len(archs)} architectures with {name} ...", file=sys.stderr, flush=True)
             scores[name], seconds[name] = score_all(folders, archs, args.val_size, args.data_root, args.bn_batches)
+        for name, path in args.scores:
+            scores[name], seconds[name] = read_stored_scores(path, archs)
         if args.proxy:
             scores["proxy"], seconds["proxy"] = proxy_scores(ref, costs, args.out, epochs=args.proxy_epochs,
                                                              train_images=args.proxy_train, jobs=args.jobs,

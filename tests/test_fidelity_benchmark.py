@@ -23,7 +23,7 @@ from evaluator.datasets import load_dataset
 from evaluator.supernet.store import save_supernet
 from evaluator.supernet.weights import Supernet
 from evaluator.training.loop import dataset_identity
-from search_space import DEFAULT_SPACE
+from search_space import DEFAULT_SPACE, get_preset
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "accuracy_fidelity.py"
@@ -247,7 +247,7 @@ def test_finalist_fidelity_scores_a_reference_file_with_each_scorer(ff, root, su
     """``finalist_fidelity.py``: every architecture of one setup of a search_quality reference.csv scored by
     one supernet and by an ensemble, the table and plot written; bad input is one line, exit 2."""
     archs = ["0.5x", "1.0x", "1.5x", *(a.to_string() for a in DEFAULT_SPACE.sample_many(3, seed=5))]
-    from search_space import Architecture, get_preset
+    from search_space import Architecture
 
     archs = [get_preset(a) if a.endswith("x") else Architecture.from_string(a) for a in archs]
     ref = tmp_path / "reference.csv"
@@ -280,12 +280,39 @@ def test_finalist_fidelity_scores_a_reference_file_with_each_scorer(ff, root, su
         assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
 
 
+def test_finalist_fidelity_judges_scores_saved_before_the_reference(ff, root, supernet_dir, tmp_path, capsys):
+    """``--scores NAME=JSON``: the output of ``shufflenas supernet score --json``, saved before the
+    reference existed, is a scorer like a supernet folder and gives the same row as scoring there."""
+    from experiments.cli.main import main as cli
+
+    archs = [get_preset("0.5x"), get_preset("1.0x"), *DEFAULT_SPACE.sample_many(2, seed=5)]
+    capsys.readouterr()
+    assert cli(["supernet", "score", str(supernet_dir), *(a.to_string() for a in archs), "--data-root", str(root),
+                "--val-size", "20", "--bn-batches", "1", "--threads", "1", "--json"]) == 0
+    saved = tmp_path / "scores.json"
+    saved.write_text(capsys.readouterr().out)
+    ref = tmp_path / "reference.csv"
+    ref.write_text("\n".join(["setup_key,arch_id,arch,label,accuracy,epochs,complete",
+                              *(f"k8,{a.arch_id},{a.to_string()},,{0.6 + 0.01 * i},8,1" for i, a in enumerate(archs))])
+                   + "\n")
+    args = ["--reference", str(ref), "--data-root", str(root), "--val-size", "20", "--bn-batches", "1"]
+    assert ff.main([*args, "--scores", f"sn={saved}", "--out", str(tmp_path / "stored")]) == 0
+    assert ff.main([*args, "--supernet", f"sn={supernet_dir}", "--out", str(tmp_path / "live")]) == 0
+    stored, live = rows(tmp_path / "stored"), rows(tmp_path / "live")
+    assert len(stored) == 4 and [r["score:sn"] for r in stored] == [r["score:sn"] for r in live]
+    capsys.readouterr()
+    (tmp_path / "bad.json").write_text('{"not": "a list"}')
+    for bad, message in ((f"sn={tmp_path / 'none.json'}", "cannot read it"), (f"sn={tmp_path / 'bad.json'}", "JSON"),
+                         ("no-equals-sign", "NAME=JSON")):
+        assert ff.main([*args, "--scores", bad, "--out", str(tmp_path / "bad")]) == 2
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+
+
 def test_finalist_fidelity_pools_files_averages_seeds_and_trains_the_proxy(ff, root, tmp_path, capsys):
     """Two reference files pooled; two training seeds of one recipe averaged (their seed-to-seed tau is the
     ceiling row); the proxy trained for real on the reference's own split, its rows kept so a rerun trains
     nothing; the free scorers beside it."""
-    from search_space import get_preset
-
     archs = [get_preset("0.5x"), get_preset("1.0x"), *DEFAULT_SPACE.sample_many(2, seed=5)]
     head = "setup_key,arch_id,arch,label,accuracy,epochs,dataset,input_size,limit,complete"
     first, second = tmp_path / "a.csv", tmp_path / "b.csv"
