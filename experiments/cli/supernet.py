@@ -14,7 +14,8 @@ from search_space import Architecture
 #: recipe flags: option name -> SupernetRecipe field
 _RECIPE_FLAGS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "warmup_epochs",
                  "label_smoothing", "augment", "flip", "method", "sandwich_paths", "sandwich_smallest", "path_draws",
-                 "distill", "kernel_transform", "channel_ids", "nested_rows", "touched_only", "input_size", "seed", "threads")
+                 "distill", "kernel_transform", "channel_ids", "nested_rows", "touched_only", "input_size", "seed",
+                 "threads")
 
 
 @click.group()
