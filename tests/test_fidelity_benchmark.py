@@ -348,7 +348,7 @@ def test_finalist_fidelity_pools_files_averages_seeds_and_trains_the_proxy(ff, r
         err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
         assert len(err) == 1 and message in err[0], err
     assert ff.main(["--reference", str(first), "--out", str(out)]) == 2
-    assert capsys.readouterr().err.strip() == "error: give a --supernet or --proxy to score with"
+    assert capsys.readouterr().err.strip() == "error: give a --supernet, --scores or --proxy to score with"
     cands = tmp_path / "candidates.csv"  # --candidates: only these (one seed: all four trained, three kept)
     cands.write_text("label,arch_id\n" + "".join(f"x,{a.arch_id}\n" for a in archs[1:]))
     only = ["--reference", str(first), "--candidates", str(cands), "--proxy", "--proxy-epochs", "1", "--proxy-train",
